@@ -1,0 +1,124 @@
+package awsjson
+
+import "github.com/kmsd/kmsd/internal/kms"
+
+// Response shapes that differ from the kms output structs: timestamps are
+// epoch seconds, and optional members are omitted when absent (the Go SDK
+// reads a present empty string as a value).
+
+type keyMetadata struct {
+	AWSAccountId                string
+	KeyId                       string
+	Arn                         string
+	CreationDate                epoch
+	Enabled                     bool
+	Description                 string
+	KeyUsage                    string
+	KeyState                    string
+	Origin                      string
+	KeyManager                  string
+	CustomerMasterKeySpec       string `json:",omitempty"`
+	KeySpec                     string
+	EncryptionAlgorithms        []string `json:",omitempty"`
+	MultiRegion                 bool
+	DeletionDate                *epoch `json:",omitempty"`
+	PendingDeletionWindowInDays int    `json:",omitempty"`
+	CurrentKeyMaterialId        string `json:",omitempty"`
+}
+
+func wireMetadata(m *kms.KeyMetadata) *keyMetadata {
+	return &keyMetadata{
+		AWSAccountId:                m.AWSAccountId,
+		KeyId:                       m.KeyId,
+		Arn:                         m.Arn,
+		CreationDate:                epoch(m.CreationDate),
+		Enabled:                     m.Enabled,
+		Description:                 m.Description,
+		KeyUsage:                    m.KeyUsage,
+		KeyState:                    m.KeyState,
+		Origin:                      m.Origin,
+		KeyManager:                  m.KeyManager,
+		CustomerMasterKeySpec:       m.CustomerMasterKeySpec,
+		KeySpec:                     m.KeySpec,
+		EncryptionAlgorithms:        m.EncryptionAlgorithms,
+		MultiRegion:                 m.MultiRegion,
+		DeletionDate:                epochPtr(m.DeletionDate),
+		PendingDeletionWindowInDays: m.PendingDeletionWindowInDays,
+		CurrentKeyMaterialId:        m.CurrentKeyMaterialId,
+	}
+}
+
+type keyMetadataResponse struct {
+	KeyMetadata *keyMetadata
+}
+
+func wireCreateKey(o *kms.CreateKeyOutput) any {
+	return keyMetadataResponse{wireMetadata(o.KeyMetadata)}
+}
+
+func wireDescribeKey(o *kms.DescribeKeyOutput) any {
+	return keyMetadataResponse{wireMetadata(o.KeyMetadata)}
+}
+
+type listKeysResponse struct {
+	Keys       []kms.KeyListEntry
+	NextMarker string `json:",omitempty"`
+	Truncated  bool
+}
+
+func wireListKeys(o *kms.ListKeysOutput) any {
+	return listKeysResponse{o.Keys, o.NextMarker, o.Truncated}
+}
+
+type scheduleKeyDeletionResponse struct {
+	KeyId               string
+	DeletionDate        epoch
+	KeyState            string
+	PendingWindowInDays int
+}
+
+func wireScheduleKeyDeletion(o *kms.ScheduleKeyDeletionOutput) any {
+	return scheduleKeyDeletionResponse{o.KeyId, epoch(o.DeletionDate), o.KeyState, o.PendingWindowInDays}
+}
+
+type withoutPlaintextResponse struct {
+	CiphertextBlob []byte
+	KeyId          string
+	KeyMaterialId  string
+}
+
+func wireWithoutPlaintext(o *kms.GenerateDataKeyOutput) any {
+	return withoutPlaintextResponse{o.CiphertextBlob, o.KeyId, o.KeyMaterialId}
+}
+
+type aliasListEntry struct {
+	AliasName       string
+	AliasArn        string
+	TargetKeyId     string `json:",omitempty"`
+	CreationDate    *epoch `json:",omitempty"`
+	LastUpdatedDate *epoch `json:",omitempty"`
+}
+
+type listAliasesResponse struct {
+	Aliases    []aliasListEntry
+	NextMarker string `json:",omitempty"`
+	Truncated  bool
+}
+
+func wireListAliases(o *kms.ListAliasesOutput) any {
+	r := listAliasesResponse{Aliases: make([]aliasListEntry, 0, len(o.Aliases)), NextMarker: o.NextMarker, Truncated: o.Truncated}
+	for _, a := range o.Aliases {
+		r.Aliases = append(r.Aliases, aliasListEntry{a.AliasName, a.AliasArn, a.TargetKeyId, epochPtr(a.CreationDate), epochPtr(a.LastUpdatedDate)})
+	}
+	return r
+}
+
+type listResourceTagsResponse struct {
+	Tags       []kms.Tag
+	NextMarker string `json:",omitempty"`
+	Truncated  bool
+}
+
+func wireListResourceTags(o *kms.ListResourceTagsOutput) any {
+	return listResourceTagsResponse{o.Tags, o.NextMarker, o.Truncated}
+}

@@ -1,0 +1,151 @@
+// Package iam holds kmsd's principals and their access keys: it creates
+// access key pairs, stores their secrets wrapped by the keystore, and answers
+// the SigV4 verifier's "which secret, which principal" questions.
+//
+// Identity policies arrive with the authorization issue; for now every
+// principal of an account may do everything in it.
+package iam
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kmsd/kmsd/internal/keystore"
+	"github.com/kmsd/kmsd/internal/kms"
+	"github.com/kmsd/kmsd/internal/sigv4"
+	"github.com/kmsd/kmsd/internal/store"
+)
+
+// Directory resolves access keys to principals and secrets. It caches the
+// unwrapped secrets in memory so that a signed request costs no disk I/O and
+// no keystore call once its access key has been seen.
+type Directory struct {
+	store    store.Store
+	keystore keystore.Keystore
+	now      func() time.Time
+
+	mu    sync.RWMutex
+	cache map[string]*entry
+}
+
+type entry struct {
+	caller kms.Caller
+	secret []byte
+}
+
+// NewDirectory returns a Directory backed by st, with secrets wrapped by ks.
+func NewDirectory(st store.Store, ks keystore.Keystore, now func() time.Time) *Directory {
+	if now == nil {
+		now = time.Now
+	}
+	return &Directory{store: st, keystore: ks, now: now, cache: make(map[string]*entry)}
+}
+
+// secretAAD binds a wrapped secret to its access key id, so that a wrapped
+// secret copied onto another access key row fails to unwrap.
+func secretAAD(accessKeyID string) []byte {
+	return []byte("kmsd access key secret v1\x00" + accessKeyID)
+}
+
+// CreateAccessKey creates an access key pair for principalARN in account and
+// returns the id and the secret. The secret is returned this once: only its
+// wrapped form is stored.
+func (d *Directory) CreateAccessKey(ctx context.Context, account, principalARN string) (id, secret string, err error) {
+	var raw [10]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", "", fmt.Errorf("create access key: %w", err)
+	}
+	// AWS access key ids are "AKIA" + 16 characters of base32.
+	id = "AKIA" + base32.StdEncoding.EncodeToString(raw[:])
+	var sec [30]byte
+	if _, err := rand.Read(sec[:]); err != nil {
+		return "", "", fmt.Errorf("create access key: %w", err)
+	}
+	// 40 characters, like AWS secret access keys; StdEncoding of 30 bytes has
+	// no padding. '+' and '/' are valid in AWS secrets too.
+	secret = base64.StdEncoding.EncodeToString(sec[:])
+	wrapped, err := d.keystore.Wrap(ctx, []byte(secret), secretAAD(id))
+	if err != nil {
+		return "", "", fmt.Errorf("create access key %s: wrap secret: %w", id, err)
+	}
+	ak := &store.AccessKey{ID: id, Account: account, PrincipalARN: principalARN, WrappedSecret: wrapped, Created: d.now().UTC()}
+	if err := d.store.PutAccessKey(ctx, ak); err != nil {
+		return "", "", fmt.Errorf("create access key %s: %w", id, err)
+	}
+	return id, secret, nil
+}
+
+// lookup returns the cached entry of an access key, loading it on first use.
+func (d *Directory) lookup(ctx context.Context, id string) (*entry, error) {
+	d.mu.RLock()
+	e := d.cache[id]
+	d.mu.RUnlock()
+	if e != nil {
+		return e, nil
+	}
+	ak, err := d.store.GetAccessKey(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("access key %s: %w", id, sigv4.ErrUnknownAccessKey)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("access key %s: %w", id, err)
+	}
+	secret, err := d.keystore.Unwrap(ctx, ak.WrappedSecret, secretAAD(id))
+	if err != nil {
+		return nil, fmt.Errorf("access key %s: unwrap secret: %w", id, err)
+	}
+	e = &entry{caller: callerFor(ak), secret: secret}
+	d.mu.Lock()
+	d.cache[id] = e
+	d.mu.Unlock()
+	return e, nil
+}
+
+// Secret is a sigv4.SecretLookup.
+func (d *Directory) Secret(ctx context.Context, accessKeyID string) ([]byte, error) {
+	e, err := d.lookup(ctx, accessKeyID)
+	if err != nil {
+		return nil, err
+	}
+	return e.secret, nil
+}
+
+// Caller returns the principal that owns accessKeyID.
+func (d *Directory) Caller(ctx context.Context, accessKeyID string) (kms.Caller, error) {
+	e, err := d.lookup(ctx, accessKeyID)
+	if err != nil {
+		return kms.Caller{}, err
+	}
+	c := e.caller
+	c.AccessKeyID = accessKeyID
+	return c, nil
+}
+
+// HasAccessKeys reports whether any access key exists for account.
+func (d *Directory) HasAccessKeys(ctx context.Context, account string) (bool, error) {
+	keys, err := d.store.ListAccessKeys(ctx, account)
+	if err != nil {
+		return false, fmt.Errorf("list access keys of %s: %w", account, err)
+	}
+	return len(keys) > 0, nil
+}
+
+func callerFor(ak *store.AccessKey) kms.Caller {
+	c := kms.Caller{Account: ak.Account, ARN: ak.PrincipalARN}
+	if i := strings.LastIndexByte(ak.PrincipalARN, '/'); i >= 0 {
+		c.UserName = ak.PrincipalARN[i+1:]
+	}
+	return c
+}
+
+// UserARN is the ARN of IAM user name in account.
+func UserARN(account, name string) string {
+	return "arn:aws:iam::" + account + ":user/" + name
+}

@@ -1,0 +1,186 @@
+package kms
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/kmsd/kmsd/internal/awserr"
+	"github.com/kmsd/kmsd/internal/store"
+)
+
+// MaxAliasesPerKey is AWS's alias quota per key.
+const MaxAliasesPerKey = 50
+
+// AliasInput is the CreateAlias and UpdateAlias request.
+type AliasInput struct {
+	AliasName   string
+	TargetKeyId string
+}
+
+// DeleteAliasInput is the DeleteAlias request.
+type DeleteAliasInput struct {
+	AliasName string
+}
+
+// checkAliasName applies AWS's rules for names of customer aliases.
+func checkAliasName(name string) error {
+	if !strings.HasPrefix(name, "alias/") || len(name) == len("alias/") {
+		return awserr.Newf(awserr.InvalidAliasName, "Alias must start with the prefix \"alias/\" followed by a name: '%s'.", name)
+	}
+	if strings.HasPrefix(name, "alias/aws/") || name == "alias/aws" {
+		return awserr.Newf(awserr.InvalidAliasName, "Alias '%s' is not valid: the prefix alias/aws/ is reserved for AWS managed keys.", name)
+	}
+	return nil
+}
+
+// aliasTargetKey resolves the key an alias is to point at: a customer key of
+// the caller's account, named by id or ARN, not pending deletion.
+func (s *Service) aliasTargetKey(ctx context.Context, c Caller, keyID string) (*store.Key, error) {
+	k, err := s.resolve(ctx, c, keyID, idOrARN)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkManageable(k); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// CreateAlias names a key.
+func (s *Service) CreateAlias(ctx context.Context, c Caller, in *AliasInput) error {
+	if err := checkAliasName(in.AliasName); err != nil {
+		return err
+	}
+	k, err := s.aliasTargetKey(ctx, c, in.TargetKeyId)
+	if err != nil {
+		return err
+	}
+	n, err := s.store.CountAliases(ctx, k.ID)
+	if err != nil {
+		return internal("count aliases", err)
+	}
+	if n >= MaxAliasesPerKey {
+		return awserr.Newf(awserr.LimitExceeded, "A KMS key can have at most %d aliases.", MaxAliasesPerKey)
+	}
+	now := s.now().UTC()
+	err = s.store.CreateAlias(ctx, &store.Alias{Account: c.Account, Region: s.region, Name: in.AliasName, KeyID: k.ID, Created: now, Updated: now})
+	switch {
+	case errors.Is(err, store.ErrExists):
+		return awserr.Newf(awserr.AlreadyExists, "An alias with the name %s already exists", s.aliasARN(c.Account, in.AliasName))
+	case errors.Is(err, store.ErrNotFound):
+		return notFoundKey(arnOf(k))
+	case err != nil:
+		return internal("create alias", err)
+	}
+	s.aliases.Clear()
+	return nil
+}
+
+// UpdateAlias points an existing alias at another key of the same type.
+func (s *Service) UpdateAlias(ctx context.Context, c Caller, in *AliasInput) error {
+	if err := checkAliasName(in.AliasName); err != nil {
+		return err
+	}
+	old, err := s.store.GetAlias(ctx, c.Account, s.region, in.AliasName)
+	if errors.Is(err, store.ErrNotFound) {
+		return awserr.Newf(awserr.NotFound, "Alias %s is not found.", s.aliasARN(c.Account, in.AliasName))
+	}
+	if err != nil {
+		return internal("get alias", err)
+	}
+	k, err := s.aliasTargetKey(ctx, c, in.TargetKeyId)
+	if err != nil {
+		return err
+	}
+	if cur, err := s.key(ctx, old.KeyID); err == nil && (cur.KeySpec != k.KeySpec || cur.KeyUsage != k.KeyUsage) {
+		return awserr.Newf(awserr.Validation, "Alias %s points at a %s key with usage %s; it cannot be moved to a %s key with usage %s.",
+			in.AliasName, cur.KeySpec, cur.KeyUsage, k.KeySpec, k.KeyUsage)
+	}
+	err = s.store.UpdateAlias(ctx, c.Account, s.region, in.AliasName, k.ID, s.now().UTC())
+	if errors.Is(err, store.ErrNotFound) {
+		return awserr.Newf(awserr.NotFound, "Alias %s is not found.", s.aliasARN(c.Account, in.AliasName))
+	}
+	if err != nil {
+		return internal("update alias", err)
+	}
+	s.aliases.Clear()
+	return nil
+}
+
+// DeleteAlias removes an alias; the key is unaffected.
+func (s *Service) DeleteAlias(ctx context.Context, c Caller, in *DeleteAliasInput) error {
+	if err := checkAliasName(in.AliasName); err != nil {
+		return err
+	}
+	err := s.store.DeleteAlias(ctx, c.Account, s.region, in.AliasName)
+	if errors.Is(err, store.ErrNotFound) {
+		return awserr.Newf(awserr.NotFound, "Alias %s is not found.", s.aliasARN(c.Account, in.AliasName))
+	}
+	if err != nil {
+		return internal("delete alias", err)
+	}
+	s.aliases.Clear()
+	return nil
+}
+
+// ListAliasesInput is the ListAliases request.
+type ListAliasesInput struct {
+	KeyId  string
+	Limit  *int32
+	Marker string
+}
+
+// AliasListEntry is one alias in ListAliases.
+type AliasListEntry struct {
+	AliasName       string
+	AliasArn        string
+	TargetKeyId     string // bare key id
+	CreationDate    time.Time
+	LastUpdatedDate time.Time
+}
+
+// ListAliasesOutput is the ListAliases response.
+type ListAliasesOutput struct {
+	Aliases    []AliasListEntry
+	NextMarker string
+	Truncated  bool
+}
+
+// ListAliases lists the aliases of the caller's account, or of one key,
+// ordered by name. The marker is the last alias name returned.
+func (s *Service) ListAliases(ctx context.Context, c Caller, in *ListAliasesInput) (*ListAliasesOutput, error) {
+	if in.Marker != "" && !strings.HasPrefix(in.Marker, "alias/") {
+		return nil, errBadMarker
+	}
+	keyID := ""
+	if in.KeyId != "" {
+		k, err := s.resolve(ctx, c, in.KeyId, idOrARN)
+		if err != nil {
+			return nil, err
+		}
+		keyID = k.ID
+	}
+	limit := limitOf(in.Limit, 50, 100)
+	as, err := s.store.ListAliases(ctx, c.Account, s.region, keyID, in.Marker, limit+1)
+	if err != nil {
+		return nil, internal("list aliases", err)
+	}
+	out := &ListAliasesOutput{Aliases: []AliasListEntry{}}
+	if len(as) > limit {
+		as = as[:limit]
+		out.Truncated = true
+		out.NextMarker = as[len(as)-1].Name
+	}
+	for _, a := range as {
+		out.Aliases = append(out.Aliases, AliasListEntry{
+			AliasName:       a.Name,
+			AliasArn:        s.aliasARN(a.Account, a.Name),
+			TargetKeyId:     a.KeyID,
+			CreationDate:    a.Created,
+			LastUpdatedDate: a.Updated,
+		})
+	}
+	return out, nil
+}

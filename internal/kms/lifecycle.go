@@ -1,0 +1,458 @@
+package kms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/kmsd/kmsd/internal/awserr"
+	"github.com/kmsd/kmsd/internal/store"
+)
+
+// KeyMetadata describes a key as DescribeKey reports it.
+type KeyMetadata struct {
+	AWSAccountId                string
+	KeyId                       string // bare key id
+	Arn                         string
+	CreationDate                time.Time
+	Enabled                     bool
+	Description                 string
+	KeyUsage                    string
+	KeyState                    string
+	Origin                      string
+	KeyManager                  string
+	CustomerMasterKeySpec       string
+	KeySpec                     string
+	EncryptionAlgorithms        []string
+	MultiRegion                 bool
+	DeletionDate                time.Time // zero unless pending deletion
+	PendingDeletionWindowInDays int       // zero unless pending deletion
+	CurrentKeyMaterialId        string
+}
+
+// Tag is a key tag.
+type Tag struct {
+	TagKey   string
+	TagValue string
+}
+
+func metadataOf(k *store.Key) *KeyMetadata {
+	md := &KeyMetadata{
+		AWSAccountId:          k.Account,
+		KeyId:                 k.ID,
+		Arn:                   arnOf(k),
+		CreationDate:          k.Created,
+		Enabled:               k.State == StateEnabled,
+		Description:           k.Description,
+		KeyUsage:              k.KeyUsage,
+		KeyState:              k.State,
+		Origin:                k.Origin,
+		KeyManager:            k.KeyManager,
+		CustomerMasterKeySpec: k.KeySpec,
+		KeySpec:               k.KeySpec,
+		CurrentKeyMaterialId:  k.CurrentMaterial,
+	}
+	if k.KeySpec == SpecSymmetricDefault {
+		md.EncryptionAlgorithms = []string{AlgSymmetricDefault}
+	}
+	if k.State == StatePendingDeletion {
+		md.DeletionDate = k.DeletionDate
+		md.PendingDeletionWindowInDays = k.PendingWindowDays
+	}
+	return md
+}
+
+// Key specs, usages and algorithms this service implements.
+const (
+	SpecSymmetricDefault = "SYMMETRIC_DEFAULT"
+	UsageEncryptDecrypt  = "ENCRYPT_DECRYPT"
+	AlgSymmetricDefault  = "SYMMETRIC_DEFAULT"
+	OriginAWSKMS         = "AWS_KMS"
+)
+
+// MaxPolicyBytes is AWS's key policy size quota.
+const MaxPolicyBytes = 32768
+
+// MaxTagsPerKey is AWS's tag quota per key.
+const MaxTagsPerKey = 50
+
+// DefaultKeyPolicy is the policy CreateKey attaches when none is given, in
+// the exact pretty-printed form GetKeyPolicy returns on AWS.
+func DefaultKeyPolicy(account string) string {
+	return `{
+  "Version" : "2012-10-17",
+  "Id" : "key-default-1",
+  "Statement" : [ {
+    "Sid" : "Enable IAM User Permissions",
+    "Effect" : "Allow",
+    "Principal" : {
+      "AWS" : "arn:aws:iam::` + account + `:root"
+    },
+    "Action" : "kms:*",
+    "Resource" : "*"
+  } ]
+}`
+}
+
+// CreateKeyInput is the CreateKey request.
+type CreateKeyInput struct {
+	Policy                         *string
+	Description                    string
+	KeyUsage                       string
+	CustomerMasterKeySpec          string
+	KeySpec                        string
+	Origin                         string
+	CustomKeyStoreId               string
+	BypassPolicyLockoutSafetyCheck bool
+	Tags                           []Tag
+	MultiRegion                    bool
+	XksKeyId                       string
+}
+
+// CreateKeyOutput is the CreateKey response.
+type CreateKeyOutput struct {
+	KeyMetadata *KeyMetadata
+}
+
+// CreateKey creates a customer managed symmetric key with fresh material.
+func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (*CreateKeyOutput, error) {
+	spec := in.KeySpec
+	if spec != "" && in.CustomerMasterKeySpec != "" {
+		return nil, awserr.New(awserr.Validation, "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated.")
+	}
+	if spec == "" {
+		spec = in.CustomerMasterKeySpec
+	}
+	if spec == "" {
+		spec = SpecSymmetricDefault
+	}
+	if spec != SpecSymmetricDefault {
+		return nil, awserr.Newf(awserr.UnsupportedOperation, "KeySpec %s is not supported by this kmsd version.", spec)
+	}
+	usage := in.KeyUsage
+	if usage == "" {
+		usage = UsageEncryptDecrypt
+	}
+	if usage != UsageEncryptDecrypt {
+		return nil, awserr.Newf(awserr.Validation, "KeyUsage %s is not compatible with KeySpec %s.", usage, spec)
+	}
+	origin := in.Origin
+	if origin == "" {
+		origin = OriginAWSKMS
+	}
+	if origin != OriginAWSKMS {
+		return nil, awserr.Newf(awserr.UnsupportedOperation, "Origin %s is not supported by this kmsd version.", origin)
+	}
+	if in.CustomKeyStoreId != "" {
+		return nil, awserr.Newf(awserr.CustomKeyStoreNotFound, "Custom key store %s does not exist.", in.CustomKeyStoreId)
+	}
+	if in.XksKeyId != "" {
+		return nil, awserr.New(awserr.UnsupportedOperation, "XksKeyId requires an external key store, which this kmsd does not offer.")
+	}
+	if in.MultiRegion {
+		return nil, awserr.New(awserr.UnsupportedOperation, "Multi-Region keys are not supported by this kmsd version.")
+	}
+	policy := DefaultKeyPolicy(c.Account)
+	if in.Policy != nil {
+		if err := checkPolicy(*in.Policy); err != nil {
+			return nil, err
+		}
+		policy = *in.Policy
+	}
+	tags, err := mergeTags(nil, in.Tags)
+	if err != nil {
+		return nil, err
+	}
+	id, err := uuid.NewRandomFromReader(s.rand)
+	if err != nil {
+		return nil, internal("generate key id", err)
+	}
+	k := &store.Key{
+		ID:          id.String(),
+		Account:     c.Account,
+		Region:      s.region,
+		Description: in.Description,
+		KeySpec:     spec,
+		KeyUsage:    usage,
+		Origin:      origin,
+		KeyManager:  "CUSTOMER",
+		State:       StateEnabled,
+		Created:     s.now().UTC(),
+		Policy:      policy,
+		Tags:        tags,
+	}
+	m, err := s.newMaterial(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	k.CurrentMaterial = m.ID
+	if err := s.store.CreateKey(ctx, k, m); err != nil {
+		return nil, internal("create key", err)
+	}
+	s.keysByID.Store(k.ID, k)
+	s.log.InfoContext(ctx, "key created", "key", arnOf(k))
+	return &CreateKeyOutput{KeyMetadata: metadataOf(k)}, nil
+}
+
+// checkPolicy applies the checks AWS makes on every key policy before the
+// policy language itself (which the authorization layer evaluates).
+func checkPolicy(p string) error {
+	if len(p) > MaxPolicyBytes {
+		return awserr.Newf(awserr.LimitExceeded, "The key policy is %d bytes; the maximum is %d bytes.", len(p), MaxPolicyBytes)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(p), &doc); err != nil {
+		return awserr.New(awserr.MalformedPolicyDocument, "The key policy is not a valid JSON object.")
+	}
+	return nil
+}
+
+// KeyIdInput is the request of the operations that take only a KeyId.
+type KeyIdInput struct {
+	KeyId       string
+	GrantTokens []string
+}
+
+// DescribeKeyOutput is the DescribeKey response.
+type DescribeKeyOutput struct {
+	KeyMetadata *KeyMetadata
+}
+
+// DescribeKey returns the metadata of a key in any state.
+func (s *Service) DescribeKey(ctx context.Context, c Caller, in *KeyIdInput) (*DescribeKeyOutput, error) {
+	k, err := s.resolve(ctx, c, in.KeyId, anyKeyForm)
+	if err != nil {
+		return nil, err
+	}
+	return &DescribeKeyOutput{KeyMetadata: metadataOf(k)}, nil
+}
+
+// ListInput is the paging part of every List request.
+type ListInput struct {
+	Limit  *int32
+	Marker string
+}
+
+// KeyListEntry is one key in ListKeys.
+type KeyListEntry struct {
+	KeyId  string
+	KeyArn string
+}
+
+// ListKeysOutput is the ListKeys response.
+type ListKeysOutput struct {
+	Keys       []KeyListEntry
+	NextMarker string
+	Truncated  bool
+}
+
+// limitOf returns the page size of a list request.
+func limitOf(l *int32, def, max int) int {
+	if l == nil {
+		return def
+	}
+	n := int(*l)
+	if n > max {
+		return max
+	}
+	return n
+}
+
+var errBadMarker = awserr.New(awserr.InvalidMarker, "The marker is invalid. Use the NextMarker from a previous response.")
+
+// ListKeys lists the keys of the caller's account in this region, ordered
+// by key id. The marker is the id of the last key returned.
+func (s *Service) ListKeys(ctx context.Context, c Caller, in *ListInput) (*ListKeysOutput, error) {
+	if in.Marker != "" && !isKeyID(in.Marker) {
+		return nil, errBadMarker
+	}
+	limit := limitOf(in.Limit, 100, 1000)
+	ks, err := s.store.ListKeys(ctx, c.Account, s.region, in.Marker, limit+1)
+	if err != nil {
+		return nil, internal("list keys", err)
+	}
+	out := &ListKeysOutput{Keys: []KeyListEntry{}}
+	if len(ks) > limit {
+		ks = ks[:limit]
+		out.Truncated = true
+		out.NextMarker = ks[len(ks)-1].ID
+	}
+	for _, k := range ks {
+		out.Keys = append(out.Keys, KeyListEntry{KeyId: k.ID, KeyArn: arnOf(k)})
+	}
+	return out, nil
+}
+
+// UpdateKeyDescriptionInput is the UpdateKeyDescription request.
+type UpdateKeyDescriptionInput struct {
+	KeyId       string
+	Description *string // required; a pointer tells absent from empty
+}
+
+// UpdateKeyDescription replaces a key's description.
+func (s *Service) UpdateKeyDescription(ctx context.Context, c Caller, in *UpdateKeyDescriptionInput) error {
+	k, err := s.resolve(ctx, c, in.KeyId, idOrARN)
+	if err != nil {
+		return err
+	}
+	_, err = s.updateKey(ctx, k.ID, func(k *store.Key) error {
+		if err := checkManageable(k); err != nil {
+			return err
+		}
+		if in.Description != nil {
+			k.Description = *in.Description
+		}
+		return nil
+	})
+	return err
+}
+
+// EnableKey sets a key's state to Enabled.
+func (s *Service) EnableKey(ctx context.Context, c Caller, in *KeyIdInput) error {
+	return s.setEnabled(ctx, c, in.KeyId, StateEnabled)
+}
+
+// DisableKey sets a key's state to Disabled.
+func (s *Service) DisableKey(ctx context.Context, c Caller, in *KeyIdInput) error {
+	return s.setEnabled(ctx, c, in.KeyId, StateDisabled)
+}
+
+func (s *Service) setEnabled(ctx context.Context, c Caller, keyID, state string) error {
+	k, err := s.resolve(ctx, c, keyID, idOrARN)
+	if err != nil {
+		return err
+	}
+	_, err = s.updateKey(ctx, k.ID, func(k *store.Key) error {
+		switch k.State {
+		case StateEnabled, StateDisabled:
+			k.State = state
+			return nil
+		default:
+			return checkUsable(k)
+		}
+	})
+	if err == nil {
+		s.log.InfoContext(ctx, "key state changed", "key", arnOf(k), "state", state)
+	}
+	return err
+}
+
+// ScheduleKeyDeletionInput is the ScheduleKeyDeletion request.
+type ScheduleKeyDeletionInput struct {
+	KeyId               string
+	PendingWindowInDays *int32
+}
+
+// ScheduleKeyDeletionOutput is the ScheduleKeyDeletion response.
+type ScheduleKeyDeletionOutput struct {
+	KeyId               string // key ARN
+	DeletionDate        time.Time
+	KeyState            string
+	PendingWindowInDays int
+}
+
+// ScheduleKeyDeletion puts a key in PendingDeletion for 7 to 30 days (30 by
+// default), after which the reaper deletes it and destroys its material.
+func (s *Service) ScheduleKeyDeletion(ctx context.Context, c Caller, in *ScheduleKeyDeletionInput) (*ScheduleKeyDeletionOutput, error) {
+	days := 30
+	if in.PendingWindowInDays != nil {
+		days = int(*in.PendingWindowInDays)
+		if days < 7 || days > 30 {
+			return nil, awserr.Invalid(rangeViolation("pendingWindowInDays", days, 7, 30))
+		}
+	}
+	k, err := s.resolve(ctx, c, in.KeyId, idOrARN)
+	if err != nil {
+		return nil, err
+	}
+	k, err = s.updateKey(ctx, k.ID, func(k *store.Key) error {
+		if err := checkManageable(k); err != nil {
+			return err
+		}
+		k.State = StatePendingDeletion
+		k.DeletionDate = s.now().UTC().Add(time.Duration(days) * 24 * time.Hour)
+		k.PendingWindowDays = days
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "key deletion scheduled", "key", arnOf(k), "deletion_date", k.DeletionDate)
+	return &ScheduleKeyDeletionOutput{KeyId: arnOf(k), DeletionDate: k.DeletionDate, KeyState: k.State, PendingWindowInDays: days}, nil
+}
+
+// CancelKeyDeletionOutput is the CancelKeyDeletion response.
+type CancelKeyDeletionOutput struct {
+	KeyId string // key ARN
+}
+
+// CancelKeyDeletion takes a key out of PendingDeletion; like AWS it leaves
+// the key Disabled.
+func (s *Service) CancelKeyDeletion(ctx context.Context, c Caller, in *KeyIdInput) (*CancelKeyDeletionOutput, error) {
+	k, err := s.resolve(ctx, c, in.KeyId, idOrARN)
+	if err != nil {
+		return nil, err
+	}
+	k, err = s.updateKey(ctx, k.ID, func(k *store.Key) error {
+		if k.State != StatePendingDeletion {
+			return awserr.Newf(awserr.KMSInvalidState, "%s is not pending deletion.", arnOf(k))
+		}
+		k.State = StateDisabled
+		k.DeletionDate = time.Time{}
+		k.PendingWindowDays = 0
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &CancelKeyDeletionOutput{KeyId: arnOf(k)}, nil
+}
+
+// rangeViolation reports an integer outside [min, max].
+func rangeViolation(field string, v, min, max int) awserr.Violation {
+	c := fmt.Sprintf("Member must have value greater than or equal to %d", min)
+	if v > max {
+		c = fmt.Sprintf("Member must have value less than or equal to %d", max)
+	}
+	return awserr.Violation{Field: field, Value: fmt.Sprint(v), Constraint: c}
+}
+
+// ReapDeletedKeys deletes every key whose deletion date has passed, with its
+// material and aliases, and returns how many it deleted.
+func (s *Service) ReapDeletedKeys(ctx context.Context) (int, error) {
+	now := s.now().UTC()
+	due, err := s.store.KeysPendingDeletion(ctx, now)
+	if err != nil {
+		return 0, fmt.Errorf("reap: list keys pending deletion: %w", err)
+	}
+	n := 0
+	for _, k := range due {
+		if err := s.store.DeleteKey(ctx, k.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return n, fmt.Errorf("reap: delete key %s: %w", k.ID, err)
+		}
+		s.forget(k.ID)
+		n++
+		s.log.InfoContext(ctx, "key deleted", "key", arnOf(k))
+	}
+	return n, nil
+}
+
+// RunReaper calls ReapDeletedKeys every interval until ctx ends.
+func (s *Service) RunReaper(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := s.ReapDeletedKeys(ctx); err != nil && ctx.Err() == nil {
+			s.log.ErrorContext(ctx, "key deletion reaper failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,342 @@
+// Package kms is the key management service itself: one method per AWS KMS
+// operation, the key state machine, key resolution by id, ARN and alias, the
+// caches of key metadata and unwrapped material, and the deletion reaper.
+//
+// It knows nothing of HTTP or JSON. Inputs and outputs are plain structs
+// whose field names are the AWS member names; every error a client may see
+// is an *awserr.Error.
+package kms
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kmsd/kmsd/internal/awserr"
+	"github.com/kmsd/kmsd/internal/keys"
+	"github.com/kmsd/kmsd/internal/keystore"
+	"github.com/kmsd/kmsd/internal/store"
+)
+
+// Caller is the authenticated principal making a request.
+type Caller struct {
+	Account     string // 12-digit account id
+	ARN         string // principal ARN, e.g. arn:aws:iam::111122223333:user/admin
+	UserName    string
+	AccessKeyID string
+}
+
+// Config holds what a Service is built from.
+type Config struct {
+	Store    store.Store
+	Keystore keystore.Keystore
+	Region   string           // the region this service serves, e.g. us-east-1
+	Now      func() time.Time // clock; time.Now when nil
+	Rand     io.Reader        // randomness; crypto/rand when nil
+	Logger   *slog.Logger
+	// MaterialCacheSize bounds the number of unwrapped key materials held
+	// in memory (default 10000).
+	MaterialCacheSize int
+}
+
+// Service implements the AWS KMS operations. It is safe for concurrent use.
+type Service struct {
+	store    store.Store
+	keystore keystore.Keystore
+	region   string
+	now      func() time.Time
+	rand     io.Reader
+	log      *slog.Logger
+
+	// keysByID caches immutable *store.Key snapshots. Every write this
+	// Service makes replaces the snapshot, so the hot path reads key state
+	// without touching the store.
+	keysByID sync.Map // string -> *store.Key
+	// aliases caches alias name -> key id per account and region; any alias
+	// write clears it.
+	aliases   sync.Map // aliasCacheKey -> string
+	materials *materialCache
+}
+
+type aliasCacheKey struct{ account, region, name string }
+
+// New returns a Service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Keystore == nil {
+		return nil, errors.New("kms: Store and Keystore are required")
+	}
+	if cfg.Region == "" {
+		return nil, errors.New("kms: Region is required")
+	}
+	s := &Service{
+		store:     cfg.Store,
+		keystore:  cfg.Keystore,
+		region:    cfg.Region,
+		now:       cfg.Now,
+		rand:      cfg.Rand,
+		log:       cfg.Logger,
+		materials: newMaterialCache(cfg.MaterialCacheSize),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.rand == nil {
+		s.rand = rand.Reader
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s, nil
+}
+
+// Region returns the region the service serves.
+func (s *Service) Region() string { return s.region }
+
+// keyARN is the ARN of key id in account, in this service's region.
+func (s *Service) keyARN(account, id string) string {
+	return "arn:aws:kms:" + s.region + ":" + account + ":key/" + id
+}
+
+func (s *Service) aliasARN(account, name string) string {
+	return "arn:aws:kms:" + s.region + ":" + account + ":" + name
+}
+
+func arnOf(k *store.Key) string {
+	return "arn:aws:kms:" + k.Region + ":" + k.Account + ":key/" + k.ID
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+func isKeyID(s string) bool { return uuidRE.MatchString(s) }
+
+// internal wraps an unexpected failure. The cause is logged by the caller of
+// the Service (with the request id) and the client sees only a generic
+// message, so that no detail of the store or keystore leaks.
+func internal(op string, err error) error {
+	return &internalError{op: op, err: err}
+}
+
+type internalError struct {
+	op  string
+	err error
+}
+
+func (e *internalError) Error() string { return e.op + ": " + e.err.Error() }
+func (e *internalError) Unwrap() error { return e.err }
+
+func notFoundKey(arn string) error {
+	return awserr.Newf(awserr.NotFound, "Key '%s' does not exist", arn)
+}
+
+func invalidKeyID(id string) error {
+	return awserr.Newf(awserr.NotFound, "Invalid keyId '%s'", id)
+}
+
+// key returns the current snapshot of key id, from the cache or the store.
+func (s *Service) key(ctx context.Context, id string) (*store.Key, error) {
+	if v, ok := s.keysByID.Load(id); ok {
+		return v.(*store.Key), nil
+	}
+	k, err := s.store.GetKey(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s.keysByID.Store(id, k)
+	return k, nil
+}
+
+// forget drops every cached trace of a deleted key.
+func (s *Service) forget(id string) {
+	s.keysByID.Delete(id)
+	s.materials.evictKey(id)
+	s.aliases.Clear()
+}
+
+// resolveForm says which identifier forms an operation accepts.
+type resolveForm int
+
+const (
+	idOrARN    resolveForm = iota // key id or key ARN
+	anyKeyForm                    // also alias name and alias ARN
+)
+
+// resolve finds the key named by keyID, as the caller sees it. Bare ids and
+// alias names are resolved in the caller's account; ARNs name their account.
+func (s *Service) resolve(ctx context.Context, c Caller, keyID string, form resolveForm) (*store.Key, error) {
+	account := c.Account
+	name := keyID
+	if strings.HasPrefix(keyID, "arn:") {
+		// arn:partition:kms:region:account:key/id or ...:alias/name
+		parts := strings.SplitN(keyID, ":", 6)
+		if len(parts) != 6 || parts[2] != "kms" || parts[1] == "" {
+			return nil, awserr.Newf(awserr.InvalidArn, "Invalid arn %s", keyID)
+		}
+		region, acct, res := parts[3], parts[4], parts[5]
+		if !strings.HasPrefix(res, "key/") && !strings.HasPrefix(res, "alias/") {
+			return nil, awserr.Newf(awserr.InvalidArn, "Invalid arn %s", keyID)
+		}
+		if strings.HasPrefix(res, "alias/") && form != anyKeyForm {
+			return nil, invalidKeyID(keyID)
+		}
+		if region != s.region || parts[1] != "aws" {
+			if strings.HasPrefix(res, "alias/") {
+				return nil, awserr.Newf(awserr.NotFound, "Alias %s is not found.", keyID)
+			}
+			return nil, notFoundKey(keyID)
+		}
+		account = acct
+		name = res
+		if strings.HasPrefix(res, "key/") {
+			name = strings.TrimPrefix(res, "key/")
+			if !isKeyID(name) {
+				return nil, invalidKeyID(keyID)
+			}
+		}
+	}
+	if strings.HasPrefix(name, "alias/") {
+		if form != anyKeyForm {
+			return nil, invalidKeyID(keyID)
+		}
+		id, err := s.aliasTarget(ctx, account, name)
+		if err != nil {
+			return nil, err
+		}
+		name = id
+	} else if !isKeyID(name) {
+		return nil, invalidKeyID(keyID)
+	}
+	k, err := s.key(ctx, name)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (k.Account != account || k.Region != s.region)) {
+		return nil, notFoundKey(s.keyARN(account, name))
+	}
+	if err != nil {
+		return nil, internal("get key", err)
+	}
+	// Cross-account use arrives with key policies; until then a principal
+	// sees only its own account's keys.
+	if k.Account != c.Account {
+		return nil, notFoundKey(arnOf(k))
+	}
+	return k, nil
+}
+
+func (s *Service) aliasTarget(ctx context.Context, account, name string) (string, error) {
+	ck := aliasCacheKey{account, s.region, name}
+	if v, ok := s.aliases.Load(ck); ok {
+		return v.(string), nil
+	}
+	a, err := s.store.GetAlias(ctx, account, s.region, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", awserr.Newf(awserr.NotFound, "Alias %s is not found.", s.aliasARN(account, name))
+	}
+	if err != nil {
+		return "", internal("get alias", err)
+	}
+	s.aliases.Store(ck, a.KeyID)
+	return a.KeyID, nil
+}
+
+// updateKey runs fn on key id in a store transaction and refreshes the cache.
+func (s *Service) updateKey(ctx context.Context, id string, fn func(*store.Key) error) (*store.Key, error) {
+	k, err := s.store.UpdateKey(ctx, id, fn)
+	if err != nil {
+		var ae *awserr.Error
+		if errors.As(err, &ae) {
+			return nil, err
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			s.forget(id)
+			return nil, awserr.Newf(awserr.NotFound, "Key '%s' does not exist", id)
+		}
+		return nil, internal("update key", err)
+	}
+	s.keysByID.Store(id, k)
+	return k, nil
+}
+
+// State names.
+const (
+	StateEnabled         = "Enabled"
+	StateDisabled        = "Disabled"
+	StatePendingDeletion = "PendingDeletion"
+	StatePendingImport   = "PendingImport"
+)
+
+// checkUsable returns the error AWS sends when a key in state k.State is used
+// for cryptography.
+func checkUsable(k *store.Key) error {
+	switch k.State {
+	case StateEnabled:
+		return nil
+	case StateDisabled:
+		return awserr.Newf(awserr.Disabled, "%s is disabled.", arnOf(k))
+	case StatePendingDeletion:
+		return awserr.Newf(awserr.KMSInvalidState, "%s is pending deletion.", arnOf(k))
+	case StatePendingImport:
+		return awserr.Newf(awserr.KMSInvalidState, "%s is pending import.", arnOf(k))
+	default:
+		return awserr.Newf(awserr.KMSInvalidState, "%s is %s.", arnOf(k), k.State)
+	}
+}
+
+// checkManageable returns the error AWS sends when a management operation
+// meets a key pending deletion.
+func checkManageable(k *store.Key) error {
+	if k.State == StatePendingDeletion {
+		return awserr.Newf(awserr.KMSInvalidState, "%s is pending deletion.", arnOf(k))
+	}
+	return nil
+}
+
+// materialAAD binds wrapped key material to its key and generation, so that
+// a wrapped blob moved to another key or generation fails to unwrap.
+func materialAAD(keyARN, materialID string) []byte {
+	return []byte("kmsd key material v1\x00" + keyARN + "\x00" + materialID)
+}
+
+// material returns the unwrapped material of one generation of key k. The
+// caller must call release when done with it.
+func (s *Service) material(ctx context.Context, k *store.Key, materialID string) (*cachedMaterial, error) {
+	if m := s.materials.acquire(k.ID, materialID); m != nil {
+		return m, nil
+	}
+	rec, err := s.store.GetMaterial(ctx, k.ID, materialID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errNoMaterial
+	}
+	if err != nil {
+		return nil, internal("get key material", err)
+	}
+	plain, err := s.keystore.Unwrap(ctx, rec.Wrapped, materialAAD(arnOf(k), materialID))
+	if err != nil {
+		return nil, internal(fmt.Sprintf("unwrap key material of %s", k.ID), err)
+	}
+	return s.materials.put(k.ID, materialID, plain), nil
+}
+
+var errNoMaterial = errors.New("kms: no such key material")
+
+// newMaterial creates and wraps a fresh generation of material for k.
+func (s *Service) newMaterial(ctx context.Context, k *store.Key) (*store.Material, error) {
+	plain, err := keys.NewMaterial(s.rand)
+	if err != nil {
+		return nil, internal("generate key material", err)
+	}
+	defer clear(plain)
+	id, err := keys.NewMaterialID(s.rand)
+	if err != nil {
+		return nil, internal("generate key material id", err)
+	}
+	wrapped, err := s.keystore.Wrap(ctx, plain, materialAAD(arnOf(k), id))
+	if err != nil {
+		return nil, internal("wrap key material", err)
+	}
+	return &store.Material{KeyID: k.ID, ID: id, Wrapped: wrapped, Created: s.now().UTC()}, nil
+}

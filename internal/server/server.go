@@ -1,0 +1,215 @@
+// Package server is kmsd's HTTP front: it gives every request an id, bounds
+// its body, routes it by X-Amz-Target, verifies its SigV4 signature, calls
+// the operation and writes the response or the AWS error.
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kmsd/kmsd/internal/awserr"
+	"github.com/kmsd/kmsd/internal/awsjson"
+	"github.com/kmsd/kmsd/internal/kms"
+	"github.com/kmsd/kmsd/internal/sigv4"
+)
+
+// CallerLookup returns the principal that owns an access key.
+type CallerLookup interface {
+	Caller(ctx context.Context, accessKeyID string) (kms.Caller, error)
+}
+
+// Config holds what a Server is built from.
+type Config struct {
+	Routes   map[string]*awsjson.Route
+	Verifier *sigv4.Verifier
+	Callers  CallerLookup
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Server is an http.Handler serving the AWS KMS API.
+type Server struct {
+	routes   map[string]*awsjson.Route
+	verifier *sigv4.Verifier
+	callers  CallerLookup
+	log      *slog.Logger
+	now      func() time.Time
+}
+
+// New returns a Server.
+func New(cfg Config) *Server {
+	s := &Server{routes: cfg.Routes, verifier: cfg.Verifier, callers: cfg.Callers, log: cfg.Logger, now: cfg.Now}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s
+}
+
+const targetPrefix = "TrentService."
+
+// ServeHTTP serves one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	reqID := newRequestID()
+	h := w.Header()
+	h.Set("x-amzn-RequestId", reqID)
+	// The SDKs compare Date with their clock to correct skew on retries.
+	h.Set("Date", s.now().UTC().Format(http.TimeFormat))
+
+	if r.Method == http.MethodGet && (r.URL.Path == "/healthz" || r.URL.Path == "/readyz") {
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+		return
+	}
+
+	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
+	status, caller, err := s.serve(r, op, w)
+	if err != nil {
+		var internal bool
+		var body []byte
+		status, body, internal = awsjson.ErrorResponse(err)
+		if internal {
+			s.log.ErrorContext(r.Context(), "internal error", "request_id", reqID, "operation", op, "err", err)
+		}
+		h.Set("Content-Type", awsjson.ContentType)
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(status)
+		w.Write(body)
+	}
+	s.log.DebugContext(r.Context(), "request", "request_id", reqID, "operation", op, "status", status,
+		"access_key", caller.AccessKeyID, "error", awserr.CodeOf(err), "duration", time.Since(start))
+}
+
+// serve runs the request and writes a successful response; it returns the
+// error to send otherwise.
+func (s *Server) serve(r *http.Request, op string, w http.ResponseWriter) (int, kms.Caller, error) {
+	ctx := r.Context()
+	var caller kms.Caller
+	if r.Method != http.MethodPost {
+		return 0, caller, awserr.Newf(awserr.UnknownOperation, "Method %s is not supported: AWS KMS requests are POST.", r.Method)
+	}
+	route := s.routes[op]
+	limit := int64(awsjson.DefaultBodyLimit)
+	if route != nil {
+		limit = route.BodyLimit
+	}
+	body, err := readBody(r, limit)
+	if err != nil {
+		return 0, caller, err
+	}
+	res, err := s.verifier.Verify(ctx, r, body)
+	if err != nil {
+		return 0, caller, err
+	}
+	caller, err = s.callers.Caller(ctx, res.AccessKeyID)
+	if err != nil {
+		if errors.Is(err, sigv4.ErrUnknownAccessKey) {
+			return 0, caller, awserr.New(awserr.UnrecognizedClient, "The security token included in the request is invalid.")
+		}
+		return 0, caller, fmt.Errorf("look up caller: %w", err)
+	}
+	if route == nil {
+		return 0, caller, awserr.New(awserr.UnknownOperation, "")
+	}
+	out, err := route.Serve(ctx, caller, body)
+	if err != nil {
+		return 0, caller, err
+	}
+	h := w.Header()
+	h.Set("Content-Type", awsjson.ContentType)
+	h.Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(out)
+	// The body may hold a plaintext data key; it has been written out.
+	clear(out)
+	return http.StatusOK, caller, nil
+}
+
+// readBody reads the whole body, refusing more than limit bytes.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	tooLarge := awserr.Newf(awserr.Validation, "The request body is larger than the %d bytes this operation accepts.", limit)
+	if r.ContentLength > limit {
+		return nil, tooLarge
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, awserr.New(awserr.Serialization, "The request body could not be read.")
+	}
+	if n > limit {
+		return nil, tooLarge
+	}
+	return buf.Bytes(), nil
+}
+
+// newRequestID returns a random UUID (version 4) in its text form.
+func newRequestID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// Run serves h on ln until ctx ends, then shuts down gracefully, letting
+// in-flight requests finish for up to grace.
+func Run(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, grace time.Duration) error {
+	srv := &http.Server{
+		Handler:           recoverer(h, log),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// recoverer turns a panic into a KMSInternalException. Nothing of the
+// request is logged: a panic value might hold request data.
+func recoverer(h http.Handler, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				log.Error("panic serving request", "request_id", w.Header().Get("x-amzn-RequestId"), "panic_type", fmt.Sprintf("%T", v))
+				_, body, _ := awsjson.ErrorResponse(errors.New("panic"))
+				w.Header().Set("Content-Type", awsjson.ContentType)
+				w.WriteHeader(http.StatusInternalServerError)
+				w.Write(body)
+			}
+		}()
+		h.ServeHTTP(w, r)
+	})
+}

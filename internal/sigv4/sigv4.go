@@ -1,0 +1,418 @@
+// Package sigv4 verifies requests signed with AWS Signature Version 4, header
+// form, algorithm AWS4-HMAC-SHA256: the way the AWS SDKs and the AWS CLI sign
+// every request they send to AWS KMS.
+//
+// Verification is a pure function of the request, a secret lookup and a
+// clock. A Verifier holds configuration only (no cache, no mutable state) and
+// is safe for concurrent use.
+//
+// # Errors
+//
+// Every rejection is an *awserr.Error carrying the exception name and message
+// AWS itself sends, so the server can put it on the wire unchanged:
+//
+//   - MissingAuthenticationTokenException: no Authorization header.
+//   - IncompleteSignatureException: the Authorization header (or the date
+//     header it depends on) is malformed or incomplete.
+//   - InvalidSignatureException: credential scope for another service,
+//     region or day; request time outside the allowed skew; a required header
+//     left unsigned; signature mismatch.
+//   - UnrecognizedClientException: unknown access key, or any
+//     X-Amz-Security-Token (kmsd has no temporary credentials yet).
+//
+// A failure that is the server's fault (a SecretLookup error other than
+// ErrUnknownAccessKey, a misconfigured Verifier) is returned as an error that
+// wraps both the cause, for the log, and an *awserr.Error, for the client. If
+// the cause already carries an *awserr.Error, that one is what errors.As and
+// awserr.CodeOf find; otherwise it is InternalFailure.
+//
+// # What a valid signature proves
+//
+// The holder of the secret for Result.AccessKeyID signed, at
+// Result.SigningTime (within MaxSkew of the verifier's clock): the method,
+// the path, the query string, the body and the values of the headers named in
+// SignedHeaders. Nothing else in the request is covered: a caller must treat
+// every other header as attacker-controlled. The body is covered by its
+// SHA-256 hash, except when the client signed the header
+// "X-Amz-Content-Sha256: UNSIGNED-PAYLOAD", which standard SigV4 allows: then
+// the body is NOT authenticated. No KMS client does that, but callers that
+// care can check r.Header themselves.
+//
+// A valid signature can be replayed by anyone who captured the request until
+// the skew window closes; SigV4 has no nonce. TLS is what prevents capture.
+//
+// # Canonicalization
+//
+// The canonical request is rebuilt from the request as received, following
+// the AWS General Reference ("Create a canonical request for Signature
+// Version 4"):
+//
+//   - URI: r.URL.EscapedPath(), dot segments and empty segments removed (RFC
+//     3986 5.2.4, as AWS does for every service but S3), then URI-encoded
+//     again. aws-sdk-go-v2 does not normalize, so when normalization changes
+//     the path the un-normalized form is accepted too.
+//   - Query: pairs decoded, re-encoded per RFC 3986, sorted by name then value.
+//   - Headers: only those named in SignedHeaders. "host" is r.Host exactly as
+//     received, port included. "content-length" is the header value (net/http
+//     keeps it in r.Header for server requests; r.ContentLength is the fallback
+//     for requests built in process). Values are trimmed, runs of spaces
+//     collapsed to one, repeated headers joined with ",".
+package sigv4
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kmsd/kmsd/internal/awserr"
+)
+
+const (
+	// algorithm is the only signing algorithm accepted.
+	algorithm = "AWS4-HMAC-SHA256"
+	// terminator ends every SigV4 credential scope.
+	terminator = "aws4_request"
+	// amzDateLayout is ISO 8601 basic format, as X-Amz-Date carries it.
+	amzDateLayout = "20060102T150405Z"
+	// scopeDateLayout is the date element of a credential scope.
+	scopeDateLayout = "20060102"
+	// defaultMaxSkew is what AWS allows between the signing time and its own
+	// clock for most services.
+	defaultMaxSkew = 15 * time.Minute
+	// unsignedPayload is the X-Amz-Content-Sha256 value by which a client
+	// declares that the body is not covered by the signature.
+	unsignedPayload = "UNSIGNED-PAYLOAD"
+)
+
+// ErrUnknownAccessKey is wrapped by the error a SecretLookup returns for an
+// access key id it does not know. Verify turns it into
+// UnrecognizedClientException; any other lookup error is a server fault.
+var ErrUnknownAccessKey = errors.New("sigv4: unknown access key")
+
+// SecretLookup returns the secret access key for an access key id. It returns
+// an error wrapping ErrUnknownAccessKey when the id is unknown.
+//
+// Verify only reads the returned slice and never keeps or modifies it, so the
+// lookup may return a slice it owns (and zero it later as it sees fit).
+type SecretLookup func(ctx context.Context, accessKeyID string) (secret []byte, err error)
+
+// Verifier checks SigV4 signatures for one service in one region. The zero
+// value is not usable: Service, Region and Lookup are required.
+type Verifier struct {
+	Service string           // signing name the credential scope must carry, "kms"
+	Region  string           // the only region accepted in the credential scope
+	Lookup  SecretLookup     // resolves access key ids to secrets
+	Now     func() time.Time // injected clock; nil means time.Now
+	MaxSkew time.Duration    // allowed |now - signing time|; 0 means 15 minutes
+}
+
+// Result is what a verified request proves.
+type Result struct {
+	AccessKeyID string    // the access key whose secret signed the request
+	Region      string    // region of the credential scope (always Verifier.Region)
+	SigningTime time.Time // the request date the client signed, UTC
+}
+
+// Verify checks the signature of r, whose body the caller has already read
+// fully into body (r.Body is not read).
+//
+// On success it returns what the signature proves. On failure the error is
+// (or wraps) an *awserr.Error ready for the wire; see the package comment.
+func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (Result, error) {
+	if err := v.validate(); err != nil {
+		return Result{}, err
+	}
+	hdr := newHeaderReader(r)
+
+	authz, err := authorizationValue(hdr)
+	if err != nil {
+		return Result{}, err
+	}
+	date, err := findRequestDate(hdr)
+	if err != nil {
+		return Result{}, err
+	}
+	auth, err := parseAuthorization(authz, date.name != "")
+	if err != nil {
+		return Result{}, err
+	}
+	if err := checkRequiredSignedHeaders(auth.signedHeaders, date.name); err != nil {
+		return Result{}, err
+	}
+	signingTime, err := date.parse()
+	if err != nil {
+		return Result{}, err
+	}
+	amzDate := signingTime.Format(amzDateLayout)
+	if err := v.checkScope(auth, signingTime, date.value); err != nil {
+		return Result{}, err
+	}
+	if err := v.checkSkew(signingTime); err != nil {
+		return Result{}, err
+	}
+	if len(hdr.values("x-amz-security-token")) > 0 {
+		// kmsd has no temporary credentials (no STS) yet, so every session
+		// token is one we did not issue. AWS answers an invalid token this way.
+		return Result{}, errUnrecognizedClient()
+	}
+
+	// Everything that does not need the secret is checked before the lookup,
+	// so malformed or stale requests cost no store access.
+	suffix, err := canonicalSuffix(r, hdr, auth, body)
+	if err != nil {
+		return Result{}, err
+	}
+	uris := canonicalURIs(r.URL.EscapedPath())
+	stringsToSign := make([][]byte, 0, len(uris))
+	for _, uri := range uris {
+		stringsToSign = append(stringsToSign, stringToSign(r.Method, uri, suffix, amzDate, auth.scope()))
+	}
+
+	secret, err := v.Lookup(ctx, auth.accessKeyID)
+	if err != nil {
+		if errors.Is(err, ErrUnknownAccessKey) {
+			return Result{}, errUnrecognizedClient()
+		}
+		// Not the client's fault: keep the cause for the log. The access key
+		// id is not secret; the secret is never part of an error.
+		return Result{}, internalError(fmt.Errorf("sigv4: looking up secret for access key %q: %w", auth.accessKeyID, err))
+	}
+	signingKey := deriveSigningKey(secret, auth.date, auth.region, auth.service)
+	defer clear(signingKey)
+
+	for _, sts := range stringsToSign {
+		expected := hmacSHA256(signingKey, sts)
+		// hmac.Equal runs in time independent of where the two MACs differ.
+		// A plain bytes.Equal would let a client learn, byte by byte, how much
+		// of a forged signature is right by timing the rejection.
+		if hmac.Equal(expected, auth.signature) {
+			return Result{
+				AccessKeyID: auth.accessKeyID,
+				Region:      auth.region,
+				SigningTime: signingTime,
+			}, nil
+		}
+	}
+	return Result{}, errSignatureMismatch()
+}
+
+// validate reports a misconfigured Verifier as a server fault.
+func (v *Verifier) validate() error {
+	var problem string
+	switch {
+	case v == nil:
+		problem = "nil Verifier"
+	case v.Service == "":
+		problem = "Service is empty"
+	case v.Region == "":
+		problem = "Region is empty"
+	case v.Lookup == nil:
+		problem = "Lookup is nil"
+	case v.MaxSkew < 0:
+		problem = "MaxSkew is negative"
+	default:
+		return nil
+	}
+	return internalError(fmt.Errorf("sigv4: misconfigured Verifier: %s", problem))
+}
+
+func (v *Verifier) now() time.Time {
+	if v.Now == nil {
+		return time.Now()
+	}
+	return v.Now()
+}
+
+func (v *Verifier) maxSkew() time.Duration {
+	if v.MaxSkew == 0 {
+		return defaultMaxSkew
+	}
+	return v.MaxSkew
+}
+
+// checkScope compares the credential scope with this verifier and with the
+// request date. dateValue is the date header as received, for the message.
+func (v *Verifier) checkScope(a authorization, signingTime time.Time, dateValue string) error {
+	if a.terminator != terminator {
+		return awserr.Newf(awserr.InvalidSignature,
+			"Credential should be scoped with a valid terminator: '%s', not '%s'. ", terminator, echo(a.terminator))
+	}
+	if a.service != v.Service {
+		return awserr.Newf(awserr.InvalidSignature,
+			"Credential should be scoped to correct service: '%s'. ", v.Service)
+	}
+	if a.region != v.Region {
+		return awserr.New(awserr.InvalidSignature, "Credential should be scoped to a valid region. ")
+	}
+	if day := signingTime.Format(scopeDateLayout); a.date != day {
+		return awserr.Newf(awserr.InvalidSignature,
+			"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '%s' != '%s', from '%s'.",
+			echo(a.date), day, echo(dateValue))
+	}
+	return nil
+}
+
+// checkSkew rejects a request signed too far from now, in either direction.
+// Exactly MaxSkew away is still accepted.
+func (v *Verifier) checkSkew(signingTime time.Time) error {
+	now := v.now().UTC()
+	skew := v.maxSkew()
+	if earliest := now.Add(-skew); signingTime.Before(earliest) {
+		return awserr.Newf(awserr.InvalidSignature, "Signature expired: %s is now earlier than %s (%s - %s.)",
+			signingTime.Format(amzDateLayout), earliest.Format(amzDateLayout), now.Format(amzDateLayout), formatSkew(skew))
+	}
+	if latest := now.Add(skew); signingTime.After(latest) {
+		return awserr.Newf(awserr.InvalidSignature, "Signature not yet current: %s is still later than %s (%s + %s.)",
+			signingTime.Format(amzDateLayout), latest.Format(amzDateLayout), now.Format(amzDateLayout), formatSkew(skew))
+	}
+	return nil
+}
+
+// formatSkew renders the skew as AWS does ("15 min"), falling back to Go's
+// duration syntax for skews that are not whole minutes.
+func formatSkew(d time.Duration) string {
+	if d%time.Minute == 0 {
+		return strconv.FormatInt(int64(d/time.Minute), 10) + " min"
+	}
+	return d.String()
+}
+
+// authorizationValue returns the single Authorization header of the request.
+func authorizationValue(hdr headerReader) (string, error) {
+	values := hdr.values("authorization")
+	switch {
+	case len(values) == 0, len(values) == 1 && strings.TrimSpace(values[0]) == "":
+		return "", awserr.New(awserr.MissingAuthenticationTok, "Missing Authentication Token")
+	case len(values) > 1:
+		// Two headers would leave it ambiguous which one was verified.
+		return "", awserr.New(awserr.IncompleteSignature, "Request must contain exactly one Authorization header.")
+	}
+	return values[0], nil
+}
+
+// requestDate is the header that carries the signing time: X-Amz-Date when
+// present (it takes precedence), else Date.
+type requestDate struct {
+	name  string // "x-amz-date", "date", or "" when the request has neither
+	value string // as received
+}
+
+func findRequestDate(hdr headerReader) (requestDate, error) {
+	for _, name := range []string{"x-amz-date", "date"} {
+		values := hdr.values(name)
+		switch len(values) {
+		case 0:
+			continue
+		case 1:
+			return requestDate{name: name, value: values[0]}, nil
+		default:
+			return requestDate{}, awserr.Newf(awserr.IncompleteSignature,
+				"Request must contain at most one '%s' header.", textprotoName(name))
+		}
+	}
+	return requestDate{}, nil
+}
+
+// parse returns the signing time in UTC. X-Amz-Date must be exactly ISO 8601
+// basic format; Date may be any HTTP date format.
+func (d requestDate) parse() (time.Time, error) {
+	v := strings.TrimSpace(d.value)
+	if d.name == "x-amz-date" {
+		t, err := time.Parse(amzDateLayout, v)
+		// time.Parse accepts some variations (for example single-digit
+		// fields in other layouts); the round trip insists on the exact form.
+		if err != nil || t.Format(amzDateLayout) != v {
+			return time.Time{}, awserr.Newf(awserr.IncompleteSignature,
+				"Date must be in ISO-8601 'basic format'. Got '%s'. See http://en.wikipedia.org/wiki/ISO_8601", echo(d.value))
+		}
+		return t, nil
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return time.Time{}, awserr.Newf(awserr.IncompleteSignature,
+			"Date header must be an HTTP date (RFC 7231). Got '%s'.", echo(d.value))
+	}
+	return t.UTC(), nil
+}
+
+// checkRequiredSignedHeaders insists that the host and the date the signature
+// depends on are signed: without them a signature could be replayed to
+// another host or at another time.
+func checkRequiredSignedHeaders(signed []string, dateName string) error {
+	if !contains(signed, "host") {
+		return awserr.New(awserr.InvalidSignature, "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
+	}
+	if !contains(signed, dateName) {
+		return awserr.Newf(awserr.InvalidSignature, "'%s' must be a 'SignedHeader' in the AWS Authorization.", textprotoName(dateName))
+	}
+	return nil
+}
+
+// textprotoName spells a lowercase header name the way AWS messages do.
+func textprotoName(name string) string {
+	if name == "x-amz-date" {
+		return "X-Amz-Date"
+	}
+	return http.CanonicalHeaderKey(name)
+}
+
+func contains(sorted []string, s string) bool {
+	for _, x := range sorted {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// stringToSign assembles the canonical request from its parts, hashes it and
+// returns the SigV4 string to sign.
+func stringToSign(method, uri string, suffix []byte, amzDate, scope string) []byte {
+	h := sha256.New()
+	h.Write([]byte(method))
+	h.Write([]byte{'\n'})
+	h.Write([]byte(uri))
+	h.Write([]byte{'\n'})
+	h.Write(suffix)
+	var sum [sha256.Size]byte
+
+	b := make([]byte, 0, len(algorithm)+1+len(amzDate)+1+len(scope)+1+2*sha256.Size)
+	b = append(b, algorithm...)
+	b = append(b, '\n')
+	b = append(b, amzDate...)
+	b = append(b, '\n')
+	b = append(b, scope...)
+	b = append(b, '\n')
+	return hex.AppendEncode(b, h.Sum(sum[:0]))
+}
+
+// deriveSigningKey computes the SigV4 signing key for one day, region and
+// service. Intermediate keys are zeroed; the caller zeroes the result.
+// secret belongs to the caller and is only read.
+func deriveSigningKey(secret []byte, date, region, service string) []byte {
+	k := make([]byte, 0, 4+len(secret))
+	k = append(k, "AWS4"...)
+	k = append(k, secret...)
+	kDate := hmacSHA256(k, []byte(date))
+	clear(k)
+	kRegion := hmacSHA256(kDate, []byte(region))
+	clear(kDate)
+	kService := hmacSHA256(kRegion, []byte(service))
+	clear(kRegion)
+	kSigning := hmacSHA256(kService, []byte(terminator))
+	clear(kService)
+	return kSigning
+}
+
+func hmacSHA256(key, data []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write(data)
+	return m.Sum(nil)
+}

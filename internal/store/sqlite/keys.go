@@ -1,0 +1,327 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/kmsd/kmsd/internal/store"
+)
+
+// keyColumns lists the columns of keys in the order scanKey reads them.
+const keyColumns = `id, account, region, description, key_spec, key_usage, origin,
+	key_manager, state, created, deletion_date, pending_window_days, policy, tags,
+	current_material`
+
+// rowScanner is the Scan method shared by *sql.Row and *sql.Rows.
+type rowScanner interface {
+	Scan(dest ...any) error
+}
+
+// scanKey reads one row selected with keyColumns.
+func scanKey(r rowScanner) (*store.Key, error) {
+	var (
+		k                      store.Key
+		created, deletion      sql.NullInt64
+		tags                   string
+		pendingWindowDaysInt64 int64
+	)
+	err := r.Scan(&k.ID, &k.Account, &k.Region, &k.Description, &k.KeySpec, &k.KeyUsage,
+		&k.Origin, &k.KeyManager, &k.State, &created, &deletion, &pendingWindowDaysInt64,
+		&k.Policy, &tags, &k.CurrentMaterial)
+	if err != nil {
+		return nil, err
+	}
+	k.Created = decodeTime(created)
+	k.DeletionDate = decodeTime(deletion)
+	k.PendingWindowDays = int(pendingWindowDaysInt64)
+	if k.Tags, err = decodeTags(tags); err != nil {
+		return nil, fmt.Errorf("key %s: %w", k.ID, err)
+	}
+	return &k, nil
+}
+
+// keyValues are the column values of k other than id, account and region,
+// in the order of keyColumns.
+type keyValues struct {
+	created, deletion sql.NullInt64
+	tags              string
+}
+
+func encodeKey(k *store.Key) (keyValues, error) {
+	var v keyValues
+	var err error
+	if v.created, err = encodeTime(k.Created); err != nil {
+		return v, fmt.Errorf("created: %w", err)
+	}
+	if v.deletion, err = encodeTime(k.DeletionDate); err != nil {
+		return v, fmt.Errorf("deletion date: %w", err)
+	}
+	if v.tags, err = encodeTags(k.Tags); err != nil {
+		return v, err
+	}
+	return v, nil
+}
+
+// jsonTag is the stored form of a store.Tag. It has its own type so that
+// renaming a field of store.Tag cannot change the stored format.
+type jsonTag struct {
+	Key   string `json:"Key"`
+	Value string `json:"Value"`
+}
+
+func encodeTags(tags []store.Tag) (string, error) {
+	js := make([]jsonTag, len(tags))
+	for i, t := range tags {
+		js[i] = jsonTag(t)
+	}
+	b, err := json.Marshal(js)
+	if err != nil {
+		return "", fmt.Errorf("encode tags: %w", err)
+	}
+	return string(b), nil
+}
+
+// decodeTags returns nil for no tags.
+func decodeTags(s string) ([]store.Tag, error) {
+	var js []jsonTag
+	if err := json.Unmarshal([]byte(s), &js); err != nil {
+		return nil, fmt.Errorf("decode tags: %w", err)
+	}
+	if len(js) == 0 {
+		return nil, nil
+	}
+	tags := make([]store.Tag, len(js))
+	for i, t := range js {
+		tags[i] = store.Tag(t)
+	}
+	return tags, nil
+}
+
+// cloneKey returns a copy of k that shares no memory with it.
+func cloneKey(k *store.Key) *store.Key {
+	c := *k
+	c.Tags = slices.Clone(k.Tags)
+	return &c
+}
+
+// CreateKey inserts k and, when m is not nil, its first material, in one
+// transaction. m.KeyID may be empty; otherwise it must equal k.ID.
+func (s *Store) CreateKey(ctx context.Context, k *store.Key, m *store.Material) error {
+	if k == nil || k.ID == "" {
+		return errors.New("create key: missing key or key ID")
+	}
+	if m != nil && m.KeyID != "" && m.KeyID != k.ID {
+		return fmt.Errorf("create key %s: material belongs to key %s", k.ID, m.KeyID)
+	}
+	v, err := encodeKey(k)
+	if err != nil {
+		return fmt.Errorf("create key %s: %w", k.ID, err)
+	}
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO keys (`+keyColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			k.ID, k.Account, k.Region, k.Description, k.KeySpec, k.KeyUsage, k.Origin,
+			k.KeyManager, k.State, v.created, v.deletion, k.PendingWindowDays, k.Policy,
+			v.tags, k.CurrentMaterial)
+		if err != nil {
+			return classify(err)
+		}
+		if m != nil {
+			if err := insertMaterial(ctx, tx, k.ID, m); err != nil {
+				return fmt.Errorf("material %s: %w", m.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("create key %s: %w", k.ID, err)
+	}
+	return nil
+}
+
+// GetKey returns the key with the given ID, or store.ErrNotFound.
+func (s *Store) GetKey(ctx context.Context, id string) (*store.Key, error) {
+	k, err := scanKey(s.db.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys WHERE id = ?`, id))
+	if err != nil {
+		return nil, fmt.Errorf("get key %s: %w", id, classify(err))
+	}
+	return k, nil
+}
+
+// UpdateKey reads the key, calls fn on a copy and writes the copy back, in
+// one BEGIN IMMEDIATE transaction. An error from fn is returned unchanged
+// (not wrapped) and nothing is written. fn must not change ID, Account or
+// Region, and must not write to the Store.
+func (s *Store) UpdateKey(ctx context.Context, id string, fn func(*store.Key) error) (*store.Key, error) {
+	var updated *store.Key
+	var fnErr error
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		k, err := scanKey(tx.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys WHERE id = ?`, id))
+		if err != nil {
+			return classify(err)
+		}
+		c := cloneKey(k)
+		if fnErr = fn(c); fnErr != nil {
+			return fnErr
+		}
+		if c.ID != k.ID || c.Account != k.Account || c.Region != k.Region {
+			return errors.New("the update changed the key's ID, Account or Region")
+		}
+		v, err := encodeKey(c)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE keys SET description = ?, key_spec = ?,
+			key_usage = ?, origin = ?, key_manager = ?, state = ?, created = ?,
+			deletion_date = ?, pending_window_days = ?, policy = ?, tags = ?,
+			current_material = ?
+			WHERE id = ?`,
+			c.Description, c.KeySpec, c.KeyUsage, c.Origin, c.KeyManager, c.State,
+			v.created, v.deletion, c.PendingWindowDays, c.Policy, v.tags, c.CurrentMaterial,
+			id)
+		if err != nil {
+			return err
+		}
+		if err := expectOneRow(res); err != nil {
+			return err
+		}
+		// Hand back a copy, so that fn keeping its pointer cannot alter
+		// what the caller receives.
+		updated = cloneKey(c)
+		return nil
+	})
+	if fnErr != nil {
+		return nil, fnErr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("update key %s: %w", id, err)
+	}
+	return updated, nil
+}
+
+// expectOneRow returns store.ErrNotFound unless res affected a row.
+func expectOneRow(res sql.Result) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("rows affected: %w", err)
+	}
+	if n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// DeleteKey removes a key; its materials and aliases go with it (ON DELETE
+// CASCADE). It returns store.ErrNotFound if there is no such key.
+func (s *Store) DeleteKey(ctx context.Context, id string) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM keys WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		return expectOneRow(res)
+	})
+	if err != nil {
+		return fmt.Errorf("delete key %s: %w", id, err)
+	}
+	return nil
+}
+
+// ListKeys lists up to limit keys of one account and region whose ID sorts
+// after after, ordered by ID. A limit <= 0 means no limit.
+func (s *Store) ListKeys(ctx context.Context, account, region, after string, limit int) ([]*store.Key, error) {
+	keys, err := s.queryKeys(ctx, `SELECT `+keyColumns+` FROM keys
+		WHERE account = ? AND region = ? AND id > ?
+		ORDER BY id LIMIT ?`,
+		account, region, after, sqlLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("list keys of %s/%s after %q: %w", account, region, after, err)
+	}
+	return keys, nil
+}
+
+// KeysPendingDeletion returns the keys of every account in state
+// PendingDeletion whose DeletionDate is at or before t, earliest first.
+func (s *Store) KeysPendingDeletion(ctx context.Context, t time.Time) ([]*store.Key, error) {
+	keys, err := s.queryKeys(ctx, `SELECT `+keyColumns+` FROM keys
+		WHERE state = 'PendingDeletion' AND deletion_date <= ?
+		ORDER BY deletion_date, id`,
+		boundTime(t))
+	if err != nil {
+		return nil, fmt.Errorf("keys pending deletion at %s: %w", t.Format(time.RFC3339Nano), err)
+	}
+	return keys, nil
+}
+
+func (s *Store) queryKeys(ctx context.Context, query string, args ...any) ([]*store.Key, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var keys []*store.Key
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+// AddMaterial stores another generation of a key's material:
+// store.ErrNotFound if the key does not exist, store.ErrExists if the key
+// already has a material with that ID.
+func (s *Store) AddMaterial(ctx context.Context, m *store.Material) error {
+	if m == nil {
+		return errors.New("add material: nil material")
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		return insertMaterial(ctx, tx, m.KeyID, m)
+	})
+	if err != nil {
+		return fmt.Errorf("add material %s of key %s: %w", m.ID, m.KeyID, err)
+	}
+	return nil
+}
+
+// insertMaterial inserts m as a material of keyID.
+func insertMaterial(ctx context.Context, tx *sql.Tx, keyID string, m *store.Material) error {
+	if m.ID == "" {
+		return errors.New("empty material ID")
+	}
+	created, err := encodeTime(m.Created)
+	if err != nil {
+		return fmt.Errorf("created: %w", err)
+	}
+	wrapped := m.Wrapped
+	if wrapped == nil {
+		// A nil []byte would be bound as NULL.
+		wrapped = []byte{}
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO materials (key_id, id, wrapped, created) VALUES (?, ?, ?, ?)`,
+		keyID, m.ID, wrapped, created)
+	return classify(err)
+}
+
+// GetMaterial returns one material of a key, or store.ErrNotFound.
+func (s *Store) GetMaterial(ctx context.Context, keyID, materialID string) (*store.Material, error) {
+	m := store.Material{KeyID: keyID, ID: materialID}
+	var created sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT wrapped, created FROM materials WHERE key_id = ? AND id = ?`,
+		keyID, materialID).Scan(&m.Wrapped, &created)
+	if err != nil {
+		return nil, fmt.Errorf("get material %s of key %s: %w", materialID, keyID, classify(err))
+	}
+	m.Created = decodeTime(created)
+	return &m, nil
+}

@@ -1,0 +1,106 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations upgrade the schema one version at a time: migrations[i] takes
+// the database from version i to version i+1. They are forward-only and,
+// once released, never edited: to change the schema, append a migration.
+// Open applies the missing ones in order, in one transaction, and records
+// the new version in schema_version.
+//
+// Column conventions: times are INTEGER Unix nanoseconds (NULL for the zero
+// time), secrets are BLOBs already wrapped by the keystore, tags are a JSON
+// array of {"Key","Value"} objects.
+var migrations = [][]string{
+	// Version 1: keys, their materials, aliases and access keys.
+	{
+		`CREATE TABLE keys (
+			id                  TEXT    NOT NULL PRIMARY KEY,
+			account             TEXT    NOT NULL,
+			region              TEXT    NOT NULL,
+			description         TEXT    NOT NULL DEFAULT '',
+			key_spec            TEXT    NOT NULL DEFAULT '',
+			key_usage           TEXT    NOT NULL DEFAULT '',
+			origin              TEXT    NOT NULL DEFAULT '',
+			key_manager         TEXT    NOT NULL DEFAULT '',
+			state               TEXT    NOT NULL DEFAULT '',
+			created             INTEGER,
+			deletion_date       INTEGER,
+			pending_window_days INTEGER NOT NULL DEFAULT 0,
+			policy              TEXT    NOT NULL DEFAULT '',
+			tags                TEXT    NOT NULL DEFAULT '[]',
+			current_material    TEXT    NOT NULL DEFAULT ''
+		)`,
+		`CREATE INDEX keys_by_account ON keys (account, region, id)`,
+		`CREATE INDEX keys_by_state_deletion ON keys (state, deletion_date)`,
+
+		`CREATE TABLE materials (
+			key_id  TEXT    NOT NULL REFERENCES keys (id) ON DELETE CASCADE,
+			id      TEXT    NOT NULL,
+			wrapped BLOB    NOT NULL,
+			created INTEGER,
+			PRIMARY KEY (key_id, id)
+		)`,
+
+		`CREATE TABLE aliases (
+			account TEXT    NOT NULL,
+			region  TEXT    NOT NULL,
+			name    TEXT    NOT NULL,
+			key_id  TEXT    NOT NULL REFERENCES keys (id) ON DELETE CASCADE,
+			created INTEGER,
+			updated INTEGER,
+			PRIMARY KEY (account, region, name)
+		)`,
+		// Serves CountAliases, ListAliases of one key and the cascade
+		// from keys.
+		`CREATE INDEX aliases_by_key ON aliases (key_id, name)`,
+
+		`CREATE TABLE access_keys (
+			id             TEXT    NOT NULL PRIMARY KEY,
+			account        TEXT    NOT NULL,
+			principal_arn  TEXT    NOT NULL,
+			wrapped_secret BLOB    NOT NULL,
+			created        INTEGER
+		)`,
+		`CREATE INDEX access_keys_by_account ON access_keys (account, id)`,
+	},
+}
+
+// migrate creates the schema_version table if needed and applies the
+// migrations the database lacks, all in one write transaction, so that two
+// processes opening a new database at once cannot both migrate it.
+func (s *Store) migrate(ctx context.Context) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
+			id      INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+			version INTEGER NOT NULL
+		)`); err != nil {
+			return fmt.Errorf("create schema_version: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO schema_version (id, version) VALUES (1, 0)`); err != nil {
+			return fmt.Errorf("init schema_version: %w", err)
+		}
+		var version int
+		if err := tx.QueryRowContext(ctx, `SELECT version FROM schema_version WHERE id = 1`).Scan(&version); err != nil {
+			return fmt.Errorf("read schema_version: %w", err)
+		}
+		if version > len(migrations) {
+			return fmt.Errorf("database schema version %d is newer than this kmsd supports (%d)", version, len(migrations))
+		}
+		for v := version; v < len(migrations); v++ {
+			for i, stmt := range migrations[v] {
+				if _, err := tx.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("migrate to schema version %d, statement %d: %w", v+1, i, err)
+				}
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ? WHERE id = 1`, len(migrations)); err != nil {
+			return fmt.Errorf("record schema version %d: %w", len(migrations), err)
+		}
+		return nil
+	})
+}

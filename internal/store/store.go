@@ -1,0 +1,134 @@
+// Package store is kmsd's durable state: keys, their wrapped key material,
+// aliases and access keys, behind one interface with an embedded SQLite
+// backend (package store/sqlite) and, later, a PostgreSQL one.
+//
+// Every method is transactional and durable before it returns: an
+// acknowledged write survives kill -9. The store never sees key material or
+// secrets in plaintext; callers wrap them with the keystore first.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors returned by every backend. Callers test them with errors.Is.
+var (
+	ErrNotFound = errors.New("store: not found")
+	ErrExists   = errors.New("store: already exists")
+)
+
+// Key is the durable record of one KMS key. Account and Region scope it; ID
+// is globally unique (a UUID).
+type Key struct {
+	ID          string
+	Account     string
+	Region      string
+	Description string
+	KeySpec     string // e.g. SYMMETRIC_DEFAULT
+	KeyUsage    string // e.g. ENCRYPT_DECRYPT
+	Origin      string // AWS_KMS, EXTERNAL, ...
+	KeyManager  string // CUSTOMER or AWS
+	State       string // Enabled, Disabled, PendingDeletion, PendingImport
+	Created     time.Time
+	// DeletionDate and PendingWindowDays are set while State is
+	// PendingDeletion and zero otherwise.
+	DeletionDate      time.Time
+	PendingWindowDays int
+	Policy            string
+	Tags              []Tag
+	// CurrentMaterial is the ID of the material new encryptions use.
+	CurrentMaterial string
+}
+
+// Tag is a key tag.
+type Tag struct {
+	Key   string
+	Value string
+}
+
+// Material is one generation of a key's backing key material. Wrapped is the
+// keystore's output; the plaintext never reaches the store.
+type Material struct {
+	KeyID   string
+	ID      string // KeyMaterialId: 64 lowercase hex characters
+	Wrapped []byte
+	Created time.Time
+}
+
+// Alias names a key. Name includes the "alias/" prefix.
+type Alias struct {
+	Account string
+	Region  string
+	Name    string
+	KeyID   string
+	Created time.Time
+	Updated time.Time
+}
+
+// AccessKey is an access key pair of a principal. WrappedSecret is the secret
+// access key wrapped by the keystore.
+type AccessKey struct {
+	ID            string // AKIA...
+	Account       string
+	PrincipalARN  string // arn:aws:iam::111122223333:user/admin
+	WrappedSecret []byte
+	Created       time.Time
+}
+
+// Store is the durable state of kmsd.
+//
+// List methods page by the sort key of their records: keys by ID, aliases by
+// Name. They return up to limit records whose sort key is greater than after
+// ("" starts at the beginning).
+type Store interface {
+	// CreateKey inserts a key and its first material (if m is non-nil) in
+	// one transaction. ErrExists if the ID is taken.
+	CreateKey(ctx context.Context, k *Key, m *Material) error
+	// GetKey returns the key with the given ID, or ErrNotFound.
+	GetKey(ctx context.Context, id string) (*Key, error)
+	// UpdateKey reads the key, calls fn on a copy and writes fn's changes, in
+	// one transaction that excludes concurrent updates of that key. When fn
+	// returns an error nothing is written and UpdateKey returns that error.
+	// It returns the key as written.
+	UpdateKey(ctx context.Context, id string, fn func(*Key) error) (*Key, error)
+	// DeleteKey removes a key with all its materials and aliases.
+	DeleteKey(ctx context.Context, id string) error
+	// ListKeys lists the keys of one account and region, ordered by ID.
+	ListKeys(ctx context.Context, account, region, after string, limit int) ([]*Key, error)
+	// KeysPendingDeletion returns the keys (of every account) in state
+	// PendingDeletion whose DeletionDate is at or before t.
+	KeysPendingDeletion(ctx context.Context, t time.Time) ([]*Key, error)
+
+	// AddMaterial stores another generation of a key's material.
+	AddMaterial(ctx context.Context, m *Material) error
+	// GetMaterial returns one material of a key, or ErrNotFound.
+	GetMaterial(ctx context.Context, keyID, materialID string) (*Material, error)
+
+	// CreateAlias inserts an alias; ErrExists if its name is taken in its
+	// account and region; ErrNotFound if its key does not exist.
+	CreateAlias(ctx context.Context, a *Alias) error
+	// GetAlias returns an alias by name, or ErrNotFound.
+	GetAlias(ctx context.Context, account, region, name string) (*Alias, error)
+	// UpdateAlias points an existing alias at keyID (ErrNotFound if either
+	// is missing) and sets Updated.
+	UpdateAlias(ctx context.Context, account, region, name, keyID string, updated time.Time) error
+	// DeleteAlias removes an alias, or returns ErrNotFound.
+	DeleteAlias(ctx context.Context, account, region, name string) error
+	// ListAliases lists aliases ordered by name; when keyID is not empty only
+	// the aliases of that key.
+	ListAliases(ctx context.Context, account, region, keyID, after string, limit int) ([]*Alias, error)
+	// CountAliases returns how many aliases point at keyID.
+	CountAliases(ctx context.Context, keyID string) (int, error)
+
+	// PutAccessKey inserts an access key; ErrExists if the ID is taken.
+	PutAccessKey(ctx context.Context, a *AccessKey) error
+	// GetAccessKey returns an access key by ID, or ErrNotFound.
+	GetAccessKey(ctx context.Context, id string) (*AccessKey, error)
+	// ListAccessKeys returns every access key of an account, ordered by ID.
+	ListAccessKeys(ctx context.Context, account string) ([]*AccessKey, error)
+
+	// Close releases the store.
+	Close() error
+}
