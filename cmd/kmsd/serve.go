@@ -112,7 +112,9 @@ func printBanner(w io.Writer, endpoint string, cfg config.Config, akid, secret s
 	}
 	fmt.Fprintf(w, "export AWS_DEFAULT_REGION=%s\n", cfg.Region)
 	fmt.Fprintf(w, "export AWS_ENDPOINT_URL=%s\n\n", endpoint)
-	fmt.Fprintf(w, "Then try:\n\n  aws kms create-key --description \"my first key\"\n\n")
+	// AWS CLI releases before 2.13 ignore AWS_ENDPOINT_URL; --endpoint-url
+	// works with every version.
+	fmt.Fprintf(w, "Then try:\n\n  aws kms create-key --endpoint-url %s --description \"my first key\"\n\n", endpoint)
 }
 
 func newLogger(w io.Writer, cfg config.Config) *slog.Logger {

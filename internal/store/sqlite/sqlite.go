@@ -143,7 +143,7 @@ func dsn(abs string) string {
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
-	q.Set("_txlock", "deferred")
+	q.Set("_txlock", "immediate")
 	return "file:" + u.EscapedPath() + "?" + q.Encode()
 }
 
@@ -213,8 +213,7 @@ func (s *Store) checkPragmas(ctx context.Context) error {
 // error of fn is returned unchanged so that callers can inspect it.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	select {
-	case <-make(chan struct{}, 1):
-		default:
+	case s.writeSlot <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
