@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"time"
 
@@ -36,12 +35,10 @@ func decode(body []byte, v any) error {
 	if body[0] != '{' {
 		return awserr.New(awserr.Serialization, "The request body must be a JSON object.")
 	}
-	d := json.NewDecoder(bytes.NewReader(body))
-	if err := d.Decode(v); err != nil {
+	// json.Unmarshal checks the syntax of the whole body (trailing data
+	// included) before it decodes, in one pass over the bytes.
+	if err := json.Unmarshal(body, v); err != nil {
 		return serializationError(err)
-	}
-	if _, err := d.Token(); !errors.Is(err, io.EOF) {
-		return awserr.New(awserr.Serialization, "The request body has data after the JSON object.")
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"slices"
 	"strings"
 
 	"github.com/kmsd/kmsd/internal/awserr"
@@ -105,7 +106,7 @@ func parseAuthorization(header string, haveDate bool) (authorization, error) {
 
 	var a authorization
 	scope := strings.Split(credential, "/")
-	if len(scope) != 5 || contains(scope, "") {
+	if len(scope) != 5 || slices.Contains(scope, "") {
 		return authorization{}, awserr.Newf(awserr.IncompleteSignature,
 			"Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got '%s'",
 			echo(credential))

@@ -246,7 +246,7 @@ func canonicalSuffix(r *http.Request, hdr headerReader, a authorization, body []
 func payloadHash(hdr headerReader, signed []string, body []byte) (string, error) {
 	sum := sha256.Sum256(body)
 	actual := hex.EncodeToString(sum[:])
-	if !contains(signed, "x-amz-content-sha256") {
+	if !slices.Contains(signed, "x-amz-content-sha256") {
 		return actual, nil
 	}
 	claimed := hdr.values("x-amz-content-sha256")

@@ -67,6 +67,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -314,7 +315,7 @@ func findRequestDate(hdr headerReader) (requestDate, error) {
 			return requestDate{name: name, value: values[0]}, nil
 		default:
 			return requestDate{}, awserr.Newf(awserr.IncompleteSignature,
-				"Request must contain at most one '%s' header.", textprotoName(name))
+				"Request must contain at most one '%s' header.", displayName(name))
 		}
 	}
 	return requestDate{}, nil
@@ -346,30 +347,21 @@ func (d requestDate) parse() (time.Time, error) {
 // depends on are signed: without them a signature could be replayed to
 // another host or at another time.
 func checkRequiredSignedHeaders(signed []string, dateName string) error {
-	if !contains(signed, "host") {
+	if !slices.Contains(signed, "host") {
 		return awserr.New(awserr.InvalidSignature, "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
 	}
-	if !contains(signed, dateName) {
-		return awserr.Newf(awserr.InvalidSignature, "'%s' must be a 'SignedHeader' in the AWS Authorization.", textprotoName(dateName))
+	if !slices.Contains(signed, dateName) {
+		return awserr.Newf(awserr.InvalidSignature, "'%s' must be a 'SignedHeader' in the AWS Authorization.", displayName(dateName))
 	}
 	return nil
 }
 
-// textprotoName spells a lowercase header name the way AWS messages do.
-func textprotoName(name string) string {
+// displayName spells a lowercase header name the way AWS messages do.
+func displayName(name string) string {
 	if name == "x-amz-date" {
 		return "X-Amz-Date"
 	}
 	return http.CanonicalHeaderKey(name)
-}
-
-func contains(sorted []string, s string) bool {
-	for _, x := range sorted {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // stringToSign assembles the canonical request from its parts, hashes it and

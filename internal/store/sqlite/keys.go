@@ -25,33 +25,34 @@ type rowScanner interface {
 // scanKey reads one row selected with keyColumns.
 func scanKey(r rowScanner) (*store.Key, error) {
 	var (
-		k                      store.Key
-		created, deletion      sql.NullInt64
-		tags                   string
-		pendingWindowDaysInt64 int64
+		k                 store.Key
+		created, deletion sql.NullInt64
+		window            int64
+		tags              string
 	)
 	err := r.Scan(&k.ID, &k.Account, &k.Region, &k.Description, &k.KeySpec, &k.KeyUsage,
-		&k.Origin, &k.KeyManager, &k.State, &created, &deletion, &pendingWindowDaysInt64,
+		&k.Origin, &k.KeyManager, &k.State, &created, &deletion, &window,
 		&k.Policy, &tags, &k.CurrentMaterial)
 	if err != nil {
 		return nil, err
 	}
 	k.Created = decodeTime(created)
 	k.DeletionDate = decodeTime(deletion)
-	k.PendingWindowDays = int(pendingWindowDaysInt64)
+	k.PendingWindowDays = int(window)
 	if k.Tags, err = decodeTags(tags); err != nil {
 		return nil, fmt.Errorf("key %s: %w", k.ID, err)
 	}
 	return &k, nil
 }
 
-// keyValues are the column values of k other than id, account and region,
-// in the order of keyColumns.
+// keyValues holds the column values of a key that need encoding; the other
+// fields of store.Key are stored as they are.
 type keyValues struct {
 	created, deletion sql.NullInt64
 	tags              string
 }
 
+// encodeKey computes the encoded column values of k.
 func encodeKey(k *store.Key) (keyValues, error) {
 	var v keyValues
 	var err error

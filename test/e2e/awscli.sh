@@ -1,0 +1,523 @@
+#!/usr/bin/env bash
+# End-to-end scenario: drive a real kmsd with the real AWS CLI v2 (and boto3).
+#
+#   bash test/e2e/awscli.sh KMSD_BINARY [WORK_DIR]
+#
+# Starts kmsd on 127.0.0.1:0 with a fresh data folder, runs the KMS
+# operations kmsd implements through /usr/bin/aws, kills kmsd with SIGKILL,
+# restarts it on the same data folder, checks that everything made earlier
+# still decrypts, and stops kmsd with SIGTERM. Prints one line per check and
+# ends with "N passed, 0 failed"; on the first failed check it prints what
+# failed and exits 1.
+#
+# The AWS clients run under `env -i` with only the variables they need, so
+# nothing from the caller's environment or ~/.aws can send a request to real
+# AWS. Set CI=true to turn a missing boto3 into a failure instead of a skip.
+set -euo pipefail
+
+if (($# < 1)); then
+	echo "usage: $0 KMSD_BINARY [WORK_DIR]" >&2
+	exit 2
+fi
+KMSD_BIN=$(realpath "$1")
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+AWS_BIN=/usr/bin/aws           # Debian's AWS CLI v2; a v1 CLI may come first on PATH
+PYTHON_BIN=/usr/bin/python3    # Debian's python3-boto3 lives here
+REGION=us-east-1
+BANNER_WAIT_TENTHS=300         # wait up to 30 s for kmsd's banner
+STOP_WAIT_TENTHS=150           # and up to 15 s for kmsd to exit on SIGTERM
+
+if [[ ! -x $AWS_BIN ]]; then
+	echo "FAIL: $AWS_BIN not found (install awscli: apt-get install -y awscli)" >&2
+	exit 1
+fi
+
+# Everything this run writes lives in RUN; kmsd creates DATA itself, so the
+# mode checks below test kmsd and not mktemp.
+if [[ -n ${2:-} ]]; then
+	mkdir -p "$2"
+	RUN=$(mktemp -d "$(realpath "$2")/awscli.XXXXXX")
+	REMOVE_RUN=false
+else
+	RUN=$(mktemp -d "${TMPDIR:-/tmp}/kmsd-e2e.XXXXXX")
+	REMOVE_RUN=true
+fi
+DATA=$RUN/data
+CLIENT_HOME=$RUN/home
+F=$RUN/files # ciphertexts, plaintexts and command output
+mkdir -p "$CLIENT_HOME" "$F"
+
+# kmsd must not pick up the caller's KMSD_* settings (a config file, a log
+# format, another data folder).
+while read -r v; do unset "$v"; done < <(compgen -e | grep '^KMSD_' || true)
+
+# ---------------------------------------------------------------- reporting
+
+PASSED=0
+STEP=""
+KMSD_PID=""
+KMSD_OUT=""
+KMSD_ERR=""
+
+step() {
+	STEP=$1
+	echo "== $STEP"
+}
+
+pass() {
+	PASSED=$((PASSED + 1))
+	echo "ok $PASSED - $1"
+}
+
+# fail WHAT [DETAIL...]: report the failed check and stop.
+fail() {
+	echo "FAIL: [$STEP] $1"
+	shift
+	local line
+	for line in "$@"; do echo "    $line"; done
+	if [[ -s $F/stdout ]]; then
+		echo "--- stdout of the last command:"
+		head -c 4000 "$F/stdout"
+		echo
+	fi
+	if [[ -s $F/stderr ]]; then
+		echo "--- stderr of the last command:"
+		head -c 4000 "$F/stderr"
+		echo
+	fi
+	if [[ -n $KMSD_ERR && -s $KMSD_ERR ]]; then
+		echo "--- last lines of kmsd's log ($KMSD_ERR):"
+		tail -n 30 "$KMSD_ERR"
+	fi
+	echo "$PASSED passed, 1 failed"
+	exit 1
+}
+
+# describe CMD...: a short label for a command line.
+describe() {
+	local s="$*"
+	s=${s//$F\//}
+	((${#s} > 110)) && s="${s:0:107}..."
+	echo "$s"
+}
+
+# run CMD...: runs a command, keeping its stdout in OUT (and $F/stdout), its
+# stderr in $F/stderr and its exit code in RC.
+run() {
+	RC=0
+	"$@" >"$F/stdout" 2>"$F/stderr" || RC=$?
+	OUT=$(cat "$F/stdout")
+}
+
+# check CMD...: the command must succeed.
+check() {
+	run "$@"
+	((RC == 0)) || fail "$(describe "$@")" "exit code $RC, want 0"
+	pass "$(describe "$@")"
+}
+
+# expect_error CODE CMD...: the command must fail the way the AWS CLI v2
+# reports a service error: exit code 254 and "An error occurred (CODE)".
+expect_error() {
+	local code=$1
+	shift
+	run "$@"
+	((RC == 254)) || fail "$(describe "$@") -> $code" "exit code $RC, want 254"
+	grep -qF "An error occurred ($code)" "$F/stderr" ||
+		fail "$(describe "$@") -> $code" "stderr does not contain \"An error occurred ($code)\""
+	pass "$(describe "$@") -> $code"
+}
+
+# expect_eq WHAT WANT GOT
+expect_eq() {
+	[[ $3 == "$2" ]] || fail "$1" "want: $2" "got:  $3"
+	pass "$1 = $2"
+}
+
+# expect_match WHAT REGEX GOT
+expect_match() {
+	[[ $3 =~ $2 ]] || fail "$1" "want a match for: $2" "got: $3"
+	pass "$1 ~ $2"
+}
+
+# expect_same_file WHAT WANT_FILE GOT_FILE: byte-for-byte comparison.
+expect_same_file() {
+	cmp -s "$2" "$3" || fail "$1" "$(basename "$3") differs from $(basename "$2")" \
+		"want $(od -An -tx1 -N16 "$2" | tr -s ' ')... ($(stat -c %s "$2") bytes)" \
+		"got  $(od -An -tx1 -N16 "$3" | tr -s ' ')... ($(stat -c %s "$3") bytes)"
+	pass "$1"
+}
+
+# ---------------------------------------------------------------- clients
+
+AWS_ACCESS_KEY_ID=""
+AWS_SECRET_ACCESS_KEY=""
+ENDPOINT=""
+
+# aws ARGS...: the AWS CLI v2 with a clean environment. CLI 2.9 ignores
+# AWS_ENDPOINT_URL, so the endpoint goes on the command line.
+aws() {
+	env -i \
+		PATH=/usr/bin:/bin \
+		HOME="$CLIENT_HOME" \
+		AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
+		AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
+		AWS_DEFAULT_REGION="$REGION" \
+		AWS_EC2_METADATA_DISABLED=true \
+		AWS_PAGER="" \
+		"$AWS_BIN" --endpoint-url "$ENDPOINT" "$@"
+}
+
+# b64file FILE: decode OUT (base64 from --output text) into FILE.
+b64file() {
+	base64 -d <<<"$OUT" >"$1" || fail "decode base64 into $(basename "$1")" "got: $OUT"
+}
+
+# Ciphertexts to decrypt again after the restart: parallel lists of
+# ciphertext file, expected plaintext file and encryption context.
+SAVED_CT=()
+SAVED_PT=()
+SAVED_EC=()
+remember() {
+	SAVED_CT+=("$1")
+	SAVED_PT+=("$2")
+	SAVED_EC+=("${3:-}")
+}
+
+# decrypt_args CT_FILE CONTEXT: the arguments of a decrypt call.
+decrypt_args() {
+	DECRYPT_ARGS=(kms decrypt --ciphertext-blob "fileb://$1" --query Plaintext --output text)
+	if [[ -n $2 ]]; then DECRYPT_ARGS+=(--encryption-context "$2"); fi
+}
+
+# ---------------------------------------------------------------- kmsd
+
+# alive PID: the process exists and is not a zombie.
+alive() {
+	[[ -e /proc/$1/status ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}
+
+# start_kmsd NAME: starts kmsd on DATA and waits for its banner. Sets
+# KMSD_PID, ENDPOINT, and KMSD_OUT/KMSD_ERR (its stdout and stderr).
+start_kmsd() {
+	KMSD_OUT=$RUN/kmsd-$1.out
+	KMSD_ERR=$RUN/kmsd-$1.err
+	"$KMSD_BIN" serve --data-dir "$DATA" --listen 127.0.0.1:0 >"$KMSD_OUT" 2>"$KMSD_ERR" &
+	KMSD_PID=$!
+	local i
+	for ((i = 0; i < BANNER_WAIT_TENTHS; i++)); do
+		# The endpoint line comes first and AWS_ENDPOINT_URL last in the
+		# banner, so once this line is there the credentials are too.
+		grep -q '^export AWS_ENDPOINT_URL=' "$KMSD_OUT" && break
+		alive "$KMSD_PID" || fail "kmsd ($1 start) exited before printing its banner" "$(cat "$KMSD_ERR")"
+		sleep 0.1
+	done
+	grep -q '^export AWS_ENDPOINT_URL=' "$KMSD_OUT" ||
+		fail "kmsd ($1 start) printed no banner within $((BANNER_WAIT_TENTHS / 10)) s" "stdout: $(cat "$KMSD_OUT")" "stderr: $(cat "$KMSD_ERR")"
+	ENDPOINT=$(sed -n 's/^kmsd is serving the AWS KMS API at \(http:\/\/127\.0\.0\.1:[0-9]*\) .*/\1/p' "$KMSD_OUT")
+	[[ -n $ENDPOINT ]] || fail "no endpoint in kmsd's banner" "$(cat "$KMSD_OUT")"
+	pass "kmsd ($1 start, pid $KMSD_PID) serves at $ENDPOINT"
+}
+
+# stop_kmsd_on_exit: whatever happens, leave no kmsd behind.
+cleanup() {
+	local rc=$?
+	if [[ -n $KMSD_PID ]] && alive "$KMSD_PID"; then
+		kill -9 "$KMSD_PID" 2>/dev/null || true
+		wait "$KMSD_PID" 2>/dev/null || true
+	fi
+	if ((rc == 0)) && $REMOVE_RUN; then rm -rf "$RUN"; fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "interrupted"; exit 130' INT TERM
+
+# check_modes: the data folder holds the root key, so it must be private.
+check_modes() {
+	expect_eq "mode of the data folder" 700 "$(stat -c %a "$DATA")"
+	expect_eq "mode of root.key" 600 "$(stat -c %a "$DATA/root.key")"
+	expect_eq "mode of kmsd.db" 600 "$(stat -c %a "$DATA/kmsd.db")"
+}
+
+# ================================================================ scenario
+
+echo "kmsd binary: $KMSD_BIN"
+echo "work dir:    $RUN"
+"$AWS_BIN" --version
+
+step "first start of kmsd on a fresh data folder"
+start_kmsd first
+AWS_ACCESS_KEY_ID=$(sed -n 's/^export AWS_ACCESS_KEY_ID=//p' "$KMSD_OUT")
+AWS_SECRET_ACCESS_KEY=$(sed -n 's/^export AWS_SECRET_ACCESS_KEY=//p' "$KMSD_OUT")
+expect_match "access key id from the banner" '^AKIA[A-Z0-9]{16}$' "$AWS_ACCESS_KEY_ID"
+expect_match "secret access key from the banner" '^[A-Za-z0-9/+]{40}$' "$AWS_SECRET_ACCESS_KEY"
+check_modes
+
+step "create-key with a description and tags"
+check aws kms create-key --description "e2e key one" --tags TagKey=env,TagValue=e2e TagKey=owner,TagValue=awscli \
+	--query '[KeyMetadata.KeyId,KeyMetadata.Arn,KeyMetadata.KeyState,KeyMetadata.KeySpec,KeyMetadata.KeyUsage]' --output text
+read -r K1 K1_ARN state spec usage <<<"$OUT"
+expect_match "KeyId of the new key" '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' "$K1"
+expect_eq "Arn of the new key" "arn:aws:kms:$REGION:111122223333:key/$K1" "$K1_ARN"
+expect_eq "KeyState of the new key" Enabled "$state"
+expect_eq "KeySpec of the new key" SYMMETRIC_DEFAULT "$spec"
+expect_eq "KeyUsage of the new key" ENCRYPT_DECRYPT "$usage"
+check aws kms create-key --description "e2e key two" --query KeyMetadata.Arn --output text
+K2_ARN=$OUT
+K2=${K2_ARN##*/}
+
+step "describe-key"
+check aws kms describe-key --key-id "$K1" \
+	--query '[KeyMetadata.Description,KeyMetadata.Enabled,KeyMetadata.KeyManager,KeyMetadata.Origin]' --output text
+expect_eq "describe-key (by id) Description/Enabled/KeyManager/Origin" $'e2e key one\tTrue\tCUSTOMER\tAWS_KMS' "$OUT"
+check aws kms describe-key --key-id "$K1_ARN" --query KeyMetadata.KeyId --output text
+expect_eq "describe-key (by ARN) KeyId" "$K1" "$OUT"
+
+step "list-keys"
+check aws kms list-keys --query 'Keys[].KeyId' --output text
+expect_eq "list-keys KeyIds" "$(printf '%s\n' "$K1" "$K2" | sort | xargs)" "$(xargs -n1 <<<"$OUT" | sort | xargs)"
+check aws kms list-keys --page-size 1 --query 'Keys[].KeyArn' --output text
+expect_eq "list-keys with pages of one key" "$(printf '%s\n' "$K1_ARN" "$K2_ARN" | sort | xargs)" "$(xargs -n1 <<<"$OUT" | sort | xargs)"
+
+step "encrypt and decrypt binary data with an encryption context"
+EC="tenant=t1,purpose=e2e"
+head -c 200 /dev/urandom >"$F/pt1.bin"
+printf '\x00\xff\x00 binary\n' >>"$F/pt1.bin"
+check aws kms encrypt --key-id "$K1" --plaintext "fileb://$F/pt1.bin" --encryption-context "$EC" \
+	--query '[CiphertextBlob,KeyId,EncryptionAlgorithm]' --output text
+read -r ct keyid alg <<<"$OUT"
+expect_eq "encrypt KeyId" "$K1_ARN" "$keyid"
+expect_eq "encrypt EncryptionAlgorithm" SYMMETRIC_DEFAULT "$alg"
+OUT=$ct b64file "$F/ct1.bin"
+remember "$F/ct1.bin" "$F/pt1.bin" "$EC"
+check aws kms decrypt --ciphertext-blob "fileb://$F/ct1.bin" --encryption-context "$EC" \
+	--query '[Plaintext,KeyId]' --output text
+read -r pt keyid <<<"$OUT"
+OUT=$pt b64file "$F/pt1.out"
+expect_same_file "decrypt without --key-id returns the plaintext" "$F/pt1.bin" "$F/pt1.out"
+expect_eq "decrypt KeyId" "$K1_ARN" "$keyid"
+check aws kms decrypt --key-id "$K1" --ciphertext-blob "fileb://$F/ct1.bin" --encryption-context "$EC" \
+	--query Plaintext --output text
+b64file "$F/pt1.out2"
+expect_same_file "decrypt with --key-id returns the plaintext" "$F/pt1.bin" "$F/pt1.out2"
+# Context order does not matter, values do.
+check aws kms decrypt --ciphertext-blob "fileb://$F/ct1.bin" --encryption-context purpose=e2e,tenant=t1 --query Plaintext --output text
+expect_eq "decrypt with the context pairs in another order" "$(base64 -w0 "$F/pt1.bin")" "$OUT"
+expect_error InvalidCiphertextException aws kms decrypt --ciphertext-blob "fileb://$F/ct1.bin" --encryption-context tenant=t2,purpose=e2e
+expect_error InvalidCiphertextException aws kms decrypt --ciphertext-blob "fileb://$F/ct1.bin"
+expect_error IncorrectKeyException aws kms decrypt --key-id "$K2" --ciphertext-blob "fileb://$F/ct1.bin" --encryption-context "$EC"
+
+step "generate-data-key"
+check aws kms generate-data-key --key-id "$K1" --key-spec AES_256 --encryption-context "$EC" \
+	--query '[Plaintext,CiphertextBlob,KeyId]' --output text
+read -r pt ct keyid <<<"$OUT"
+OUT=$pt b64file "$F/dk256.bin"
+OUT=$ct b64file "$F/dk256.ct"
+expect_eq "AES_256 data key length" 32 "$(stat -c %s "$F/dk256.bin")"
+expect_eq "generate-data-key KeyId" "$K1_ARN" "$keyid"
+decrypt_args "$F/dk256.ct" "$EC"
+check aws "${DECRYPT_ARGS[@]}"
+b64file "$F/dk256.out"
+expect_same_file "decrypted CiphertextBlob equals Plaintext (AES_256)" "$F/dk256.bin" "$F/dk256.out"
+remember "$F/dk256.ct" "$F/dk256.bin" "$EC"
+check aws kms generate-data-key --key-id "$K2" --number-of-bytes 64 --query '[Plaintext,CiphertextBlob]' --output text
+read -r pt ct <<<"$OUT"
+OUT=$pt b64file "$F/dk64.bin"
+OUT=$ct b64file "$F/dk64.ct"
+expect_eq "--number-of-bytes 64 data key length" 64 "$(stat -c %s "$F/dk64.bin")"
+decrypt_args "$F/dk64.ct" ""
+check aws "${DECRYPT_ARGS[@]}"
+b64file "$F/dk64.out"
+expect_same_file "decrypted CiphertextBlob equals Plaintext (64 bytes)" "$F/dk64.bin" "$F/dk64.out"
+remember "$F/dk64.ct" "$F/dk64.bin" ""
+expect_error ValidationException aws kms generate-data-key --key-id "$K1" --key-spec AES_256 --number-of-bytes 32
+
+step "generate-data-key-without-plaintext"
+check aws kms generate-data-key-without-plaintext --key-id "$K1" --key-spec AES_128 \
+	--query "[CiphertextBlob,contains(keys(@),'Plaintext')]" --output text
+read -r ct has_plaintext <<<"$OUT"
+expect_eq "generate-data-key-without-plaintext returns a Plaintext field" False "$has_plaintext"
+OUT=$ct b64file "$F/dknp.ct"
+decrypt_args "$F/dknp.ct" ""
+check aws "${DECRYPT_ARGS[@]}"
+b64file "$F/dknp.bin"
+expect_eq "decrypted AES_128 data key length" 16 "$(stat -c %s "$F/dknp.bin")"
+remember "$F/dknp.ct" "$F/dknp.bin" ""
+
+step "generate-random"
+check aws kms generate-random --number-of-bytes 48 --query Plaintext --output text
+b64file "$F/rand1.bin"
+expect_eq "generate-random length" 48 "$(stat -c %s "$F/rand1.bin")"
+check aws kms generate-random --number-of-bytes 48 --query Plaintext --output text
+b64file "$F/rand2.bin"
+cmp -s "$F/rand1.bin" "$F/rand2.bin" && fail "two generate-random calls returned the same bytes"
+pass "two generate-random calls differ"
+
+step "re-encrypt to a second key"
+check aws kms re-encrypt --ciphertext-blob "fileb://$F/ct1.bin" --source-encryption-context "$EC" \
+	--destination-key-id "$K2" --destination-encryption-context tenant=t1,purpose=moved \
+	--query '[CiphertextBlob,SourceKeyId,KeyId]' --output text
+read -r ct src dst <<<"$OUT"
+expect_eq "re-encrypt SourceKeyId" "$K1_ARN" "$src"
+expect_eq "re-encrypt KeyId" "$K2_ARN" "$dst"
+OUT=$ct b64file "$F/ct1-k2.bin"
+check aws kms decrypt --ciphertext-blob "fileb://$F/ct1-k2.bin" --encryption-context tenant=t1,purpose=moved \
+	--query '[Plaintext,KeyId]' --output text
+read -r pt keyid <<<"$OUT"
+OUT=$pt b64file "$F/ct1-k2.out"
+expect_same_file "re-encrypted ciphertext decrypts to the original plaintext" "$F/pt1.bin" "$F/ct1-k2.out"
+expect_eq "decrypt of the re-encrypted ciphertext KeyId" "$K2_ARN" "$keyid"
+expect_error InvalidCiphertextException aws kms decrypt --ciphertext-blob "fileb://$F/ct1-k2.bin" --encryption-context "$EC"
+remember "$F/ct1-k2.bin" "$F/pt1.bin" "tenant=t1,purpose=moved"
+
+step "aliases"
+ALIAS=alias/e2e-test
+check aws kms create-alias --alias-name "$ALIAS" --target-key-id "$K1"
+expect_error AlreadyExistsException aws kms create-alias --alias-name "$ALIAS" --target-key-id "$K2"
+check aws kms list-aliases --query "Aliases[?AliasName=='$ALIAS'].[AliasArn,TargetKeyId]" --output text
+expect_eq "list-aliases entry" $'arn:aws:kms:'"$REGION"$':111122223333:'"$ALIAS"$'\t'"$K1" "$OUT"
+check aws kms list-aliases --key-id "$K1" --query 'Aliases[].AliasName' --output text
+expect_eq "list-aliases --key-id" "$ALIAS" "$OUT"
+check aws kms describe-key --key-id "$ALIAS" --query KeyMetadata.KeyId --output text
+expect_eq "describe-key via alias" "$K1" "$OUT"
+printf 'encrypted via an alias' >"$F/pt-alias.bin"
+check aws kms encrypt --key-id "$ALIAS" --plaintext "fileb://$F/pt-alias.bin" --query '[CiphertextBlob,KeyId]' --output text
+read -r ct keyid <<<"$OUT"
+expect_eq "encrypt via alias uses key one" "$K1_ARN" "$keyid"
+OUT=$ct b64file "$F/ct-alias1.bin"
+remember "$F/ct-alias1.bin" "$F/pt-alias.bin" ""
+check aws kms decrypt --key-id "$ALIAS" --ciphertext-blob "fileb://$F/ct-alias1.bin" --query Plaintext --output text
+expect_eq "decrypt with --key-id alias" "$(base64 -w0 "$F/pt-alias.bin")" "$OUT"
+check aws kms update-alias --alias-name "$ALIAS" --target-key-id "$K2"
+check aws kms encrypt --key-id "$ALIAS" --plaintext "fileb://$F/pt-alias.bin" --query '[CiphertextBlob,KeyId]' --output text
+read -r ct keyid <<<"$OUT"
+expect_eq "encrypt via the updated alias uses key two" "$K2_ARN" "$keyid"
+OUT=$ct b64file "$F/ct-alias2.bin"
+remember "$F/ct-alias2.bin" "$F/pt-alias.bin" ""
+check aws kms delete-alias --alias-name "$ALIAS"
+expect_error NotFoundException aws kms encrypt --key-id "$ALIAS" --plaintext "fileb://$F/pt-alias.bin"
+check aws kms list-aliases --query "length(Aliases[?AliasName=='$ALIAS'])" --output text
+expect_eq "deleted alias is no longer listed" 0 "$OUT"
+expect_error NotFoundException aws kms delete-alias --alias-name "$ALIAS"
+
+step "tags"
+check aws kms tag-resource --key-id "$K1" --tags TagKey=team,TagValue=security TagKey=env,TagValue=e2e-changed
+check aws kms list-resource-tags --key-id "$K1" --query 'Tags[].[TagKey,TagValue]' --output text
+expect_eq "list-resource-tags after tag-resource" "env=e2e-changed owner=awscli team=security" \
+	"$(awk '{print $1 "=" $2}' <<<"$OUT" | sort | xargs)"
+check aws kms untag-resource --key-id "$K1" --tag-keys team owner
+check aws kms list-resource-tags --key-id "$K1" --query 'Tags[].[TagKey,TagValue]' --output text
+expect_eq "list-resource-tags after untag-resource" "env=e2e-changed" "$(awk '{print $1 "=" $2}' <<<"$OUT" | sort | xargs)"
+
+step "update-key-description"
+check aws kms update-key-description --key-id "$K1" --description "e2e key one, renamed"
+check aws kms describe-key --key-id "$K1" --query KeyMetadata.Description --output text
+expect_eq "Description after update" "e2e key one, renamed" "$OUT"
+
+step "disable-key and enable-key"
+check aws kms disable-key --key-id "$K1"
+check aws kms describe-key --key-id "$K1" --query '[KeyMetadata.KeyState,KeyMetadata.Enabled]' --output text
+expect_eq "KeyState/Enabled after disable-key" $'Disabled\tFalse' "$OUT"
+expect_error DisabledException aws kms encrypt --key-id "$K1" --plaintext "fileb://$F/pt1.bin"
+expect_error DisabledException aws kms decrypt --ciphertext-blob "fileb://$F/ct1.bin" --encryption-context "$EC"
+check aws kms enable-key --key-id "$K1"
+check aws kms encrypt --key-id "$K1" --plaintext "fileb://$F/pt1.bin" --query KeyId --output text
+expect_eq "encrypt after enable-key" "$K1_ARN" "$OUT"
+
+step "missing keys"
+expect_error NotFoundException aws kms describe-key --key-id 00000000-1111-2222-3333-444444444444
+expect_error NotFoundException aws kms describe-key --key-id alias/no-such-alias
+expect_error NotFoundException aws kms encrypt --key-id 00000000-1111-2222-3333-444444444444 --plaintext "fileb://$F/pt1.bin"
+
+step "schedule-key-deletion and cancel-key-deletion"
+check aws kms create-key --description "e2e key three (deletion)" --query KeyMetadata.KeyId --output text
+K3=$OUT
+printf 'made before deletion was scheduled' >"$F/pt3.bin"
+check aws kms encrypt --key-id "$K3" --plaintext "fileb://$F/pt3.bin" --query CiphertextBlob --output text
+b64file "$F/ct3.bin"
+remember "$F/ct3.bin" "$F/pt3.bin" ""
+check aws kms schedule-key-deletion --key-id "$K3" --pending-window-in-days 7 \
+	--query '[KeyState,PendingWindowInDays,DeletionDate]' --output text
+read -r state days when <<<"$OUT"
+expect_eq "schedule-key-deletion KeyState" PendingDeletion "$state"
+expect_eq "schedule-key-deletion PendingWindowInDays" 7 "$days"
+delta=$(($(date -d "$when" +%s) - $(date +%s)))
+((delta > 6 * 86400 && delta <= 8 * 86400)) || fail "DeletionDate $when is not about 7 days from now"
+pass "DeletionDate is about 7 days from now ($when)"
+check aws kms describe-key --key-id "$K3" --query '[KeyMetadata.KeyState,KeyMetadata.Enabled]' --output text
+expect_eq "describe-key of a key pending deletion" $'PendingDeletion\tFalse' "$OUT"
+expect_error KMSInvalidStateException aws kms encrypt --key-id "$K3" --plaintext "fileb://$F/pt3.bin"
+expect_error KMSInvalidStateException aws kms decrypt --ciphertext-blob "fileb://$F/ct3.bin"
+check aws kms cancel-key-deletion --key-id "$K3" --query KeyId --output text
+expect_eq "cancel-key-deletion KeyId" "arn:aws:kms:$REGION:111122223333:key/$K3" "$OUT"
+check aws kms describe-key --key-id "$K3" --query KeyMetadata.KeyState --output text
+expect_eq "KeyState after cancel-key-deletion" Disabled "$OUT"
+expect_error DisabledException aws kms encrypt --key-id "$K3" --plaintext "fileb://$F/pt3.bin"
+expect_error ValidationException aws kms schedule-key-deletion --key-id "$K3" --pending-window-in-days 6
+expect_error ValidationException aws kms schedule-key-deletion --key-id "$K3" --pending-window-in-days 31
+check aws kms describe-key --key-id "$K3" --query KeyMetadata.KeyState --output text
+expect_eq "KeyState after the refused schedule-key-deletion" Disabled "$OUT"
+
+step "boto3"
+if /usr/bin/env -i PATH=/usr/bin:/bin "$PYTHON_BIN" -c 'import boto3' >/dev/null 2>&1; then
+	check env -i PATH=/usr/bin:/bin HOME="$CLIENT_HOME" AWS_EC2_METADATA_DISABLED=true \
+		"$PYTHON_BIN" "$SCRIPT_DIR/boto3_smoke.py" "$ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" "$REGION"
+	expect_eq "boto3_smoke.py output (last line)" "boto3 ok" "$(tail -n1 <<<"$OUT")"
+elif [[ ${CI:-} == true ]]; then
+	fail "boto3 is not importable by $PYTHON_BIN (install it: apt-get install -y python3-boto3)"
+else
+	echo "SKIP: boto3 is not importable by $PYTHON_BIN (apt-get install -y python3-boto3); set CI=true to make this a failure"
+fi
+
+step "durability: kill -9 right after a reply, then restart"
+# The last writes before the kill: a new key, an alias to it, and a
+# ciphertext under it. SIGKILL gives kmsd no chance to flush anything.
+check aws kms create-key --description "e2e key four (made just before kill -9)" --query KeyMetadata.KeyId --output text
+K4=$OUT
+check aws kms create-alias --alias-name alias/e2e-before-kill --target-key-id "$K4"
+printf 'encrypted right before kill -9' >"$F/pt4.bin"
+check aws kms encrypt --key-id "$K4" --plaintext "fileb://$F/pt4.bin" --encryption-context "$EC" --query CiphertextBlob --output text
+kill -9 "$KMSD_PID"
+b64file "$F/ct4.bin"
+remember "$F/ct4.bin" "$F/pt4.bin" "$EC"
+rc=0
+wait "$KMSD_PID" || rc=$?
+expect_eq "exit status of kmsd after kill -9" 137 "$rc"
+KMSD_PID=""
+
+start_kmsd second
+if grep -q 'AWS_SECRET_ACCESS_KEY' "$KMSD_OUT"; then fail "the second start printed AWS_SECRET_ACCESS_KEY again" "$(cat "$KMSD_OUT")"; fi
+pass "the second start prints no AWS_SECRET_ACCESS_KEY"
+check_modes
+for i in "${!SAVED_CT[@]}"; do
+	decrypt_args "${SAVED_CT[$i]}" "${SAVED_EC[$i]}"
+	check aws "${DECRYPT_ARGS[@]}"
+	b64file "$F/after-restart-$i.out"
+	expect_same_file "after the restart, $(basename "${SAVED_CT[$i]}") decrypts to $(basename "${SAVED_PT[$i]}")" \
+		"${SAVED_PT[$i]}" "$F/after-restart-$i.out"
+done
+check aws kms describe-key --key-id alias/e2e-before-kill --query KeyMetadata.KeyId --output text
+expect_eq "alias made just before kill -9 survives" "$K4" "$OUT"
+check aws kms describe-key --key-id "$K1" --query '[KeyMetadata.KeyState,KeyMetadata.Description]' --output text
+expect_eq "key one survives with its state and description" $'Enabled\te2e key one, renamed' "$OUT"
+check aws kms describe-key --key-id "$K3" --query KeyMetadata.KeyState --output text
+expect_eq "key three is still Disabled" Disabled "$OUT"
+check aws kms list-resource-tags --key-id "$K1" --query 'Tags[].[TagKey,TagValue]' --output text
+expect_eq "tags survive" "env=e2e-changed" "$(awk '{print $1 "=" $2}' <<<"$OUT" | sort | xargs)"
+check aws kms encrypt --key-id "$K4" --plaintext "fileb://$F/pt4.bin" --query KeyId --output text
+expect_eq "encrypt after the restart" "arn:aws:kms:$REGION:111122223333:key/$K4" "$OUT"
+
+step "SIGTERM stops kmsd cleanly"
+kill -TERM "$KMSD_PID"
+for ((i = 0; i < STOP_WAIT_TENTHS; i++)); do
+	alive "$KMSD_PID" || break
+	sleep 0.1
+done
+alive "$KMSD_PID" && fail "kmsd still runs $((STOP_WAIT_TENTHS / 10)) s after SIGTERM"
+rc=0
+wait "$KMSD_PID" || rc=$?
+KMSD_PID=""
+expect_eq "exit status of kmsd after SIGTERM" 0 "$rc"
+expect_match "kmsd's last log line" 'kmsd stopped' "$(tail -n1 "$KMSD_ERR")"
+
+echo "$PASSED passed, 0 failed"
