@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -52,7 +53,7 @@ func serve(b *testing.B, env *kmstest.Env, op string, body []byte) {
 	}
 }
 
-type readCloser struct{ *bytes.Reader }
+type readCloser struct{ io.Reader }
 
 func (readCloser) Close() error { return nil }
 

@@ -130,6 +130,10 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (Re
 	if err := v.validate(); err != nil {
 		return Result{}, err
 	}
+	if r == nil || r.URL == nil {
+		// net/http never passes such a request; a caller bug, not input.
+		return Result{}, internalError(errors.New("sigv4: Verify called with a nil request or URL"))
+	}
 	hdr := newHeaderReader(r)
 
 	authz, err := authorizationValue(hdr)
@@ -183,7 +187,7 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (Re
 		}
 		// Not the client's fault: keep the cause for the log. The access key
 		// id is not secret; the secret is never part of an error.
-		return Result{}, internalError(fmt.Errorf("sigv4: looking up secret for access key %q: %w", auth.accessKeyID, err))
+		return Result{}, internalError(fmt.Errorf("sigv4: looking up secret for access key %q: %w", echo(auth.accessKeyID), err))
 	}
 	signingKey := deriveSigningKey(secret, auth.date, auth.region, auth.service)
 	defer clear(signingKey)

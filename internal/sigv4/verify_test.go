@@ -527,6 +527,12 @@ func TestVerifyDirectOnly(t *testing.T) {
 			t.Fatalf("Verify: %v", err)
 		}
 	})
+	t.Run("request without URL", func(t *testing.T) {
+		_, err := newTestVerifier(t0).Verify(context.Background(), &http.Request{Header: http.Header{}}, nil)
+		if awserr.CodeOf(err) != awserr.InternalFailure {
+			t.Fatalf("got %v, want InternalFailure", err)
+		}
+	})
 	t.Run("nil clock means time.Now", func(t *testing.T) {
 		r := newSignedRequest(t, "http://127.0.0.1:4599", signParams{at: time.Now()})
 		v := newTestVerifier(t0)
