@@ -1,0 +1,82 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "kmsd.yaml")
+	yaml := "listen: 127.0.0.1:7000\ndata_dir: /from/file\naccount: \"444455556666\"\nregion: eu-west-1\nlog:\n  level: debug\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want func(Config) bool
+	}{
+		{"defaults", nil, nil, func(c Config) bool {
+			return c.Listen == "127.0.0.1:4599" && c.Account == "111122223333" && c.Region == "us-east-1" && c.Log.Level == "info"
+		}},
+		{"file", []string{"--config", file}, nil, func(c Config) bool {
+			return c.Listen == "127.0.0.1:7000" && c.DataDir == "/from/file" && c.Account == "444455556666" && c.Log.Level == "debug"
+		}},
+		{"env over file", []string{"--config", file}, map[string]string{"KMSD_REGION": "ap-south-1", "KMSD_DATA_DIR": "/from/env"}, func(c Config) bool {
+			return c.Region == "ap-south-1" && c.DataDir == "/from/env" && c.Account == "444455556666"
+		}},
+		{"config from env", nil, map[string]string{"KMSD_CONFIG": file}, func(c Config) bool { return c.Listen == "127.0.0.1:7000" }},
+		{"flag over env", []string{"--region", "us-west-2"}, map[string]string{"KMSD_REGION": "ap-south-1"}, func(c Config) bool { return c.Region == "us-west-2" }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(tc.args, env(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.want(c) {
+				t.Fatalf("unexpected config %+v", c)
+			}
+		})
+	}
+}
+
+func TestRejects(t *testing.T) {
+	dir := t.TempDir()
+	typo := filepath.Join(dir, "typo.yaml")
+	os.WriteFile(typo, []byte("lissen: 127.0.0.1:1\n"), 0o600)
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--account", "123"}, "12-digit"},
+		{[]string{"--region", "moon"}, "region"},
+		{[]string{"--listen", "0.0.0.0:4599"}, "loopback"},
+		{[]string{"--listen", "nonsense"}, "listen address"},
+		{[]string{"--log-level", "loud"}, "log level"},
+		{[]string{"--config", typo}, "lissen"},
+		{[]string{"extra"}, "unexpected"},
+	}
+	for _, tc := range cases {
+		_, err := Load(tc.args, env(nil))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Load(%v) = %v, want an error mentioning %q", tc.args, err, tc.want)
+		}
+	}
+	if _, err := Load([]string{"--listen", "0.0.0.0:4599", "--allow-insecure-listen"}, env(nil)); err != nil {
+		t.Errorf("explicit insecure listen refused: %v", err)
+	}
+	for _, addr := range []string{"[::1]:4599", "localhost:4599", "127.0.0.2:1"} {
+		if _, err := Load([]string{"--listen", addr}, env(nil)); err != nil {
+			t.Errorf("loopback %s refused: %v", addr, err)
+		}
+	}
+}
