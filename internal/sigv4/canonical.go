@@ -242,7 +242,9 @@ func canonicalSuffix(r *http.Request, hdr headerReader, a authorization, body []
 
 // payloadHash is the last line of the canonical request: hex(SHA-256(body)),
 // unless the client signed an X-Amz-Content-Sha256 header, whose value then
-// stands in for it. That value must be the real hash or UNSIGNED-PAYLOAD.
+// stands in for it. That value must be the real hash: UNSIGNED-PAYLOAD,
+// which SigV4 allows for S3 uploads, is refused, because a KMS request body
+// says which key to use and what to encrypt, so it must be authenticated.
 func payloadHash(hdr headerReader, signed []string, body []byte) (string, error) {
 	sum := sha256.Sum256(body)
 	actual := hex.EncodeToString(sum[:])
@@ -254,9 +256,8 @@ func payloadHash(hdr headerReader, signed []string, body []byte) (string, error)
 	case len(claimed) == 0:
 		return actual, nil
 	case len(claimed) == 1 && strings.TrimSpace(claimed[0]) == unsignedPayload:
-		// The client chose not to sign the body; SigV4 allows it. See the
-		// package comment: the body is then unauthenticated.
-		return unsignedPayload, nil
+		return "", awserr.New(awserr.InvalidSignature,
+			"The request body must be signed: 'x-amz-content-sha256: UNSIGNED-PAYLOAD' is not accepted.")
 	case len(claimed) == 1 && strings.TrimSpace(claimed[0]) == actual:
 		return actual, nil
 	}

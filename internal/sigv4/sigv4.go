@@ -33,10 +33,8 @@
 // the path, the query string, the body and the values of the headers named in
 // SignedHeaders. Nothing else in the request is covered: a caller must treat
 // every other header as attacker-controlled. The body is covered by its
-// SHA-256 hash, except when the client signed the header
-// "X-Amz-Content-Sha256: UNSIGNED-PAYLOAD", which standard SigV4 allows: then
-// the body is NOT authenticated. No KMS client does that, but callers that
-// care can check r.Header themselves.
+// SHA-256 hash, always: "X-Amz-Content-Sha256: UNSIGNED-PAYLOAD", which
+// SigV4 allows for S3, is refused.
 //
 // A valid signature can be replayed by anyone who captured the request until
 // the skew window closes; SigV4 has no nonce. TLS is what prevents capture.
