@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for the server goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var endpointRE = regexp.MustCompile(`at (http://127\.0\.0\.1:\d+) `)
+
+// start runs "kmsd serve" on dir until the returned stop is called, and
+// returns what it printed once the banner is out.
+func start(t *testing.T, dir string) (banner string, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--data-dir", dir, "--listen", "127.0.0.1:0"}, &stdout, &stderr, func(string) string { return "" })
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(stdout.String(), "create-key") {
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("kmsd serve exited: %v\n%s", err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("no banner after 20s; stderr:\n%s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return stdout.String(), func() error { cancel(); return <-done }
+}
+
+func TestServeFirstAndSecondStart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	banner, stop := start(t, dir)
+	for _, want := range []string{"export AWS_ACCESS_KEY_ID=AKIA", "export AWS_SECRET_ACCESS_KEY=", "export AWS_ENDPOINT_URL=http://127.0.0.1:", "aws kms create-key --endpoint-url"} {
+		if !strings.Contains(banner, want) {
+			t.Errorf("first banner lacks %q:\n%s", want, banner)
+		}
+	}
+	if !endpointRE.MatchString(banner) {
+		t.Errorf("banner does not name a loopback endpoint:\n%s", banner)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+	for name, want := range map[string]os.FileMode{".": 0o700, "root.key": 0o600, "kmsd.db": 0o600} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s has mode %o, want %o", name, fi.Mode().Perm(), want)
+		}
+	}
+
+	// A second start reuses the folder and never shows the secret again.
+	banner, stop = start(t, dir)
+	if strings.Contains(banner, "AWS_SECRET_ACCESS_KEY") {
+		t.Errorf("second start printed a secret:\n%s", banner)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServeRefusesOpenDataDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := run(context.Background(), []string{"serve", "--data-dir", dir, "--listen", "127.0.0.1:0"}, &bytes.Buffer{}, &bytes.Buffer{}, func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "chmod 700") {
+		t.Fatalf("serve on a 0755 data folder: %v", err)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	if err := run(context.Background(), []string{"frob"}, &bytes.Buffer{}, &bytes.Buffer{}, os.Getenv); err == nil {
+		t.Fatal("unknown command accepted")
+	}
+}
