@@ -326,7 +326,9 @@ func (s *Service) setEnabled(ctx context.Context, c Caller, keyID, state string)
 	if err != nil {
 		return err
 	}
+	before := ""
 	_, err = s.updateKey(ctx, k.ID, func(k *store.Key) error {
+		before = k.State
 		switch k.State {
 		case StateEnabled, StateDisabled:
 			k.State = state
@@ -335,7 +337,7 @@ func (s *Service) setEnabled(ctx context.Context, c Caller, keyID, state string)
 			return checkUsable(k)
 		}
 	})
-	if err == nil {
+	if err == nil && before != state {
 		s.log.InfoContext(ctx, "key state changed", "key", arnOf(k), "state", state)
 	}
 	return err
@@ -409,6 +411,7 @@ func (s *Service) CancelKeyDeletion(ctx context.Context, c Caller, in *KeyIdInpu
 	if err != nil {
 		return nil, err
 	}
+	s.log.InfoContext(ctx, "key deletion cancelled", "key", arnOf(k))
 	return &CancelKeyDeletionOutput{KeyId: arnOf(k)}, nil
 }
 

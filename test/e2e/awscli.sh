@@ -219,7 +219,7 @@ start_kmsd() {
 	pass "kmsd ($1 start, pid $KMSD_PID) serves at $ENDPOINT"
 }
 
-# stop_kmsd_on_exit: whatever happens, leave no kmsd behind.
+# cleanup (the EXIT trap): whatever happens, leave no kmsd behind.
 cleanup() {
 	local rc=$?
 	if [[ -n $KMSD_PID ]] && alive "$KMSD_PID"; then
@@ -478,13 +478,13 @@ K4=$OUT
 check aws kms create-alias --alias-name alias/e2e-before-kill --target-key-id "$K4"
 printf 'encrypted right before kill -9' >"$F/pt4.bin"
 check aws kms encrypt --key-id "$K4" --plaintext "fileb://$F/pt4.bin" --encryption-context "$EC" --query CiphertextBlob --output text
-kill -9 "$KMSD_PID"
-b64file "$F/ct4.bin"
-remember "$F/ct4.bin" "$F/pt4.bin" "$EC"
 rc=0
-{ wait "$KMSD_PID"; } 2>/dev/null || rc=$? # quiet: bash would report "Killed"
+# (stderr to /dev/null: bash would report the job as "Killed")
+{ kill -9 "$KMSD_PID" && wait "$KMSD_PID"; } 2>/dev/null || rc=$?
 expect_eq "exit status of kmsd after kill -9" 137 "$rc"
 KMSD_PID=""
+b64file "$F/ct4.bin"
+remember "$F/ct4.bin" "$F/pt4.bin" "$EC"
 
 start_kmsd second
 if grep -q 'AWS_SECRET_ACCESS_KEY' "$KMSD_OUT"; then fail "the second start printed AWS_SECRET_ACCESS_KEY again" "$(cat "$KMSD_OUT")"; fi

@@ -45,7 +45,8 @@ func TestAWSCLI(t *testing.T) {
 	tmp := t.TempDir()
 	bin := buildKmsd(t, tmp)
 
-	ctx, cancel := context.WithTimeout(context.Background(), budget(t))
+	limit := budget(t)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", script, bin, tmp)
 	cmd.Env = os.Environ() // CI decides whether a missing boto3 fails or skips
@@ -64,7 +65,7 @@ func TestAWSCLI(t *testing.T) {
 	out.flush()
 	t.Logf("awscli.sh ran for %s", time.Since(start).Round(time.Second))
 	if ctx.Err() != nil {
-		t.Fatalf("awscli.sh did not finish within %s: %v", budget(t), err)
+		t.Fatalf("awscli.sh did not finish within %s: %v", limit, err)
 	}
 	if err != nil {
 		t.Fatalf("awscli.sh failed: %v (its output is above)", err)
