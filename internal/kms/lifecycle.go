@@ -295,14 +295,7 @@ type UpdateKeyDescriptionInput struct {
 
 // UpdateKeyDescription replaces a key's description.
 func (s *Service) UpdateKeyDescription(ctx context.Context, c Caller, in *UpdateKeyDescriptionInput) error {
-	k, err := s.resolve(ctx, c, in.KeyId, idOrARN)
-	if err != nil {
-		return err
-	}
-	_, err = s.updateKey(ctx, k.ID, func(k *store.Key) error {
-		if err := checkManageable(k); err != nil {
-			return err
-		}
+	_, err := s.manageKey(ctx, c, in.KeyId, func(k *store.Key) error {
 		if in.Description != nil {
 			k.Description = *in.Description
 		}
@@ -367,14 +360,7 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, c Caller, in *Schedul
 			return nil, awserr.Invalid(rangeViolation("pendingWindowInDays", days, 7, 30))
 		}
 	}
-	k, err := s.resolve(ctx, c, in.KeyId, idOrARN)
-	if err != nil {
-		return nil, err
-	}
-	k, err = s.updateKey(ctx, k.ID, func(k *store.Key) error {
-		if err := checkManageable(k); err != nil {
-			return err
-		}
+	k, err := s.manageKey(ctx, c, in.KeyId, func(k *store.Key) error {
 		k.State = StatePendingDeletion
 		k.DeletionDate = s.now().UTC().Add(time.Duration(days) * 24 * time.Hour)
 		k.PendingWindowDays = days

@@ -261,6 +261,21 @@ func (s *Service) updateKey(ctx context.Context, id string, fn func(*store.Key) 
 	return k, nil
 }
 
+// manageKey resolves a key named by id or ARN and applies a management
+// change to it, refusing keys pending deletion as AWS does.
+func (s *Service) manageKey(ctx context.Context, c Caller, keyID string, fn func(*store.Key) error) (*store.Key, error) {
+	k, err := s.resolve(ctx, c, keyID, idOrARN)
+	if err != nil {
+		return nil, err
+	}
+	return s.updateKey(ctx, k.ID, func(k *store.Key) error {
+		if err := checkManageable(k); err != nil {
+			return err
+		}
+		return fn(k)
+	})
+}
+
 // State names.
 const (
 	StateEnabled         = "Enabled"

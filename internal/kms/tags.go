@@ -47,14 +47,7 @@ type TagResourceInput struct {
 
 // TagResource adds or replaces tags of a key.
 func (s *Service) TagResource(ctx context.Context, c Caller, in *TagResourceInput) error {
-	k, err := s.resolve(ctx, c, in.KeyId, idOrARN)
-	if err != nil {
-		return err
-	}
-	_, err = s.updateKey(ctx, k.ID, func(k *store.Key) error {
-		if err := checkManageable(k); err != nil {
-			return err
-		}
+	_, err := s.manageKey(ctx, c, in.KeyId, func(k *store.Key) error {
 		tags, err := mergeTags(k.Tags, in.Tags)
 		if err != nil {
 			return err
@@ -73,14 +66,7 @@ type UntagResourceInput struct {
 
 // UntagResource removes tags of a key; absent tag keys are ignored.
 func (s *Service) UntagResource(ctx context.Context, c Caller, in *UntagResourceInput) error {
-	k, err := s.resolve(ctx, c, in.KeyId, idOrARN)
-	if err != nil {
-		return err
-	}
-	_, err = s.updateKey(ctx, k.ID, func(k *store.Key) error {
-		if err := checkManageable(k); err != nil {
-			return err
-		}
+	_, err := s.manageKey(ctx, c, in.KeyId, func(k *store.Key) error {
 		drop := make(map[string]bool, len(in.TagKeys))
 		for _, tk := range in.TagKeys {
 			if strings.HasPrefix(tk, "aws:") {
