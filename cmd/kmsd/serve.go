@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/kmsd/kmsd/internal/awsjson"
@@ -15,15 +19,19 @@ import (
 	"github.com/kmsd/kmsd/internal/iam"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/kms"
+	"github.com/kmsd/kmsd/internal/logging"
+	"github.com/kmsd/kmsd/internal/metrics"
 	"github.com/kmsd/kmsd/internal/server"
 	"github.com/kmsd/kmsd/internal/sigv4"
 	"github.com/kmsd/kmsd/internal/store/sqlite"
+	"github.com/kmsd/kmsd/internal/tlsutil"
 )
 
 // Files in the data folder.
 const (
 	rootKeyFile  = "root.key"
 	databaseFile = "kmsd.db"
+	devTLSDir    = "dev-tls"
 )
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -54,24 +62,96 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
+	m := metrics.New(metrics.Sources{CacheStats: svc.CacheStats, KeysByState: st.CountKeysByState})
 	h := server.New(server.Config{
 		Routes:   awsjson.Routes(svc),
 		Verifier: &sigv4.Verifier{Service: "kms", Region: cfg.Region, Lookup: dir.Secret, Now: time.Now},
 		Callers:  dir,
 		Logger:   log,
+		Metrics:  m,
+		Ready:    st.Ping,
 	})
-	go svc.RunReaper(ctx, time.Minute)
 
-	endpoint := "http://" + ln.Addr().String()
+	ln, caFile, reload, err := listen(cfg)
+	if err != nil {
+		return err
+	}
+	if cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", m.Handler())
+		mux.Handle("/healthz", h)
+		mux.Handle("/readyz", h)
+		go server.Run(ctx, mln, mux, log, 5*time.Second)
+		log.Info("metrics listening", "endpoint", "http://"+mln.Addr().String()+"/metrics")
+	}
+	go svc.RunReaper(ctx, time.Minute)
+	go reloadOnHangup(ctx, reload, log)
+
+	scheme := "http"
+	if cfg.TLSEnabled() {
+		scheme = "https"
+	}
+	endpoint := scheme + "://" + ln.Addr().String()
 	log.Info("kmsd listening", "endpoint", endpoint, "account", cfg.Account, "region", cfg.Region, "data_dir", cfg.DataDir, "root_key", ks.ID())
-	printBanner(stdout, endpoint, cfg, akid, secret)
+	printBanner(stdout, endpoint, caFile, cfg, akid, secret)
 	err = server.Run(ctx, ln, h, log, 20*time.Second)
 	log.Info("kmsd stopped")
 	return err
+}
+
+// listen opens the API listener, with TLS when configured. It returns the
+// CA bundle clients need for a development certificate, and the function
+// that reloads the certificate (nil without TLS).
+func listen(cfg config.Config) (ln net.Listener, caFile string, reload func() error, err error) {
+	certFile, keyFile := cfg.TLS.CertFile, cfg.TLS.KeyFile
+	if cfg.TLS.Dev {
+		f, err := tlsutil.DevCertificates(filepath.Join(cfg.DataDir, devTLSDir), time.Now())
+		if err != nil {
+			return nil, "", nil, err
+		}
+		certFile, keyFile, caFile = f.Cert, f.Key, f.CA
+	}
+	ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("listen: %w", err)
+	}
+	if certFile == "" {
+		return ln, "", nil, nil
+	}
+	rl, err := tlsutil.NewReloader(certFile, keyFile)
+	if err != nil {
+		ln.Close()
+		return nil, "", nil, err
+	}
+	return tls.NewListener(ln, rl.Config()), caFile, rl.Reload, nil
+}
+
+// reloadOnHangup reloads the TLS certificate on SIGHUP.
+func reloadOnHangup(ctx context.Context, reload func() error, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if reload == nil {
+				log.Info("SIGHUP: nothing to reload")
+				continue
+			}
+			if err := reload(); err != nil {
+				log.Error("SIGHUP: TLS certificate reload failed; still serving the previous one", "err", err)
+			} else {
+				log.Info("SIGHUP: TLS certificate reloaded")
+			}
+		}
+	}
 }
 
 // prepareDataDir creates the data folder with mode 0700, and refuses an
@@ -101,7 +181,7 @@ func bootstrapAdmin(ctx context.Context, dir *iam.Directory, account string) (ak
 	return dir.CreateAccessKey(ctx, account, iam.UserARN(account, "admin"))
 }
 
-func printBanner(w io.Writer, endpoint string, cfg config.Config, akid, secret string) {
+func printBanner(w io.Writer, endpoint, caFile string, cfg config.Config, akid, secret string) {
 	fmt.Fprintf(w, "kmsd is serving the AWS KMS API at %s (account %s, region %s, data in %s)\n\n", endpoint, cfg.Account, cfg.Region, cfg.DataDir)
 	if secret != "" {
 		fmt.Fprintf(w, "An access key was created for arn:aws:iam::%s:user/admin. Its secret is shown only this once:\n\n", cfg.Account)
@@ -111,18 +191,22 @@ func printBanner(w io.Writer, endpoint string, cfg config.Config, akid, secret s
 		fmt.Fprintf(w, "Use the access key printed when this data folder was created:\n\n")
 	}
 	fmt.Fprintf(w, "export AWS_DEFAULT_REGION=%s\n", cfg.Region)
-	fmt.Fprintf(w, "export AWS_ENDPOINT_URL=%s\n\n", endpoint)
+	fmt.Fprintf(w, "export AWS_ENDPOINT_URL=%s\n", endpoint)
+	caFlag := ""
+	if caFile != "" {
+		fmt.Fprintf(w, "export AWS_CA_BUNDLE=%s\n", caFile)
+		caFlag = " --ca-bundle " + caFile
+	}
 	// AWS CLI releases before 2.13 ignore AWS_ENDPOINT_URL; --endpoint-url
 	// works with every version.
-	fmt.Fprintf(w, "Then try:\n\n  aws kms create-key --endpoint-url %s --description \"my first key\"\n\n", endpoint)
+	fmt.Fprintf(w, "\nThen try:\n\n  aws kms create-key --endpoint-url %s%s --description \"my first key\"\n\n", endpoint, caFlag)
 }
 
 func newLogger(w io.Writer, cfg config.Config) *slog.Logger {
 	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Log.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
+		level = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return logging.New(w, level, cfg.Log.Format == "json")
 }
+

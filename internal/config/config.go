@@ -26,9 +26,22 @@ type Config struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error
 		Format string `yaml:"format"` // text or json
 	} `yaml:"log"`
+	TLS struct {
+		CertFile string `yaml:"cert_file"` // PEM certificate chain; reloaded on SIGHUP
+		KeyFile  string `yaml:"key_file"`  // PEM private key
+		// Dev makes kmsd create a local CA and a loopback server
+		// certificate in the data folder (for development).
+		Dev bool `yaml:"dev"`
+	} `yaml:"tls"`
+	// MetricsListen is the address of the Prometheus /metrics listener;
+	// empty disables it.
+	MetricsListen string `yaml:"metrics_listen"`
 	// AllowInsecureListen permits a non-loopback address without TLS.
 	AllowInsecureListen bool `yaml:"allow_insecure_listen"`
 }
+
+// TLSEnabled reports whether kmsd serves HTTPS.
+func (c Config) TLSEnabled() bool { return c.TLS.Dev || c.TLS.CertFile != "" }
 
 // Defaults are the settings of a kmsd started with no configuration.
 func Defaults() Config {
@@ -66,6 +79,10 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (env KMSD_LOG_LEVEL)")
 	logFormat := fs.String("log-format", "", "text or json (env KMSD_LOG_FORMAT)")
 	insecure := fs.Bool("allow-insecure-listen", false, "allow a non-loopback listen address without TLS")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate chain to serve HTTPS with (env KMSD_TLS_CERT)")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert (env KMSD_TLS_KEY)")
+	devTLS := fs.Bool("dev-tls", false, "serve HTTPS with a local development CA created in the data folder")
+	metricsListen := fs.String("metrics-listen", "", "address of the Prometheus metrics listener (env KMSD_METRICS_LISTEN; default off)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -95,8 +112,14 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	set(&c.Region, "KMSD_REGION", *region)
 	set(&c.Log.Level, "KMSD_LOG_LEVEL", *logLevel)
 	set(&c.Log.Format, "KMSD_LOG_FORMAT", *logFormat)
+	set(&c.TLS.CertFile, "KMSD_TLS_CERT", *tlsCert)
+	set(&c.TLS.KeyFile, "KMSD_TLS_KEY", *tlsKey)
+	set(&c.MetricsListen, "KMSD_METRICS_LISTEN", *metricsListen)
 	if *insecure {
 		c.AllowInsecureListen = true
+	}
+	if *devTLS {
+		c.TLS.Dev = true
 	}
 	return c, c.Validate()
 }
@@ -131,8 +154,19 @@ func (c Config) Validate() error {
 	if err != nil {
 		return fmt.Errorf("listen address %q: %w", c.Listen, err)
 	}
-	if !c.AllowInsecureListen && !isLoopback(host) {
-		return fmt.Errorf("listen address %q is not a loopback address; kmsd serves plain HTTP only on loopback (set allow_insecure_listen to override)", c.Listen)
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return errors.New("tls: cert_file and key_file go together")
+	}
+	if c.TLS.Dev && c.TLS.CertFile != "" {
+		return errors.New("tls: dev and cert_file exclude each other")
+	}
+	if !c.TLSEnabled() && !c.AllowInsecureListen && !isLoopback(host) {
+		return fmt.Errorf("listen address %q is not a loopback address; kmsd serves plain HTTP only on loopback: configure TLS (tls.cert_file and tls.key_file) or set allow_insecure_listen", c.Listen)
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return fmt.Errorf("metrics listen address %q: %w", c.MetricsListen, err)
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

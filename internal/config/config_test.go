@@ -64,12 +64,18 @@ func TestRejects(t *testing.T) {
 		{[]string{"--log-level", "loud"}, "log level"},
 		{[]string{"--config", typo}, "lissen"},
 		{[]string{"extra"}, "unexpected"},
+		{[]string{"--tls-cert", "c.pem"}, "go together"},
+		{[]string{"--dev-tls", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, "exclude"},
+		{[]string{"--metrics-listen", "nope"}, "metrics listen"},
 	}
 	for _, tc := range cases {
 		_, err := Load(tc.args, env(nil))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Load(%v) = %v, want an error mentioning %q", tc.args, err, tc.want)
 		}
+	}
+	if _, err := Load([]string{"--listen", "0.0.0.0:4599", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, env(nil)); err != nil {
+		t.Errorf("non-loopback address with TLS refused: %v", err)
 	}
 	if _, err := Load([]string{"--listen", "0.0.0.0:4599", "--allow-insecure-listen"}, env(nil)); err != nil {
 		t.Errorf("explicit insecure listen refused: %v", err)

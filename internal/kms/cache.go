@@ -13,6 +13,8 @@ import (
 type materialCache struct {
 	max int
 
+	hits, misses atomic.Uint64
+
 	mu sync.Mutex
 	m  map[materialKey]*cachedMaterial
 }
@@ -42,8 +44,10 @@ func (c *materialCache) acquire(keyID, materialID string) *cachedMaterial {
 	m := c.m[materialKey{keyID, materialID}]
 	c.mu.Unlock()
 	if m == nil || !m.ref() {
+		c.misses.Add(1)
 		return nil
 	}
+	c.hits.Add(1)
 	return m
 }
 

@@ -31,6 +31,11 @@ type Caller struct {
 	ARN         string // principal ARN, e.g. arn:aws:iam::111122223333:user/admin
 	UserName    string
 	AccessKeyID string
+	// Facts about the connection, for policy conditions (aws:SourceIp,
+	// aws:SecureTransport) and the audit log.
+	SourceIP        string
+	SecureTransport bool
+	UserAgent       string
 }
 
 // Config holds what a Service is built from.
@@ -94,6 +99,12 @@ func New(cfg Config) (*Service, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	return s, nil
+}
+
+// CacheStats returns how often unwrapped key material was found in the
+// cache and how often it had to be unwrapped by the keystore.
+func (s *Service) CacheStats() (hits, misses uint64) {
+	return s.materials.hits.Load(), s.materials.misses.Load()
 }
 
 // Region returns the region the service serves.

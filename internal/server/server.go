@@ -20,6 +20,8 @@ import (
 	"github.com/kmsd/kmsd/internal/awserr"
 	"github.com/kmsd/kmsd/internal/awsjson"
 	"github.com/kmsd/kmsd/internal/kms"
+	"github.com/kmsd/kmsd/internal/logging"
+	"github.com/kmsd/kmsd/internal/metrics"
 	"github.com/kmsd/kmsd/internal/sigv4"
 )
 
@@ -35,6 +37,10 @@ type Config struct {
 	Callers  CallerLookup
 	Logger   *slog.Logger
 	Now      func() time.Time
+	Metrics  *metrics.Metrics // optional
+	// Ready reports whether kmsd can serve (store reachable, audit log
+	// healthy); /readyz answers 503 while it returns an error.
+	Ready func(ctx context.Context) error
 }
 
 // Server is an http.Handler serving the AWS KMS API.
@@ -44,11 +50,14 @@ type Server struct {
 	callers  CallerLookup
 	log      *slog.Logger
 	now      func() time.Time
+	metrics  *metrics.Metrics
+	ready    func(ctx context.Context) error
 }
 
 // New returns a Server.
 func New(cfg Config) *Server {
-	s := &Server{routes: cfg.Routes, verifier: cfg.Verifier, callers: cfg.Callers, log: cfg.Logger, now: cfg.Now}
+	s := &Server{routes: cfg.Routes, verifier: cfg.Verifier, callers: cfg.Callers, log: cfg.Logger, now: cfg.Now,
+		metrics: cfg.Metrics, ready: cfg.Ready}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -70,11 +79,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Date", s.now().UTC().Format(http.TimeFormat))
 
 	if r.Method == http.MethodGet && (r.URL.Path == "/healthz" || r.URL.Path == "/readyz") {
-		h.Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
+		s.health(w, r)
 		return
 	}
 
+	r = r.WithContext(logging.WithRequestID(r.Context(), reqID))
 	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
 	status, caller, err := s.serve(r, op, w)
 	if err != nil {
@@ -89,8 +98,46 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(status)
 		w.Write(body)
 	}
-	s.log.DebugContext(r.Context(), "request", "request_id", reqID, "operation", op, "status", status,
-		"access_key", caller.AccessKeyID, "error", awserr.CodeOf(err), "duration", time.Since(start))
+	outcome := "ok"
+	if err != nil {
+		outcome = awserr.CodeOf(err)
+		if outcome == "" {
+			outcome = awserr.KMSInternal
+		}
+	}
+	if _, known := s.routes[op]; !known {
+		op = "unknown"
+	}
+	elapsed := time.Since(start)
+	s.metrics.ObserveRequest(op, outcome, elapsed)
+	s.log.DebugContext(r.Context(), "request", "operation", op, "status", status,
+		"access_key", caller.AccessKeyID, "outcome", outcome, "duration", elapsed)
+}
+
+// health answers /healthz (the process serves) and /readyz (it can do its
+// work: the store answers and the audit log accepts records).
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if r.URL.Path == "/readyz" && s.ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if err := s.ready(ctx); err != nil {
+			s.log.WarnContext(ctx, "not ready", "err", err)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "not ready\n")
+			return
+		}
+	}
+	io.WriteString(w, "ok\n")
+}
+
+// connectionFacts adds what the connection tells about a caller.
+func connectionFacts(c *kms.Caller, r *http.Request) {
+	c.SecureTransport = r.TLS != nil
+	c.UserAgent = r.UserAgent()
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		c.SourceIP = host
+	}
 }
 
 // serve runs the request and writes a successful response; it returns the
@@ -121,6 +168,7 @@ func (s *Server) serve(r *http.Request, op string, w http.ResponseWriter) (int, 
 		}
 		return 0, caller, fmt.Errorf("look up caller: %w", err)
 	}
+	connectionFacts(&caller, r)
 	if route == nil {
 		return 0, caller, awserr.New(awserr.UnknownOperation, "")
 	}

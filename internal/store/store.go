@@ -101,6 +101,12 @@ type Store interface {
 	// PendingDeletion whose DeletionDate is at or before t.
 	KeysPendingDeletion(ctx context.Context, t time.Time) ([]*Key, error)
 
+	// CountKeysByState returns how many keys (of every account) are in each
+	// state; states without keys are absent.
+	CountKeysByState(ctx context.Context) (map[string]int, error)
+	// Ping checks that the store answers.
+	Ping(ctx context.Context) error
+
 	// AddMaterial stores another generation of a key's material.
 	AddMaterial(ctx context.Context, m *Material) error
 	// GetMaterial returns one material of a key, or ErrNotFound.

@@ -259,6 +259,36 @@ func (s *Store) KeysPendingDeletion(ctx context.Context, t time.Time) ([]*store.
 	return keys, nil
 }
 
+// CountKeysByState implements store.Store.
+func (s *Store) CountKeysByState(ctx context.Context) (map[string]int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT state, COUNT(*) FROM keys GROUP BY state`)
+	if err != nil {
+		return nil, fmt.Errorf("count keys by state: %w", err)
+	}
+	defer rows.Close()
+	counts := make(map[string]int)
+	for rows.Next() {
+		var state string
+		var n int
+		if err := rows.Scan(&state, &n); err != nil {
+			return nil, fmt.Errorf("count keys by state: %w", err)
+		}
+		counts[state] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count keys by state: %w", err)
+	}
+	return counts, nil
+}
+
+// Ping implements store.Store.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping sqlite: %w", err)
+	}
+	return nil
+}
+
 func (s *Store) queryKeys(ctx context.Context, query string, args ...any) ([]*store.Key, error) {
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {

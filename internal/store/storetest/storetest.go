@@ -72,6 +72,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpdateAlias", testUpdateAlias},
 		{"ListAliases", testListAliases},
 		{"AccessKeys", testAccessKeys},
+		{"CountKeysByState", testCountKeysByState},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1100,5 +1101,35 @@ func testAccessKeys(t *testing.T, s store.Store) {
 	list, err = s.ListAccessKeys(ctx, "999999999999")
 	if err != nil || len(list) != 0 {
 		t.Errorf("ListAccessKeys(unknown account) = %v, %v; want none", list, err)
+	}
+}
+
+func testCountKeysByState(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	counts, err := s.CountKeysByState(ctx)
+	if err != nil || len(counts) != 0 {
+		t.Fatalf("CountKeysByState on an empty store = %v, %v", counts, err)
+	}
+	for i, state := range []string{"Enabled", "Enabled", "Disabled", "PendingDeletion", "Enabled"} {
+		k := newKey(fmt.Sprintf("k%d", i), account, region)
+		k.State = state
+		mustCreateKey(t, s, k, nil)
+	}
+	mustCreateKey(t, s, newKey("other", account2, region2), nil)
+	counts, err = s.CountKeysByState(ctx)
+	if err != nil {
+		t.Fatalf("CountKeysByState: %v", err)
+	}
+	want := map[string]int{"Enabled": 4, "Disabled": 1, "PendingDeletion": 1}
+	if len(counts) != len(want) {
+		t.Fatalf("CountKeysByState = %v, want %v", counts, want)
+	}
+	for st, n := range want {
+		if counts[st] != n {
+			t.Fatalf("CountKeysByState = %v, want %v", counts, want)
+		}
 	}
 }
