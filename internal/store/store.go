@@ -77,6 +77,22 @@ type AccessKey struct {
 	Created       time.Time
 }
 
+// Grant is a grant on a key. The grant token is not stored; TokenHash is
+// its SHA-256, which the service compares to authenticate a token.
+type Grant struct {
+	ID                      string // 64 lowercase hex characters
+	KeyID                   string
+	Name                    string
+	GranteePrincipal        string
+	RetiringPrincipal       string
+	IssuingAccount          string // arn:aws:iam::ACCOUNT:root
+	Operations              []string
+	EncryptionContextEquals map[string]string
+	EncryptionContextSubset map[string]string
+	TokenHash               []byte
+	Created                 time.Time
+}
+
 // Store is the durable state of kmsd.
 //
 // List methods page by the sort key of their records: keys by ID, aliases by
@@ -127,6 +143,20 @@ type Store interface {
 	ListAliases(ctx context.Context, account, region, keyID, after string, limit int) ([]*Alias, error)
 	// CountAliases returns how many aliases point at keyID.
 	CountAliases(ctx context.Context, keyID string) (int, error)
+
+	// CreateGrant inserts a grant; ErrExists if its ID is taken,
+	// ErrNotFound if its key does not exist.
+	CreateGrant(ctx context.Context, g *Grant) error
+	// GetGrant returns a grant by ID, or ErrNotFound.
+	GetGrant(ctx context.Context, id string) (*Grant, error)
+	// ListGrants lists the grants of a key ordered by ID; when name is not
+	// empty only the grants of that name.
+	ListGrants(ctx context.Context, keyID, name, after string, limit int) ([]*Grant, error)
+	// ListRetirableGrants lists the grants (of every key) whose retiring
+	// principal is principal, ordered by ID.
+	ListRetirableGrants(ctx context.Context, principal, after string, limit int) ([]*Grant, error)
+	// DeleteGrant removes a grant, or returns ErrNotFound.
+	DeleteGrant(ctx context.Context, id string) error
 
 	// PutAccessKey inserts an access key; ErrExists if the ID is taken.
 	PutAccessKey(ctx context.Context, a *AccessKey) error

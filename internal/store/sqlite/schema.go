@@ -68,6 +68,24 @@ var migrations = [][]string{
 		)`,
 		`CREATE INDEX access_keys_by_account ON access_keys (account, id)`,
 	},
+	// Version 2: grants. Operations and the encryption context constraints
+	// are JSON; the grant token itself is never stored, only its SHA-256.
+	{
+		`CREATE TABLE grants (
+			id                 TEXT    NOT NULL PRIMARY KEY,
+			key_id             TEXT    NOT NULL REFERENCES keys (id) ON DELETE CASCADE,
+			name               TEXT    NOT NULL DEFAULT '',
+			grantee_principal  TEXT    NOT NULL DEFAULT '',
+			retiring_principal TEXT    NOT NULL DEFAULT '',
+			issuing_account    TEXT    NOT NULL DEFAULT '',
+			operations         TEXT    NOT NULL DEFAULT '[]',
+			constraints        TEXT    NOT NULL DEFAULT '{}',
+			token_hash         BLOB    NOT NULL,
+			created            INTEGER
+		)`,
+		`CREATE INDEX grants_by_key ON grants (key_id, name, id)`,
+		`CREATE INDEX grants_by_retiring ON grants (retiring_principal, id)`,
+	},
 }
 
 // migrate creates the schema_version table if needed and applies the

@@ -73,6 +73,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListAliases", testListAliases},
 		{"AccessKeys", testAccessKeys},
 		{"CountKeysByState", testCountKeysByState},
+		{"Grants", testGrants},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1131,5 +1132,80 @@ func testCountKeysByState(t *testing.T, s store.Store) {
 		if counts[st] != n {
 			t.Fatalf("CountKeysByState = %v, want %v", counts, want)
 		}
+	}
+}
+
+func testGrants(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	mustCreateKey(t, s, newKey("k1", account, region), nil)
+	mustCreateKey(t, s, newKey("k2", account, region), nil)
+	g := func(id, key, name, retiring string) *store.Grant {
+		return &store.Grant{
+			ID: id, KeyID: key, Name: name,
+			GranteePrincipal:        "arn:aws:iam::111122223333:role/app",
+			RetiringPrincipal:       retiring,
+			IssuingAccount:          "arn:aws:iam::111122223333:root",
+			Operations:              []string{"Encrypt", "Decrypt"},
+			EncryptionContextSubset: map[string]string{"tenant": "t1"},
+			TokenHash:               []byte{1, 2, 3},
+			Created:                 base,
+		}
+	}
+	for _, gr := range []*store.Grant{g("g3", "k1", "n", "r1"), g("g1", "k1", "", "r1"), g("g2", "k1", "n", "r2"), g("g4", "k2", "", "r1")} {
+		if err := s.CreateGrant(ctx, gr); err != nil {
+			t.Fatalf("CreateGrant(%s): %v", gr.ID, err)
+		}
+	}
+	if err := s.CreateGrant(ctx, g("g1", "k1", "", "")); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("duplicate grant: %v", err)
+	}
+	if err := s.CreateGrant(ctx, g("g9", "missing", "", "")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("grant on a missing key: %v", err)
+	}
+	got, err := s.GetGrant(ctx, "g3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := g("g3", "k1", "n", "r1")
+	if got.Name != want.Name || got.GranteePrincipal != want.GranteePrincipal || got.RetiringPrincipal != "r1" ||
+		got.IssuingAccount != want.IssuingAccount || !slices.Equal(got.Operations, want.Operations) ||
+		got.EncryptionContextSubset["tenant"] != "t1" || got.EncryptionContextEquals != nil ||
+		!slices.Equal(got.TokenHash, want.TokenHash) || !got.Created.Equal(base) {
+		t.Fatalf("GetGrant = %+v, want %+v", got, want)
+	}
+	if _, err := s.GetGrant(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetGrant(nope): %v", err)
+	}
+	ids := func(gs []*store.Grant) []string {
+		var out []string
+		for _, g := range gs {
+			out = append(out, g.ID)
+		}
+		return out
+	}
+	l, err := s.ListGrants(ctx, "k1", "", "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkStrings(t, "ListGrants(k1)", ids(l), []string{"g1", "g2", "g3"})
+	l, _ = s.ListGrants(ctx, "k1", "", "g1", 1)
+	checkStrings(t, "ListGrants(k1, after g1, 1)", ids(l), []string{"g2"})
+	l, _ = s.ListGrants(ctx, "k1", "n", "", 100)
+	checkStrings(t, "ListGrants(k1, name n)", ids(l), []string{"g2", "g3"})
+	l, _ = s.ListRetirableGrants(ctx, "r1", "", 100)
+	checkStrings(t, "ListRetirableGrants(r1)", ids(l), []string{"g1", "g3", "g4"})
+
+	if err := s.DeleteGrant(ctx, "g1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteGrant(ctx, "g1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("second DeleteGrant: %v", err)
+	}
+	// Deleting a key deletes its grants.
+	if err := s.DeleteKey(ctx, "k2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetGrant(ctx, "g4"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("grant survived its key: %v", err)
 	}
 }
