@@ -1,0 +1,272 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/kmsd/kmsd/internal/keystore"
+)
+
+// Files that kmsd keeps in its data folder for the audit log.
+const (
+	DirName        = "audit"             // the log's directory
+	SigningKeyFile = "audit-signing.key" // the signing key, wrapped by the root of trust
+	PublicKeyFile  = "audit-signing.pub" // its public key, PEM; all that verification needs
+)
+
+// Signer signs digests. The log calls it from one goroutine at a time.
+type Signer interface {
+	Sign(msg []byte) ([]byte, error)
+	PublicKey() ed25519.PublicKey
+}
+
+// KeyID names a signing public key in digests: the first 8 bytes of the
+// SHA-256 of the 32-byte key, in lowercase hex.
+func KeyID(pub ed25519.PublicKey) string {
+	h := sha256.Sum256(pub)
+	return hex.EncodeToString(h[:8])
+}
+
+// NewSigner returns a Signer for an Ed25519 private key held in memory.
+func NewSigner(priv ed25519.PrivateKey) Signer {
+	return &keySigner{priv: priv, pub: priv.Public().(ed25519.PublicKey)}
+}
+
+type keySigner struct {
+	priv ed25519.PrivateKey
+	pub  ed25519.PublicKey
+}
+
+func (s *keySigner) Sign(msg []byte) ([]byte, error) { return ed25519.Sign(s.priv, msg), nil }
+func (s *keySigner) PublicKey() ed25519.PublicKey    { return s.pub }
+
+// String and Format print only the key id, never the private key.
+func (s keySigner) String() string              { return "audit signer (key " + KeyID(s.pub) + ")" }
+func (s keySigner) Format(st fmt.State, _ rune) { io.WriteString(st, s.String()) }
+
+// The signing key file holds two lines:
+//
+//	kmsd audit signing key v1
+//	<standard base64 of the keystore-wrapped 32-byte Ed25519 seed>
+//
+// The wrap's aad is signingKeyAAD.
+const (
+	signingKeyMagic = "kmsd audit signing key v1"
+	signingKeyAAD   = "kmsd audit signing key v1"
+)
+
+// PublicKeyPath returns where the public key of the signing key at
+// keyPath lives: the same name with ".pub" instead of ".key" (or with
+// ".pub" added).
+func PublicKeyPath(keyPath string) string {
+	return strings.TrimSuffix(keyPath, ".key") + ".pub"
+}
+
+// LoadOrCreateSigningKey returns the log's signing key, kept at path wrapped
+// by ks (so that only the root of trust can sign digests). The first call
+// generates it, writes it (mode 0600, created under a temporary name and
+// linked into place, so it is never replaced and never partial) and writes
+// its public key beside it (PublicKeyPath, PEM "PUBLIC KEY", the form
+// openssl reads). Later calls unwrap it and check that the public key file
+// still matches, rewriting it if it is missing.
+//
+// It refuses to create a key while the public key file exists without its
+// key: that public key verifies existing audit files, and overwriting it
+// would make them unverifiable. Move it aside first.
+func LoadOrCreateSigningKey(ctx context.Context, path string, ks keystore.Keystore) (Signer, error) {
+	priv, err := loadSigningKey(ctx, path, ks)
+	if errors.Is(err, fs.ErrNotExist) {
+		pubPath := PublicKeyPath(path)
+		if _, serr := os.Stat(pubPath); serr == nil {
+			return nil, fmt.Errorf("audit: %s exists but the signing key %s does not; it verifies the existing audit log, so move it aside (keep it) before kmsd creates a new signing key", pubPath, path)
+		}
+		err = createSigningKey(ctx, path, ks)
+		if err == nil || errors.Is(err, fs.ErrExist) {
+			// Read back what is now there: ours, or the key a concurrent
+			// start linked first.
+			priv, err = loadSigningKey(ctx, path, ks)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	s := NewSigner(priv)
+	if err := ensurePublicKeyFile(PublicKeyPath(path), s.PublicKey()); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func loadSigningKey(ctx context.Context, path string, ks keystore.Keystore) (ed25519.PrivateKey, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("audit: opening signing key: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("audit: signing key: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("audit: signing key %s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); runtime.GOOS != "windows" && perm&0o077 != 0 {
+		return nil, fmt.Errorf("audit: signing key %s has mode %04o, which lets group or others access it; run: chmod 600 %s", path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return nil, fmt.Errorf("audit: reading signing key: %w", err)
+	}
+	magic, enc, ok := strings.Cut(strings.TrimSuffix(string(b), "\n"), "\n")
+	if !ok || magic != signingKeyMagic {
+		return nil, fmt.Errorf("audit: %s is not a kmsd audit signing key", path)
+	}
+	wrapped, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil {
+		return nil, fmt.Errorf("audit: signing key %s: %v", path, err)
+	}
+	seed, err := ks.Unwrap(ctx, wrapped, []byte(signingKeyAAD))
+	if err != nil {
+		return nil, fmt.Errorf("audit: unwrapping signing key %s: %w", path, err)
+	}
+	defer clear(seed)
+	if len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("audit: signing key %s holds %d bytes, want %d", path, len(seed), ed25519.SeedSize)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+func createSigningKey(ctx context.Context, path string, ks keystore.Keystore) error {
+	seed := make([]byte, ed25519.SeedSize)
+	defer clear(seed)
+	if _, err := rand.Read(seed); err != nil {
+		return fmt.Errorf("audit: generating signing key: %w", err)
+	}
+	wrapped, err := ks.Wrap(ctx, seed, []byte(signingKeyAAD))
+	if err != nil {
+		return fmt.Errorf("audit: wrapping signing key: %w", err)
+	}
+	content := signingKeyMagic + "\n" + base64.StdEncoding.EncodeToString(wrapped) + "\n"
+	if err := writeFileExclusive(path, []byte(content), 0o600); err != nil {
+		return fmt.Errorf("audit: writing signing key: %w", err)
+	}
+	return nil
+}
+
+// ensurePublicKeyFile checks that the file at path holds pub, writing it
+// when it does not exist.
+func ensurePublicKeyFile(path string, pub ed25519.PublicKey) error {
+	have, err := ReadPublicKey(path)
+	if err == nil {
+		if !have.Equal(pub) {
+			return fmt.Errorf("audit: %s holds public key %s, but the signing key's is %s", path, KeyID(have), KeyID(pub))
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return fmt.Errorf("audit: encoding public key: %w", err)
+	}
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	err = writeFileExclusive(path, pemBytes, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return ensurePublicKeyFile(path, pub) // written concurrently: check it
+	}
+	if err != nil {
+		return fmt.Errorf("audit: writing public key: %w", err)
+	}
+	return nil
+}
+
+// ReadPublicKey reads an Ed25519 public key from a PEM file ("PUBLIC KEY",
+// PKIX), as LoadOrCreateSigningKey writes it.
+func ReadPublicKey(path string) (ed25519.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("audit: reading public key: %w", err)
+	}
+	block, rest := pem.Decode(b)
+	if block == nil || block.Type != "PUBLIC KEY" || len(bytes.TrimSpace(rest)) != 0 {
+		return nil, fmt.Errorf("audit: %s is not a PEM file holding one PUBLIC KEY", path)
+	}
+	k, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("audit: public key %s: %w", path, err)
+	}
+	pub, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("audit: public key %s is a %T, not Ed25519", path, k)
+	}
+	return pub, nil
+}
+
+// writeFileExclusive creates path with content and mode, complete or not
+// at all: written and fsynced under a temporary name, then hard-linked to
+// path (which fails with an error wrapping fs.ErrExist rather than replace
+// an existing file), and the directory fsynced.
+func writeFileExclusive(path string, content []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".kmsd-audit-*.tmp")
+	if err != nil {
+		return err
+	}
+	name := tmp.Name()
+	defer os.Remove(name)
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(content); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Link(name, path); err != nil {
+		return err
+	}
+	if err := os.Remove(name); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// syncDir fsyncs a directory so that entries created or removed in it are
+// durable.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	if err := d.Sync(); err != nil {
+		d.Close()
+		return err
+	}
+	return d.Close()
+}
