@@ -1,8 +1,11 @@
 // Command kmsd is a self-hosted key management service that speaks the AWS
 // KMS API.
 //
-//	kmsd serve [flags]    start the service (kmsd serve -h lists the flags)
-//	kmsd version          print the version
+//	kmsd serve [flags]          start the service (kmsd serve -h lists the flags)
+//	kmsd encrypt / decrypt      envelope-encrypt files or streams with KMS keys
+//	kmsd iam create-access-key  create an access key for a declared user or role
+//	kmsd audit verify           verify the audit log's hash chain and signatures
+//	kmsd version                print the version
 package main
 
 import (
@@ -29,8 +32,13 @@ func main() {
 const usage = `usage: kmsd <command> [flags]
 
 commands:
-  serve     start kmsd (no configuration needed: kmsd serve)
-  version   print the version
+  serve                    start kmsd (no configuration needed: kmsd serve)
+  encrypt, decrypt         envelope encryption of files or streams (AWS Encryption SDK format)
+  iam create-access-key    create an access key for a user or role declared in the configuration
+  audit verify             verify the audit log
+  version                  print the version
+
+Run "kmsd <command> -h" for the flags of a command.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -41,6 +49,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stdout, stderr, getenv)
+	case "encrypt", "decrypt":
+		return envelopeMain(ctx, args[0], args[1:], os.Stdin, stdout, stderr, getenv)
+	case "iam":
+		return iamMain(ctx, args[1:], stdout, stderr, getenv)
+	case "audit":
+		return auditMain(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "kmsd", version)
 		return nil

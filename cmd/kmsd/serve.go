@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kmsd/kmsd/internal/audit"
 	"github.com/kmsd/kmsd/internal/awsjson"
 	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/iam"
@@ -58,10 +59,26 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		return err
 	}
 	dir := iam.NewDirectory(st, ks, nil)
+	if err := loadIdentities(dir, cfg); err != nil {
+		return err
+	}
 	akid, secret, err := bootstrapAdmin(ctx, dir, cfg.Account)
 	if err != nil {
 		return err
 	}
+	alog, err := openAudit(ctx, cfg, ks, stdout)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// ctx is done by now: give the last records and the close digest
+		// a context of their own.
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := alog.Close(cctx); err != nil {
+			log.Error("closing the audit log", "err", err)
+		}
+	}()
 	m := metrics.New(metrics.Sources{CacheStats: svc.CacheStats, KeysByState: st.CountKeysByState})
 	h := server.New(server.Config{
 		Routes:   awsjson.Routes(svc),
@@ -69,7 +86,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		Callers:  dir,
 		Logger:   log,
 		Metrics:  m,
-		Ready:    st.Ping,
+		Audit:    alog,
+		Region:   cfg.Region,
+		Ready: func(ctx context.Context) error {
+			if err := alog.Err(); err != nil {
+				return err
+			}
+			return st.Ping(ctx)
+		},
 	})
 
 	ln, caFile, reload, err := listen(cfg)
@@ -90,7 +114,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		log.Info("metrics listening", "endpoint", "http://"+mln.Addr().String()+"/metrics")
 	}
 	go svc.RunReaper(ctx, time.Minute)
-	go reloadOnHangup(ctx, reload, log)
+	reloaders := []reloader{{"iam identities", identityReloader(dir, cfg, args, getenv, log)}}
+	if reload != nil {
+		reloaders = append(reloaders, reloader{"TLS certificate", reload})
+	}
+	go reloadOnHangup(ctx, reloaders, log)
 
 	scheme := "http"
 	if cfg.TLSEnabled() {
@@ -102,6 +130,29 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	err = server.Run(ctx, ln, h, log, 20*time.Second)
 	log.Info("kmsd stopped")
 	return err
+}
+
+// openAudit opens the audit log in the data folder, with its signing key
+// wrapped by the root of trust.
+func openAudit(ctx context.Context, cfg config.Config, ks keystore.Keystore, stdout io.Writer) (*audit.Log, error) {
+	signer, err := audit.LoadOrCreateSigningKey(ctx, filepath.Join(cfg.DataDir, audit.SigningKeyFile), ks)
+	if err != nil {
+		return nil, fmt.Errorf("audit signing key: %w", err)
+	}
+	opts := audit.Options{
+		Dir:          filepath.Join(cfg.DataDir, audit.DirName),
+		Signer:       signer,
+		MaxFileBytes: cfg.Audit.MaxFileMB << 20,
+		MaxFileAge:   cfg.Audit.MaxFileAge,
+	}
+	if cfg.Audit.Stdout {
+		opts.Stdout = stdout
+	}
+	l, err := audit.Open(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	return l, nil
 }
 
 // listen opens the API listener, with TLS when configured. It returns the
@@ -131,8 +182,9 @@ func listen(cfg config.Config) (ln net.Listener, caFile string, reload func() er
 	return tls.NewListener(ln, rl.Config()), caFile, rl.Reload, nil
 }
 
-// reloadOnHangup reloads the TLS certificate on SIGHUP.
-func reloadOnHangup(ctx context.Context, reload func() error, log *slog.Logger) {
+// reloadOnHangup reloads the iam identities and the TLS certificate on
+// SIGHUP; what fails to reload stays as it was.
+func reloadOnHangup(ctx context.Context, reloaders []reloader, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -141,14 +193,12 @@ func reloadOnHangup(ctx context.Context, reload func() error, log *slog.Logger) 
 		case <-ctx.Done():
 			return
 		case <-hup:
-			if reload == nil {
-				log.Info("SIGHUP: nothing to reload")
-				continue
-			}
-			if err := reload(); err != nil {
-				log.Error("SIGHUP: TLS certificate reload failed; still serving the previous one", "err", err)
-			} else {
-				log.Info("SIGHUP: TLS certificate reloaded")
+			for _, r := range reloaders {
+				if err := r.reload(); err != nil {
+					log.Error("SIGHUP: "+r.what+" reload failed; the previous one stays in force", "err", err)
+				} else {
+					log.Info("SIGHUP: " + r.what + " reloaded")
+				}
 			}
 		}
 	}
@@ -174,7 +224,7 @@ func prepareDataDir(dir string) error {
 // an account. It returns the secret only when it was just created: kmsd
 // stores secrets wrapped and never shows them again.
 func bootstrapAdmin(ctx context.Context, dir *iam.Directory, account string) (akid, secret string, err error) {
-	has, err := dir.HasAccessKeys(ctx, account)
+	has, err := dir.HasAccessKeyFor(ctx, account, iam.UserARN(account, iam.AdminUser))
 	if err != nil || has {
 		return "", "", err
 	}
@@ -209,4 +259,3 @@ func newLogger(w io.Writer, cfg config.Config) *slog.Logger {
 	}
 	return logging.New(w, level, cfg.Log.Format == "json")
 }
-

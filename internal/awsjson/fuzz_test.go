@@ -29,7 +29,7 @@ func newRoutes(tb testing.TB) (map[string]*Route, kms.Caller) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return Routes(svc), kms.Caller{Account: "111122223333", ARN: "arn:aws:iam::111122223333:user/admin"}
+	return Routes(svc), kms.Caller{Account: "111122223333", ARN: "arn:aws:iam::111122223333:user/admin", Identity: adminIdentity(tb)}
 }
 
 // FuzzRequest feeds arbitrary bodies to every operation. A body may fail

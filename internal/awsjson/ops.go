@@ -127,3 +127,63 @@ func validateListResourceTags(v *validator, in *kms.ListResourceTagsInput) {
 	v.keyID("keyId", in.KeyId)
 	v.list(in.Limit, in.Marker)
 }
+
+func validateSign(v *validator, in *kms.SignInput) {
+	v.keyID("keyId", in.KeyId)
+	v.blob("message", in.Message, true, 1, 4096)
+	v.requiredEnum("signingAlgorithm", in.SigningAlgorithm, signingAlgorithms)
+	v.enum("messageType", in.MessageType, messageTypes)
+	v.grantTokens(in.GrantTokens)
+}
+
+func validateVerify(v *validator, in *kms.VerifyInput) {
+	v.keyID("keyId", in.KeyId)
+	v.blob("message", in.Message, true, 1, 4096)
+	v.blob("signature", in.Signature, true, 1, 6144)
+	v.requiredEnum("signingAlgorithm", in.SigningAlgorithm, signingAlgorithms)
+	v.enum("messageType", in.MessageType, messageTypes)
+	v.grantTokens(in.GrantTokens)
+}
+
+func validateGenerateDataKeyPair(v *validator, in *kms.GenerateDataKeyPairInput) {
+	v.keyID("keyId", in.KeyId)
+	v.requiredEnum("keyPairSpec", in.KeyPairSpec, dataKeyPairSpecs)
+	v.grantTokens(in.GrantTokens)
+	v.recipient(in.Recipient)
+}
+
+func validateGenerateMac(v *validator, in *kms.GenerateMacInput) {
+	v.keyID("keyId", in.KeyId)
+	v.blob("message", in.Message, true, 1, 4096)
+	v.requiredEnum("macAlgorithm", in.MacAlgorithm, macAlgorithms)
+	v.grantTokens(in.GrantTokens)
+}
+
+func validateVerifyMac(v *validator, in *kms.VerifyMacInput) {
+	v.keyID("keyId", in.KeyId)
+	v.blob("message", in.Message, true, 1, 4096)
+	v.blob("mac", in.Mac, true, 1, 6144)
+	v.requiredEnum("macAlgorithm", in.MacAlgorithm, macAlgorithms)
+	v.grantTokens(in.GrantTokens)
+}
+
+func validateDeriveSharedSecret(v *validator, in *kms.DeriveSharedSecretInput) {
+	v.keyID("keyId", in.KeyId)
+	v.requiredEnum("keyAgreementAlgorithm", in.KeyAgreementAlgorithm, keyAgreementAlgorithms)
+	v.blob("publicKey", in.PublicKey, true, 1, 8192)
+	v.grantTokens(in.GrantTokens)
+	v.recipient(in.Recipient)
+}
+
+func validateEncapsulate(v *validator, in *kms.EncapsulateInput) {
+	v.keyID("keyId", in.KeyId)
+	v.requiredEnum("encapsulationAlgorithm", in.EncapsulationAlgorithm, encapsulationAlgorithms)
+	v.grantTokens(in.GrantTokens)
+}
+
+func validateDecapsulate(v *validator, in *kms.DecapsulateInput) {
+	v.keyID("keyId", in.KeyId)
+	v.requiredEnum("encapsulationAlgorithm", in.EncapsulationAlgorithm, encapsulationAlgorithms)
+	v.blob("sharedSecretCiphertextBlob", in.SharedSecretCiphertextBlob, true, 1, 6144)
+	v.grantTokens(in.GrantTokens)
+}

@@ -19,6 +19,10 @@ type Route struct {
 	Name      string
 	BodyLimit int64
 	serve     func(ctx context.Context, c kms.Caller, body []byte) (any, error)
+	// authorize is the gate every request passes after validation
+	// (kms.Service.Authorize); a Route without one refuses every request.
+	authorize func(ctx context.Context, c kms.Caller, op string, in any) error
+	newInput  func() any // a new, empty input of the operation (for tests)
 }
 
 // Serve decodes and validates a request body, runs the operation and
@@ -37,7 +41,8 @@ func (r *Route) Serve(ctx context.Context, c kms.Caller, body []byte) ([]byte, e
 // op builds a Route from an operation's validation, its kms method and the
 // conversion of its output to the wire shape (nil: the output is the shape).
 func op[In, Out any](name string, limit int64, validate func(*validator, *In), call func(context.Context, kms.Caller, *In) (Out, error), wire func(Out) any) *Route {
-	return &Route{Name: name, BodyLimit: limit, serve: func(ctx context.Context, c kms.Caller, body []byte) (any, error) {
+	r := &Route{Name: name, BodyLimit: limit, newInput: func() any { return new(In) }}
+	r.serve = func(ctx context.Context, c kms.Caller, body []byte) (any, error) {
 		in := new(In)
 		if err := decode(body, in); err != nil {
 			return nil, err
@@ -48,6 +53,9 @@ func op[In, Out any](name string, limit int64, validate func(*validator, *In), c
 		if err := v.err(); err != nil {
 			return nil, err
 		}
+		if err := r.authorizeRequest(ctx, c, in); err != nil {
+			return nil, err
+		}
 		out, err := call(ctx, c, in)
 		if err != nil {
 			return nil, err
@@ -56,7 +64,8 @@ func op[In, Out any](name string, limit int64, validate func(*validator, *In), c
 			return wire(out), nil
 		}
 		return out, nil
-	}}
+	}
+	return r
 }
 
 // noOutput adapts an operation that returns only an error.
@@ -75,6 +84,14 @@ func zeroSecrets(v any) {
 		clear(x.Plaintext)
 	case *kms.GenerateRandomOutput:
 		clear(x.Plaintext)
+	case *kms.GenerateDataKeyPairOutput:
+		clear(x.PrivateKeyPlaintext)
+	case *kms.DeriveSharedSecretOutput:
+		clear(x.SharedSecret)
+	case *kms.EncapsulateOutput:
+		clear(x.SharedSecret)
+	case *kms.DecapsulateOutput:
+		clear(x.SharedSecret)
 	}
 }
 
@@ -96,6 +113,16 @@ func Routes(svc *kms.Service) map[string]*Route {
 		op("GenerateDataKey", DefaultBodyLimit, validateGenerateDataKey, svc.GenerateDataKey, nil),
 		op("GenerateDataKeyWithoutPlaintext", DefaultBodyLimit, validateGenerateDataKey, svc.GenerateDataKeyWithoutPlaintext, wireWithoutPlaintext),
 		op("GenerateRandom", DefaultBodyLimit, validateGenerateRandom, svc.GenerateRandom, nil),
+		op("Sign", DefaultBodyLimit, validateSign, svc.Sign, nil),
+		op("Verify", DefaultBodyLimit, validateVerify, svc.Verify, nil),
+		op("GetPublicKey", DefaultBodyLimit, validateKeyIDInput, svc.GetPublicKey, wireGetPublicKey),
+		op("GenerateDataKeyPair", DefaultBodyLimit, validateGenerateDataKeyPair, svc.GenerateDataKeyPair, nil),
+		op("GenerateDataKeyPairWithoutPlaintext", DefaultBodyLimit, validateGenerateDataKeyPair, svc.GenerateDataKeyPairWithoutPlaintext, wireDataKeyPairWithoutPlaintext),
+		op("GenerateMac", DefaultBodyLimit, validateGenerateMac, svc.GenerateMac, nil),
+		op("VerifyMac", DefaultBodyLimit, validateVerifyMac, svc.VerifyMac, nil),
+		op("DeriveSharedSecret", DefaultBodyLimit, validateDeriveSharedSecret, svc.DeriveSharedSecret, nil),
+		op("Encapsulate", DefaultBodyLimit, validateEncapsulate, svc.Encapsulate, nil),
+		op("Decapsulate", DefaultBodyLimit, validateDecapsulate, svc.Decapsulate, nil),
 		op("CreateAlias", DefaultBodyLimit, validateAlias, noOutput(svc.CreateAlias), nil),
 		op("UpdateAlias", DefaultBodyLimit, validateAlias, noOutput(svc.UpdateAlias), nil),
 		op("DeleteAlias", DefaultBodyLimit, validateDeleteAlias, noOutput(svc.DeleteAlias), nil),
@@ -104,8 +131,10 @@ func Routes(svc *kms.Service) map[string]*Route {
 		op("UntagResource", DefaultBodyLimit, validateUntagResource, noOutput(svc.UntagResource), nil),
 		op("ListResourceTags", DefaultBodyLimit, validateListResourceTags, svc.ListResourceTags, wireListResourceTags),
 	}
+	rs = append(rs, authzRoutes(svc)...)
 	m := make(map[string]*Route, len(rs))
 	for _, r := range rs {
+		r.authorize = svc.Authorize
 		m[r.Name] = r
 	}
 	return m

@@ -99,6 +99,13 @@ func (v *validator) enum(field, s string, set []string) {
 	v.add(field, truncate(s), "Member must satisfy enum value set: ["+strings.Join(set, ", ")+"]")
 }
 
+// requiredEnum checks a required enum member.
+func (v *validator) requiredEnum(field, s string, set []string) {
+	if v.required(field, s) {
+		v.enum(field, s, set)
+	}
+}
+
 // pattern checks an optional string member against a regular expression.
 func (v *validator) pattern(field, s string, re *regexp.Regexp) {
 	if s != "" && !re.MatchString(s) {
@@ -149,8 +156,17 @@ var (
 	origins              = []string{"AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"}
 	encryptionAlgorithms = []string{"SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "SM2PKE"}
 	dataKeySpecs         = []string{"AES_256", "AES_128"}
-	dryRunModifiers      = []string{"IGNORE_CIPHERTEXT"}
-	keyEncryptionMechs   = []string{"RSAES_OAEP_SHA_256"}
+	dataKeyPairSpecs     = []string{"RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521",
+		"ECC_SECG_P256K1", "SM2", "ECC_NIST_EDWARDS25519", "ML_KEM_512", "ML_KEM_768", "ML_KEM_1024"}
+	signingAlgorithms = []string{"RSASSA_PSS_SHA_256", "RSASSA_PSS_SHA_384", "RSASSA_PSS_SHA_512",
+		"RSASSA_PKCS1_V1_5_SHA_256", "RSASSA_PKCS1_V1_5_SHA_384", "RSASSA_PKCS1_V1_5_SHA_512",
+		"ECDSA_SHA_256", "ECDSA_SHA_384", "ECDSA_SHA_512", "SM2DSA", "ML_DSA_SHAKE_256", "ED25519_SHA_512", "ED25519_PH_SHA_512"}
+	messageTypes            = []string{"RAW", "DIGEST", "EXTERNAL_MU"}
+	macAlgorithms           = []string{"HMAC_SHA_224", "HMAC_SHA_256", "HMAC_SHA_384", "HMAC_SHA_512"}
+	keyAgreementAlgorithms  = []string{"ECDH"}
+	encapsulationAlgorithms = []string{"ML_KEM"}
+	dryRunModifiers         = []string{"IGNORE_CIPHERTEXT"}
+	keyEncryptionMechs      = []string{"RSAES_OAEP_SHA_256"}
 
 	aliasNameRE = regexp.MustCompile(`^[a-zA-Z0-9:/_-]+$`)
 	markerRE    = regexp.MustCompile(`^[\x{0020}-\x{00FF}]*$`)

@@ -20,6 +20,10 @@ type keyMetadata struct {
 	CustomerMasterKeySpec       string `json:",omitempty"`
 	KeySpec                     string
 	EncryptionAlgorithms        []string `json:",omitempty"`
+	SigningAlgorithms           []string `json:",omitempty"`
+	MacAlgorithms               []string `json:",omitempty"`
+	KeyAgreementAlgorithms      []string `json:",omitempty"`
+	EncapsulationAlgorithms     []string `json:",omitempty"`
 	MultiRegion                 bool
 	DeletionDate                *epoch `json:",omitempty"`
 	PendingDeletionWindowInDays int    `json:",omitempty"`
@@ -41,6 +45,10 @@ func wireMetadata(m *kms.KeyMetadata) *keyMetadata {
 		CustomerMasterKeySpec:       m.CustomerMasterKeySpec,
 		KeySpec:                     m.KeySpec,
 		EncryptionAlgorithms:        m.EncryptionAlgorithms,
+		SigningAlgorithms:           m.SigningAlgorithms,
+		MacAlgorithms:               m.MacAlgorithms,
+		KeyAgreementAlgorithms:      m.KeyAgreementAlgorithms,
+		EncapsulationAlgorithms:     m.EncapsulationAlgorithms,
 		MultiRegion:                 m.MultiRegion,
 		DeletionDate:                epochPtr(m.DeletionDate),
 		PendingDeletionWindowInDays: m.PendingDeletionWindowInDays,
@@ -121,4 +129,33 @@ type listResourceTagsResponse struct {
 
 func wireListResourceTags(o *kms.ListResourceTagsOutput) any {
 	return listResourceTagsResponse{o.Tags, o.NextMarker, o.Truncated}
+}
+
+type getPublicKeyResponse struct {
+	KeyId                   string
+	PublicKey               []byte
+	CustomerMasterKeySpec   string `json:",omitempty"`
+	KeySpec                 string
+	KeyUsage                string
+	EncryptionAlgorithms    []string `json:",omitempty"`
+	SigningAlgorithms       []string `json:",omitempty"`
+	KeyAgreementAlgorithms  []string `json:",omitempty"`
+	EncapsulationAlgorithms []string `json:",omitempty"`
+}
+
+func wireGetPublicKey(o *kms.GetPublicKeyOutput) any {
+	return getPublicKeyResponse{o.KeyId, o.PublicKey, o.CustomerMasterKeySpec, o.KeySpec, o.KeyUsage,
+		o.EncryptionAlgorithms, o.SigningAlgorithms, o.KeyAgreementAlgorithms, o.EncapsulationAlgorithms}
+}
+
+type dataKeyPairWithoutPlaintextResponse struct {
+	PrivateKeyCiphertextBlob []byte
+	PublicKey                []byte
+	KeyId                    string
+	KeyPairSpec              string
+	KeyMaterialId            string
+}
+
+func wireDataKeyPairWithoutPlaintext(o *kms.GenerateDataKeyPairOutput) any {
+	return dataKeyPairWithoutPlaintextResponse{o.PrivateKeyCiphertextBlob, o.PublicKey, o.KeyId, o.KeyPairSpec, o.KeyMaterialId}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -33,11 +34,21 @@ type Config struct {
 		// certificate in the data folder (for development).
 		Dev bool `yaml:"dev"`
 	} `yaml:"tls"`
+	Audit struct {
+		// Stdout copies every audit line to standard output as well.
+		Stdout bool `yaml:"stdout"`
+		// MaxFileMB and MaxFileAge rotate the audit file by size and by
+		// age (0: 64 MiB and 24h).
+		MaxFileMB  int64         `yaml:"max_file_mb"`
+		MaxFileAge time.Duration `yaml:"max_file_age"`
+	} `yaml:"audit"`
 	// MetricsListen is the address of the Prometheus /metrics listener;
 	// empty disables it.
 	MetricsListen string `yaml:"metrics_listen"`
 	// AllowInsecureListen permits a non-loopback address without TLS.
 	AllowInsecureListen bool `yaml:"allow_insecure_listen"`
+	// IAM declares principals and their identity policies (iam.go).
+	IAM IAM `yaml:"iam"`
 }
 
 // TLSEnabled reports whether kmsd serves HTTPS.
@@ -82,6 +93,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	tlsCert := fs.String("tls-cert", "", "PEM certificate chain to serve HTTPS with (env KMSD_TLS_CERT)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert (env KMSD_TLS_KEY)")
 	devTLS := fs.Bool("dev-tls", false, "serve HTTPS with a local development CA created in the data folder")
+	auditStdout := fs.Bool("audit-stdout", false, "copy every audit record to standard output too")
 	metricsListen := fs.String("metrics-listen", "", "address of the Prometheus metrics listener (env KMSD_METRICS_LISTEN; default off)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -97,6 +109,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 		if err := decodeStrict(b, &c); err != nil {
 			return c, fmt.Errorf("parse config %s: %w", *configPath, err)
 		}
+		c.IAM.BaseDir = filepath.Dir(*configPath)
 	}
 	set := func(dst *string, env, flagVal string) {
 		if v := getenv(env); v != "" {
@@ -120,6 +133,9 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	}
 	if *devTLS {
 		c.TLS.Dev = true
+	}
+	if *auditStdout || getenv("KMSD_AUDIT_STDOUT") == "true" {
+		c.Audit.Stdout = true
 	}
 	return c, c.Validate()
 }
@@ -178,7 +194,7 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("log format %q is not text or json", c.Log.Format)
 	}
-	return nil
+	return c.IAM.Validate()
 }
 
 func isLoopback(host string) bool {

@@ -2,8 +2,11 @@
 // access key pairs, stores their secrets wrapped by the keystore, and answers
 // the SigV4 verifier's "which secret, which principal" questions.
 //
-// Identity policies arrive with the authorization issue; for now every
-// principal of an account may do everything in it.
+// Principals (accounts, IAM users, roles, their identity policies and tags)
+// are declared in kmsd's configuration and compiled into an immutable
+// snapshot (Identities) that a Directory holds and swaps on reload. An
+// access key whose principal is not declared (any more) is refused as
+// unknown: UnrecognizedClientException.
 package iam
 
 import (
@@ -15,6 +18,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kmsd/kmsd/internal/keystore"
@@ -33,11 +37,43 @@ type Directory struct {
 
 	mu    sync.RWMutex
 	cache map[string]*entry
+
+	ids atomic.Pointer[Identities]
 }
 
 type entry struct {
 	caller kms.Caller
 	secret []byte
+	// ident is the principal's identity in the snapshot it was looked up
+	// in; it is looked up again when the snapshot changes.
+	ident atomic.Pointer[identityRef]
+}
+
+type identityRef struct {
+	ids *Identities
+	id  *kms.Identity
+}
+
+// identity returns the identity of an access key's principal in the
+// current snapshot, or an error wrapping sigv4.ErrUnknownAccessKey when the
+// principal is not declared.
+func (d *Directory) identity(accessKeyID string, e *entry) (*kms.Identity, error) {
+	ids := d.ids.Load()
+	if ref := e.ident.Load(); ref != nil && ref.ids == ids {
+		return ref.id, nil
+	}
+	if ids == nil {
+		return nil, fmt.Errorf("access key %s: no identities loaded: %w", accessKeyID, sigv4.ErrUnknownAccessKey)
+	}
+	id, ok, err := ids.Lookup(e.caller.ARN)
+	if err != nil {
+		return nil, fmt.Errorf("access key %s: %w", accessKeyID, err)
+	}
+	if !ok || id.Principal.Account != e.caller.Account {
+		return nil, fmt.Errorf("access key %s: principal %s is not declared: %w", accessKeyID, e.caller.ARN, sigv4.ErrUnknownAccessKey)
+	}
+	e.ident.Store(&identityRef{ids: ids, id: id})
+	return id, nil
 }
 
 // NewDirectory returns a Directory backed by st, with secrets wrapped by ks.
@@ -108,23 +144,33 @@ func (d *Directory) lookup(ctx context.Context, id string) (*entry, error) {
 	return e, nil
 }
 
-// Secret is a sigv4.SecretLookup.
+// Secret is a sigv4.SecretLookup. The access key of a principal that is
+// not declared is unknown.
 func (d *Directory) Secret(ctx context.Context, accessKeyID string) ([]byte, error) {
 	e, err := d.lookup(ctx, accessKeyID)
 	if err != nil {
 		return nil, err
 	}
+	if _, err := d.identity(accessKeyID, e); err != nil {
+		return nil, err
+	}
 	return e.secret, nil
 }
 
-// Caller returns the principal that owns accessKeyID.
+// Caller returns the principal that owns accessKeyID, with its identity
+// from the current snapshot.
 func (d *Directory) Caller(ctx context.Context, accessKeyID string) (kms.Caller, error) {
 	e, err := d.lookup(ctx, accessKeyID)
 	if err != nil {
 		return kms.Caller{}, err
 	}
+	id, err := d.identity(accessKeyID, e)
+	if err != nil {
+		return kms.Caller{}, err
+	}
 	c := e.caller
 	c.AccessKeyID = accessKeyID
+	c.Identity = id
 	return c, nil
 }
 
@@ -139,8 +185,8 @@ func (d *Directory) HasAccessKeys(ctx context.Context, account string) (bool, er
 
 func callerFor(ak *store.AccessKey) kms.Caller {
 	c := kms.Caller{Account: ak.Account, ARN: ak.PrincipalARN}
-	if i := strings.LastIndexByte(ak.PrincipalARN, '/'); i >= 0 {
-		c.UserName = ak.PrincipalARN[i+1:]
+	if strings.Contains(ak.PrincipalARN, ":user/") {
+		c.UserName = ak.PrincipalARN[strings.LastIndexByte(ak.PrincipalARN, '/')+1:]
 	}
 	return c
 }

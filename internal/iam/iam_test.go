@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/sigv4"
 	"github.com/kmsd/kmsd/internal/store/sqlite"
@@ -47,6 +48,11 @@ func TestAccessKeys(t *testing.T) {
 	}
 	// A fresh directory (a restart) unwraps it.
 	d2 := NewDirectory(st, ks, nil)
+	ids, err := Compile(config.IAM{}, "111122223333")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2.SetIdentities(ids)
 	got, err := d2.Secret(ctx, id)
 	if err != nil || string(got) != secret {
 		t.Fatalf("Secret = %v", err)

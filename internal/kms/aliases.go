@@ -74,7 +74,7 @@ func (s *Service) CreateAlias(ctx context.Context, c Caller, in *AliasInput) err
 	case err != nil:
 		return internal("create alias", err)
 	}
-	s.aliases.Clear()
+	s.aliasesChanged()
 	return nil
 }
 
@@ -105,7 +105,7 @@ func (s *Service) UpdateAlias(ctx context.Context, c Caller, in *AliasInput) err
 	if err != nil {
 		return internal("update alias", err)
 	}
-	s.aliases.Clear()
+	s.aliasesChanged()
 	return nil
 }
 
@@ -121,7 +121,7 @@ func (s *Service) DeleteAlias(ctx context.Context, c Caller, in *DeleteAliasInpu
 	if err != nil {
 		return internal("delete alias", err)
 	}
-	s.aliases.Clear()
+	s.aliasesChanged()
 	return nil
 }
 

@@ -3,6 +3,8 @@ package kms
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/kmsd/kmsd/internal/keys"
 )
 
 // materialCache holds unwrapped key material, bounded in size. An evicted
@@ -27,6 +29,14 @@ type materialKey struct{ keyID, materialID string }
 type cachedMaterial struct {
 	key   []byte
 	state atomic.Int64
+
+	// parsed is the asymmetric private key parsed from key, made once by
+	// the first request that needs it (while holding a reference) and
+	// dropped with key: parsing costs as much as signing (see
+	// BenchmarkParsePrivateKey in package keys).
+	parseOnce sync.Once
+	parsed    *keys.PrivateKey
+	parseErr  error
 }
 
 const evictedBit = int64(1) << 62
@@ -68,7 +78,17 @@ func (m *cachedMaterial) ref() bool {
 // zeroes it.
 func (m *cachedMaterial) release() {
 	if m.state.Add(-1) == evictedBit {
-		clear(m.key)
+		m.wipe()
+	}
+}
+
+// wipe zeroes the material and drops its parsed form. Only the last user
+// of an evicted material calls it, so nobody else can be reading either.
+func (m *cachedMaterial) wipe() {
+	clear(m.key)
+	if m.parsed != nil {
+		m.parsed.Destroy()
+		m.parsed = nil
 	}
 }
 
@@ -81,7 +101,7 @@ func (m *cachedMaterial) evict() {
 		}
 		if m.state.CompareAndSwap(v, v|evictedBit) {
 			if v == 0 {
-				clear(m.key)
+				m.wipe()
 			}
 			return
 		}

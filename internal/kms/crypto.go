@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
+	"strings"
 
 	"github.com/kmsd/kmsd/internal/awserr"
 	"github.com/kmsd/kmsd/internal/keys"
@@ -24,15 +26,25 @@ var errDryRun = awserr.New(awserr.DryRunOperation, "The request would have succe
 var errInvalidCiphertext = awserr.New(awserr.InvalidCiphertext, "The ciphertext is invalid, was not made by this KMS, or was made under a different encryption context.")
 
 // usableForEncryption checks that k can encrypt or decrypt with alg ("" means
-// the default) in its current state.
+// the default, SYMMETRIC_DEFAULT) in its current state. RSA encryption keys
+// support only the RSAES_OAEP algorithms, so with them alg is required.
 func usableForEncryption(k *store.Key, alg string) error {
 	if k.KeyUsage != UsageEncryptDecrypt {
 		return awserr.Newf(awserr.InvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", arnOf(k), k.KeyUsage)
 	}
-	if alg != "" && alg != AlgSymmetricDefault {
-		return awserr.Newf(awserr.InvalidKeyUsage, "The encryption algorithm %s is not valid for %s, which supports SYMMETRIC_DEFAULT.", alg, arnOf(k))
+	algs := algorithmsOf(k.KeySpec, k.KeyUsage).Encryption
+	if !slices.Contains(algs, algOrDefault(alg)) {
+		return awserr.Newf(awserr.InvalidKeyUsage, "The encryption algorithm %s is not valid for %s, which supports %s.", algOrDefault(alg), arnOf(k), strings.Join(algs, ", "))
 	}
 	return checkUsable(k)
+}
+
+// algOrDefault returns alg, or SYMMETRIC_DEFAULT when it is empty.
+func algOrDefault(alg string) string {
+	if alg == "" {
+		return AlgSymmetricDefault
+	}
+	return alg
 }
 
 // checkContext rejects an encryption context that the blob format cannot
@@ -69,6 +81,12 @@ func (s *Service) seal(ctx context.Context, k *store.Key, plaintext []byte, ec m
 // open decrypts a blob made by seal. It returns the key that made it and the
 // plaintext. keyID, when not empty, must name that same key.
 func (s *Service) open(ctx context.Context, c Caller, blob []byte, ec map[string]string, keyID, alg string, dryRun bool) (*store.Key, string, []byte, error) {
+	// An asymmetric ciphertext names no key: the request must (asymmetric.go).
+	if keyID != "" {
+		if k, err := s.resolve(ctx, c, keyID, anyKeyForm); err == nil && k.KeySpec != SpecSymmetricDefault {
+			return s.openAsymmetric(ctx, k, blob, ec, alg, dryRun)
+		}
+	}
 	h, err := keys.ParseHeader(blob)
 	if err != nil {
 		return nil, "", nil, errInvalidCiphertext
@@ -83,7 +101,7 @@ func (s *Service) open(ctx context.Context, c Caller, blob []byte, ec map[string
 			return nil, "", nil, awserr.New(awserr.IncorrectKey, "The key ID in the request does not identify a CMK that can perform this operation.")
 		}
 	} else {
-		k, err = s.resolve(ctx, c, h.KeyID, idOrARN)
+		k, err = s.blobKey(ctx, c, h.KeyID)
 		if err != nil {
 			return nil, "", nil, err
 		}
@@ -142,14 +160,17 @@ func (s *Service) Encrypt(ctx context.Context, c Caller, in *EncryptInput) (*Enc
 	if err := checkContext("encryptionContext", in.EncryptionContext); err != nil {
 		return nil, err
 	}
+	if err := checkAsymmetricEncryption(k, in.EncryptionAlgorithm, len(in.Plaintext), in.EncryptionContext); err != nil {
+		return nil, err
+	}
 	if in.DryRun {
 		return nil, errDryRun
 	}
-	blob, err := s.seal(ctx, k, in.Plaintext, in.EncryptionContext)
+	blob, err := s.encryptWith(ctx, k, in.EncryptionAlgorithm, in.Plaintext, in.EncryptionContext)
 	if err != nil {
 		return nil, err
 	}
-	return &EncryptOutput{CiphertextBlob: blob, KeyId: arnOf(k), EncryptionAlgorithm: AlgSymmetricDefault}, nil
+	return &EncryptOutput{CiphertextBlob: blob, KeyId: arnOf(k), EncryptionAlgorithm: algOrDefault(in.EncryptionAlgorithm)}, nil
 }
 
 // DecryptInput is the Decrypt request.
@@ -187,7 +208,7 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in *DecryptInput) (*Dec
 	if err != nil {
 		return nil, err
 	}
-	return &DecryptOutput{KeyId: arnOf(k), Plaintext: pt, EncryptionAlgorithm: AlgSymmetricDefault, KeyMaterialId: mid}, nil
+	return &DecryptOutput{KeyId: arnOf(k), Plaintext: pt, EncryptionAlgorithm: algOrDefault(in.EncryptionAlgorithm), KeyMaterialId: mid}, nil
 }
 
 // dryRunIgnoringCiphertext answers a request without a ciphertext: only a
@@ -251,6 +272,9 @@ func (s *Service) ReEncrypt(ctx context.Context, c Caller, in *ReEncryptInput) (
 	if err := checkContext("destinationEncryptionContext", in.DestinationEncryptionContext); err != nil {
 		return nil, err
 	}
+	if err := checkAsymmetricEncryption(dst, in.DestinationEncryptionAlgorithm, 0, in.DestinationEncryptionContext); err != nil {
+		return nil, err
+	}
 	if in.CiphertextBlob == nil {
 		_, err := s.dryRunIgnoringCiphertext(ctx, c, in.SourceKeyId, in.SourceEncryptionAlgorithm, in.DryRun, in.DryRunModifiers)
 		return nil, err
@@ -260,7 +284,11 @@ func (s *Service) ReEncrypt(ctx context.Context, c Caller, in *ReEncryptInput) (
 		return nil, err
 	}
 	defer clear(pt)
-	blob, err := s.seal(ctx, dst, pt, in.DestinationEncryptionContext)
+	// The plaintext size is known only now; an RSA destination may refuse it.
+	if err := checkAsymmetricEncryption(dst, in.DestinationEncryptionAlgorithm, len(pt), nil); err != nil {
+		return nil, err
+	}
+	blob, err := s.encryptWith(ctx, dst, in.DestinationEncryptionAlgorithm, pt, in.DestinationEncryptionContext)
 	if err != nil {
 		return nil, err
 	}
@@ -268,8 +296,8 @@ func (s *Service) ReEncrypt(ctx context.Context, c Caller, in *ReEncryptInput) (
 		CiphertextBlob:                 blob,
 		SourceKeyId:                    arnOf(src),
 		KeyId:                          arnOf(dst),
-		SourceEncryptionAlgorithm:      AlgSymmetricDefault,
-		DestinationEncryptionAlgorithm: AlgSymmetricDefault,
+		SourceEncryptionAlgorithm:      algOrDefault(in.SourceEncryptionAlgorithm),
+		DestinationEncryptionAlgorithm: algOrDefault(in.DestinationEncryptionAlgorithm),
 		SourceKeyMaterialId:            srcMID,
 		DestinationKeyMaterialId:       dst.CurrentMaterial,
 	}, nil

@@ -2,7 +2,6 @@ package kms
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -28,6 +27,10 @@ type KeyMetadata struct {
 	CustomerMasterKeySpec       string
 	KeySpec                     string
 	EncryptionAlgorithms        []string
+	SigningAlgorithms           []string
+	MacAlgorithms               []string
+	KeyAgreementAlgorithms      []string
+	EncapsulationAlgorithms     []string
 	MultiRegion                 bool
 	DeletionDate                time.Time // zero unless pending deletion
 	PendingDeletionWindowInDays int       // zero unless pending deletion
@@ -52,13 +55,16 @@ func metadataOf(k *store.Key) *KeyMetadata {
 		KeyState:              k.State,
 		Origin:                k.Origin,
 		KeyManager:            k.KeyManager,
-		CustomerMasterKeySpec: k.KeySpec,
+		CustomerMasterKeySpec: cmkSpec(k.KeySpec),
 		KeySpec:               k.KeySpec,
 		CurrentKeyMaterialId:  k.CurrentMaterial,
 	}
-	if k.KeySpec == SpecSymmetricDefault {
-		md.EncryptionAlgorithms = []string{AlgSymmetricDefault}
-	}
+	algs := algorithmsOf(k.KeySpec, k.KeyUsage)
+	md.EncryptionAlgorithms = algs.Encryption
+	md.SigningAlgorithms = algs.Signing
+	md.MacAlgorithms = algs.Mac
+	md.KeyAgreementAlgorithms = algs.KeyAgreement
+	md.EncapsulationAlgorithms = algs.Encapsulation
 	if k.State == StatePendingDeletion {
 		md.DeletionDate = k.DeletionDate
 		md.PendingDeletionWindowInDays = k.PendingWindowDays
@@ -118,7 +124,8 @@ type CreateKeyOutput struct {
 	KeyMetadata *KeyMetadata
 }
 
-// CreateKey creates a customer managed symmetric key with fresh material.
+// CreateKey creates a customer managed key of any spec kmsd implements
+// (see specs.go), with fresh material.
 func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (*CreateKeyOutput, error) {
 	spec := in.KeySpec
 	if spec != "" && in.CustomerMasterKeySpec != "" {
@@ -130,15 +137,9 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 	if spec == "" {
 		spec = SpecSymmetricDefault
 	}
-	if spec != SpecSymmetricDefault {
-		return nil, awserr.Newf(awserr.UnsupportedOperation, "KeySpec %s is not supported by this kmsd version.", spec)
-	}
-	usage := in.KeyUsage
-	if usage == "" {
-		usage = UsageEncryptDecrypt
-	}
-	if usage != UsageEncryptDecrypt {
-		return nil, awserr.Newf(awserr.Validation, "KeyUsage %s is not compatible with KeySpec %s.", usage, spec)
+	usage, err := checkSpecUsage(spec, in.KeyUsage)
+	if err != nil {
+		return nil, err
 	}
 	origin := in.Origin
 	if origin == "" {
@@ -185,7 +186,7 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 		Policy:      policy,
 		Tags:        tags,
 	}
-	m, err := s.newMaterial(ctx, k)
+	m, err := s.newMaterialFor(ctx, k)
 	if err != nil {
 		return nil, err
 	}
@@ -196,19 +197,6 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 	s.keysByID.Store(k.ID, k)
 	s.log.InfoContext(ctx, "key created", "key", arnOf(k))
 	return &CreateKeyOutput{KeyMetadata: metadataOf(k)}, nil
-}
-
-// checkPolicy applies the checks AWS makes on every key policy before the
-// policy language itself (which the authorization layer evaluates).
-func checkPolicy(p string) error {
-	if len(p) > MaxPolicyBytes {
-		return awserr.Newf(awserr.LimitExceeded, "The key policy is %d bytes; the maximum is %d bytes.", len(p), MaxPolicyBytes)
-	}
-	var doc map[string]any
-	if err := json.Unmarshal([]byte(p), &doc); err != nil {
-		return awserr.New(awserr.MalformedPolicyDocument, "The key policy is not a valid JSON object.")
-	}
-	return nil
 }
 
 // KeyIdInput is the request of the operations that take only a KeyId.

@@ -36,6 +36,9 @@ type Caller struct {
 	SourceIP        string
 	SecureTransport bool
 	UserAgent       string
+	// Identity is the principal's compiled identity (policies, tags, ids),
+	// set by package iam; see Authorize.
+	Identity *Identity
 }
 
 // Config holds what a Service is built from.
@@ -68,6 +71,8 @@ type Service struct {
 	// write clears it.
 	aliases   sync.Map // aliasCacheKey -> string
 	materials *materialCache
+	// authz caches compiled key policies and grants (authz.go).
+	authz authzState
 }
 
 type aliasCacheKey struct{ account, region, name string }
@@ -167,7 +172,8 @@ func (s *Service) key(ctx context.Context, id string) (*store.Key, error) {
 func (s *Service) forget(id string) {
 	s.keysByID.Delete(id)
 	s.materials.evictKey(id)
-	s.aliases.Clear()
+	s.aliasesChanged()
+	s.authz.forgetKey(id)
 }
 
 // resolveForm says which identifier forms an operation accepts.
@@ -230,12 +236,52 @@ func (s *Service) resolve(ctx context.Context, c Caller, keyID string, form reso
 	if err != nil {
 		return nil, internal("get key", err)
 	}
-	// Cross-account use arrives with key policies; until then a principal
-	// sees only its own account's keys.
-	if k.Account != c.Account {
-		return nil, notFoundKey(arnOf(k))
-	}
+	// A key of another account (named by ARN) resolves: Authorize decides
+	// whether the operation may be used across accounts.
+	noteKey(ctx, k)
 	return k, nil
+}
+
+// RequestInfo collects what a request touched, for the layers above the
+// service (the audit log names the keys of every request).
+type RequestInfo struct {
+	mu   sync.Mutex
+	keys []*store.Key // in the order resolved, without repeats
+}
+
+type requestInfoKey struct{}
+
+// WithRequestInfo returns a context whose requests record into the
+// returned RequestInfo.
+func WithRequestInfo(ctx context.Context) (context.Context, *RequestInfo) {
+	ri := &RequestInfo{}
+	return context.WithValue(ctx, requestInfoKey{}, ri), ri
+}
+
+// Keys returns the ARNs and accounts of the keys the request resolved.
+func (ri *RequestInfo) Keys() (arns, accounts []string) {
+	ri.mu.Lock()
+	defer ri.mu.Unlock()
+	for _, k := range ri.keys {
+		arns = append(arns, arnOf(k))
+		accounts = append(accounts, k.Account)
+	}
+	return arns, accounts
+}
+
+func noteKey(ctx context.Context, k *store.Key) {
+	ri, _ := ctx.Value(requestInfoKey{}).(*RequestInfo)
+	if ri == nil {
+		return
+	}
+	ri.mu.Lock()
+	defer ri.mu.Unlock()
+	for _, seen := range ri.keys {
+		if seen.ID == k.ID {
+			return
+		}
+	}
+	ri.keys = append(ri.keys, k)
 }
 
 func (s *Service) aliasTarget(ctx context.Context, account, name string) (string, error) {

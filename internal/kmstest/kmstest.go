@@ -16,6 +16,7 @@ import (
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kmsd/kmsd/internal/awsjson"
+	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/iam"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/kms"
@@ -64,6 +65,8 @@ type Env struct {
 	Service     *kms.Service
 	Client      *awskms.Client
 	Handler     *server.Server
+	// IAM holds the declared principals and access keys (see iam.go).
+	IAM *iam.Directory
 }
 
 // Start starts kmsd in a fresh data folder; everything stops with the test.
@@ -76,6 +79,11 @@ func Start(tb testing.TB) *Env {
 // admin access key is created only when dir is new; tests that restart pass
 // the credentials of the first start through Env.
 func StartIn(tb testing.TB, dir string) *Env {
+	tb.Helper()
+	return startIn(tb, dir, config.IAM{})
+}
+
+func startIn(tb testing.TB, dir string, iamCfg config.IAM) *Env {
 	tb.Helper()
 	ctx := context.Background()
 	ks, err := keystore.OpenFile(filepath.Join(dir, "root.key"))
@@ -93,7 +101,12 @@ func StartIn(tb testing.TB, dir string) *Env {
 		tb.Fatal(err)
 	}
 	dirIAM := iam.NewDirectory(st, ks, nil)
-	env := &Env{DataDir: dir, Clock: clock, Service: svc}
+	ids, err := iam.Compile(iamCfg, Account)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dirIAM.SetIdentities(ids)
+	env := &Env{DataDir: dir, Clock: clock, Service: svc, IAM: dirIAM}
 	if has, err := dirIAM.HasAccessKeys(ctx, Account); err != nil {
 		tb.Fatal(err)
 	} else if !has {

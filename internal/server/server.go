@@ -41,6 +41,9 @@ type Config struct {
 	// Ready reports whether kmsd can serve (store reachable, audit log
 	// healthy); /readyz answers 503 while it returns an error.
 	Ready func(ctx context.Context) error
+	// Audit, if set, receives a record of every request before its reply.
+	Audit  Auditor
+	Region string // for audit records
 }
 
 // Server is an http.Handler serving the AWS KMS API.
@@ -52,12 +55,14 @@ type Server struct {
 	now      func() time.Time
 	metrics  *metrics.Metrics
 	ready    func(ctx context.Context) error
+	auditor  Auditor
+	region   string
 }
 
 // New returns a Server.
 func New(cfg Config) *Server {
 	s := &Server{routes: cfg.Routes, verifier: cfg.Verifier, callers: cfg.Callers, log: cfg.Logger, now: cfg.Now,
-		metrics: cfg.Metrics, ready: cfg.Ready}
+		metrics: cfg.Metrics, ready: cfg.Ready, auditor: cfg.Audit, region: cfg.Region}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -69,7 +74,10 @@ func New(cfg Config) *Server {
 
 const targetPrefix = "TrentService."
 
-// ServeHTTP serves one request.
+// ServeHTTP serves one request: run it, audit it, then reply. The reply
+// waits for the audit record to be durable; when it cannot be made durable
+// the client gets a KMSInternalException instead of the result, so that
+// nothing succeeds unaudited.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	reqID := newRequestID()
@@ -83,24 +91,37 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	r = r.WithContext(logging.WithRequestID(r.Context(), reqID))
+	ctx, info := kms.WithRequestInfo(logging.WithRequestID(r.Context(), reqID))
+	r = r.WithContext(ctx)
 	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
-	status, caller, err := s.serve(r, op, w)
-	if err != nil {
-		var internal bool
-		var body []byte
-		status, body, internal = awsjson.ErrorResponse(err)
-		if internal {
-			s.log.ErrorContext(r.Context(), "internal error", "request_id", reqID, "operation", op, "err", err)
+	ex := &exchange{op: op, requestID: reqID, start: start, info: info}
+	ex.out, ex.err = s.serve(r, ex)
+	if err := s.audit(ctx, r, ex); err != nil {
+		if ex.err == nil {
+			clear(ex.out)
 		}
-		h.Set("Content-Type", awsjson.ContentType)
-		h.Set("Content-Length", strconv.Itoa(len(body)))
-		w.WriteHeader(status)
-		w.Write(body)
+		ex.out, ex.err = nil, fmt.Errorf("audit: %w", err)
 	}
+
+	status := http.StatusOK
+	body := ex.out
+	if ex.err != nil {
+		var internal bool
+		status, body, internal = awsjson.ErrorResponse(ex.err)
+		if internal {
+			s.log.ErrorContext(ctx, "internal error", "operation", op, "err", ex.err)
+		}
+	}
+	h.Set("Content-Type", awsjson.ContentType)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	w.Write(body)
+	// The body may hold a plaintext data key; it has been written out.
+	clear(body)
+
 	outcome := "ok"
-	if err != nil {
-		outcome = awserr.CodeOf(err)
+	if ex.err != nil {
+		outcome = awserr.CodeOf(ex.err)
 		if outcome == "" {
 			outcome = awserr.KMSInternal
 		}
@@ -110,8 +131,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	elapsed := time.Since(start)
 	s.metrics.ObserveRequest(op, outcome, elapsed)
-	s.log.DebugContext(r.Context(), "request", "operation", op, "status", status,
-		"access_key", caller.AccessKeyID, "outcome", outcome, "duration", elapsed)
+	s.log.DebugContext(ctx, "request", "operation", op, "status", status,
+		"access_key", ex.caller.AccessKeyID, "outcome", outcome, "duration", elapsed)
+}
+
+// exchange is one request as it goes through the server.
+type exchange struct {
+	op        string
+	requestID string
+	start     time.Time
+	info      *kms.RequestInfo
+	body      []byte     // the request body, once read
+	caller    kms.Caller // set once authenticated
+	authed    bool
+	out       []byte // the response body on success
+	err       error
 }
 
 // health answers /healthz (the process serves) and /readyz (it can do its
@@ -140,50 +174,47 @@ func connectionFacts(c *kms.Caller, r *http.Request) {
 	}
 }
 
-// serve runs the request and writes a successful response; it returns the
-// error to send otherwise.
-func (s *Server) serve(r *http.Request, op string, w http.ResponseWriter) (int, kms.Caller, error) {
+// serve authenticates and runs the request and returns the response body,
+// or the error to send.
+func (s *Server) serve(r *http.Request, ex *exchange) ([]byte, error) {
 	ctx := r.Context()
-	var caller kms.Caller
-	if r.Method != http.MethodPost {
-		return 0, caller, awserr.Newf(awserr.UnknownOperation, "Method %s is not supported: AWS KMS requests are POST.", r.Method)
+	if s.auditor != nil {
+		// Once auditing is broken, nothing runs: the record of this
+		// request could not be written either.
+		if err := s.auditor.Err(); err != nil {
+			return nil, fmt.Errorf("audit log failed: %w", err)
+		}
 	}
-	route := s.routes[op]
+	if r.Method != http.MethodPost {
+		return nil, awserr.Newf(awserr.UnknownOperation, "Method %s is not supported: AWS KMS requests are POST.", r.Method)
+	}
+	route := s.routes[ex.op]
 	limit := int64(awsjson.DefaultBodyLimit)
 	if route != nil {
 		limit = route.BodyLimit
 	}
 	body, err := readBody(r, limit)
 	if err != nil {
-		return 0, caller, err
+		return nil, err
 	}
+	ex.body = body
 	res, err := s.verifier.Verify(ctx, r, body)
 	if err != nil {
-		return 0, caller, err
+		return nil, err
 	}
-	caller, err = s.callers.Caller(ctx, res.AccessKeyID)
+	caller, err := s.callers.Caller(ctx, res.AccessKeyID)
 	if err != nil {
 		if errors.Is(err, sigv4.ErrUnknownAccessKey) {
-			return 0, caller, awserr.New(awserr.UnrecognizedClient, "The security token included in the request is invalid.")
+			return nil, awserr.New(awserr.UnrecognizedClient, "The security token included in the request is invalid.")
 		}
-		return 0, caller, fmt.Errorf("look up caller: %w", err)
+		return nil, fmt.Errorf("look up caller: %w", err)
 	}
 	connectionFacts(&caller, r)
+	ex.caller, ex.authed = caller, true
 	if route == nil {
-		return 0, caller, awserr.New(awserr.UnknownOperation, "")
+		return nil, awserr.New(awserr.UnknownOperation, "")
 	}
-	out, err := route.Serve(ctx, caller, body)
-	if err != nil {
-		return 0, caller, err
-	}
-	h := w.Header()
-	h.Set("Content-Type", awsjson.ContentType)
-	h.Set("Content-Length", strconv.Itoa(len(out)))
-	w.WriteHeader(http.StatusOK)
-	w.Write(out)
-	// The body may hold a plaintext data key; it has been written out.
-	clear(out)
-	return http.StatusOK, caller, nil
+	return route.Serve(ctx, caller, body)
 }
 
 // readBody reads the whole body, refusing more than limit bytes.

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+
+	"github.com/kmsd/kmsd/internal/config"
+	"github.com/kmsd/kmsd/internal/iam"
+	"github.com/kmsd/kmsd/internal/keystore"
+	"github.com/kmsd/kmsd/internal/store/sqlite"
+)
+
+const iamUsage = `usage: kmsd iam <command> [flags]
+
+commands:
+  create-access-key (--user NAME | --role NAME [--session NAME]) [--account ID] [--config FILE] [--data-dir DIR]
+        create an access key for a user (or a session of a role) declared in
+        the iam section of the configuration, and print it once; a running
+        kmsd accepts it at once
+  list-access-keys [--account ID] [--config FILE] [--data-dir DIR]
+        list the access keys of an account (ids and principals, no secrets)
+  check [--config FILE]
+        compile the iam section (every identity policy) and list the principals
+`
+
+// iamMain runs `kmsd iam ...`. It opens the data folder next to a running
+// kmsd if need be: the SQLite store allows a second process.
+func iamMain(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, iamUsage)
+		return errors.New("kmsd iam: no command given")
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet("iam "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "YAML configuration file (env KMSD_CONFIG)")
+	dataDir := fs.String("data-dir", "", "data folder (env KMSD_DATA_DIR)")
+	account := fs.String("account", "", "account of the principal (default: the configured account)")
+	var user, role, session *string
+	switch cmd {
+	case "create-access-key":
+		user = fs.String("user", "", "IAM user name")
+		role = fs.String("role", "", "IAM role name")
+		session = fs.String("session", "kmsd", "role session name (with --role)")
+	case "list-access-keys", "check":
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, iamUsage)
+		return nil
+	default:
+		fmt.Fprint(stderr, iamUsage)
+		return fmt.Errorf("kmsd iam: unknown command %q", cmd)
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("kmsd iam %s: unexpected arguments %v", cmd, fs.Args())
+	}
+	var loadArgs []string
+	if *configFile != "" {
+		loadArgs = append(loadArgs, "--config", *configFile)
+	}
+	if *dataDir != "" {
+		loadArgs = append(loadArgs, "--data-dir", *dataDir)
+	}
+	cfg, err := config.Load(loadArgs, getenv)
+	if err != nil {
+		return err
+	}
+	if *account == "" {
+		*account = cfg.Account
+	}
+	ids, err := iam.Compile(cfg.IAM, cfg.Account)
+	if err != nil {
+		return fmt.Errorf("iam configuration: %w", err)
+	}
+	if cmd == "check" {
+		return printIdentities(stdout, cfg, ids)
+	}
+
+	if err := prepareDataDir(cfg.DataDir); err != nil {
+		return err
+	}
+	ks, err := keystore.OpenFile(filepath.Join(cfg.DataDir, rootKeyFile))
+	if err != nil {
+		return fmt.Errorf("open root key: %w", err)
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, databaseFile))
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer st.Close()
+	dir := iam.NewDirectory(st, ks, nil)
+
+	switch cmd {
+	case "list-access-keys":
+		keys, err := st.ListAccessKeys(ctx, *account)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			state := "active"
+			if _, ok, _ := ids.Lookup(k.PrincipalARN); !ok {
+				state = "principal not declared: refused"
+			}
+			fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\n", k.ID, k.PrincipalARN, k.Created.Format("2006-01-02T15:04:05Z"), state)
+		}
+		return nil
+	default: // create-access-key
+		arn, err := ids.PrincipalARN(*account, *user, *role, *session)
+		if err != nil {
+			return err
+		}
+		akid, secret, err := dir.CreateAccessKey(ctx, *account, arn)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "An access key was created for %s. Its secret is shown only this once:\n\n", arn)
+		fmt.Fprintf(stdout, "export AWS_ACCESS_KEY_ID=%s\n", akid)
+		fmt.Fprintf(stdout, "export AWS_SECRET_ACCESS_KEY=%s\n", secret)
+		return nil
+	}
+}
+
+func printIdentities(w io.Writer, cfg config.Config, ids *iam.Identities) error {
+	fmt.Fprintf(w, "iam configuration OK (default account %s)\n", cfg.Account)
+	for _, a := range cfg.IAM.Accounts {
+		for _, u := range a.Users {
+			fmt.Fprintf(w, "user %s: %d identity policies\n", iamARN(a.ID, "user", u), len(u.Policies))
+		}
+		for _, r := range a.Roles {
+			fmt.Fprintf(w, "role %s: %d identity policies\n", iamARN(a.ID, "role", r), len(r.Policies))
+		}
+	}
+	return nil
+}
+
+func iamARN(account, kind string, p config.IAMPrincipal) string {
+	path := p.Path
+	if path == "" {
+		path = "/"
+	}
+	return "arn:aws:iam::" + account + ":" + kind + path + p.Name
+}
+
+// loadIdentities compiles the iam section of cfg into dir.
+func loadIdentities(dir *iam.Directory, cfg config.Config) error {
+	ids, err := iam.Compile(cfg.IAM, cfg.Account)
+	if err != nil {
+		return fmt.Errorf("iam configuration: %w", err)
+	}
+	dir.SetIdentities(ids)
+	return nil
+}
+
+// identityReloader returns the SIGHUP reload of the iam section: the
+// configuration is read again as at startup (args, environment, file); only
+// its iam section is applied, with the account kmsd started with. On error
+// the previous principals stay in force.
+func identityReloader(dir *iam.Directory, started config.Config, args []string, getenv func(string) string, log *slog.Logger) func() error {
+	return func() error {
+		cfg, err := config.Load(args, getenv)
+		if err != nil {
+			return err
+		}
+		cfg.Account = started.Account
+		if err := loadIdentities(dir, cfg); err != nil {
+			return err
+		}
+		log.Debug("iam identities loaded", "accounts", strings.Join(dir.Identities().Accounts(), ","))
+		return nil
+	}
+}
+
+// reloader is one thing SIGHUP reloads.
+type reloader struct {
+	what   string
+	reload func() error
+}

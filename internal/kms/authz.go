@@ -1,0 +1,879 @@
+package kms
+
+// Authorization: who may call which operation on which key.
+//
+// The wire layer (package awsjson) calls Authorize for every request after
+// validating it and before running the operation; a Service method called
+// directly (as in tests) is not authorized. Authorize looks the operation up
+// in authzRules, a table keyed by operation name: each rule finds the key(s)
+// the request acts on the way the operation does, builds the condition
+// context and evaluates, with package policy, the key policy (compiled once
+// per key policy text and cached), the caller's identity policies (compiled
+// when iam loads its configuration) and the key's grants (cached per key,
+// replaced on every grant change), with AWS's rules (policy.Authorize). An
+// operation without a rule is refused: a new operation must get one (see
+// CheckAuthorizationRule and its test in package awsjson).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kmsd/kmsd/internal/awserr"
+	"github.com/kmsd/kmsd/internal/keys"
+	"github.com/kmsd/kmsd/internal/policy"
+	"github.com/kmsd/kmsd/internal/store"
+)
+
+// authzState is what a Service caches for authorization. The zero value is
+// ready to use.
+type authzState struct {
+	keys     sync.Map // key id -> *keyAuthz
+	grants   grantCache
+	aliasGen atomic.Uint64 // bumped by every alias change
+	aliases  sync.Map      // key id -> *keyAliases (kms:ResourceAliases)
+	clock    atomic.Pointer[clockValues]
+
+	regionOnce sync.Once
+	region     []string
+}
+
+func (st *authzState) forgetKey(id string) {
+	st.keys.Delete(id)
+	st.aliases.Delete(id)
+	st.grants.invalidate(id)
+}
+
+// aliasesChanged drops every cached alias resolution after an alias write.
+func (s *Service) aliasesChanged() {
+	s.aliases.Clear()
+	s.authz.aliasGen.Add(1)
+}
+
+// ctxEntry is one condition key with its values. Keys are lower-case, so
+// that policy.Context.Set stores them without allocating.
+type ctxEntry struct {
+	key  string
+	vals []string
+}
+
+// keyAuthz is what authorization derives from one snapshot of a key: its
+// compiled policy and the condition keys it contributes.
+type keyAuthz struct {
+	key    *store.Key // the snapshot this was built from
+	arn    string
+	policy *policy.Policy
+	ctx    []ctxEntry // kms:KeySpec, …
+	tagCtx []ctxEntry // aws:ResourceTag/*
+	needs  ctxNeeds   // the condition keys the key policy may read
+}
+
+// keyAuthz returns the authorization view of key snapshot k. Key snapshots
+// are immutable and replaced on every write, so a cached entry built from
+// the same pointer is current; one built from an older snapshot keeps its
+// compiled policy while the policy text is unchanged.
+func (s *Service) keyAuthz(k *store.Key) *keyAuthz {
+	var prev *keyAuthz
+	if v, ok := s.authz.keys.Load(k.ID); ok {
+		prev = v.(*keyAuthz)
+		if prev.key == k {
+			return prev
+		}
+	}
+	ka := &keyAuthz{key: k, arn: arnOf(k)}
+	if prev != nil && prev.key.Policy == k.Policy {
+		ka.policy, ka.needs = prev.policy, prev.needs
+	} else {
+		pol, err := policy.Parse([]byte(k.Policy), policy.ResourcePolicy)
+		if err != nil {
+			// Only keys stored before kmsd enforced key policies can hold
+			// a policy that does not compile. Such a key gets the default
+			// key policy (its account, through IAM), so that an
+			// administrator can still replace the policy.
+			s.log.Warn("stored key policy does not compile; using the default key policy until PutKeyPolicy replaces it",
+				"key", ka.arn, "err", err)
+			pol, err = policy.Parse([]byte(DefaultKeyPolicy(k.Account)), policy.ResourcePolicy)
+			if err != nil {
+				panic("kms: the default key policy does not compile: " + err.Error())
+			}
+		}
+		ka.policy, ka.needs = pol, contextNeeds(k.Policy)
+	}
+	ka.ctx, ka.tagCtx = keyContext(k)
+	s.authz.keys.Store(k.ID, ka)
+	return ka
+}
+
+// keyContext returns the condition keys that describe a key, and its tags.
+func keyContext(k *store.Key) (props, tags []ctxEntry) {
+	spec, usage := one(k.KeySpec), one(k.KeyUsage)
+	ctx := []ctxEntry{
+		{"kms:keyspec", spec},
+		{"kms:customermasterkeyspec", spec},
+		{"kms:keyusage", usage},
+		{"kms:customermasterkeyusage", usage},
+		{"kms:keyorigin", one(k.Origin)},
+		{"kms:multiregion", falseVals},
+	}
+	for _, t := range k.Tags {
+		tags = append(tags, ctxEntry{"aws:resourcetag/" + strings.ToLower(t.Key), []string{t.Value}})
+	}
+	return ctx, tags
+}
+
+// keyAliases caches the aliases of one key for kms:ResourceAliases.
+type keyAliases struct {
+	gen   uint64
+	names []string
+}
+
+// resourceAliases returns the names of the aliases of k, from a cache that
+// every alias change invalidates.
+func (s *Service) resourceAliases(ctx context.Context, k *store.Key) ([]string, error) {
+	gen := s.authz.aliasGen.Load()
+	if v, ok := s.authz.aliases.Load(k.ID); ok && v.(*keyAliases).gen == gen {
+		return v.(*keyAliases).names, nil
+	}
+	as, err := s.store.ListAliases(ctx, k.Account, k.Region, k.ID, "", 0)
+	if err != nil {
+		return nil, internal("list aliases of "+k.ID, err)
+	}
+	names := make([]string, len(as))
+	for i, a := range as {
+		names[i] = a.Name
+	}
+	s.authz.aliases.Store(k.ID, &keyAliases{gen: gen, names: names})
+	return names, nil
+}
+
+// clockValues are aws:CurrentTime and aws:EpochTime, formatted once a
+// second.
+type clockValues struct {
+	sec            int64
+	current, epoch []string
+}
+
+func (s *Service) clockValues() *clockValues {
+	now := s.now()
+	sec := now.Unix()
+	if v := s.authz.clock.Load(); v != nil && v.sec == sec {
+		return v
+	}
+	v := &clockValues{
+		sec:     sec,
+		current: []string{now.UTC().Truncate(time.Second).Format(time.RFC3339)},
+		epoch:   []string{strconv.FormatInt(sec, 10)},
+	}
+	s.authz.clock.Store(v)
+	return v
+}
+
+func (s *Service) regionValues() []string {
+	s.authz.regionOnce.Do(func() { s.authz.region = []string{s.region} })
+	return s.authz.region
+}
+
+var (
+	trueVals  = []string{"true"}
+	falseVals = []string{"false"}
+)
+
+func boolVals(b bool) []string {
+	if b {
+		return trueVals
+	}
+	return falseVals
+}
+
+// interned holds one-element value slices of the enum values that condition
+// keys often carry, so that setting them does not allocate.
+var interned = func() map[string][]string {
+	m := map[string][]string{}
+	for _, v := range []string{
+		SpecSymmetricDefault, UsageEncryptDecrypt, UsageSignVerify, UsageGenerateVerifyMac, UsageKeyAgreement,
+		UsageEncapsulate, OriginAWSKMS, "EXTERNAL", "RAW", "DIGEST", "EXTERNAL_MU", "ECDH",
+		"RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "SM2PKE", "HMAC_SHA_224", "HMAC_SHA_256", "HMAC_SHA_384", "HMAC_SHA_512",
+		"RSASSA_PSS_SHA_256", "RSASSA_PSS_SHA_384", "RSASSA_PSS_SHA_512",
+		"RSASSA_PKCS1_V1_5_SHA_256", "RSASSA_PKCS1_V1_5_SHA_384", "RSASSA_PKCS1_V1_5_SHA_512",
+		"ECDSA_SHA_256", "ECDSA_SHA_384", "ECDSA_SHA_512", "ML_DSA_SHAKE_256", "ED25519_SHA_512", "ED25519_PH_SHA_512",
+		"EncryptionContextEquals", "EncryptionContextSubset", "30",
+	} {
+		m[v] = []string{v}
+	}
+	return m
+}()
+
+// one returns v as a one-element value list.
+func one(v string) []string {
+	if vs, ok := interned[v]; ok {
+		return vs
+	}
+	return []string{v}
+}
+
+// Cross-account use: whether an operation may act on a key of another
+// account (named by its ARN), as AWS's documentation lists.
+const (
+	sameAccount  = false
+	crossAccount = true
+)
+
+// keyRequest describes one authorization against a key.
+type keyRequest struct {
+	keyID  string      // as the request names the key
+	form   resolveForm // the identifier forms the operation accepts
+	cross  bool        // the operation may be called across accounts
+	tokens []string    // GrantTokens
+	// ec is the request's encryption context (kms:EncryptionContext:*);
+	// ecOp says that the operation takes one, so that grant constraints
+	// apply to it.
+	ec    map[string]string
+	ecOp  bool
+	extra []ctxEntry
+	// newGrant is the grant a CreateGrant request asks for: a grant that
+	// allows CreateGrant allows only grants within itself.
+	newGrant *CreateGrantInput
+	buf      [6]ctxEntry
+}
+
+func (r *keyRequest) set(key, value string) {
+	if r.extra == nil {
+		r.extra = r.buf[:0]
+	}
+	r.extra = append(r.extra, ctxEntry{key, one(value)})
+}
+
+func (r *keyRequest) setAll(key string, values []string) {
+	if len(values) == 0 {
+		return
+	}
+	if r.extra == nil {
+		r.extra = r.buf[:0]
+	}
+	r.extra = append(r.extra, ctxEntry{key, values})
+}
+
+// encryptionContext sets the request's encryption context, to which grant
+// constraints apply.
+func (r *keyRequest) encryptionContext(ec map[string]string) {
+	r.ec, r.ecOp = ec, true
+}
+
+// requestTags sets aws:RequestTag/* and aws:TagKeys.
+func (r *keyRequest) requestTags(tags []Tag) {
+	ks := make([]string, 0, len(tags))
+	for _, t := range tags {
+		r.extra = append(r.extra, ctxEntry{"aws:requesttag/" + strings.ToLower(t.TagKey), []string{t.TagValue}})
+		ks = append(ks, t.TagKey)
+	}
+	r.setAll("aws:tagkeys", ks)
+}
+
+// authzCall is one Authorize call.
+type authzCall struct {
+	s    *Service
+	ctx  context.Context
+	c    *Caller
+	id   *Identity
+	rule *rule
+	// observe, when set (by tests), sees every evaluation's action,
+	// resource and condition context.
+	observe func(action, resource string, pc policy.Context)
+}
+
+// rule is how one operation is authorized.
+type rule struct {
+	action  string // kms:OPERATION
+	grantOp string // the grant operation that can allow it; "" when none
+	check   func(a *authzCall, in any) error
+	accepts func(in any) bool
+}
+
+// custom makes a rule from a function of the operation's input.
+func custom[In any](f func(a *authzCall, in *In) error) *rule {
+	return &rule{
+		check: func(a *authzCall, in any) error {
+			x, ok := in.(*In)
+			if !ok {
+				return internal("authorize "+a.rule.action, fmt.Errorf("input of type %T, want %T", in, x))
+			}
+			return f(a, x)
+		},
+		accepts: func(in any) bool { _, ok := in.(*In); return ok },
+	}
+}
+
+// identityOnly makes the rule of an operation that is not tied to a key
+// (ListKeys, GenerateRandom, …): identity policies alone decide, with
+// resource "*".
+func identityOnly[In any]() *rule {
+	return custom(func(a *authzCall, _ *In) error { return a.checkIdentity(a.rule.action, "*", nil) })
+}
+
+// onKey makes the rule of an operation on one key, named in the request as
+// describe reads it: the key is resolved as the operation resolves it
+// (forms accepted), then authorized.
+func onKey[In any](form resolveForm, cross bool, describe func(in *In, r *keyRequest)) *rule {
+	return custom(func(a *authzCall, in *In) error {
+		r := &keyRequest{form: form, cross: cross}
+		describe(in, r)
+		k, err := a.s.resolve(a.ctx, *a.c, r.keyID, r.form)
+		if err != nil {
+			return err
+		}
+		return a.checkKey(a.rule.action, a.rule.grantOp, k, r)
+	})
+}
+
+// keyIDOnly describes a request that names only its key.
+func keyIDOnly(in *KeyIdInput, r *keyRequest) { r.keyID, r.tokens = in.KeyId, in.GrantTokens }
+
+// authzRules is the table of every operation's authorization, keyed by
+// operation name. An operation missing here is refused.
+var authzRules = map[string]*rule{
+	// Keys.
+	"CreateKey":   custom(authorizeCreateKey),
+	"DescribeKey": onKey(anyKeyForm, crossAccount, keyIDOnly),
+	"ListKeys":    identityOnly[ListInput](),
+	"UpdateKeyDescription": onKey(idOrARN, sameAccount, func(in *UpdateKeyDescriptionInput, r *keyRequest) {
+		r.keyID = in.KeyId
+	}),
+	"EnableKey":  onKey(idOrARN, sameAccount, keyIDOnly),
+	"DisableKey": onKey(idOrARN, sameAccount, keyIDOnly),
+	"ScheduleKeyDeletion": onKey(idOrARN, sameAccount, func(in *ScheduleKeyDeletionInput, r *keyRequest) {
+		r.keyID = in.KeyId
+		days := int32(30)
+		if in.PendingWindowInDays != nil {
+			days = *in.PendingWindowInDays
+		}
+		r.set("kms:schedulekeydeletionpendingwindowindays", strconv.Itoa(int(days)))
+	}),
+	"CancelKeyDeletion": onKey(idOrARN, sameAccount, keyIDOnly),
+
+	// Symmetric cryptography.
+	"Encrypt": onKey(anyKeyForm, crossAccount, func(in *EncryptInput, r *keyRequest) {
+		r.keyID, r.tokens = in.KeyId, in.GrantTokens
+		r.encryptionContext(in.EncryptionContext)
+		r.set("kms:encryptionalgorithm", algOrDefault(in.EncryptionAlgorithm))
+	}),
+	"Decrypt":                         custom(authorizeDecrypt),
+	"ReEncrypt":                       custom(authorizeReEncrypt),
+	"GenerateDataKey":                 onKey(anyKeyForm, crossAccount, describeDataKey),
+	"GenerateDataKeyWithoutPlaintext": onKey(anyKeyForm, crossAccount, describeDataKey),
+	"GenerateRandom":                  identityOnly[GenerateRandomInput](),
+
+	// Asymmetric cryptography, HMAC, key agreement and encapsulation.
+	"Sign": onKey(anyKeyForm, crossAccount, func(in *SignInput, r *keyRequest) {
+		r.keyID, r.tokens = in.KeyId, in.GrantTokens
+		r.set("kms:signingalgorithm", in.SigningAlgorithm)
+		r.set("kms:messagetype", orDefault(in.MessageType, "RAW"))
+	}),
+	"Verify": onKey(anyKeyForm, crossAccount, func(in *VerifyInput, r *keyRequest) {
+		r.keyID, r.tokens = in.KeyId, in.GrantTokens
+		r.set("kms:signingalgorithm", in.SigningAlgorithm)
+		r.set("kms:messagetype", orDefault(in.MessageType, "RAW"))
+	}),
+	"GetPublicKey":                        onKey(anyKeyForm, crossAccount, keyIDOnly),
+	"GenerateDataKeyPair":                 onKey(anyKeyForm, crossAccount, describeDataKeyPair),
+	"GenerateDataKeyPairWithoutPlaintext": onKey(anyKeyForm, crossAccount, describeDataKeyPair),
+	"GenerateMac": onKey(anyKeyForm, crossAccount, func(in *GenerateMacInput, r *keyRequest) {
+		r.keyID, r.tokens = in.KeyId, in.GrantTokens
+		r.set("kms:macalgorithm", in.MacAlgorithm)
+	}),
+	"VerifyMac": onKey(anyKeyForm, crossAccount, func(in *VerifyMacInput, r *keyRequest) {
+		r.keyID, r.tokens = in.KeyId, in.GrantTokens
+		r.set("kms:macalgorithm", in.MacAlgorithm)
+	}),
+	"DeriveSharedSecret": onKey(anyKeyForm, crossAccount, func(in *DeriveSharedSecretInput, r *keyRequest) {
+		r.keyID, r.tokens = in.KeyId, in.GrantTokens
+		r.set("kms:keyagreementalgorithm", in.KeyAgreementAlgorithm)
+	}),
+	"Encapsulate": onKey(anyKeyForm, crossAccount, func(in *EncapsulateInput, r *keyRequest) {
+		r.keyID, r.tokens = in.KeyId, in.GrantTokens
+	}),
+	"Decapsulate": onKey(anyKeyForm, crossAccount, func(in *DecapsulateInput, r *keyRequest) {
+		r.keyID, r.tokens = in.KeyId, in.GrantTokens
+	}),
+
+	// Aliases: the alias half is for identity policies, the key half for
+	// the key policy.
+	"CreateAlias": custom(authorizeCreateAlias),
+	"UpdateAlias": custom(authorizeUpdateAlias),
+	"DeleteAlias": custom(authorizeDeleteAlias),
+	"ListAliases": identityOnly[ListAliasesInput](),
+
+	// Tags.
+	"TagResource": onKey(idOrARN, sameAccount, func(in *TagResourceInput, r *keyRequest) {
+		r.keyID = in.KeyId
+		r.requestTags(in.Tags)
+	}),
+	"UntagResource": onKey(idOrARN, sameAccount, func(in *UntagResourceInput, r *keyRequest) {
+		r.keyID = in.KeyId
+		r.setAll("aws:tagkeys", in.TagKeys)
+	}),
+	"ListResourceTags": onKey(idOrARN, sameAccount, func(in *ListResourceTagsInput, r *keyRequest) { r.keyID = in.KeyId }),
+
+	// Key policies.
+	"GetKeyPolicy":    onKey(idOrARN, sameAccount, func(in *GetKeyPolicyInput, r *keyRequest) { r.keyID = in.KeyId }),
+	"PutKeyPolicy":    custom(authorizePutKeyPolicy),
+	"ListKeyPolicies": onKey(idOrARN, sameAccount, func(in *ListKeyPoliciesInput, r *keyRequest) { r.keyID = in.KeyId }),
+
+	// Grants.
+	"CreateGrant": custom(authorizeCreateGrant),
+	"ListGrants": onKey(idOrARN, crossAccount, func(in *ListGrantsInput, r *keyRequest) {
+		r.keyID = in.KeyId
+		r.set("kms:grantisforawsresource", "false")
+	}),
+	"RevokeGrant": onKey(idOrARN, crossAccount, func(in *RevokeGrantInput, r *keyRequest) {
+		r.keyID = in.KeyId
+		r.set("kms:grantisforawsresource", "false")
+	}),
+	"RetireGrant":         custom(authorizeRetireGrant),
+	"ListRetirableGrants": custom(authorizeListRetirableGrants),
+}
+
+func init() {
+	for name, r := range authzRules {
+		r.action = "kms:" + name
+		if slices.Contains(GrantOperations, name) {
+			r.grantOp = name
+		}
+	}
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func describeDataKey(in *GenerateDataKeyInput, r *keyRequest) {
+	r.keyID, r.tokens = in.KeyId, in.GrantTokens
+	r.encryptionContext(in.EncryptionContext)
+	r.set("kms:encryptionalgorithm", AlgSymmetricDefault)
+}
+
+func describeDataKeyPair(in *GenerateDataKeyPairInput, r *keyRequest) {
+	r.keyID, r.tokens = in.KeyId, in.GrantTokens
+	r.encryptionContext(in.EncryptionContext)
+	r.set("kms:encryptionalgorithm", AlgSymmetricDefault)
+	r.set("kms:datakeypairspec", in.KeyPairSpec)
+}
+
+// Authorize decides whether caller c may perform operation op with input in
+// (a pointer to the operation's input struct, validated). It returns nil
+// when the request is allowed, AccessDeniedException with AWS's message
+// when it is not, and the errors the operation itself would return when
+// the key it names cannot be found (NotFoundException, …), so that the
+// client sees the same answer whether or not it is authorized. Some checks
+// that depend on the caller are part of authorization: the key policy
+// lockout safety check of CreateKey and PutKeyPolicy (a policy that would
+// lock the caller out is MalformedPolicyDocumentException) and the grant
+// tokens of a request (InvalidGrantTokenException).
+//
+// The wire layer calls Authorize for every request; Service methods do not,
+// so code that calls them directly (tests, tools) acts with every
+// permission.
+func (s *Service) Authorize(ctx context.Context, c Caller, op string, in any) error {
+	return s.authorize(ctx, c, op, in, nil)
+}
+
+func (s *Service) authorize(ctx context.Context, c Caller, op string, in any, observe func(action, resource string, pc policy.Context)) error {
+	r := authzRules[op]
+	if r == nil {
+		return internal("authorize", fmt.Errorf("operation %s has no authorization rule", op))
+	}
+	id, err := identityFor(&c)
+	if err != nil {
+		return internal("authorize", err)
+	}
+	a := &authzCall{s: s, ctx: ctx, c: &c, id: id, rule: r, observe: observe}
+	return r.check(a, in)
+}
+
+// CheckAuthorizationRule reports whether operation op has an authorization
+// rule that accepts input in (a pointer to the operation's input struct).
+// The wire layer's tests call it for every route, so that an operation
+// added without a rule fails them (and would be refused at run time).
+func CheckAuthorizationRule(op string, in any) error {
+	r := authzRules[op]
+	if r == nil {
+		return fmt.Errorf("operation %s has no authorization rule", op)
+	}
+	if !r.accepts(in) {
+		return fmt.Errorf("the authorization rule of %s does not accept input of type %T", op, in)
+	}
+	return nil
+}
+
+// deny returns the AccessDeniedException of a verdict.
+func deny(v policy.Verdict) error {
+	return awserr.New(awserr.AccessDenied, v.Message)
+}
+
+// context builds the condition context of a request, with the groups of
+// keys in needs: the caller's keys, the connection's, the key's (ka may be
+// nil) and the request's (r may be nil).
+func (a *authzCall) context(ka *keyAuthz, r *keyRequest, needs ctxNeeds) (policy.Context, error) {
+	if a.observe != nil {
+		needs = needAll // tests see every key
+	}
+	if needs == 0 {
+		return policy.Context{}, nil
+	}
+	n := 0
+	if needs&needPrincipal != 0 {
+		n += len(a.id.ctx)
+	}
+	if needs&needPrincipalTags != 0 {
+		n += len(a.id.tagCtx)
+	}
+	if needs&needConnection != 0 {
+		n += 4
+	}
+	if needs&needTime != 0 {
+		n += 2
+	}
+	if ka != nil {
+		n += len(ka.ctx) + len(ka.tagCtx) + 1
+	}
+	if r != nil {
+		n += len(r.extra) + len(r.ec) + 2
+	}
+	pc := policy.NewContext(n)
+	set := func(es []ctxEntry) {
+		for _, e := range es {
+			pc.Set(e.key, e.vals...)
+		}
+	}
+	if needs&needPrincipal != 0 {
+		set(a.id.ctx)
+	}
+	if needs&needPrincipalTags != 0 {
+		set(a.id.tagCtx)
+	}
+	if needs&needConnection != 0 {
+		if a.c.SourceIP != "" {
+			pc.Set("aws:sourceip", a.c.SourceIP)
+		}
+		pc.Set("aws:securetransport", boolVals(a.c.SecureTransport)...)
+		pc.Set("aws:requestedregion", a.s.regionValues()...)
+		pc.Set("aws:viaawsservice", falseVals...)
+	}
+	if needs&needTime != 0 {
+		cv := a.s.clockValues()
+		pc.Set("aws:currenttime", cv.current...)
+		pc.Set("aws:epochtime", cv.epoch...)
+	}
+	if ka != nil {
+		if needs&needKey != 0 {
+			set(ka.ctx)
+		}
+		if needs&needResourceTags != 0 {
+			set(ka.tagCtx)
+		}
+		if needs&needAliases != 0 {
+			names, err := a.s.resourceAliases(a.ctx, ka.key)
+			if err != nil {
+				return pc, err
+			}
+			pc.Set("kms:resourcealiases", names...)
+		}
+	}
+	if r != nil {
+		if needs&needRequest != 0 {
+			set(r.extra)
+			if alias := requestAliasOf(r.keyID); alias != "" {
+				pc.Set("kms:requestalias", alias)
+			}
+		}
+		if needs&needEC != 0 && len(r.ec) > 0 {
+			ks := make([]string, 0, len(r.ec))
+			for k, v := range r.ec {
+				pc.Set("kms:encryptioncontext:"+strings.ToLower(k), v)
+				ks = append(ks, k)
+			}
+			slices.Sort(ks)
+			pc.Set("kms:encryptioncontextkeys", ks...)
+		}
+	}
+	return pc, nil
+}
+
+// checkIdentity authorizes an action that no key policy governs: identity
+// policies alone decide (resource "*" or an alias ARN).
+func (a *authzCall) checkIdentity(action, resource string, r *keyRequest) error {
+	pc, err := a.context(nil, r, a.id.needs)
+	if err != nil {
+		return err
+	}
+	if a.observe != nil {
+		a.observe(action, resource, pc)
+	}
+	req := policy.Request{Principal: a.id.Principal, Action: action, Resource: resource, Context: pc}
+	v := policy.Authorize(&policy.Authorization{
+		Principal: a.id.Principal, Action: action, Resource: resource,
+		Identity: policy.EvaluateAll(a.id.Policies, &req),
+	})
+	if !v.Allowed {
+		return deny(v)
+	}
+	return nil
+}
+
+// checkKey authorizes action on key k: explicit denies, then the key
+// policy (with IAM delegation and the cross-account rule), then grants.
+func (a *authzCall) checkKey(action, grantOp string, k *store.Key, r *keyRequest) error {
+	tokens, err := parseGrantTokens(r.tokens)
+	if err != nil {
+		return err
+	}
+	ka := a.s.keyAuthz(k)
+	auth := policy.Authorization{Principal: a.id.Principal, Action: action, Resource: ka.arn, ResourceAccount: k.Account}
+	if !r.cross && k.Account != a.id.Principal.Account {
+		// Not an operation AWS allows across accounts: no policy of the
+		// key's account can allow it.
+		auth.KeyPolicy = &policy.Result{Statement: -1}
+		return deny(policy.Authorize(&auth))
+	}
+	pc, err := a.context(ka, r, ka.needs|a.id.needs)
+	if err != nil {
+		return err
+	}
+	if a.observe != nil {
+		a.observe(action, ka.arn, pc)
+	}
+	req := policy.Request{Principal: a.id.Principal, Action: action, Resource: ka.arn, Context: pc}
+	kp := ka.policy.EvaluateDetailed(&req)
+	auth.KeyPolicy = &kp
+	auth.Identity = policy.EvaluateAll(a.id.Policies, &req)
+	v := policy.Authorize(&auth)
+	if v.Allowed {
+		return nil
+	}
+	if grantOp != "" && (v.Reason == policy.DeniedNoKeyPolicyAllow || v.Reason == policy.DeniedNoIdentityAllow) {
+		ok, err := a.grantAllows(k, grantOp, r, tokens, auth.Identity)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+	}
+	return deny(v)
+}
+
+// blobKey returns the key a symmetric ciphertext names (by key id, in any
+// account of this region): Decrypt and ReEncrypt without a KeyId.
+func (s *Service) blobKey(ctx context.Context, c Caller, id string) (*store.Key, error) {
+	k, err := s.key(ctx, id)
+	if err == nil && k.Region == s.region {
+		return k, nil
+	}
+	if err == nil || isNotFound(err) {
+		return nil, notFoundKey(s.keyARN(c.Account, id))
+	}
+	return nil, internal("get key", err)
+}
+
+// decryptKey finds the key a Decrypt (or the source of a ReEncrypt) uses:
+// the one KeyId names, else the one the ciphertext names. Its errors are
+// those of the operation.
+func (a *authzCall) decryptKey(keyID string, blob []byte, dryRun bool, mods []string) (*store.Key, error) {
+	if keyID != "" {
+		return a.s.resolve(a.ctx, *a.c, keyID, anyKeyForm)
+	}
+	if blob == nil {
+		// Neither a key nor a ciphertext: the operation's own error.
+		_, err := a.s.dryRunIgnoringCiphertext(a.ctx, *a.c, "", "", dryRun, mods)
+		if err == nil {
+			err = internal("authorize", errors.New("no key to authorize"))
+		}
+		return nil, err
+	}
+	h, err := keys.ParseHeader(blob)
+	if err != nil {
+		return nil, errInvalidCiphertext
+	}
+	return a.s.blobKey(a.ctx, *a.c, h.KeyID)
+}
+
+func authorizeDecrypt(a *authzCall, in *DecryptInput) error {
+	k, err := a.decryptKey(in.KeyId, in.CiphertextBlob, in.DryRun, in.DryRunModifiers)
+	if err != nil {
+		return err
+	}
+	r := &keyRequest{keyID: in.KeyId, cross: crossAccount, tokens: in.GrantTokens}
+	r.encryptionContext(in.EncryptionContext)
+	r.set("kms:encryptionalgorithm", algOrDefault(in.EncryptionAlgorithm))
+	return a.checkKey("kms:Decrypt", "Decrypt", k, r)
+}
+
+// authorizeReEncrypt checks kms:ReEncryptFrom on the source key and
+// kms:ReEncryptTo on the destination key.
+func authorizeReEncrypt(a *authzCall, in *ReEncryptInput) error {
+	dst, err := a.s.resolve(a.ctx, *a.c, in.DestinationKeyId, anyKeyForm)
+	if err != nil {
+		return err
+	}
+	src, err := a.decryptKey(in.SourceKeyId, in.CiphertextBlob, in.DryRun, in.DryRunModifiers)
+	if err != nil {
+		return err
+	}
+	same := strconv.FormatBool(src.ID == dst.ID)
+	from := &keyRequest{keyID: in.SourceKeyId, cross: crossAccount, tokens: in.GrantTokens}
+	from.encryptionContext(in.SourceEncryptionContext)
+	from.set("kms:encryptionalgorithm", algOrDefault(in.SourceEncryptionAlgorithm))
+	from.set("kms:reencryptonsamekey", same)
+	if err := a.checkKey("kms:ReEncryptFrom", "ReEncryptFrom", src, from); err != nil {
+		return err
+	}
+	to := &keyRequest{keyID: in.DestinationKeyId, cross: crossAccount, tokens: in.GrantTokens}
+	to.encryptionContext(in.DestinationEncryptionContext)
+	to.set("kms:encryptionalgorithm", algOrDefault(in.DestinationEncryptionAlgorithm))
+	to.set("kms:reencryptonsamekey", same)
+	return a.checkKey("kms:ReEncryptTo", "ReEncryptTo", dst, to)
+}
+
+// authorizeCreateKey checks kms:CreateKey (and kms:TagResource when the
+// request tags the key) against identity policies, with the request's key
+// properties as condition keys, and runs the lockout safety check on a
+// given policy.
+func authorizeCreateKey(a *authzCall, in *CreateKeyInput) error {
+	spec := orDefault(orDefault(in.KeySpec, in.CustomerMasterKeySpec), SpecSymmetricDefault)
+	r := &keyRequest{}
+	r.set("kms:keyspec", spec)
+	r.set("kms:customermasterkeyspec", spec)
+	if usage, err := checkSpecUsage(spec, in.KeyUsage); err == nil {
+		r.set("kms:keyusage", usage)
+		r.set("kms:customermasterkeyusage", usage)
+	}
+	r.set("kms:keyorigin", orDefault(in.Origin, OriginAWSKMS))
+	r.setAll("kms:multiregion", boolVals(in.MultiRegion))
+	r.setAll("kms:bypasspolicylockoutsafetycheck", boolVals(in.BypassPolicyLockoutSafetyCheck))
+	if in.MultiRegion {
+		r.set("kms:multiregionkeytype", "PRIMARY")
+	}
+	r.requestTags(in.Tags)
+	if err := a.checkIdentity("kms:CreateKey", "*", r); err != nil {
+		return err
+	}
+	if len(in.Tags) > 0 {
+		if err := a.checkIdentity("kms:TagResource", "*", r); err != nil {
+			return err
+		}
+	}
+	if in.Policy == nil || in.BypassPolicyLockoutSafetyCheck {
+		return nil
+	}
+	pol, err := compileKeyPolicy(*in.Policy)
+	if err != nil {
+		return err
+	}
+	pc, err := a.context(nil, r, needAll)
+	if err != nil {
+		return err
+	}
+	// The key does not exist yet: its ARN has every key id.
+	return checkLockout(pol, a.id, a.s.keyARN(a.c.Account, "*"), pc)
+}
+
+// authorizePutKeyPolicy checks kms:PutKeyPolicy under the current policy,
+// then the lockout safety check under the new one.
+func authorizePutKeyPolicy(a *authzCall, in *PutKeyPolicyInput) error {
+	k, err := a.s.resolve(a.ctx, *a.c, in.KeyId, idOrARN)
+	if err != nil {
+		return err
+	}
+	r := &keyRequest{keyID: in.KeyId}
+	r.setAll("kms:bypasspolicylockoutsafetycheck", boolVals(in.BypassPolicyLockoutSafetyCheck))
+	if err := a.checkKey("kms:PutKeyPolicy", "", k, r); err != nil {
+		return err
+	}
+	if in.BypassPolicyLockoutSafetyCheck {
+		return nil
+	}
+	if err := checkPolicyName(in.PolicyName); err != nil {
+		return err
+	}
+	pol, err := compileKeyPolicy(in.Policy)
+	if err != nil {
+		return err
+	}
+	ka := a.s.keyAuthz(k)
+	pc, err := a.context(ka, r, needAll)
+	if err != nil {
+		return err
+	}
+	return checkLockout(pol, a.id, ka.arn, pc)
+}
+
+// aliasKey authorizes action on the key an alias operation touches, which
+// must be in the caller's account.
+func (a *authzCall) aliasKey(action string, k *store.Key) error {
+	return a.checkKey(action, "", k, &keyRequest{cross: sameAccount})
+}
+
+// currentAliasKey returns the key an existing alias of the caller's account
+// points at.
+func (a *authzCall) currentAliasKey(name string) (*store.Key, error) {
+	id, err := a.s.aliasTarget(a.ctx, a.c.Account, name)
+	if err != nil {
+		return nil, err
+	}
+	k, err := a.s.key(a.ctx, id)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, awserr.Newf(awserr.NotFound, "Alias %s is not found.", a.s.aliasARN(a.c.Account, name))
+		}
+		return nil, internal("get key", err)
+	}
+	return k, nil
+}
+
+func authorizeCreateAlias(a *authzCall, in *AliasInput) error {
+	if err := a.checkIdentity("kms:CreateAlias", a.s.aliasARN(a.c.Account, in.AliasName), nil); err != nil {
+		return err
+	}
+	k, err := a.s.resolve(a.ctx, *a.c, in.TargetKeyId, idOrARN)
+	if err != nil {
+		return err
+	}
+	return a.aliasKey("kms:CreateAlias", k)
+}
+
+func authorizeUpdateAlias(a *authzCall, in *AliasInput) error {
+	if err := a.checkIdentity("kms:UpdateAlias", a.s.aliasARN(a.c.Account, in.AliasName), nil); err != nil {
+		return err
+	}
+	old, err := a.currentAliasKey(in.AliasName)
+	if err != nil {
+		return err
+	}
+	if err := a.aliasKey("kms:UpdateAlias", old); err != nil {
+		return err
+	}
+	k, err := a.s.resolve(a.ctx, *a.c, in.TargetKeyId, idOrARN)
+	if err != nil {
+		return err
+	}
+	return a.aliasKey("kms:UpdateAlias", k)
+}
+
+func authorizeDeleteAlias(a *authzCall, in *DeleteAliasInput) error {
+	if err := a.checkIdentity("kms:DeleteAlias", a.s.aliasARN(a.c.Account, in.AliasName), nil); err != nil {
+		return err
+	}
+	k, err := a.currentAliasKey(in.AliasName)
+	if err != nil {
+		return err
+	}
+	return a.aliasKey("kms:DeleteAlias", k)
+}
