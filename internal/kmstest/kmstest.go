@@ -80,10 +80,16 @@ func Start(tb testing.TB) *Env {
 // the credentials of the first start through Env.
 func StartIn(tb testing.TB, dir string) *Env {
 	tb.Helper()
-	return startIn(tb, dir, config.IAM{})
+	return startIn(tb, dir, config.IAM{}, nil)
 }
 
-func startIn(tb testing.TB, dir string, iamCfg config.IAM) *Env {
+// StartWithAuditor starts kmsd in a fresh data folder with an audit sink.
+func StartWithAuditor(tb testing.TB, a server.Auditor) *Env {
+	tb.Helper()
+	return startIn(tb, tb.TempDir(), config.IAM{}, a)
+}
+
+func startIn(tb testing.TB, dir string, iamCfg config.IAM, auditor server.Auditor) *Env {
 	tb.Helper()
 	ctx := context.Background()
 	ks, err := keystore.OpenFile(filepath.Join(dir, "root.key"))
@@ -119,6 +125,8 @@ func startIn(tb testing.TB, dir string, iamCfg config.IAM) *Env {
 		Routes:   awsjson.Routes(svc),
 		Verifier: &sigv4.Verifier{Service: "kms", Region: Region, Lookup: dirIAM.Secret, Now: time.Now},
 		Callers:  dirIAM,
+		Audit:    auditor,
+		Region:   Region,
 	})
 	ts := httptest.NewServer(env.Handler)
 	tb.Cleanup(ts.Close)

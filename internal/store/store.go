@@ -40,6 +40,14 @@ type Key struct {
 	Tags              []Tag
 	// CurrentMaterial is the ID of the material new encryptions use.
 	CurrentMaterial string
+	// Automatic rotation (symmetric keys): whether it is enabled, its
+	// period, and when the next automatic rotation is due (zero when
+	// rotation is disabled). OnDemandRotations counts RotateKeyOnDemand
+	// calls, which AWS limits per key.
+	RotationEnabled    bool
+	RotationPeriodDays int
+	NextRotation       time.Time
+	OnDemandRotations  int
 }
 
 // Tag is a key tag.
@@ -54,8 +62,19 @@ type Material struct {
 	KeyID   string
 	ID      string // KeyMaterialId: 64 lowercase hex characters
 	Wrapped []byte
+	// Created is when the material was made: for a rotated material the
+	// rotation date.
 	Created time.Time
+	// RotationType is how the material came to be: "" for a key's first
+	// material, else RotationAutomatic or RotationOnDemand.
+	RotationType string
 }
+
+// Rotation types of store.Material.
+const (
+	RotationAutomatic = "AUTOMATIC"
+	RotationOnDemand  = "ON_DEMAND"
+)
 
 // Alias names a key. Name includes the "alias/" prefix.
 type Alias struct {
@@ -127,6 +146,18 @@ type Store interface {
 	AddMaterial(ctx context.Context, m *Material) error
 	// GetMaterial returns one material of a key, or ErrNotFound.
 	GetMaterial(ctx context.Context, keyID, materialID string) (*Material, error)
+	// ListMaterials returns every material of a key in the order they were
+	// added (the key's first material first); none for a missing key.
+	ListMaterials(ctx context.Context, keyID string) ([]*Material, error)
+	// RotateKey is UpdateKey that also adds material m to the key in the
+	// same transaction: when fn returns an error neither is written, and
+	// fn's error is returned unchanged. fn typically checks that the key
+	// is still as the caller last saw it (compare and set) and points
+	// CurrentMaterial at m.
+	RotateKey(ctx context.Context, id string, m *Material, fn func(*Key) error) (*Key, error)
+	// KeysDueForRotation returns the keys (of every account, in any
+	// state) with rotation enabled whose NextRotation is at or before t.
+	KeysDueForRotation(ctx context.Context, t time.Time) ([]*Key, error)
 
 	// CreateAlias inserts an alias; ErrExists if its name is taken in its
 	// account and region; ErrNotFound if its key does not exist.

@@ -15,7 +15,8 @@ import (
 // keyColumns lists the columns of keys in the order scanKey reads them.
 const keyColumns = `id, account, region, description, key_spec, key_usage, origin,
 	key_manager, state, created, deletion_date, pending_window_days, policy, tags,
-	current_material`
+	current_material, rotation_enabled, rotation_period_days, next_rotation,
+	on_demand_rotations`
 
 // rowScanner is the Scan method shared by *sql.Row and *sql.Rows.
 type rowScanner interface {
@@ -29,16 +30,22 @@ func scanKey(r rowScanner) (*store.Key, error) {
 		created, deletion sql.NullInt64
 		window            int64
 		tags              string
+		nextRotation      sql.NullInt64
+		period, onDemand  int64
 	)
 	err := r.Scan(&k.ID, &k.Account, &k.Region, &k.Description, &k.KeySpec, &k.KeyUsage,
 		&k.Origin, &k.KeyManager, &k.State, &created, &deletion, &window,
-		&k.Policy, &tags, &k.CurrentMaterial)
+		&k.Policy, &tags, &k.CurrentMaterial, &k.RotationEnabled, &period, &nextRotation,
+		&onDemand)
 	if err != nil {
 		return nil, err
 	}
 	k.Created = decodeTime(created)
 	k.DeletionDate = decodeTime(deletion)
 	k.PendingWindowDays = int(window)
+	k.RotationPeriodDays = int(period)
+	k.NextRotation = decodeTime(nextRotation)
+	k.OnDemandRotations = int(onDemand)
 	if k.Tags, err = decodeTags(tags); err != nil {
 		return nil, fmt.Errorf("key %s: %w", k.ID, err)
 	}
@@ -48,8 +55,8 @@ func scanKey(r rowScanner) (*store.Key, error) {
 // keyValues holds the column values of a key that need encoding; the other
 // fields of store.Key are stored as they are.
 type keyValues struct {
-	created, deletion sql.NullInt64
-	tags              string
+	created, deletion, nextRotation sql.NullInt64
+	tags                            string
 }
 
 // encodeKey computes the encoded column values of k.
@@ -61,6 +68,9 @@ func encodeKey(k *store.Key) (keyValues, error) {
 	}
 	if v.deletion, err = encodeTime(k.DeletionDate); err != nil {
 		return v, fmt.Errorf("deletion date: %w", err)
+	}
+	if v.nextRotation, err = encodeTime(k.NextRotation); err != nil {
+		return v, fmt.Errorf("next rotation: %w", err)
 	}
 	if v.tags, err = encodeTags(k.Tags); err != nil {
 		return v, err
@@ -125,10 +135,11 @@ func (s *Store) CreateKey(ctx context.Context, k *store.Key, m *store.Material) 
 	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO keys (`+keyColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			k.ID, k.Account, k.Region, k.Description, k.KeySpec, k.KeyUsage, k.Origin,
 			k.KeyManager, k.State, v.created, v.deletion, k.PendingWindowDays, k.Policy,
-			v.tags, k.CurrentMaterial)
+			v.tags, k.CurrentMaterial, k.RotationEnabled, k.RotationPeriodDays,
+			v.nextRotation, k.OnDemandRotations)
 		if err != nil {
 			return classify(err)
 		}
@@ -159,6 +170,12 @@ func (s *Store) GetKey(ctx context.Context, id string) (*store.Key, error) {
 // (not wrapped) and nothing is written. fn must not change ID, Account or
 // Region, and must not write to the Store.
 func (s *Store) UpdateKey(ctx context.Context, id string, fn func(*store.Key) error) (*store.Key, error) {
+	return s.updateKey(ctx, id, fn, nil)
+}
+
+// updateKey is UpdateKey; when also is not nil it runs in the same
+// transaction after the key is written.
+func (s *Store) updateKey(ctx context.Context, id string, fn func(*store.Key) error, also func(*sql.Tx) error) (*store.Key, error) {
 	var updated *store.Key
 	var fnErr error
 	err := s.write(ctx, func(tx *sql.Tx) error {
@@ -180,16 +197,23 @@ func (s *Store) UpdateKey(ctx context.Context, id string, fn func(*store.Key) er
 		res, err := tx.ExecContext(ctx, `UPDATE keys SET description = ?, key_spec = ?,
 			key_usage = ?, origin = ?, key_manager = ?, state = ?, created = ?,
 			deletion_date = ?, pending_window_days = ?, policy = ?, tags = ?,
-			current_material = ?
+			current_material = ?, rotation_enabled = ?, rotation_period_days = ?,
+			next_rotation = ?, on_demand_rotations = ?
 			WHERE id = ?`,
 			c.Description, c.KeySpec, c.KeyUsage, c.Origin, c.KeyManager, c.State,
 			v.created, v.deletion, c.PendingWindowDays, c.Policy, v.tags, c.CurrentMaterial,
+			c.RotationEnabled, c.RotationPeriodDays, v.nextRotation, c.OnDemandRotations,
 			id)
 		if err != nil {
 			return err
 		}
 		if err := expectOneRow(res); err != nil {
 			return err
+		}
+		if also != nil {
+			if err := also(tx); err != nil {
+				return err
+			}
 		}
 		// Hand back a copy, so that fn keeping its pointer cannot alter
 		// what the caller receives.
@@ -339,8 +363,8 @@ func insertMaterial(ctx context.Context, tx *sql.Tx, keyID string, m *store.Mate
 		// A nil []byte would be bound as NULL.
 		wrapped = []byte{}
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO materials (key_id, id, wrapped, created) VALUES (?, ?, ?, ?)`,
-		keyID, m.ID, wrapped, created)
+	_, err = tx.ExecContext(ctx, `INSERT INTO materials (key_id, id, wrapped, created, rotation_type) VALUES (?, ?, ?, ?, ?)`,
+		keyID, m.ID, wrapped, created, m.RotationType)
 	return classify(err)
 }
 
@@ -348,8 +372,8 @@ func insertMaterial(ctx context.Context, tx *sql.Tx, keyID string, m *store.Mate
 func (s *Store) GetMaterial(ctx context.Context, keyID, materialID string) (*store.Material, error) {
 	m := store.Material{KeyID: keyID, ID: materialID}
 	var created sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT wrapped, created FROM materials WHERE key_id = ? AND id = ?`,
-		keyID, materialID).Scan(&m.Wrapped, &created)
+	err := s.db.QueryRowContext(ctx, `SELECT wrapped, created, rotation_type FROM materials WHERE key_id = ? AND id = ?`,
+		keyID, materialID).Scan(&m.Wrapped, &created, &m.RotationType)
 	if err != nil {
 		return nil, fmt.Errorf("get material %s of key %s: %w", materialID, keyID, classify(err))
 	}

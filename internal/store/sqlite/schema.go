@@ -86,6 +86,16 @@ var migrations = [][]string{
 		`CREATE INDEX grants_by_key ON grants (key_id, name, id)`,
 		`CREATE INDEX grants_by_retiring ON grants (retiring_principal, id)`,
 	},
+	// Version 3: key rotation. The rotation settings of a key, and how
+	// each material came to be (its rotation date is its created time).
+	{
+		`ALTER TABLE keys ADD COLUMN rotation_enabled INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE keys ADD COLUMN rotation_period_days INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE keys ADD COLUMN next_rotation INTEGER`,
+		`ALTER TABLE keys ADD COLUMN on_demand_rotations INTEGER NOT NULL DEFAULT 0`,
+		`CREATE INDEX keys_by_next_rotation ON keys (rotation_enabled, next_rotation)`,
+		`ALTER TABLE materials ADD COLUMN rotation_type TEXT NOT NULL DEFAULT ''`,
+	},
 }
 
 // migrate creates the schema_version table if needed and applies the

@@ -74,6 +74,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AccessKeys", testAccessKeys},
 		{"CountKeysByState", testCountKeysByState},
 		{"Grants", testGrants},
+		{"RotationFields", testRotationFields},
+		{"RotateKey", testRotateKey},
+		{"RotateKeyRefusedWritesNothing", testRotateKeyRefused},
+		{"RotateKeyConcurrentCompareAndSet", testRotateKeyConcurrent},
+		{"KeysDueForRotation", testKeysDueForRotation},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -165,9 +170,11 @@ func checkKey(t *testing.T, got, want *store.Key) {
 	}
 	checkTime(t, "key "+want.ID+" Created", got.Created, want.Created)
 	checkTime(t, "key "+want.ID+" DeletionDate", got.DeletionDate, want.DeletionDate)
+	checkTime(t, "key "+want.ID+" NextRotation", got.NextRotation, want.NextRotation)
 	g, w := *got, *want
 	g.Created, w.Created = time.Time{}, time.Time{}
 	g.DeletionDate, w.DeletionDate = time.Time{}, time.Time{}
+	g.NextRotation, w.NextRotation = time.Time{}, time.Time{}
 	if len(g.Tags) == 0 {
 		g.Tags = nil
 	}
