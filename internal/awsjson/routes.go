@@ -132,6 +132,8 @@ func Routes(svc *kms.Service) map[string]*Route {
 		op("ListResourceTags", DefaultBodyLimit, validateListResourceTags, svc.ListResourceTags, wireListResourceTags),
 	}
 	rs = append(rs, authzRoutes(svc)...)
+	rs = append(rs, rotationRoutes(svc)...)
+	rs = append(rs, importRoutes(svc)...)
 	m := make(map[string]*Route, len(rs))
 	for _, r := range rs {
 		r.authorize = svc.Authorize

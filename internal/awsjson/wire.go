@@ -28,6 +28,8 @@ type keyMetadata struct {
 	DeletionDate                *epoch `json:",omitempty"`
 	PendingDeletionWindowInDays int    `json:",omitempty"`
 	CurrentKeyMaterialId        string `json:",omitempty"`
+	ExpirationModel             string `json:",omitempty"`
+	ValidTo                     *epoch `json:",omitempty"`
 }
 
 func wireMetadata(m *kms.KeyMetadata) *keyMetadata {
@@ -53,6 +55,8 @@ func wireMetadata(m *kms.KeyMetadata) *keyMetadata {
 		DeletionDate:                epochPtr(m.DeletionDate),
 		PendingDeletionWindowInDays: m.PendingDeletionWindowInDays,
 		CurrentKeyMaterialId:        m.CurrentKeyMaterialId,
+		ExpirationModel:             m.ExpirationModel,
+		ValidTo:                     epochPtr(m.ValidTo),
 	}
 }
 

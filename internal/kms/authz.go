@@ -356,6 +356,35 @@ var authzRules = map[string]*rule{
 	}),
 	"CancelKeyDeletion": onKey(idOrARN, sameAccount, keyIDOnly),
 
+	// Rotation (rotation.go).
+	"EnableKeyRotation": onKey(idOrARN, sameAccount, func(in *EnableKeyRotationInput, r *keyRequest) {
+		r.keyID = in.KeyId
+		days := int32(DefaultRotationPeriodDays)
+		if in.RotationPeriodInDays != nil {
+			days = *in.RotationPeriodInDays
+		}
+		r.set("kms:rotationperiodindays", strconv.Itoa(int(days)))
+	}),
+	"DisableKeyRotation":   onKey(idOrARN, sameAccount, keyIDOnly),
+	"GetKeyRotationStatus": onKey(idOrARN, crossAccount, keyIDOnly),
+	"RotateKeyOnDemand":    onKey(idOrARN, sameAccount, keyIDOnly),
+	"ListKeyRotations":     onKey(idOrARN, sameAccount, func(in *ListKeyRotationsInput, r *keyRequest) { r.keyID = in.KeyId }),
+
+	// Imported key material (import.go).
+	"GetParametersForImport": onKey(idOrARN, sameAccount, func(in *GetParametersForImportInput, r *keyRequest) {
+		r.keyID = in.KeyId
+		r.set("kms:wrappingalgorithm", in.WrappingAlgorithm)
+		r.set("kms:wrappingkeyspec", in.WrappingKeySpec)
+	}),
+	"ImportKeyMaterial": onKey(idOrARN, sameAccount, func(in *ImportKeyMaterialInput, r *keyRequest) {
+		r.keyID = in.KeyId
+		r.set("kms:expirationmodel", orDefault(in.ExpirationModel, ExpirationExpires))
+		if in.ValidTo != nil {
+			r.set("kms:validto", strconv.FormatInt(int64(*in.ValidTo), 10))
+		}
+	}),
+	"DeleteImportedKeyMaterial": onKey(idOrARN, sameAccount, func(in *DeleteImportedKeyMaterialInput, r *keyRequest) { r.keyID = in.KeyId }),
+
 	// Symmetric cryptography.
 	"Encrypt": onKey(anyKeyForm, crossAccount, func(in *EncryptInput, r *keyRequest) {
 		r.keyID, r.tokens = in.KeyId, in.GrantTokens

@@ -191,6 +191,8 @@ var needNames = []struct {
 	{"kms:messagetype", needRequest}, {"kms:macalgorithm", needRequest}, {"kms:keyagreementalgorithm", needRequest},
 	{"kms:datakeypairspec", needRequest}, {"kms:reencryptonsamekey", needRequest},
 	{"kms:schedulekeydeletionpendingwindowindays", needRequest}, {"kms:grant", needRequest},
+	{"kms:rotationperiodindays", needRequest}, {"kms:wrappingalgorithm", needRequest},
+	{"kms:wrappingkeyspec", needRequest}, {"kms:expirationmodel", needRequest}, {"kms:validto", needRequest},
 	{"kms:retiringprincipal", needRequest}, {"kms:bypasspolicylockoutsafetycheck", needRequest},
 	{"aws:requesttag/", needRequest}, {"aws:tagkeys", needRequest},
 }

@@ -35,6 +35,8 @@ type KeyMetadata struct {
 	DeletionDate                time.Time // zero unless pending deletion
 	PendingDeletionWindowInDays int       // zero unless pending deletion
 	CurrentKeyMaterialId        string
+	ExpirationModel             string    // imported material only
+	ValidTo                     time.Time // zero unless imported material expires
 }
 
 // Tag is a key tag.
@@ -65,6 +67,10 @@ func metadataOf(k *store.Key) *KeyMetadata {
 	md.MacAlgorithms = algs.Mac
 	md.KeyAgreementAlgorithms = algs.KeyAgreement
 	md.EncapsulationAlgorithms = algs.Encapsulation
+	if k.Origin == OriginExternal && k.State != StatePendingImport {
+		md.ExpirationModel = k.ExpirationModel
+		md.ValidTo = k.MaterialValidTo
+	}
 	if k.State == StatePendingDeletion {
 		md.DeletionDate = k.DeletionDate
 		md.PendingDeletionWindowInDays = k.PendingWindowDays
@@ -145,8 +151,8 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 	if origin == "" {
 		origin = OriginAWSKMS
 	}
-	if origin != OriginAWSKMS {
-		return nil, awserr.Newf(awserr.UnsupportedOperation, "Origin %s is not supported by this kmsd version.", origin)
+	if origin != OriginAWSKMS && (origin != OriginExternal || spec != SpecSymmetricDefault) {
+		return nil, awserr.Newf(awserr.UnsupportedOperation, "Origin %s is not supported for %s keys by this kmsd version.", origin, spec)
 	}
 	if in.CustomKeyStoreId != "" {
 		return nil, awserr.Newf(awserr.CustomKeyStoreNotFound, "Custom key store %s does not exist.", in.CustomKeyStoreId)
@@ -186,11 +192,17 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 		Policy:      policy,
 		Tags:        tags,
 	}
-	m, err := s.newMaterialFor(ctx, k)
-	if err != nil {
-		return nil, err
+	var m *store.Material
+	if origin == OriginExternal {
+		// Imported material comes later (import.go).
+		k.State = StatePendingImport
+	} else {
+		m, err = s.newMaterialFor(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		k.CurrentMaterial = m.ID
 	}
-	k.CurrentMaterial = m.ID
 	if err := s.store.CreateKey(ctx, k, m); err != nil {
 		return nil, internal("create key", err)
 	}
@@ -418,13 +430,20 @@ func (s *Service) ReapDeletedKeys(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// RunReaper calls ReapDeletedKeys every interval until ctx ends.
+// RunReaper calls ReapDeletedKeys, RotateDueKeys (rotation.go) and
+// ExpireImportedMaterial (import.go) every interval until ctx ends.
 func (s *Service) RunReaper(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		if _, err := s.ReapDeletedKeys(ctx); err != nil && ctx.Err() == nil {
 			s.log.ErrorContext(ctx, "key deletion reaper failed", "err", err)
+		}
+		if _, err := s.RotateDueKeys(ctx); err != nil && ctx.Err() == nil {
+			s.log.ErrorContext(ctx, "key rotation scheduler failed", "err", err)
+		}
+		if _, err := s.ExpireImportedMaterial(ctx); err != nil && ctx.Err() == nil {
+			s.log.ErrorContext(ctx, "imported key material expiry failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():

@@ -48,6 +48,24 @@ type Key struct {
 	RotationPeriodDays int
 	NextRotation       time.Time
 	OnDemandRotations  int
+	// Imported key material (Origin EXTERNAL): when the current material
+	// expires (zero: never) and the ExpirationModel of its import.
+	MaterialValidTo time.Time
+	ExpirationModel string
+}
+
+// ImportParams are the parameters of one GetParametersForImport call: the
+// RSA wrapping key pair, its private half wrapped by the keystore, valid
+// until ValidTo. ID is the SHA-256 (hex) of the import token, which is
+// itself never stored.
+type ImportParams struct {
+	KeyID             string
+	ID                string
+	WrappedPrivateKey []byte
+	WrappingAlgorithm string
+	WrappingKeySpec   string
+	Created           time.Time
+	ValidTo           time.Time
 }
 
 // Tag is a key tag.
@@ -155,6 +173,19 @@ type Store interface {
 	// is still as the caller last saw it (compare and set) and points
 	// CurrentMaterial at m.
 	RotateKey(ctx context.Context, id string, m *Material, fn func(*Key) error) (*Key, error)
+	// ReplaceMaterial is UpdateKey that, in the same transaction, also
+	// removes the material removeID of the key (when not empty; a missing
+	// one is no error) and then adds material add (when not nil).
+	ReplaceMaterial(ctx context.Context, id string, add *Material, removeID string, fn func(*Key) error) (*Key, error)
+	// KeysWithExpiredMaterial returns the keys (of every account) in a
+	// state other than PendingImport whose MaterialValidTo is set and at or
+	// before t.
+	KeysWithExpiredMaterial(ctx context.Context, t time.Time) ([]*Key, error)
+	// PutImportParams stores import parameters; ErrNotFound if the key does
+	// not exist, ErrExists if the key has parameters with that ID.
+	PutImportParams(ctx context.Context, p *ImportParams) error
+	// GetImportParams returns import parameters of a key, or ErrNotFound.
+	GetImportParams(ctx context.Context, keyID, id string) (*ImportParams, error)
 	// KeysDueForRotation returns the keys (of every account, in any
 	// state) with rotation enabled whose NextRotation is at or before t.
 	KeysDueForRotation(ctx context.Context, t time.Time) ([]*Key, error)

@@ -584,4 +584,33 @@ KMSD_PID=""
 expect_eq "exit status of kmsd after SIGTERM" 0 "$rc"
 expect_match "kmsd's last log line" 'kmsd stopped' "$(tail -n1 "$KMSD_ERR")"
 
+step "the audit log holds every request of this scenario and verifies"
+AUDIT=$(ls "$DATA"/audit/*.jsonl)
+check "$KMSD_BIN" audit verify --data-dir "$DATA"
+expect_match "audit verify" 'OK: [0-9]+ records' "$OUT"
+RECORDS=$(grep -c '"eventName"' $AUDIT)
+((RECORDS > 100)) || fail "only $RECORDS audit records for this scenario"
+pass "$RECORDS audit records"
+check grep -c '"errorCode":"AccessDeniedException"\|"errorCode":"DisabledException"' $AUDIT
+for f in "$F"/pt*.bin; do
+	if grep -qF "$(base64 -w0 "$f")" $AUDIT; then fail "the audit log holds the plaintext of $(basename "$f")"; fi
+done
+pass "no plaintext of this scenario is in the audit log"
+
+# Each kind of tampering is caught and the first bad record named. The
+# scenario's log spans one file: work on copies of it.
+tamper() { # tamper WHAT EXPECTED-PATTERN SED-OR-AWK-PROGRAM...
+	local what=$1 want=$2
+	shift 2
+	rm -rf "$RUN/tampered" && mkdir -p "$RUN/tampered"
+	"$@" <"$AUDIT" >"$RUN/tampered/$(basename "$AUDIT")"
+	run "$KMSD_BIN" audit verify --dir "$RUN/tampered" --public-key "$DATA/audit-signing.pub"
+	((RC != 0)) || fail "audit verify accepted a log with $what"
+	expect_match "audit verify of a log with $what" "$want" "$OUT $(cat "$F/stderr")"
+}
+tamper "one byte altered in record 5" 'sequence 5' sed '5s/"eventName":"/"eventName":"X/'
+tamper "record 7 deleted" 'sequence [78]' sed '7d'
+tamper "records 9 and 10 swapped" 'sequence (9|10)' sed -n '9{h;n;p;g;p;b};p'
+tamper "the file truncated" 'unsigned|truncat|clos' head -n 20
+
 echo "$PASSED passed, 0 failed"

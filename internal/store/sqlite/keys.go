@@ -16,7 +16,7 @@ import (
 const keyColumns = `id, account, region, description, key_spec, key_usage, origin,
 	key_manager, state, created, deletion_date, pending_window_days, policy, tags,
 	current_material, rotation_enabled, rotation_period_days, next_rotation,
-	on_demand_rotations`
+	on_demand_rotations, material_valid_to, expiration_model`
 
 // rowScanner is the Scan method shared by *sql.Row and *sql.Rows.
 type rowScanner interface {
@@ -32,11 +32,12 @@ func scanKey(r rowScanner) (*store.Key, error) {
 		tags              string
 		nextRotation      sql.NullInt64
 		period, onDemand  int64
+		validTo           sql.NullInt64
 	)
 	err := r.Scan(&k.ID, &k.Account, &k.Region, &k.Description, &k.KeySpec, &k.KeyUsage,
 		&k.Origin, &k.KeyManager, &k.State, &created, &deletion, &window,
 		&k.Policy, &tags, &k.CurrentMaterial, &k.RotationEnabled, &period, &nextRotation,
-		&onDemand)
+		&onDemand, &validTo, &k.ExpirationModel)
 	if err != nil {
 		return nil, err
 	}
@@ -46,6 +47,7 @@ func scanKey(r rowScanner) (*store.Key, error) {
 	k.RotationPeriodDays = int(period)
 	k.NextRotation = decodeTime(nextRotation)
 	k.OnDemandRotations = int(onDemand)
+	k.MaterialValidTo = decodeTime(validTo)
 	if k.Tags, err = decodeTags(tags); err != nil {
 		return nil, fmt.Errorf("key %s: %w", k.ID, err)
 	}
@@ -55,8 +57,8 @@ func scanKey(r rowScanner) (*store.Key, error) {
 // keyValues holds the column values of a key that need encoding; the other
 // fields of store.Key are stored as they are.
 type keyValues struct {
-	created, deletion, nextRotation sql.NullInt64
-	tags                            string
+	created, deletion, nextRotation, validTo sql.NullInt64
+	tags                                     string
 }
 
 // encodeKey computes the encoded column values of k.
@@ -71,6 +73,9 @@ func encodeKey(k *store.Key) (keyValues, error) {
 	}
 	if v.nextRotation, err = encodeTime(k.NextRotation); err != nil {
 		return v, fmt.Errorf("next rotation: %w", err)
+	}
+	if v.validTo, err = encodeTime(k.MaterialValidTo); err != nil {
+		return v, fmt.Errorf("material valid to: %w", err)
 	}
 	if v.tags, err = encodeTags(k.Tags); err != nil {
 		return v, err
@@ -135,11 +140,11 @@ func (s *Store) CreateKey(ctx context.Context, k *store.Key, m *store.Material) 
 	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO keys (`+keyColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			k.ID, k.Account, k.Region, k.Description, k.KeySpec, k.KeyUsage, k.Origin,
 			k.KeyManager, k.State, v.created, v.deletion, k.PendingWindowDays, k.Policy,
 			v.tags, k.CurrentMaterial, k.RotationEnabled, k.RotationPeriodDays,
-			v.nextRotation, k.OnDemandRotations)
+			v.nextRotation, k.OnDemandRotations, v.validTo, k.ExpirationModel)
 		if err != nil {
 			return classify(err)
 		}
@@ -198,12 +203,13 @@ func (s *Store) updateKey(ctx context.Context, id string, fn func(*store.Key) er
 			key_usage = ?, origin = ?, key_manager = ?, state = ?, created = ?,
 			deletion_date = ?, pending_window_days = ?, policy = ?, tags = ?,
 			current_material = ?, rotation_enabled = ?, rotation_period_days = ?,
-			next_rotation = ?, on_demand_rotations = ?
+			next_rotation = ?, on_demand_rotations = ?, material_valid_to = ?,
+			expiration_model = ?
 			WHERE id = ?`,
 			c.Description, c.KeySpec, c.KeyUsage, c.Origin, c.KeyManager, c.State,
 			v.created, v.deletion, c.PendingWindowDays, c.Policy, v.tags, c.CurrentMaterial,
 			c.RotationEnabled, c.RotationPeriodDays, v.nextRotation, c.OnDemandRotations,
-			id)
+			v.validTo, c.ExpirationModel, id)
 		if err != nil {
 			return err
 		}

@@ -96,6 +96,24 @@ var migrations = [][]string{
 		`CREATE INDEX keys_by_next_rotation ON keys (rotation_enabled, next_rotation)`,
 		`ALTER TABLE materials ADD COLUMN rotation_type TEXT NOT NULL DEFAULT ''`,
 	},
+	// Version 4: imported key material. When a key's material expires,
+	// and the parameters of each GetParametersForImport (the RSA wrapping
+	// private key wrapped by the keystore; the import token only hashed).
+	{
+		`ALTER TABLE keys ADD COLUMN material_valid_to INTEGER`,
+		`ALTER TABLE keys ADD COLUMN expiration_model TEXT NOT NULL DEFAULT ''`,
+		`CREATE INDEX keys_by_material_valid_to ON keys (material_valid_to)`,
+		`CREATE TABLE import_params (
+			key_id              TEXT    NOT NULL REFERENCES keys (id) ON DELETE CASCADE,
+			id                  TEXT    NOT NULL,
+			wrapped_private_key BLOB    NOT NULL,
+			wrapping_algorithm  TEXT    NOT NULL DEFAULT '',
+			wrapping_key_spec   TEXT    NOT NULL DEFAULT '',
+			created             INTEGER,
+			valid_to            INTEGER,
+			PRIMARY KEY (key_id, id)
+		)`,
+	},
 }
 
 // migrate creates the schema_version table if needed and applies the

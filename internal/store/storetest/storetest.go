@@ -79,6 +79,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RotateKeyRefusedWritesNothing", testRotateKeyRefused},
 		{"RotateKeyConcurrentCompareAndSet", testRotateKeyConcurrent},
 		{"KeysDueForRotation", testKeysDueForRotation},
+		{"ImportFields", testImportFields},
+		{"ReplaceMaterial", testReplaceMaterial},
+		{"KeysWithExpiredMaterial", testKeysWithExpiredMaterial},
+		{"ImportParams", testImportParams},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -171,10 +175,12 @@ func checkKey(t *testing.T, got, want *store.Key) {
 	checkTime(t, "key "+want.ID+" Created", got.Created, want.Created)
 	checkTime(t, "key "+want.ID+" DeletionDate", got.DeletionDate, want.DeletionDate)
 	checkTime(t, "key "+want.ID+" NextRotation", got.NextRotation, want.NextRotation)
+	checkTime(t, "key "+want.ID+" MaterialValidTo", got.MaterialValidTo, want.MaterialValidTo)
 	g, w := *got, *want
 	g.Created, w.Created = time.Time{}, time.Time{}
 	g.DeletionDate, w.DeletionDate = time.Time{}, time.Time{}
 	g.NextRotation, w.NextRotation = time.Time{}, time.Time{}
+	g.MaterialValidTo, w.MaterialValidTo = time.Time{}, time.Time{}
 	if len(g.Tags) == 0 {
 		g.Tags = nil
 	}
