@@ -3,6 +3,8 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -10,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -17,6 +20,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/kmsd/kmsd/internal/audit"
 	"github.com/kmsd/kmsd/internal/kmstest"
 )
 
@@ -90,4 +94,50 @@ func BenchmarkGenerateDataKey(b *testing.B) {
 	env, id := benchKey(b)
 	body := fmt.Appendf(nil, `{"KeyId":%q,"KeySpec":"AES_256","EncryptionContext":{"tenant":"t1"}}`, id)
 	serve(b, env, "GenerateDataKey", body)
+}
+
+// BenchmarkEncryptAudit compares Encrypt through the full handler with the
+// audit log off and on (a real log: hash chain, signed digests, fsync with
+// group commit), with concurrent clients as in production.
+func BenchmarkEncryptAudit(b *testing.B) {
+	for _, mode := range []string{"off", "on"} {
+		b.Run(mode, func(b *testing.B) {
+			var env *kmstest.Env
+			if mode == "on" {
+				_, priv, err := ed25519.GenerateKey(rand.Reader)
+				if err != nil {
+					b.Fatal(err)
+				}
+				l, err := audit.Open(context.Background(), audit.Options{Dir: filepath.Join(b.TempDir(), "audit"), Signer: audit.NewSigner(priv)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { l.Close(context.Background()) })
+				env = kmstest.StartWithAuditor(b, l)
+			} else {
+				env = kmstest.Start(b)
+			}
+			out, err := env.Client.CreateKey(context.Background(), &awskms.CreateKeyInput{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			body := fmt.Appendf(nil, `{"KeyId":%q,"Plaintext":%q,"EncryptionContext":{"tenant":"t1"}}`, *out.KeyMetadata.KeyId, base64.StdEncoding.EncodeToString(make([]byte, 32)))
+			req := signedRequest(b, env, "Encrypt", body)
+			b.SetParallelism(32) // requests in flight, as from many clients
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					r := req.Clone(context.Background())
+					r.Body = readCloser{bytes.NewReader(body)}
+					w := httptest.NewRecorder()
+					env.Handler.ServeHTTP(w, r)
+					if w.Code != http.StatusOK {
+						b.Errorf("HTTP %d: %s", w.Code, w.Body.String())
+						return
+					}
+				}
+			})
+		})
+	}
 }
