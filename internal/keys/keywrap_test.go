@@ -71,3 +71,29 @@ func TestKeyWrapPaddedRoundTripAndTamper(t *testing.T) {
 		t.Error("wrap of an empty key succeeded")
 	}
 }
+
+// FuzzUnwrapKeyPadded: the wrapped part of RSA_AES_KEY_WRAP import material
+// is untrusted input; unwrapping never panics, and whatever unwraps wraps
+// back to the same bytes.
+func FuzzUnwrapKeyPadded(f *testing.F) {
+	kek := bytes.Repeat([]byte{0x5a}, 32)
+	for _, key := range [][]byte{{1}, []byte("0123456789abcdef0123456789abcdef"), make([]byte, 9)} {
+		w, err := WrapKeyPadded(kek, key)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(w)
+	}
+	f.Add([]byte{})
+	f.Add(make([]byte, 16))
+	f.Fuzz(func(t *testing.T, wrapped []byte) {
+		key, err := UnwrapKeyPadded(kek, wrapped)
+		if err != nil {
+			return
+		}
+		again, err := WrapKeyPadded(kek, key)
+		if err != nil || !bytes.Equal(again, wrapped) {
+			t.Fatalf("unwrapped %x does not wrap back to %x: %x, %v", key, wrapped, again, err)
+		}
+	})
+}

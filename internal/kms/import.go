@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/kmsd/kmsd/internal/awserr"
@@ -19,7 +20,8 @@ import (
 	"github.com/kmsd/kmsd/internal/store"
 )
 
-// Imported key material (BYOK) for symmetric encryption keys: a key created
+// Imported key material (BYOK) for symmetric encryption, HMAC, RSA and ECC
+// keys (importableSpec): a key created
 // with Origin EXTERNAL starts in PendingImport without material;
 // GetParametersForImport hands out a fresh RSA public key and an import
 // token; ImportKeyMaterial unwraps the caller's material with the private
@@ -45,6 +47,40 @@ const (
 	importParamsLifetime = 24 * time.Hour
 	maxMaterialValidity  = 365 * day
 )
+
+// importableSpec reports whether kmsd imports key material for keys of
+// spec: symmetric encryption keys (256 bits), HMAC keys (as long as the
+// hash output) and RSA and ECC keys (a DER PKCS #8 private key).
+func importableSpec(spec string) bool {
+	switch {
+	case spec == SpecSymmetricDefault, keys.IsHMAC(spec):
+		return true
+	case strings.HasPrefix(spec, "RSA_"), strings.HasPrefix(spec, "ECC_NIST_P"), spec == "ECC_SECG_P256K1":
+		return keys.IsAsymmetric(spec)
+	}
+	return false
+}
+
+// checkImportedMaterial checks that material fits key k.
+func checkImportedMaterial(k *store.Key, material []byte) error {
+	switch {
+	case k.KeySpec == SpecSymmetricDefault:
+		if len(material) != keys.MaterialSize {
+			return awserr.Newf(awserr.IncorrectKeyMaterial, "Key material for a %s key must be %d bytes.", k.KeySpec, keys.MaterialSize)
+		}
+	case keys.IsHMAC(k.KeySpec):
+		if _, err := keys.MAC(k.KeySpec, keys.MacAlgorithms(k.KeySpec)[0], material, nil); err != nil {
+			return awserr.Newf(awserr.IncorrectKeyMaterial, "Key material for a %s key must be as long as the output of its hash.", k.KeySpec)
+		}
+	default:
+		priv, err := keys.ParsePrivateKey(k.KeySpec, material)
+		if err != nil {
+			return awserr.Newf(awserr.IncorrectKeyMaterial, "Key material for a %s key must be a DER-encoded PKCS #8 private key of that key spec.", k.KeySpec)
+		}
+		priv.Destroy()
+	}
+	return nil
+}
 
 // wrappingHash returns the OAEP hash of a wrapping algorithm, and whether
 // the algorithm wraps with an ephemeral AES key (RSA_AES_KEY_WRAP_*).
@@ -81,6 +117,13 @@ func checkImportable(k *store.Key) error {
 		return awserr.Newf(awserr.UnsupportedOperation, "%s origin is %s which is not valid for this operation.", arnOf(k), k.Origin)
 	}
 	return checkManageable(k)
+}
+
+// lacksImportedMaterial reports whether k is an EXTERNAL key without key
+// material: never imported, deleted or expired. Every import sets an
+// ExpirationModel, and removing the material clears it.
+func lacksImportedMaterial(k *store.Key) bool {
+	return k.Origin == OriginExternal && k.ExpirationModel == ""
 }
 
 // importParamsAAD binds a wrapped wrapping private key to its key and
@@ -129,7 +172,7 @@ func (s *Service) GetParametersForImport(ctx context.Context, c Caller, in *GetP
 	if err := checkImportable(k); err != nil {
 		return nil, err
 	}
-	if k.KeySpec != SpecSymmetricDefault {
+	if !importableSpec(k.KeySpec) {
 		return nil, awserr.Newf(awserr.UnsupportedOperation, "Importing key material for %s keys is not supported by this kmsd version.", k.KeySpec)
 	}
 	if _, _, ok := wrappingHash(in.WrappingAlgorithm); !ok {
@@ -205,7 +248,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Caller, in *ImportKey
 	if err := checkImportable(k); err != nil {
 		return nil, err
 	}
-	if k.KeySpec != SpecSymmetricDefault {
+	if !importableSpec(k.KeySpec) {
 		return nil, awserr.Newf(awserr.UnsupportedOperation, "Importing key material for %s keys is not supported by this kmsd version.", k.KeySpec)
 	}
 	if in.ImportType == "NEW_KEY_MATERIAL" && k.CurrentMaterial != "" {
@@ -249,8 +292,8 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Caller, in *ImportKey
 		return nil, err
 	}
 	defer clear(material)
-	if len(material) != keys.MaterialSize {
-		return nil, awserr.Newf(awserr.IncorrectKeyMaterial, "Key material for a %s key must be %d bytes.", k.KeySpec, keys.MaterialSize)
+	if err := checkImportedMaterial(k, material); err != nil {
+		return nil, err
 	}
 	id := importedMaterialID(arnOf(k), material)
 	if in.KeyMaterialId != "" && in.KeyMaterialId != id {
@@ -415,7 +458,11 @@ func (s *Service) removeMaterial(ctx context.Context, k *store.Key, check func(*
 		if err := check(cur); err != nil {
 			return err
 		}
-		cur.State = StatePendingImport
+		if cur.State != StatePendingDeletion {
+			// A key pending deletion stays so; CancelKeyDeletion
+			// returns it to PendingImport.
+			cur.State = StatePendingImport
+		}
 		cur.MaterialValidTo = time.Time{}
 		cur.ExpirationModel = ""
 		return nil
@@ -433,10 +480,14 @@ func (s *Service) removeMaterial(ctx context.Context, k *store.Key, check func(*
 
 // ExpireImportedMaterial deletes the imported material whose ValidTo has
 // passed (its keys return to PendingImport) and returns how many it
-// deleted. Like RotateDueKeys it is a compare-and-set per key, safe to run
+// deleted; it also drops expired import parameters. Like RotateDueKeys it is a compare-and-set per key, safe to run
 // on several nodes at once.
 func (s *Service) ExpireImportedMaterial(ctx context.Context) (int, error) {
 	now := s.now().UTC()
+	// Import parameters past their 24 hours are of no use any more.
+	if _, err := s.store.DeleteExpiredImportParams(ctx, now); err != nil {
+		return 0, fmt.Errorf("expire: delete expired import parameters: %w", err)
+	}
 	due, err := s.store.KeysWithExpiredMaterial(ctx, now)
 	if err != nil {
 		return 0, fmt.Errorf("expire: list keys with expired material: %w", err)
@@ -445,7 +496,7 @@ func (s *Service) ExpireImportedMaterial(ctx context.Context) (int, error) {
 	for _, k := range due {
 		seen := k.MaterialValidTo
 		_, err := s.removeMaterial(ctx, k, func(cur *store.Key) error {
-			if !cur.MaterialValidTo.Equal(seen) || cur.State == StatePendingImport {
+			if !cur.MaterialValidTo.Equal(seen) || lacksImportedMaterial(cur) {
 				return errRotationRaced
 			}
 			return nil

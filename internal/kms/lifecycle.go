@@ -151,7 +151,7 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 	if origin == "" {
 		origin = OriginAWSKMS
 	}
-	if origin != OriginAWSKMS && (origin != OriginExternal || spec != SpecSymmetricDefault) {
+	if origin != OriginAWSKMS && (origin != OriginExternal || !importableSpec(spec)) {
 		return nil, awserr.Newf(awserr.UnsupportedOperation, "Origin %s is not supported for %s keys by this kmsd version.", origin, spec)
 	}
 	if in.CustomKeyStoreId != "" {
@@ -379,7 +379,7 @@ type CancelKeyDeletionOutput struct {
 }
 
 // CancelKeyDeletion takes a key out of PendingDeletion; like AWS it leaves
-// the key Disabled.
+// the key Disabled, or PendingImport when it has no imported material.
 func (s *Service) CancelKeyDeletion(ctx context.Context, c Caller, in *KeyIdInput) (*CancelKeyDeletionOutput, error) {
 	k, err := s.resolve(ctx, c, in.KeyId, idOrARN)
 	if err != nil {
@@ -390,6 +390,9 @@ func (s *Service) CancelKeyDeletion(ctx context.Context, c Caller, in *KeyIdInpu
 			return awserr.Newf(awserr.KMSInvalidState, "%s is not pending deletion.", arnOf(k))
 		}
 		k.State = StateDisabled
+		if lacksImportedMaterial(k) {
+			k.State = StatePendingImport
+		}
 		k.DeletionDate = time.Time{}
 		k.PendingWindowDays = 0
 		return nil

@@ -186,6 +186,9 @@ type Store interface {
 	PutImportParams(ctx context.Context, p *ImportParams) error
 	// GetImportParams returns import parameters of a key, or ErrNotFound.
 	GetImportParams(ctx context.Context, keyID, id string) (*ImportParams, error)
+	// DeleteExpiredImportParams removes the import parameters (of every
+	// key) whose ValidTo is at or before t and returns how many.
+	DeleteExpiredImportParams(ctx context.Context, t time.Time) (int, error)
 	// KeysDueForRotation returns the keys (of every account, in any
 	// state) with rotation enabled whose NextRotation is at or before t.
 	KeysDueForRotation(ctx context.Context, t time.Time) ([]*Key, error)

@@ -85,3 +85,20 @@ func (s *Store) GetImportParams(ctx context.Context, keyID, id string) (*store.I
 	p.ValidTo = decodeTime(validTo)
 	return &p, nil
 }
+
+// DeleteExpiredImportParams implements store.Store.
+func (s *Store) DeleteExpiredImportParams(ctx context.Context, t time.Time) (int, error) {
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM import_params WHERE valid_to <= ?`, boundTime(t))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("delete import parameters expired at %s: %w", t.Format(time.RFC3339Nano), err)
+	}
+	return int(n), nil
+}

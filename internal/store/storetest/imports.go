@@ -122,6 +122,22 @@ func testImportParams(t *testing.T, s store.Store) {
 	}
 	_, err = s.GetImportParams(ctx, "k2", p.ID)
 	checkErrIs(t, "GetImportParams of another key", err, store.ErrNotFound)
+
+	later := *p
+	later.ID = materialID("token", 2)
+	later.ValidTo = base.Add(48 * time.Hour)
+	if err := s.PutImportParams(ctx, &later); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.DeleteExpiredImportParams(ctx, base.Add(24*time.Hour-time.Millisecond)); n != 0 || err != nil {
+		t.Errorf("DeleteExpiredImportParams before expiry = %d, %v; want 0", n, err)
+	}
+	if n, err := s.DeleteExpiredImportParams(ctx, base.Add(24*time.Hour)); n != 1 || err != nil {
+		t.Errorf("DeleteExpiredImportParams = %d, %v; want 1", n, err)
+	}
+	_, err = s.GetImportParams(ctx, "k1", p.ID)
+	checkErrIs(t, "GetImportParams of expired parameters", err, store.ErrNotFound)
+	p = &later
 	if err := s.DeleteKey(ctx, "k1"); err != nil {
 		t.Fatal(err)
 	}
