@@ -113,21 +113,11 @@ func LoadOrCreateSigningKey(ctx context.Context, path string, ks keystore.Keysto
 }
 
 func loadSigningKey(ctx context.Context, path string, ks keystore.Keystore) (ed25519.PrivateKey, error) {
-	f, err := os.Open(path)
+	f, _, err := keystore.OpenPrivateFile(path, "signing key")
 	if err != nil {
-		return nil, fmt.Errorf("audit: opening signing key: %w", err)
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("audit: signing key: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("audit: signing key %s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); runtime.GOOS != "windows" && perm&0o077 != 0 {
-		return nil, fmt.Errorf("audit: signing key %s has mode %04o, which lets group or others access it; run: chmod 600 %s", path, perm, path)
-	}
 	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
 		return nil, fmt.Errorf("audit: reading signing key: %w", err)

@@ -209,26 +209,11 @@ func (f *FileKeystore) additionalData(aad []byte) []byte {
 // readRootKey reads and checks an existing root key file. The returned
 // slice must be cleared by the caller.
 func readRootKey(path string) ([]byte, error) {
-	file, err := os.Open(path)
+	file, fi, err := OpenPrivateFile(path, "root key file")
 	if err != nil {
-		return nil, fmt.Errorf("keystore: opening root key file: %w", err)
+		return nil, fmt.Errorf("keystore: %w", err)
 	}
 	defer file.Close()
-	// Stat the open file, not the path, so the checks apply to the very
-	// file we read.
-	fi, err := file.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("keystore: root key file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("keystore: root key file %s is not a regular file", path)
-	}
-	// Windows has no Unix permission bits; elsewhere a key readable by
-	// others is as good as published, and one writable by others could be
-	// swapped for a key the attacker knows.
-	if perm := fi.Mode().Perm(); runtime.GOOS != "windows" && perm&0o077 != 0 {
-		return nil, fmt.Errorf("keystore: root key file %s has mode %04o, which lets group or others access it; run: chmod 600 %s", path, perm, path)
-	}
 	if fi.Size() != rootKeySize {
 		return nil, fmt.Errorf("keystore: root key file %s is %d bytes, want exactly %d", path, fi.Size(), rootKeySize)
 	}
