@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -127,16 +126,12 @@ func auditedMembersOf(body []byte) map[string]any {
 		if !auditedMembers[k] {
 			continue
 		}
-		d := json.NewDecoder(bytes.NewReader(raw))
-		d.UseNumber()
-		var v any
-		if d.Decode(&v) != nil {
-			continue
-		}
 		if out == nil {
 			out = make(map[string]any)
 		}
-		out[lowerFirst(k)] = v
+		// The member's JSON goes into the record as it came (compacted by
+		// the encoder): no second decoding on the request path.
+		out[lowerFirst(k)] = raw
 	}
 	return out
 }
