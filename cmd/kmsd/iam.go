@@ -12,7 +12,6 @@ import (
 
 	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/iam"
-	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/store/sqlite"
 )
 
@@ -87,10 +86,13 @@ func iamMain(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return err
 	}
-	ks, err := keystore.OpenFile(filepath.Join(cfg.DataDir, rootKeyFile))
+	// The configured root of trust (file or PKCS#11), as kmsd serve uses:
+	// a secret wrapped under another root would never unwrap.
+	ks, closeKeystore, err := openKeystore(ctx, cfg, getenv, slog.New(slog.DiscardHandler))
 	if err != nil {
-		return fmt.Errorf("open root key: %w", err)
+		return err
 	}
+	defer closeKeystore()
 	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, databaseFile))
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)

@@ -19,6 +19,7 @@ import (
 	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/iam"
 	"github.com/kmsd/kmsd/internal/keystore"
+	"github.com/kmsd/kmsd/internal/keystore/pkcs11"
 	"github.com/kmsd/kmsd/internal/kms"
 	"github.com/kmsd/kmsd/internal/logging"
 	"github.com/kmsd/kmsd/internal/metrics"
@@ -44,10 +45,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return err
 	}
-	ks, err := keystore.OpenFile(filepath.Join(cfg.DataDir, rootKeyFile))
+	ks, closeKeystore, err := openKeystore(ctx, cfg, getenv, log)
 	if err != nil {
-		return fmt.Errorf("open root key: %w", err)
+		return err
 	}
+	defer closeKeystore()
 	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, databaseFile))
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
@@ -130,6 +132,38 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	err = server.Run(ctx, ln, h, log, 20*time.Second)
 	log.Info("kmsd stopped")
 	return err
+}
+
+// rootKeystore is the root of trust kmsd serve uses: a keystore with a
+// public root key id to log.
+type rootKeystore interface {
+	keystore.Keystore
+	ID() string
+}
+
+// openKeystore opens the configured root of trust: the root key file in
+// the data folder, or a key inside a PKCS#11 token. It logs the kind and
+// the key's label and id, never the PIN.
+func openKeystore(ctx context.Context, cfg config.Config, getenv func(string) string, log *slog.Logger) (rootKeystore, func(), error) {
+	if cfg.Keystore.Type != "pkcs11" {
+		ks, err := keystore.OpenFile(filepath.Join(cfg.DataDir, rootKeyFile))
+		if err != nil {
+			return nil, nil, fmt.Errorf("open root key: %w", err)
+		}
+		log.Info("keystore opened", "kind", "file", "root_key", ks.ID())
+		return ks, func() {}, nil
+	}
+	p := cfg.Keystore.PKCS11
+	pin, err := p.PIN(getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	ks, err := pkcs11.Open(ctx, pkcs11.Config{Module: p.Module, TokenLabel: p.TokenLabel, PIN: pin, KeyLabel: p.KeyLabel, Sessions: p.Sessions})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open PKCS#11 keystore (module %s, token %q, key %q): %w", p.Module, p.TokenLabel, p.KeyLabel, err)
+	}
+	log.Info("keystore opened", "kind", "pkcs11", "module", p.Module, "token_label", p.TokenLabel, "key_label", p.KeyLabel, "root_key", ks.ID())
+	return ks, func() { ks.Close() }, nil
 }
 
 // openAudit opens the audit log in the data folder, with its signing key

@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -49,6 +51,88 @@ type Config struct {
 	AllowInsecureListen bool `yaml:"allow_insecure_listen"`
 	// IAM declares principals and their identity policies (iam.go).
 	IAM IAM `yaml:"iam"`
+	// Keystore selects the root of trust.
+	Keystore Keystore `yaml:"keystore"`
+}
+
+// Keystore selects kmsd's root of trust: "file" (the default: a root key
+// file in the data folder) or "pkcs11" (an AES-256 key inside an HSM).
+type Keystore struct {
+	Type   string         `yaml:"type"`
+	PKCS11 PKCS11Keystore `yaml:"pkcs11"`
+}
+
+// PKCS11Keystore configures the PKCS#11 root of trust. The PIN is read
+// from a file or an environment variable, never written in the YAML.
+type PKCS11Keystore struct {
+	Module     string `yaml:"module"`      // path of the PKCS#11 library
+	TokenLabel string `yaml:"token_label"` // the token, found by label
+	KeyLabel   string `yaml:"key_label"`   // the wrapping key; generated on first start
+	PINFile    string `yaml:"pin_file"`    // a file holding the user PIN (mode 0600)
+	PINEnv     string `yaml:"pin_env"`     // or the name of an environment variable holding it
+	Sessions   int    `yaml:"sessions"`    // concurrent HSM sessions (0: 8)
+}
+
+// PIN returns the user PIN from pin_file (trailing newline removed; the
+// file must not be accessible by group or others) or from the environment
+// variable pin_env, looked up with getenv.
+func (p PKCS11Keystore) PIN(getenv func(string) string) (string, error) {
+	if p.PINEnv != "" {
+		pin := getenv(p.PINEnv)
+		if pin == "" {
+			return "", fmt.Errorf("keystore.pkcs11.pin_env: environment variable %s is empty or unset", p.PINEnv)
+		}
+		return pin, nil
+	}
+	f, err := os.Open(p.PINFile)
+	if err != nil {
+		return "", fmt.Errorf("keystore.pkcs11.pin_file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("keystore.pkcs11.pin_file: %w", err)
+	}
+	if perm := fi.Mode().Perm(); runtime.GOOS != "windows" && perm&0o077 != 0 {
+		return "", fmt.Errorf("keystore.pkcs11.pin_file %s has mode %04o, which lets group or others read the PIN; run: chmod 600 %s", p.PINFile, perm, p.PINFile)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return "", fmt.Errorf("keystore.pkcs11.pin_file: %w", err)
+	}
+	pin := strings.TrimRight(string(b), "\r\n")
+	if pin == "" {
+		return "", fmt.Errorf("keystore.pkcs11.pin_file %s is empty", p.PINFile)
+	}
+	return pin, nil
+}
+
+// Validate checks the keystore section.
+func (k Keystore) Validate() error {
+	p := k.PKCS11
+	switch k.Type {
+	case "file":
+		if p != (PKCS11Keystore{}) {
+			return errors.New("keystore.pkcs11 is set but keystore.type is file; set type: pkcs11")
+		}
+		return nil
+	case "pkcs11":
+	default:
+		return fmt.Errorf("keystore.type %q is not file or pkcs11", k.Type)
+	}
+	switch {
+	case p.Module == "":
+		return errors.New("keystore.pkcs11.module is required (the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so)")
+	case p.TokenLabel == "":
+		return errors.New("keystore.pkcs11.token_label is required")
+	case p.KeyLabel == "":
+		return errors.New("keystore.pkcs11.key_label is required")
+	case (p.PINFile == "") == (p.PINEnv == ""):
+		return errors.New("keystore.pkcs11: set exactly one of pin_file and pin_env (the PIN is never written in the configuration)")
+	case p.Sessions < 0 || p.Sessions > 1024:
+		return fmt.Errorf("keystore.pkcs11.sessions %d is not between 0 and 1024", p.Sessions)
+	}
+	return nil
 }
 
 // TLSEnabled reports whether kmsd serves HTTPS.
@@ -63,6 +147,7 @@ func Defaults() Config {
 	c.Region = "us-east-1"
 	c.Log.Level = "info"
 	c.Log.Format = "text"
+	c.Keystore.Type = "file"
 	return c
 }
 
@@ -110,6 +195,9 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("parse config %s: %w", *configPath, err)
 		}
 		c.IAM.BaseDir = filepath.Dir(*configPath)
+		if f := c.Keystore.PKCS11.PINFile; f != "" && !filepath.IsAbs(f) {
+			c.Keystore.PKCS11.PINFile = filepath.Join(c.IAM.BaseDir, f)
+		}
 	}
 	set := func(dst *string, env, flagVal string) {
 		if v := getenv(env); v != "" {
@@ -193,6 +281,9 @@ func (c Config) Validate() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("log format %q is not text or json", c.Log.Format)
+	}
+	if err := c.Keystore.Validate(); err != nil {
+		return err
 	}
 	return c.IAM.Validate()
 }

@@ -86,3 +86,70 @@ func TestRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestKeystoreSection(t *testing.T) {
+	dir := t.TempDir()
+	load := func(yaml string, e map[string]string) (Config, error) {
+		t.Helper()
+		file := filepath.Join(dir, "kmsd.yaml")
+		if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return Load([]string{"--config", file}, env(e))
+	}
+	c, err := load("", nil)
+	if err != nil || c.Keystore.Type != "file" {
+		t.Fatalf("default keystore: %q, %v", c.Keystore.Type, err)
+	}
+
+	const base = "keystore:\n  type: pkcs11\n  pkcs11:\n    module: /usr/lib/softhsm/libsofthsm2.so\n    token_label: kmsd\n    key_label: root\n"
+	c, err = load(base+"    pin_env: HSM_PIN\n    sessions: 4\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Keystore.PKCS11
+	if c.Keystore.Type != "pkcs11" || p.Module != "/usr/lib/softhsm/libsofthsm2.so" || p.TokenLabel != "kmsd" || p.KeyLabel != "root" || p.Sessions != 4 {
+		t.Fatalf("parsed %+v", c.Keystore)
+	}
+	if pin, err := p.PIN(env(map[string]string{"HSM_PIN": "1234"})); err != nil || pin != "1234" {
+		t.Fatalf("PIN from env: %q, %v", pin, err)
+	}
+	if _, err := p.PIN(env(nil)); err == nil || !strings.Contains(err.Error(), "HSM_PIN") {
+		t.Fatalf("unset PIN env: %v", err)
+	}
+
+	// pin_file is relative to the configuration file, must be private,
+	// and loses its trailing newline.
+	if err := os.WriteFile(filepath.Join(dir, "pin"), []byte("98765\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = load(base+"    pin_file: pin\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pin, err := c.Keystore.PKCS11.PIN(env(nil)); err != nil || pin != "98765" {
+		t.Fatalf("PIN from file: %q, %v", pin, err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "pin"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Keystore.PKCS11.PIN(env(nil)); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("world-readable PIN file: %v", err)
+	}
+
+	for name, yaml := range map[string]string{
+		"unknown type":     "keystore:\n  type: tpm\n",
+		"inline pin":       base + "    pin: \"1234\"\n",
+		"no pin source":    base,
+		"two pin sources":  base + "    pin_env: A\n    pin_file: b\n",
+		"no module":        "keystore:\n  type: pkcs11\n  pkcs11:\n    token_label: kmsd\n    key_label: root\n    pin_env: A\n",
+		"no token":         "keystore:\n  type: pkcs11\n  pkcs11:\n    module: /m.so\n    key_label: root\n    pin_env: A\n",
+		"no key label":     "keystore:\n  type: pkcs11\n  pkcs11:\n    module: /m.so\n    token_label: kmsd\n    pin_env: A\n",
+		"bad sessions":     base + "    pin_env: A\n    sessions: -1\n",
+		"pkcs11 with file": "keystore:\n  pkcs11:\n    module: /m.so\n",
+	} {
+		if _, err := load(yaml, nil); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

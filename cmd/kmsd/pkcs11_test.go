@@ -1,0 +1,185 @@
+//go:build cgo
+
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+)
+
+const softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
+
+// softHSMToken creates a fresh SoftHSM token in a temporary token
+// directory (SOFTHSM2_CONF points at it for the rest of the test) and
+// returns its label and user PIN. Without SoftHSM the test skips, or fails
+// under CI=true.
+func softHSMToken(t *testing.T) (label, pin string) {
+	t.Helper()
+	util, err := exec.LookPath("softhsm2-util")
+	if err == nil {
+		_, err = os.Stat(softHSMModule)
+	}
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("install softhsm2: apt-get install -y softhsm2 (%v)", err)
+		}
+		t.Skipf("install softhsm2: apt-get install -y softhsm2 (%v)", err)
+	}
+	tmp := t.TempDir()
+	tokens := filepath.Join(tmp, "tokens")
+	if err := os.Mkdir(tokens, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(tmp, "softhsm2.conf")
+	if err := os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SOFTHSM2_CONF", conf)
+	label, pin = "kmsd-serve-test", "40417293"
+	if out, err := exec.Command(util, "--init-token", "--free", "--label", label, "--so-pin", "87654321", "--pin", pin).CombinedOutput(); err != nil {
+		t.Fatalf("softhsm2-util --init-token: %v: %s", err, out)
+	}
+	return label, pin
+}
+
+// startServe runs "kmsd serve" with args until stop is called, and
+// returns the banner and the log written so far.
+func startServe(t *testing.T, args []string, getenv func(string) string) (banner string, logs *syncBuffer, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, append([]string{"serve"}, args...), &stdout, &stderr, getenv) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(stdout.String(), "create-key") {
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("kmsd serve exited: %v\n%s", err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("no banner after 20s; stderr:\n%s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var once sync.Once
+	var stopErr error
+	return stdout.String(), &stderr, func() error {
+		once.Do(func() { cancel(); stopErr = <-done })
+		return stopErr
+	}
+}
+
+// TestServePKCS11 runs kmsd serve with a SoftHSM root of trust: a key
+// created and used before a restart decrypts after it, with the access key
+// from the first start (whose secret the HSM key wrapped).
+func TestServePKCS11(t *testing.T) {
+	token, pin := softHSMToken(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cfgFile := filepath.Join(dir, "kmsd.yaml")
+	yaml := "keystore:\n  type: pkcs11\n  pkcs11:\n    module: " + softHSMModule + "\n    token_label: " + token +
+		"\n    key_label: kmsd-root\n    pin_env: KMSD_TEST_HSM_PIN\n    sessions: 4\n"
+	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--config", cfgFile, "--data-dir", data, "--listen", "127.0.0.1:0"}
+	getenv := func(k string) string {
+		if k == "KMSD_TEST_HSM_PIN" {
+			return pin
+		}
+		return ""
+	}
+
+	banner, logs, stop := startServe(t, args, getenv)
+	endpoint := endpointRE.FindStringSubmatch(banner)[1]
+	akid := regexp.MustCompile(`AWS_ACCESS_KEY_ID=(\S+)`).FindStringSubmatch(banner)[1]
+	secret := regexp.MustCompile(`AWS_SECRET_ACCESS_KEY=(\S+)`).FindStringSubmatch(banner)[1]
+	client := func(endpoint string) *awskms.Client {
+		return awskms.New(awskms.Options{Region: "us-east-1", BaseEndpoint: aws.String(endpoint), RetryMaxAttempts: 1,
+			Credentials: credentials.NewStaticCredentialsProvider(akid, secret, "")})
+	}
+	ctx := context.Background()
+	c := client(endpoint)
+	ck, err := c.CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String("hsm-rooted")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plaintext := []byte("protected by a key inside the HSM")
+	encCtx := map[string]string{"app": "pkcs11-test"}
+	enc, err := c.Encrypt(ctx, &awskms.EncryptInput{KeyId: ck.KeyMetadata.KeyId, Plaintext: plaintext, EncryptionContext: encCtx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	log := logs.String()
+	for _, want := range []string{"pkcs11", "kmsd-root"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log does not name %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, pin) || strings.Contains(banner, pin) {
+		t.Error("the PIN was logged or printed")
+	}
+	if _, err := os.Stat(filepath.Join(data, rootKeyFile)); err == nil {
+		t.Error("a root key file was created although the root of trust is the HSM")
+	}
+
+	banner, _, stop = startServe(t, args, getenv)
+	defer stop()
+	if strings.Contains(banner, "AWS_SECRET_ACCESS_KEY") {
+		t.Error("second start printed a new secret")
+	}
+	c = client(endpointRE.FindStringSubmatch(banner)[1])
+	dec, err := c.Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, EncryptionContext: encCtx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(dec.Plaintext) != string(plaintext) {
+		t.Fatalf("decrypt after restart: %q", dec.Plaintext)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestServePKCS11BadPIN: a wrong PIN stops kmsd serve with an error that
+// does not show the PIN.
+func TestServePKCS11BadPIN(t *testing.T) {
+	token, _ := softHSMToken(t)
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "kmsd.yaml")
+	pinFile := filepath.Join(dir, "pin")
+	if err := os.WriteFile(pinFile, []byte("11112222\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	yaml := "keystore:\n  type: pkcs11\n  pkcs11:\n    module: " + softHSMModule + "\n    token_label: " + token +
+		"\n    key_label: kmsd-root\n    pin_file: pin\n"
+	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr syncBuffer
+	err := run(context.Background(), []string{"serve", "--config", cfgFile, "--data-dir", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0"},
+		&syncBuffer{}, &stderr, func(string) string { return "" })
+	if err == nil {
+		t.Fatal("serve started with a wrong PIN")
+	}
+	if !strings.Contains(err.Error(), "PIN") || strings.Contains(err.Error()+stderr.String(), "11112222") {
+		t.Fatalf("wrong PIN: %v", err)
+	}
+}
