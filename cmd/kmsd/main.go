@@ -36,6 +36,7 @@ commands:
   encrypt, decrypt         envelope encryption of files or streams (AWS Encryption SDK format)
   iam create-access-key    create an access key for a user or role declared in the configuration
   audit verify             verify the audit log
+  root rotate|migrate|status|retire   rotate the root of trust, move between file and PKCS#11 roots
   version                  print the version
 
 Run "kmsd <command> -h" for the flags of a command.
@@ -53,6 +54,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return envelopeMain(ctx, args[0], args[1:], os.Stdin, stdout, stderr, getenv)
 	case "iam":
 		return iamMain(ctx, args[1:], stdout, stderr, getenv)
+	case "root":
+		return rootMain(ctx, args[1:], stdout, stderr, getenv)
 	case "audit":
 		return auditMain(ctx, args[1:], stdout, stderr)
 	case "version":

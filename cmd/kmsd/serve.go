@@ -19,7 +19,6 @@ import (
 	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/iam"
 	"github.com/kmsd/kmsd/internal/keystore"
-	"github.com/kmsd/kmsd/internal/keystore/pkcs11"
 	"github.com/kmsd/kmsd/internal/kms"
 	"github.com/kmsd/kmsd/internal/logging"
 	"github.com/kmsd/kmsd/internal/metrics"
@@ -120,6 +119,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	if reload != nil {
 		reloaders = append(reloaders, reloader{"TLS certificate", reload})
 	}
+	if lr, ok := ks.(*liveRing); ok {
+		reloaders = append(reloaders, reloader{"roots manifest", func() error { return lr.reload(ctx) }})
+	}
 	go reloadOnHangup(ctx, reloaders, log)
 
 	scheme := "http"
@@ -139,31 +141,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 type rootKeystore interface {
 	keystore.Keystore
 	ID() string
-}
-
-// openKeystore opens the configured root of trust: the root key file in
-// the data folder, or a key inside a PKCS#11 token. It logs the kind and
-// the key's label and id, never the PIN.
-func openKeystore(ctx context.Context, cfg config.Config, getenv func(string) string, log *slog.Logger) (rootKeystore, func(), error) {
-	if cfg.Keystore.Type != "pkcs11" {
-		ks, err := keystore.OpenFile(filepath.Join(cfg.DataDir, rootKeyFile))
-		if err != nil {
-			return nil, nil, fmt.Errorf("open root key: %w", err)
-		}
-		log.Info("keystore opened", "kind", "file", "root_key", ks.ID())
-		return ks, func() {}, nil
-	}
-	p := cfg.Keystore.PKCS11
-	pin, err := p.PIN(getenv)
-	if err != nil {
-		return nil, nil, err
-	}
-	ks, err := pkcs11.Open(ctx, pkcs11.Config{Module: p.Module, TokenLabel: p.TokenLabel, PIN: pin, KeyLabel: p.KeyLabel, Sessions: p.Sessions})
-	if err != nil {
-		return nil, nil, fmt.Errorf("open PKCS#11 keystore (module %s, token %q, key %q): %w", p.Module, p.TokenLabel, p.KeyLabel, err)
-	}
-	log.Info("keystore opened", "kind", "pkcs11", "module", p.Module, "token_label", p.TokenLabel, "key_label", p.KeyLabel, "root_key", ks.ID())
-	return ks, func() { ks.Close() }, nil
 }
 
 // openAudit opens the audit log in the data folder, with its signing key

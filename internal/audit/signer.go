@@ -112,7 +112,10 @@ func LoadOrCreateSigningKey(ctx context.Context, path string, ks keystore.Keysto
 	return s, nil
 }
 
-func loadSigningKey(ctx context.Context, path string, ks keystore.Keystore) (ed25519.PrivateKey, error) {
+// ReadWrappedSigningKey returns the keystore-wrapped seed held by the
+// signing key file at path (an error wrapping fs.ErrNotExist when there is
+// none). Root rotation reads it to learn which root wrapped it.
+func ReadWrappedSigningKey(path string) ([]byte, error) {
 	f, _, err := keystore.OpenPrivateFile(path, "signing key")
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
@@ -129,6 +132,61 @@ func loadSigningKey(ctx context.Context, path string, ks keystore.Keystore) (ed2
 	wrapped, err := base64.StdEncoding.DecodeString(enc)
 	if err != nil {
 		return nil, fmt.Errorf("audit: signing key %s: %v", path, err)
+	}
+	return wrapped, nil
+}
+
+// RewrapSigningKey unwraps the signing key at path with ks and wraps it
+// again with ks (a keystore.Ring wraps under its current root), replacing
+// the file atomically. The key itself, and so its public key, stays the
+// same.
+func RewrapSigningKey(ctx context.Context, path string, ks keystore.Keystore) error {
+	wrapped, err := ReadWrappedSigningKey(path)
+	if err != nil {
+		return err
+	}
+	seed, err := ks.Unwrap(ctx, wrapped, []byte(signingKeyAAD))
+	if err != nil {
+		return fmt.Errorf("audit: unwrapping signing key %s: %w", path, err)
+	}
+	defer clear(seed)
+	rewrapped, err := ks.Wrap(ctx, seed, []byte(signingKeyAAD))
+	if err != nil {
+		return fmt.Errorf("audit: wrapping signing key: %w", err)
+	}
+	content := signingKeyMagic + "\n" + base64.StdEncoding.EncodeToString(rewrapped) + "\n"
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".kmsd-audit-*.tmp")
+	if err != nil {
+		return fmt.Errorf("audit: rewrapping signing key: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	err = tmp.Chmod(0o600)
+	if err == nil {
+		_, err = tmp.WriteString(content)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("audit: rewrapping signing key: %w", err)
+	}
+	return nil
+}
+
+func loadSigningKey(ctx context.Context, path string, ks keystore.Keystore) (ed25519.PrivateKey, error) {
+	wrapped, err := ReadWrappedSigningKey(path)
+	if err != nil {
+		return nil, err
 	}
 	seed, err := ks.Unwrap(ctx, wrapped, []byte(signingKeyAAD))
 	if err != nil {

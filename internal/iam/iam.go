@@ -195,3 +195,7 @@ func callerFor(ak *store.AccessKey) kms.Caller {
 func UserARN(account, name string) string {
 	return "arn:aws:iam::" + account + ":user/" + name
 }
+
+// SecretAAD returns the keystore aad of the wrapped secret of an access
+// key, so that root rotation can unwrap and rewrap it exactly.
+func SecretAAD(accessKeyID string) []byte { return secretAAD(accessKeyID) }

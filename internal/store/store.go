@@ -230,6 +230,45 @@ type Store interface {
 	// ListAccessKeys returns every access key of an account, ordered by ID.
 	ListAccessKeys(ctx context.Context, account string) ([]*AccessKey, error)
 
+	// ListWrapped lists the stored blobs wrapped by the keystore of one
+	// kind (WrappedMaterial, WrappedAccessKey, WrappedImportParams),
+	// ordered by (KeyID, ID), up to limit records after the given position
+	// (the zero WrappedRef starts at the beginning). Root rotation uses it
+	// to rewrap every secret.
+	ListWrapped(ctx context.Context, kind string, after WrappedRef, limit int) ([]*Wrapped, error)
+	// UpdateWrapped replaces the blob of ref with new, if and only if it
+	// still is old (compare and set): ErrNotFound when the record is gone
+	// or its blob changed meanwhile.
+	UpdateWrapped(ctx context.Context, ref WrappedRef, old, new []byte) error
+
 	// Close releases the store.
 	Close() error
+}
+
+// Kinds of wrapped blobs (WrappedRef.Kind).
+const (
+	WrappedMaterial     = "material"      // Material.Wrapped
+	WrappedAccessKey    = "access-key"    // AccessKey.WrappedSecret
+	WrappedImportParams = "import-params" // ImportParams.WrappedPrivateKey
+)
+
+// WrappedKinds lists every kind of wrapped blob the store holds.
+var WrappedKinds = []string{WrappedMaterial, WrappedAccessKey, WrappedImportParams}
+
+// WrappedRef names one wrapped blob: a material (KeyID, ID), an access key
+// (ID; KeyID empty) or import parameters (KeyID, ID).
+type WrappedRef struct {
+	Kind  string
+	KeyID string
+	ID    string
+}
+
+// Wrapped is one wrapped blob with what its wrap's aad is built from: for
+// materials and import parameters the account and region of their key
+// (which, with KeyID, give the key ARN).
+type Wrapped struct {
+	WrappedRef
+	Account string
+	Region  string
+	Blob    []byte
 }
