@@ -52,6 +52,9 @@ type rotationsListEntry struct {
 	RotationDate     *epoch `json:",omitempty"`
 	RotationType     string `json:",omitempty"`
 	KeyMaterialState string
+	ImportState      string `json:",omitempty"`
+	ExpirationModel  string `json:",omitempty"`
+	ValidTo          *epoch `json:",omitempty"`
 }
 
 type listKeyRotationsResponse struct {
@@ -63,7 +66,8 @@ type listKeyRotationsResponse struct {
 func wireListKeyRotations(o *kms.ListKeyRotationsOutput) any {
 	r := listKeyRotationsResponse{Rotations: make([]rotationsListEntry, 0, len(o.Rotations)), NextMarker: o.NextMarker, Truncated: o.Truncated}
 	for _, e := range o.Rotations {
-		r.Rotations = append(r.Rotations, rotationsListEntry{e.KeyId, e.KeyMaterialId, epochPtr(e.RotationDate), e.RotationType, e.KeyMaterialState})
+		r.Rotations = append(r.Rotations, rotationsListEntry{e.KeyId, e.KeyMaterialId, epochPtr(e.RotationDate), e.RotationType, e.KeyMaterialState,
+			e.ImportState, e.ExpirationModel, epochPtr(e.ValidTo)})
 	}
 	return r
 }

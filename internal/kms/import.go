@@ -251,8 +251,12 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Caller, in *ImportKey
 	if !importableSpec(k.KeySpec) {
 		return nil, awserr.Newf(awserr.UnsupportedOperation, "Importing key material for %s keys is not supported by this kmsd version.", k.KeySpec)
 	}
-	if in.ImportType == "NEW_KEY_MATERIAL" && k.CurrentMaterial != "" {
-		return nil, awserr.New(awserr.UnsupportedOperation, "Importing new key material into a key that has key material (on-demand rotation with imported material) is not supported by this kmsd version.")
+	newMaterial := in.ImportType == "NEW_KEY_MATERIAL" && k.CurrentMaterial != ""
+	if newMaterial && k.KeySpec != SpecSymmetricDefault {
+		return nil, awserr.Newf(awserr.UnsupportedOperation, "Importing NEW_KEY_MATERIAL into %s is supported only for symmetric encryption keys.", arnOf(k))
+	}
+	if newMaterial && lacksImportedMaterial(k) {
+		return nil, awserr.Newf(awserr.KMSInvalidState, "%s is pending import: import its current key material with ImportType EXISTING_KEY_MATERIAL first.", arnOf(k))
 	}
 	now := s.now().UTC()
 	model := in.ExpirationModel
@@ -299,7 +303,15 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Caller, in *ImportKey
 	if in.KeyMaterialId != "" && in.KeyMaterialId != id {
 		return nil, awserr.New(awserr.IncorrectKeyMaterial, "The key material does not match the KeyMaterialId in the request.")
 	}
+	if newMaterial {
+		return s.importNewMaterial(ctx, k, id, material, model, validTo, now)
+	}
 	if k.CurrentMaterial != "" && k.CurrentMaterial != id {
+		// Re-importing an earlier (non-current) material the key still
+		// holds changes nothing.
+		if m, err := s.store.GetMaterial(ctx, k.ID, id); err == nil && m.RotationType != store.RotationPending && !lacksImportedMaterial(k) {
+			return &ImportKeyMaterialOutput{KeyId: arnOf(k), KeyMaterialId: id}, nil
+		}
 		return nil, errIncorrectMaterial(k)
 	}
 	wrapped, err := s.keystore.Wrap(ctx, material, materialAAD(arnOf(k), id))
@@ -327,6 +339,51 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Caller, in *ImportKey
 	}
 	s.keysByID.Store(updated.ID, updated)
 	s.log.InfoContext(ctx, "key material imported", "key", arnOf(updated), "key_material_id", id, "valid_to", validTo)
+	return &ImportKeyMaterialOutput{KeyId: arnOf(updated), KeyMaterialId: id}, nil
+}
+
+// importNewMaterial stores material (ImportType NEW_KEY_MATERIAL) as the
+// key's one material in PENDING_ROTATION, which RotateKeyOnDemand makes
+// current. kmsd keeps one expiration per key, so the new material must have
+// the key's ExpirationModel and ValidTo.
+func (s *Service) importNewMaterial(ctx context.Context, k *store.Key, id string, material []byte, model string, validTo, now time.Time) (*ImportKeyMaterialOutput, error) {
+	if model != k.ExpirationModel || !validTo.Equal(k.MaterialValidTo) {
+		return nil, awserr.New(awserr.Validation, "kmsd keeps one expiration per key: NEW_KEY_MATERIAL must have the ExpirationModel and ValidTo of the key's current key material.")
+	}
+	ms, err := s.store.ListMaterials(ctx, k.ID)
+	if err != nil {
+		return nil, internal("list key materials", err)
+	}
+	for _, m := range ms {
+		if m.ID == id {
+			return nil, awserr.Newf(awserr.IncorrectKeyMaterial, "The key material is already associated with %s. Import it with ImportType EXISTING_KEY_MATERIAL.", arnOf(k))
+		}
+		if m.RotationType == store.RotationPending {
+			return nil, awserr.Newf(awserr.UnsupportedOperation, "%s already has key material %s in PENDING_ROTATION state. Rotate the key with RotateKeyOnDemand before importing new key material.", arnOf(k), m.ID)
+		}
+	}
+	wrapped, err := s.keystore.Wrap(ctx, material, materialAAD(arnOf(k), id))
+	if err != nil {
+		return nil, internal("wrap key material", err)
+	}
+	m := &store.Material{KeyID: k.ID, ID: id, Wrapped: wrapped, Created: now, RotationType: store.RotationPending}
+	updated, err := s.store.ReplaceMaterial(ctx, k.ID, m, "", func(cur *store.Key) error {
+		if err := checkImportable(cur); err != nil {
+			return err
+		}
+		if cur.CurrentMaterial != k.CurrentMaterial || lacksImportedMaterial(cur) {
+			return awserr.Newf(awserr.Conflict, "%s changed while key material was being imported. Try again.", arnOf(cur))
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, store.ErrExists) {
+			return nil, awserr.Newf(awserr.IncorrectKeyMaterial, "The key material is already associated with %s.", arnOf(k))
+		}
+		return nil, s.materialWriteError(k, err)
+	}
+	s.keysByID.Store(updated.ID, updated)
+	s.log.InfoContext(ctx, "new key material imported pending rotation", "key", arnOf(updated), "key_material_id", id)
 	return &ImportKeyMaterialOutput{KeyId: arnOf(updated), KeyMaterialId: id}, nil
 }
 

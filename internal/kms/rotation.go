@@ -21,6 +21,10 @@ import (
 // read them, so when two nodes rotate the same due key only the first
 // writes; the second finds the key changed and does nothing.
 //
+// Symmetric keys with imported material (Origin EXTERNAL) rotate only on
+// demand, to the material imported with ImportType NEW_KEY_MATERIAL and
+// waiting in PENDING_ROTATION (rotateImported); never automatically.
+//
 // On-demand rotation completes inside the request, so no rotation is ever
 // left in progress: OnDemandRotationStartDate is never reported and
 // ConflictException never arises.
@@ -156,6 +160,9 @@ func (s *Service) RotateKeyOnDemand(ctx context.Context, c Caller, in *KeyIdInpu
 	if err != nil {
 		return nil, err
 	}
+	if importedSymmetric(k) {
+		return s.rotateImported(ctx, k)
+	}
 	if err := checkRotatable(k); err != nil {
 		return nil, err
 	}
@@ -179,6 +186,59 @@ func (s *Service) RotateKeyOnDemand(ctx context.Context, c Caller, in *KeyIdInpu
 		return nil, err
 	}
 	return &RotateKeyOnDemandOutput{KeyId: arnOf(k)}, nil
+}
+
+// importedSymmetric reports whether k is a symmetric encryption key with
+// imported material, which rotates only on demand, to material imported
+// with ImportType NEW_KEY_MATERIAL.
+func importedSymmetric(k *store.Key) bool {
+	return k.Origin == OriginExternal && k.KeySpec == SpecSymmetricDefault
+}
+
+// rotateImported makes the key's PENDING_ROTATION material current.
+func (s *Service) rotateImported(ctx context.Context, k *store.Key) (*RotateKeyOnDemandOutput, error) {
+	if err := checkUsable(k); err != nil {
+		return nil, err
+	}
+	if k.OnDemandRotations >= MaxOnDemandRotations {
+		return nil, errOnDemandLimit(k)
+	}
+	ms, err := s.store.ListMaterials(ctx, k.ID)
+	if err != nil {
+		return nil, internal("list key materials", err)
+	}
+	var pending *store.Material
+	for _, m := range ms {
+		if m.RotationType == store.RotationPending {
+			pending = m
+		}
+	}
+	if pending == nil {
+		return nil, awserr.Newf(awserr.UnsupportedOperation, "%s has no key material in PENDING_ROTATION state. Import new key material with ImportType NEW_KEY_MATERIAL before rotating the key on demand.", arnOf(k))
+	}
+	promoted := *pending
+	promoted.RotationType = store.RotationOnDemand
+	promoted.Created = s.now().UTC()
+	updated, err := s.store.ReplaceMaterial(ctx, k.ID, &promoted, pending.ID, func(cur *store.Key) error {
+		if err := checkUsable(cur); err != nil {
+			return err
+		}
+		if cur.CurrentMaterial != k.CurrentMaterial {
+			return awserr.Newf(awserr.Conflict, "%s changed while it was being rotated. Try again.", arnOf(cur))
+		}
+		if cur.OnDemandRotations >= MaxOnDemandRotations {
+			return errOnDemandLimit(cur)
+		}
+		cur.OnDemandRotations++
+		cur.CurrentMaterial = pending.ID
+		return nil
+	})
+	if err != nil {
+		return nil, s.materialWriteError(k, err)
+	}
+	s.keysByID.Store(updated.ID, updated)
+	s.log.InfoContext(ctx, "key rotated", "key", arnOf(updated), "type", store.RotationOnDemand, "key_material_id", pending.ID)
+	return &RotateKeyOnDemandOutput{KeyId: arnOf(updated)}, nil
 }
 
 func errOnDemandLimit(k *store.Key) error {
@@ -278,7 +338,12 @@ type RotationsListEntry struct {
 	KeyMaterialId    string
 	RotationDate     time.Time // zero for a key's first material
 	RotationType     string    // AUTOMATIC, ON_DEMAND; empty for the first material
-	KeyMaterialState string    // CURRENT or NON_CURRENT
+	KeyMaterialState string    // CURRENT, NON_CURRENT or PENDING_ROTATION
+	// Keys with imported material: IMPORTED or PENDING_IMPORT, and the
+	// expiration of the current and pending material.
+	ImportState     string
+	ExpirationModel string
+	ValidTo         time.Time
 }
 
 // ListKeyRotationsOutput is the ListKeyRotations response.
@@ -296,8 +361,10 @@ func (s *Service) ListKeyRotations(ctx context.Context, c Caller, in *ListKeyRot
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRotatable(k); err != nil {
-		return nil, err
+	if !importedSymmetric(k) {
+		if err := checkRotatable(k); err != nil {
+			return nil, err
+		}
 	}
 	if err := checkManageable(k); err != nil {
 		return nil, err
@@ -317,19 +384,39 @@ func (s *Service) ListKeyRotations(ctx context.Context, c Caller, in *ListKeyRot
 		return nil, internal("list key materials", err)
 	}
 	all := in.IncludeKeyMaterial == "ALL_KEY_MATERIAL"
+	imported := fresh.Origin == OriginExternal
 	var entries []RotationsListEntry
+	seenCurrent := false
 	for _, m := range ms {
-		if m.RotationType == "" && !all {
+		pending := m.RotationType == store.RotationPending
+		if (m.RotationType == "" || pending) && !all {
 			continue
 		}
 		e := RotationsListEntry{KeyId: k.ID, KeyMaterialId: m.ID, RotationType: m.RotationType, KeyMaterialState: "NON_CURRENT"}
-		if m.RotationType != "" {
+		if m.RotationType != "" && !pending {
 			e.RotationDate = m.Created
+		}
+		if pending {
+			e.RotationType = ""
+			e.KeyMaterialState = "PENDING_ROTATION"
 		}
 		if m.ID == fresh.CurrentMaterial {
 			e.KeyMaterialState = "CURRENT"
+			seenCurrent = true
+		}
+		if imported {
+			e.ImportState = "IMPORTED"
+			if e.KeyMaterialState != "NON_CURRENT" {
+				e.ExpirationModel, e.ValidTo = fresh.ExpirationModel, fresh.MaterialValidTo
+			}
 		}
 		entries = append(entries, e)
+	}
+	if imported && !seenCurrent && fresh.CurrentMaterial != "" && all {
+		// The current material was deleted (or expired): it is listed
+		// as pending import.
+		entries = append(entries, RotationsListEntry{KeyId: k.ID, KeyMaterialId: fresh.CurrentMaterial,
+			KeyMaterialState: "CURRENT", ImportState: "PENDING_IMPORT"})
 	}
 	start := 0
 	if in.Marker != "" {

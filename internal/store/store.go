@@ -92,6 +92,10 @@ type Material struct {
 const (
 	RotationAutomatic = "AUTOMATIC"
 	RotationOnDemand  = "ON_DEMAND"
+	// RotationPending marks imported material (ImportKeyMaterial with
+	// ImportType NEW_KEY_MATERIAL) that is not yet current: an on-demand
+	// rotation replaces it by the same material with RotationOnDemand.
+	RotationPending = "PENDING_ROTATION"
 )
 
 // Alias names a key. Name includes the "alias/" prefix.
@@ -175,7 +179,8 @@ type Store interface {
 	RotateKey(ctx context.Context, id string, m *Material, fn func(*Key) error) (*Key, error)
 	// ReplaceMaterial is UpdateKey that, in the same transaction, also
 	// removes the material removeID of the key (when not empty; a missing
-	// one is no error) and then adds material add (when not nil).
+	// one is no error) and then adds material add (when not nil), which
+	// ListMaterials then lists last, even when it replaces removeID.
 	ReplaceMaterial(ctx context.Context, id string, add *Material, removeID string, fn func(*Key) error) (*Key, error)
 	// KeysWithExpiredMaterial returns the keys (of every account) in a
 	// state other than PendingImport whose MaterialValidTo is set and at or

@@ -77,6 +77,58 @@ func testReplaceMaterial(t *testing.T, s store.Store) {
 	}
 }
 
+// testPromotePendingMaterial: imported material pending rotation is stored
+// with RotationPending and promoted by ReplaceMaterial with the same ID,
+// which then lists last with its new rotation type and date.
+func testPromotePendingMaterial(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	mustCreateKey(t, s, newKey("k1", account, region), newMaterial("k1", 0))
+	pending := newMaterial("k1", 1)
+	pending.RotationType = store.RotationPending
+	if _, err := s.ReplaceMaterial(ctx, "k1", pending, "", func(*store.Key) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddMaterial(ctx, newMaterial("k1", 2)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetMaterial(ctx, "k1", pending.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkMaterial(t, m, pending)
+	if m.RotationType != store.RotationPending {
+		t.Errorf("pending material rotation type = %q, want %q", m.RotationType, store.RotationPending)
+	}
+	promoted := *pending
+	promoted.RotationType = store.RotationOnDemand
+	promoted.Created = base.Add(10 * time.Hour)
+	k, err := s.ReplaceMaterial(ctx, "k1", &promoted, pending.ID, func(k *store.Key) error {
+		k.CurrentMaterial = promoted.ID
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.CurrentMaterial != promoted.ID || mustGetKey(t, s, "k1").CurrentMaterial != promoted.ID {
+		t.Errorf("current material = %s, want %s", k.CurrentMaterial, promoted.ID)
+	}
+	ms, err := s.ListMaterials(ctx, "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, m := range ms {
+		ids = append(ids, m.ID)
+	}
+	checkStrings(t, "materials", ids, []string{materialID("k1", 0), materialID("k1", 2), promoted.ID})
+	if len(ms) == 3 {
+		checkMaterial(t, ms[2], &promoted)
+		if ms[2].RotationType != store.RotationOnDemand {
+			t.Errorf("promoted material rotation type = %q, want %q", ms[2].RotationType, store.RotationOnDemand)
+		}
+	}
+}
+
 func testKeysWithExpiredMaterial(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	mk := func(id string, validTo time.Time, state string) {

@@ -81,6 +81,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"KeysDueForRotation", testKeysDueForRotation},
 		{"ImportFields", testImportFields},
 		{"ReplaceMaterial", testReplaceMaterial},
+		{"PromotePendingMaterial", testPromotePendingMaterial},
 		{"KeysWithExpiredMaterial", testKeysWithExpiredMaterial},
 		{"ImportParams", testImportParams},
 		{"Wrapped", testWrapped},
