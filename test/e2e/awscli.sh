@@ -535,6 +535,79 @@ else
 	echo "SKIP: openssl is not installed; set CI=true to make this a failure"
 fi
 
+step "imported key material (BYOK): wrapped with OpenSSL as AWS documents, imported with the AWS CLI"
+# import_material KEY ALG MATERIAL_FILE [ERROR_CODE]: GetParametersForImport,
+# wrap the material with OpenSSL exactly as the AWS documentation describes
+# for ALG, and ImportKeyMaterial, all with the AWS CLI; with ERROR_CODE the
+# import must fail with that exception.
+import_material() {
+	local key=$1 alg=$2 material=$3 want_error=${4:-} md=sha256
+	[[ $alg == *SHA_1 ]] && md=sha1
+	check aws kms get-parameters-for-import --key-id "$key" --wrapping-algorithm "$alg" \
+		--wrapping-key-spec RSA_3072 --query '[ImportToken,PublicKey]' --output text
+	cut -f1 <<<"$OUT" | base64 -d >"$F/token.bin"
+	cut -f2 <<<"$OUT" | base64 -d >"$F/wrapping-key.der"
+	local oaep=(-inkey "$F/wrapping-key.der" -keyform DER -pubin -pkeyopt rsa_padding_mode:oaep
+		-pkeyopt "rsa_oaep_md:$md" -pkeyopt "rsa_mgf1_md:$md")
+	case $alg in
+	RSAES_OAEP_*)
+		check openssl pkeyutl -encrypt -in "$material" -out "$F/encrypted-material.bin" "${oaep[@]}"
+		;;
+	RSA_AES_KEY_WRAP_*)
+		check openssl rand -out "$F/aes-key.bin" 32
+		check openssl enc -id-aes256-wrap-pad -K "$(od -An -tx1 -v "$F/aes-key.bin" | tr -d ' \n')" -iv A65959A6 \
+			-in "$material" -out "$F/material-wrapped.bin"
+		check openssl pkeyutl -encrypt -in "$F/aes-key.bin" -out "$F/aes-key-wrapped.bin" "${oaep[@]}"
+		cat "$F/aes-key-wrapped.bin" "$F/material-wrapped.bin" >"$F/encrypted-material.bin"
+		;;
+	esac
+	local import=(aws kms import-key-material --key-id "$key" --encrypted-key-material "fileb://$F/encrypted-material.bin"
+		--import-token "fileb://$F/token.bin" --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE)
+	if [[ -n $want_error ]]; then
+		expect_error "$want_error" "${import[@]}"
+	else
+		check "${import[@]}"
+	fi
+}
+if command -v openssl >/dev/null; then
+	for alg in RSAES_OAEP_SHA_1 RSAES_OAEP_SHA_256 RSA_AES_KEY_WRAP_SHA_1 RSA_AES_KEY_WRAP_SHA_256; do
+		check aws kms create-key --origin EXTERNAL --description "e2e imported ($alg)" --query KeyMetadata.KeyId --output text
+		KI=$OUT
+		check aws kms describe-key --key-id "$KI" --query KeyMetadata.KeyState --output text
+		expect_eq "state of a new EXTERNAL key" PendingImport "$OUT"
+		check openssl rand -out "$F/material-$alg.bin" 32
+		import_material "$KI" "$alg" "$F/material-$alg.bin"
+		printf 'under imported material (%s)' "$alg" >"$F/pt-import.bin"
+		check aws kms encrypt --key-id "$KI" --plaintext "fileb://$F/pt-import.bin" --query CiphertextBlob --output text
+		b64file "$F/ct-import.bin"
+		check aws kms decrypt --ciphertext-blob "fileb://$F/ct-import.bin" --query Plaintext --output text
+		b64file "$F/pt-import.out"
+		expect_same_file "round trip under material imported with $alg" "$F/pt-import.bin" "$F/pt-import.out"
+	done
+	# Different material into the same key is refused.
+	check openssl rand -out "$F/other-material.bin" 32
+	import_material "$KI" RSAES_OAEP_SHA_256 "$F/other-material.bin" IncorrectKeyMaterialException
+
+	# An imported P-256 private key: kmsd's signature verifies with OpenSSL
+	# against the public half of the key that was imported.
+	check aws kms create-key --origin EXTERNAL --key-spec ECC_NIST_P256 --key-usage SIGN_VERIFY \
+		--description "e2e imported ECC key" --query KeyMetadata.KeyId --output text
+	KIE=$OUT
+	check openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$F/imported-ec.pem"
+	check openssl pkcs8 -topk8 -nocrypt -in "$F/imported-ec.pem" -outform DER -out "$F/imported-ec.der"
+	check openssl pkey -in "$F/imported-ec.pem" -pubout -out "$F/imported-ec-pub.pem"
+	import_material "$KIE" RSA_AES_KEY_WRAP_SHA_256 "$F/imported-ec.der"
+	printf 'signed with an imported key' >"$F/msg-import.txt"
+	check aws kms sign --key-id "$KIE" --message "fileb://$F/msg-import.txt" --message-type RAW \
+		--signing-algorithm ECDSA_SHA_256 --query Signature --output text
+	b64file "$F/import.sig"
+	check openssl dgst -sha256 -verify "$F/imported-ec-pub.pem" -signature "$F/import.sig" "$F/msg-import.txt"
+elif [[ ${CI:-} == true ]]; then
+	fail "openssl is not installed (apt-get install -y openssl)"
+else
+	echo "SKIP: openssl is not installed; set CI=true to make this a failure"
+fi
+
 step "durability: kill -9 right after a reply, then restart"
 # The last writes before the kill: a new key, an alias to it, and a
 # ciphertext under it. SIGKILL gives kmsd no chance to flush anything.
