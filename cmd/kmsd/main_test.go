@@ -32,16 +32,14 @@ func (s *syncBuffer) String() string {
 
 var endpointRE = regexp.MustCompile(`at (http://127\.0\.0\.1:\d+) `)
 
-// start runs "kmsd serve" on dir until the returned stop is called, and
-// returns what it printed once the banner is out.
-func start(t *testing.T, dir string) (banner string, stop func() error) {
+// startServe runs "kmsd serve" with args until stop is called, and
+// returns the banner and the log written so far.
+func startServe(t *testing.T, args []string, getenv func(string) string) (banner string, logs *syncBuffer, stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--data-dir", dir, "--listen", "127.0.0.1:0"}, &stdout, &stderr, func(string) string { return "" })
-	}()
+	go func() { done <- run(ctx, append([]string{"serve"}, args...), &stdout, &stderr, getenv) }()
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(stdout.String(), "create-key") {
 		select {
@@ -56,7 +54,20 @@ func start(t *testing.T, dir string) (banner string, stop func() error) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return stdout.String(), func() error { cancel(); return <-done }
+	var once sync.Once
+	var stopErr error
+	return stdout.String(), &stderr, func() error {
+		once.Do(func() { cancel(); stopErr = <-done })
+		return stopErr
+	}
+}
+
+// start runs "kmsd serve" on dir until the returned stop is called, and
+// returns what it printed once the banner is out.
+func start(t *testing.T, dir string) (banner string, stop func() error) {
+	t.Helper()
+	banner, _, stop = startServe(t, []string{"--data-dir", dir, "--listen", "127.0.0.1:0"}, func(string) string { return "" })
+	return banner, stop
 }
 
 func TestServeFirstAndSecondStart(t *testing.T) {

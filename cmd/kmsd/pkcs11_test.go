@@ -9,9 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -51,36 +49,6 @@ func softHSMToken(t *testing.T) (label, pin string) {
 		t.Fatalf("softhsm2-util --init-token: %v: %s", err, out)
 	}
 	return label, pin
-}
-
-// startServe runs "kmsd serve" with args until stop is called, and
-// returns the banner and the log written so far.
-func startServe(t *testing.T, args []string, getenv func(string) string) (banner string, logs *syncBuffer, stop func() error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, append([]string{"serve"}, args...), &stdout, &stderr, getenv) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(stdout.String(), "create-key") {
-		select {
-		case err := <-done:
-			cancel()
-			t.Fatalf("kmsd serve exited: %v\n%s", err, stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("no banner after 20s; stderr:\n%s", stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	var once sync.Once
-	var stopErr error
-	return stdout.String(), &stderr, func() error {
-		once.Do(func() { cancel(); stopErr = <-done })
-		return stopErr
-	}
 }
 
 // TestServePKCS11 runs kmsd serve with a SoftHSM root of trust: a key

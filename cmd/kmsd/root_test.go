@@ -244,30 +244,8 @@ func TestRootRotateResumes(t *testing.T) {
 // (it may be called more than once) and returns the banner.
 func serveUntil(t *testing.T, args []string, getenv func(string) string) (banner string, stop func() error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, append([]string{"serve"}, args...), &stdout, &stderr, getenv) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(stdout.String(), "create-key") {
-		select {
-		case err := <-done:
-			cancel()
-			t.Fatalf("kmsd serve exited: %v\n%s", err, stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("no banner after 20s; stderr:\n%s", stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	var once sync.Once
-	var stopErr error
-	return stdout.String(), func() error {
-		once.Do(func() { cancel(); stopErr = <-done })
-		return stopErr
-	}
+	banner, _, stop = startServe(t, args, getenv)
+	return banner, stop
 }
 
 func mustSingleRoot(t *testing.T, data string) string {
