@@ -58,61 +58,8 @@ KMSD_PID=""
 KMSD_OUT=""
 KMSD_ERR=""
 
-step() {
-	STEP=$1
-	echo "== $STEP"
-}
-
-pass() {
-	PASSED=$((PASSED + 1))
-	echo "ok $PASSED - $1"
-}
-
-fail() {
-	echo "FAIL: [$STEP] $1"
-	shift
-	local line
-	for line in "$@"; do echo "    $line"; done
-	[[ -s $F/stdout ]] && { echo "--- stdout of the last command:"; head -c 4000 "$F/stdout"; echo; }
-	[[ -s $F/stderr ]] && { echo "--- stderr of the last command:"; head -c 4000 "$F/stderr"; echo; }
-	if [[ -n $KMSD_ERR && -s $KMSD_ERR ]]; then
-		echo "--- last lines of kmsd's log ($KMSD_ERR):"
-		tail -n 30 "$KMSD_ERR"
-	fi
-	echo "$PASSED passed, 1 failed"
-	exit 1
-}
-
-describe() {
-	local s="$*"
-	s=${s//$F\//}
-	s=${s//$RUN\//}
-	((${#s} > 110)) && s="${s:0:107}..."
-	echo "$s"
-}
-
-run() {
-	RC=0
-	"$@" >"$F/stdout" 2>"$F/stderr" || RC=$?
-	OUT=$(cat "$F/stdout")
-}
-
-check() {
-	run "$@"
-	((RC == 0)) || fail "$(describe "$@")" "exit code $RC, want 0"
-	pass "$(describe "$@")"
-}
-
-# expect_error CODE CMD...: the AWS CLI reports service error CODE.
-expect_error() {
-	local code=$1
-	shift
-	run "$@"
-	((RC == 254)) || fail "$(describe "$@") -> $code" "exit code $RC, want 254"
-	grep -qF "An error occurred ($code)" "$F/stderr" ||
-		fail "$(describe "$@") -> $code" "stderr does not contain \"An error occurred ($code)\""
-	pass "$(describe "$@") -> $code"
-}
+# The check helpers (step, pass, fail, run, check, expect_*) are shared.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # expect_denied ACTION RESOURCE WHY CMD...: AccessDeniedException with AWS's
 # message for the caller in $WHO.
@@ -123,16 +70,6 @@ expect_denied() {
 	local want="User: $WHO is not authorized to perform: $action on resource: $resource $why"
 	grep -qF "$want" "$F/stderr" || fail "AccessDeniedException message" "want: $want" "got:  $(cat "$F/stderr")"
 	pass "message: ...$action on resource: ${resource##*/} $why"
-}
-
-expect_eq() {
-	[[ $3 == "$2" ]] || fail "$1" "want: $2" "got:  $3"
-	pass "$1 = $2"
-}
-
-expect_match() {
-	[[ $3 =~ $2 ]] || fail "$1" "want a match for: $2" "got: $3"
-	pass "$1 ~ $2"
 }
 
 # ---------------------------------------------------------------- clients
