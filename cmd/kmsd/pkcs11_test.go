@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -14,41 +13,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/kmsd/kmsd/internal/softhsmtest"
 )
 
-const softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
+const softHSMModule = softhsmtest.Module
 
-// softHSMToken creates a fresh SoftHSM token in a temporary token
-// directory (SOFTHSM2_CONF points at it for the rest of the test) and
-// returns its label and user PIN. Without SoftHSM the test skips, or fails
-// under CI=true.
+// softHSMToken creates a fresh SoftHSM token (SOFTHSM2_CONF points at its
+// directory for the rest of the test) and returns its label and user PIN.
 func softHSMToken(t *testing.T) (label, pin string) {
 	t.Helper()
-	util, err := exec.LookPath("softhsm2-util")
-	if err == nil {
-		_, err = os.Stat(softHSMModule)
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("install softhsm2: apt-get install -y softhsm2 (%v)", err)
-		}
-		t.Skipf("install softhsm2: apt-get install -y softhsm2 (%v)", err)
-	}
-	tmp := t.TempDir()
-	tokens := filepath.Join(tmp, "tokens")
-	if err := os.Mkdir(tokens, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(tmp, "softhsm2.conf")
-	if err := os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SOFTHSM2_CONF", conf)
-	label, pin = "kmsd-serve-test", "40417293"
-	if out, err := exec.Command(util, "--init-token", "--free", "--label", label, "--so-pin", "87654321", "--pin", pin).CombinedOutput(); err != nil {
-		t.Fatalf("softhsm2-util --init-token: %v: %s", err, out)
-	}
-	return label, pin
+	softhsmtest.Token(t, "kmsd-serve-test")
+	return "kmsd-serve-test", softhsmtest.PIN
 }
 
 // TestServePKCS11 runs kmsd serve with a SoftHSM root of trust: a key

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,14 +17,14 @@ import (
 	p11 "github.com/miekg/pkcs11"
 
 	"github.com/kmsd/kmsd/internal/keystore"
+	"github.com/kmsd/kmsd/internal/softhsmtest"
 )
 
 const (
-	testModule = "/usr/lib/softhsm/libsofthsm2.so"
+	testModule = softhsmtest.Module
 	testToken  = "kmsd-test"
-	testPIN    = "71830945"
-	testSOPIN  = "12345678"
-	installMsg = "install softhsm2: apt-get install -y softhsm2"
+	testPIN    = softhsmtest.PIN
+	testSOPIN  = softhsmtest.SOPIN
 )
 
 // setupErr is why the SoftHSM token could not be made; tests skip on it
@@ -45,33 +44,12 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(tmp)
-		setupErr = makeToken(tmp)
+		conf, err := softhsmtest.Init(tmp, testToken)
+		setupErr = err
+		tokenDir = filepath.Join(tmp, "tokens")
+		os.Setenv("SOFTHSM2_CONF", conf)
 		return m.Run()
 	}())
-}
-
-func makeToken(tmp string) error {
-	if _, err := os.Stat(testModule); err != nil {
-		return fmt.Errorf("%s: %w", testModule, err)
-	}
-	util, err := exec.LookPath("softhsm2-util")
-	if err != nil {
-		return err
-	}
-	tokenDir = filepath.Join(tmp, "tokens")
-	if err := os.Mkdir(tokenDir, 0o700); err != nil {
-		return err
-	}
-	conf := filepath.Join(tmp, "softhsm2.conf")
-	if err := os.WriteFile(conf, []byte("directories.tokendir = "+tokenDir+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600); err != nil {
-		return err
-	}
-	os.Setenv("SOFTHSM2_CONF", conf)
-	out, err := exec.Command(util, "--init-token", "--free", "--label", testToken, "--so-pin", testSOPIN, "--pin", testPIN).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("softhsm2-util --init-token: %v: %s", err, out)
-	}
-	return nil
 }
 
 func requireHSM(t *testing.T) {
@@ -80,9 +58,9 @@ func requireHSM(t *testing.T) {
 		return
 	}
 	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s (%v)", installMsg, setupErr)
+		t.Fatal(setupErr)
 	}
-	t.Skipf("%s (%v)", installMsg, setupErr)
+	t.Skip(setupErr)
 }
 
 func openKS(t *testing.T, label string, sessions int) *Keystore {
