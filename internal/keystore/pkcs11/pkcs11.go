@@ -12,60 +12,24 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	p11 "github.com/miekg/pkcs11"
 
 	"github.com/kmsd/kmsd/internal/keystore"
 )
 
-// retryInterval is the least time between two reconnection attempts after
-// one failed, so that a dead HSM is not hammered by every request.
-const retryInterval = time.Second
-
 // Keystore wraps and unwraps with an AES-256 key held in a PKCS#11 token.
-// Its methods are safe for concurrent use: at most Config.Sessions HSM
-// operations run at once, each on a session of its own, and the rest wait
-// (bounded by their context). When the token stops answering, Wrap and
-// Unwrap fail with errors wrapping ErrUnavailable, and the keystore
-// reconnects (new sessions, login, key lookup) on a later call.
+// Its methods are safe for concurrent use; the Token it embeds bounds and
+// pools the sessions and reconnects after an outage, checking on every
+// login that the wrapping key is still the same object.
 //
 // A Keystore never prints its PIN: every fmt verb shows only the key label
 // and id.
 type Keystore struct {
-	cfg    Config
-	ctx    *p11.Ctx
-	sem    chan struct{}
-	id     [keyIDSize]byte
-	idHex  string
-	retry  time.Duration
-	closer sync.Once
-
-	// life is held shared by every operation and exclusively by Close, so
-	// the module is never unloaded under a running call.
-	life sync.RWMutex
-
-	mu     sync.Mutex // guards the fields below
-	closed bool
-	ready  bool
-	gen    uint64 // incremented whenever the sessions are discarded
-	slot   uint
-	login  session // kept open: it holds the login state
-	// epoch counts our re-initializations of the module. Session handles
-	// from an earlier epoch died with the old initialization and may now
-	// name someone else's session, so they are never closed.
-	epoch   uint64
-	key     p11.ObjectHandle
-	idle    []session
-	lastErr error
-	lastTry time.Time
-	fatal   error // a refused PIN: never retried, lest the token lock
-}
-
-type session struct {
-	h     p11.SessionHandle
-	gen   uint64
-	epoch uint64
+	*Token
+	keyLabel string
+	id       [keyIDSize]byte
+	idHex    string
 }
 
 var _ keystore.Keystore = (*Keystore)(nil)
@@ -78,55 +42,57 @@ func Open(ctx context.Context, cfg Config) (*Keystore, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if cfg.Sessions == 0 {
-		cfg.Sessions = defaultPool
-	}
-	c, err := acquireModule(cfg.Module)
+	k := &Keystore{keyLabel: cfg.KeyLabel}
+	t, err := openToken(ctx, TokenConfig{Module: cfg.Module, TokenLabel: cfg.TokenLabel, PIN: cfg.PIN, Sessions: cfg.Sessions}, k.onConnect)
 	if err != nil {
 		return nil, err
 	}
-	k := &Keystore{cfg: cfg, ctx: c, sem: make(chan struct{}, cfg.Sessions), retry: retryInterval}
-	k.mu.Lock()
-	err = k.connectLocked(true)
-	k.mu.Unlock()
-	if err != nil {
-		releaseModule(cfg.Module)
-		return nil, err
-	}
+	k.Token = t
 	return k, nil
+}
+
+// onConnect finds (on the first connection: or creates) the wrapping key
+// after every login and checks that it is the key this Keystore started
+// with. It runs with t.mu held.
+func (k *Keystore) onConnect(t *Token, sh p11.SessionHandle, first bool) error {
+	key, id, err := findKey(t.ctx, sh, k.keyLabel, first)
+	if err != nil {
+		return err
+	}
+	if first {
+		k.id = id
+		k.idHex = hex.EncodeToString(id[:])
+	} else if id != k.id {
+		return fmt.Errorf("key %q on token %q now has id %x, not %s: it was replaced", k.keyLabel, t.cfg.TokenLabel, id, k.idHex)
+	}
+	t.handles = map[string]p11.ObjectHandle{k.keyLabel: key}
+	return nil
 }
 
 // ID returns the public root key id (16 hex characters); see the format.
 func (k *Keystore) ID() string { return k.idHex }
 
 // KeyLabel returns the CKA_LABEL of the wrapping key.
-func (k *Keystore) KeyLabel() string { return k.cfg.KeyLabel }
+func (k *Keystore) KeyLabel() string { return k.keyLabel }
 
 // String names the token, key label and key id, never the PIN.
 func (k *Keystore) String() string {
-	return fmt.Sprintf("PKCS11Keystore(token %q, key %q, id %s)", k.cfg.TokenLabel, k.cfg.KeyLabel, k.idHex)
+	return fmt.Sprintf("PKCS11Keystore(token %q, key %q, id %s)", k.cfg.TokenLabel, k.keyLabel, k.idHex)
 }
 
 // Format makes every fmt verb print String(), so the PIN in the config
 // never reaches a log.
 func (k *Keystore) Format(s fmt.State, _ rune) { fmt.Fprint(s, k.String()) }
 
-// Close closes the sessions and, when no other Keystore uses the module,
-// finalizes it. Later calls fail.
-func (k *Keystore) Close() error {
-	k.closer.Do(func() {
-		k.life.Lock()
-		defer k.life.Unlock()
-		k.mu.Lock()
-		k.closed = true
-		k.dropLocked()
-		k.mu.Unlock()
-		releaseModule(k.cfg.Module)
+// withKey runs f on a pooled session with the wrapping key's handle.
+func (k *Keystore) withKey(ctx context.Context, f func(p11.SessionHandle, p11.ObjectHandle) error) error {
+	return k.do(ctx, func(sh p11.SessionHandle) error {
+		key, err := k.handle(sh, k.keyLabel)
+		if err != nil {
+			return err
+		}
+		return f(sh, key)
 	})
-	return nil
 }
 
 // Wrap encrypts plaintext inside the token with AES-256-GCM, binding aad.
@@ -138,7 +104,7 @@ func (k *Keystore) Wrap(ctx context.Context, plaintext, aad []byte) ([]byte, err
 		return nil, fmt.Errorf("keystore: pkcs11: wrap: %d bytes is too large", len(plaintext))
 	}
 	var out []byte
-	err := k.do(ctx, func(sh p11.SessionHandle, key p11.ObjectHandle) error {
+	err := k.withKey(ctx, func(sh p11.SessionHandle, key p11.ObjectHandle) error {
 		iv := make([]byte, ivSize)
 		if _, err := rand.Read(iv); err != nil {
 			return fmt.Errorf("reading random IV: %w", err)
@@ -193,7 +159,7 @@ func (k *Keystore) Unwrap(ctx context.Context, wrapped, aad []byte) ([]byte, err
 		return nil, fmt.Errorf("%w: wrapped under root key %x, but this keystore's root key is %s", keystore.ErrUnwrap, id, k.idHex)
 	}
 	var pt []byte
-	err := k.do(ctx, func(sh p11.SessionHandle, key p11.ObjectHandle) error {
+	err := k.withKey(ctx, func(sh p11.SessionHandle, key p11.ObjectHandle) error {
 		iv := bytes.Clone(wrapped[ivOffset:headerLen])
 		params := p11.NewGCMParams(iv, k.additionalData(aad), tagSize*8)
 		defer params.Free()
@@ -226,203 +192,6 @@ func (k *Keystore) additionalData(aad []byte) []byte {
 	out = append(out, wrapVersion)
 	out = append(out, k.id[:]...)
 	return append(out, aad...)
-}
-
-// do runs f on a pooled session. A failure that means the sessions or the
-// token are gone discards every session, and f is tried once more on a
-// fresh connection.
-func (k *Keystore) do(ctx context.Context, f func(p11.SessionHandle, p11.ObjectHandle) error) error {
-	k.life.RLock()
-	defer k.life.RUnlock()
-	select {
-	case k.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-k.sem }()
-	for attempt := 0; ; attempt++ {
-		s, key, err := k.getSession()
-		if err != nil {
-			return err
-		}
-		err = f(s.h, key)
-		if err == nil {
-			k.putSession(s)
-			return nil
-		}
-		// After a failed operation the session's state is unknown: never
-		// reuse it.
-		k.closeSession(s)
-		if !isConnectionLost(err) {
-			return err
-		}
-		k.invalidate(s.gen)
-		if attempt > 0 || ctx.Err() != nil {
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
-	}
-}
-
-func (k *Keystore) getSession() (session, p11.ObjectHandle, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.closed {
-		return session{}, 0, errors.New("keystore is closed")
-	}
-	if !k.ready {
-		if err := k.connectLocked(false); err != nil {
-			return session{}, 0, err
-		}
-	}
-	if n := len(k.idle); n > 0 {
-		s := k.idle[n-1]
-		k.idle = k.idle[:n-1]
-		return s, k.key, nil
-	}
-	h, err := k.ctx.OpenSession(k.slot, p11.CKF_SERIAL_SESSION)
-	if err != nil {
-		if isConnectionLost(err) {
-			k.dropLocked()
-		}
-		return session{}, 0, fmt.Errorf("%w: opening a session: %w", ErrUnavailable, err)
-	}
-	return session{h: h, gen: k.gen, epoch: k.epoch}, k.key, nil
-}
-
-func (k *Keystore) putSession(s session) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.ready && !k.closed && s.gen == k.gen && len(k.idle) < cap(k.sem) {
-		k.idle = append(k.idle, s)
-		return
-	}
-	k.closeSessionLocked(s)
-}
-
-func (k *Keystore) closeSession(s session) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.closeSessionLocked(s)
-}
-
-// closeSessionLocked closes s unless the module was initialized again
-// since it was opened (errors ignored: it is likely dead).
-func (k *Keystore) closeSessionLocked(s session) {
-	if s.epoch == k.epoch {
-		_ = k.ctx.CloseSession(s.h)
-	}
-}
-
-// invalidate discards the connection that session generation gen belonged
-// to, unless another caller already did.
-func (k *Keystore) invalidate(gen uint64) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if gen == k.gen {
-		k.dropLocked()
-	}
-}
-
-// dropLocked closes every session (errors ignored: they are likely dead)
-// and marks the keystore disconnected.
-func (k *Keystore) dropLocked() {
-	for _, s := range k.idle {
-		k.closeSessionLocked(s)
-	}
-	k.idle = nil
-	if k.ready {
-		k.closeSessionLocked(k.login)
-	}
-	k.ready = false
-	k.gen++
-}
-
-// connectLocked finds the token, opens the login session, logs in and
-// finds (or, on first start, creates) the key.
-func (k *Keystore) connectLocked(first bool) error {
-	if k.fatal != nil {
-		return k.fatal
-	}
-	if !first && k.lastErr != nil && time.Since(k.lastTry) < k.retry {
-		return k.lastErr
-	}
-	k.lastTry = time.Now()
-	err := k.connectOnce(first)
-	if err != nil && hasCode(err, p11.CKR_CRYPTOKI_NOT_INITIALIZED) {
-		// The module was finalized under us: initialize it again.
-		k.epoch++
-		if ierr := k.ctx.Initialize(); ierr == nil || hasCode(ierr, p11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-			err = k.connectOnce(first)
-		}
-	}
-	if err != nil {
-		if hasCode(err, p11.CKR_PIN_INCORRECT) || hasCode(err, p11.CKR_PIN_LOCKED) || hasCode(err, p11.CKR_PIN_EXPIRED) {
-			k.fatal = fmt.Errorf("keystore: pkcs11: token %q refused the PIN; not retrying: %w", k.cfg.TokenLabel, err)
-			return k.fatal
-		}
-		k.lastErr = fmt.Errorf("%w: %w", ErrUnavailable, err)
-		return k.lastErr
-	}
-	k.lastErr = nil
-	return nil
-}
-
-func (k *Keystore) connectOnce(first bool) (err error) {
-	slot, err := findSlot(k.ctx, k.cfg.TokenLabel)
-	if err != nil {
-		return err
-	}
-	sh, err := k.ctx.OpenSession(slot, p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
-	if err != nil {
-		return fmt.Errorf("opening a session on token %q: %w", k.cfg.TokenLabel, err)
-	}
-	defer func() {
-		if err != nil {
-			_ = k.ctx.CloseSession(sh)
-		}
-	}()
-	if err := k.ctx.Login(sh, p11.CKU_USER, k.cfg.PIN); err != nil && !hasCode(err, p11.CKR_USER_ALREADY_LOGGED_IN) {
-		return fmt.Errorf("logging in to token %q: %w", k.cfg.TokenLabel, err)
-	}
-	key, id, err := findKey(k.ctx, sh, k.cfg.KeyLabel, first)
-	if err != nil {
-		return err
-	}
-	if first {
-		k.id = id
-		k.idHex = hex.EncodeToString(id[:])
-	} else if id != k.id {
-		return fmt.Errorf("key %q on token %q now has id %x, not %s: it was replaced", k.cfg.KeyLabel, k.cfg.TokenLabel, id, k.idHex)
-	}
-	k.slot, k.login, k.key = slot, session{h: sh, gen: k.gen, epoch: k.epoch}, key
-	k.ready = true
-	return nil
-}
-
-// findSlot returns the slot holding the initialized token labelled label.
-func findSlot(c *p11.Ctx, label string) (uint, error) {
-	slots, err := c.GetSlotList(true)
-	if err != nil {
-		return 0, fmt.Errorf("listing slots: %w", err)
-	}
-	found := []uint{}
-	for _, s := range slots {
-		ti, err := c.GetTokenInfo(s)
-		if err != nil {
-			continue
-		}
-		if ti.Label == label && ti.Flags&p11.CKF_TOKEN_INITIALIZED != 0 {
-			found = append(found, s)
-		}
-	}
-	switch len(found) {
-	case 0:
-		return 0, fmt.Errorf("no token labelled %q", label)
-	case 1:
-		return found[0], nil
-	default:
-		return 0, fmt.Errorf("%d tokens are labelled %q; labels must be unique", len(found), label)
-	}
 }
 
 var (
