@@ -103,8 +103,19 @@ const (
 	ServiceUnavailable       = "ServiceUnavailable"
 )
 
-// CustomKeyStoreNotFound is sent for a custom key store id that does not exist.
-const CustomKeyStoreNotFound = "CustomKeyStoreNotFoundException"
+// Exceptions of custom key stores (AWS CloudHSM key stores).
+const (
+	CustomKeyStoreNotFound       = "CustomKeyStoreNotFoundException"
+	CustomKeyStoreInvalidState   = "CustomKeyStoreInvalidStateException"
+	CustomKeyStoreNameInUse      = "CustomKeyStoreNameInUseException"
+	CustomKeyStoreHasCMKs        = "CustomKeyStoreHasCMKsException"
+	CloudHsmClusterNotFound      = "CloudHsmClusterNotFoundException"
+	CloudHsmClusterInUse         = "CloudHsmClusterInUseException"
+	CloudHsmClusterNotActive     = "CloudHsmClusterNotActiveException"
+	CloudHsmClusterInvalidConfig = "CloudHsmClusterInvalidConfigurationException"
+	CloudHsmClusterNotRelated    = "CloudHsmClusterNotRelatedException"
+	IncorrectTrustAnchor         = "IncorrectTrustAnchorException"
+)
 
 // Violation is one failed constraint of a request member, reported the way
 // AWS's request validation reports it.

@@ -134,6 +134,7 @@ func Routes(svc *kms.Service) map[string]*Route {
 	rs = append(rs, authzRoutes(svc)...)
 	rs = append(rs, rotationRoutes(svc)...)
 	rs = append(rs, importRoutes(svc)...)
+	rs = append(rs, customKeyStoreRoutes(svc)...)
 	m := make(map[string]*Route, len(rs))
 	for _, r := range rs {
 		r.authorize = svc.Authorize

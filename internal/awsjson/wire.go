@@ -30,6 +30,8 @@ type keyMetadata struct {
 	CurrentKeyMaterialId        string `json:",omitempty"`
 	ExpirationModel             string `json:",omitempty"`
 	ValidTo                     *epoch `json:",omitempty"`
+	CustomKeyStoreId            string `json:",omitempty"`
+	CloudHsmClusterId           string `json:",omitempty"`
 }
 
 func wireMetadata(m *kms.KeyMetadata) *keyMetadata {
@@ -57,6 +59,8 @@ func wireMetadata(m *kms.KeyMetadata) *keyMetadata {
 		CurrentKeyMaterialId:        m.CurrentKeyMaterialId,
 		ExpirationModel:             m.ExpirationModel,
 		ValidTo:                     epochPtr(m.ValidTo),
+		CustomKeyStoreId:            m.CustomKeyStoreId,
+		CloudHsmClusterId:           m.CloudHsmClusterId,
 	}
 }
 

@@ -53,6 +53,43 @@ type Config struct {
 	IAM IAM `yaml:"iam"`
 	// Keystore selects the root of trust.
 	Keystore Keystore `yaml:"keystore"`
+	// HSMClusters are the PKCS#11 tokens that custom key stores (AWS
+	// CloudHSM key stores) connect to, named by CloudHsmClusterId.
+	HSMClusters []HSMCluster `yaml:"hsm_clusters"`
+}
+
+// HSMCluster declares one token standing in for a CloudHSM cluster. Its
+// PIN is not configured: clients give it as the custom key store's
+// KeyStorePassword.
+type HSMCluster struct {
+	ID              string `yaml:"id"`                // e.g. cluster-kmsdsofthsm2
+	Module          string `yaml:"module"`            // path of the PKCS#11 library
+	TokenLabel      string `yaml:"token_label"`       // the token, found by label
+	TrustAnchorFile string `yaml:"trust_anchor_file"` // optional PEM certificate CreateCustomKeyStore must match
+	Sessions        int    `yaml:"sessions"`          // concurrent HSM sessions per connected store (0: 8)
+}
+
+var clusterIDRE = regexp.MustCompile(`^cluster-[2-7a-zA-Z]{11,16}$`)
+
+// validateHSMClusters checks the hsm_clusters section.
+func validateHSMClusters(cs []HSMCluster) error {
+	seen := map[string]bool{}
+	for i, c := range cs {
+		switch {
+		case !clusterIDRE.MatchString(c.ID):
+			return fmt.Errorf("hsm_clusters[%d].id %q is not a cluster id such as cluster-kmsdsofthsm2 (\"cluster-\" and 11 to 16 letters or digits 2-7)", i, c.ID)
+		case seen[c.ID]:
+			return fmt.Errorf("hsm_clusters: %s is declared twice", c.ID)
+		case c.Module == "":
+			return fmt.Errorf("hsm_clusters %s: module is required (the PKCS#11 library)", c.ID)
+		case c.TokenLabel == "":
+			return fmt.Errorf("hsm_clusters %s: token_label is required", c.ID)
+		case c.Sessions < 0 || c.Sessions > 1024:
+			return fmt.Errorf("hsm_clusters %s: sessions %d is not between 0 and 1024", c.ID, c.Sessions)
+		}
+		seen[c.ID] = true
+	}
+	return nil
 }
 
 // Keystore selects kmsd's root of trust: "file" (the default: a root key
@@ -195,6 +232,11 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("parse config %s: %w", *configPath, err)
 		}
 		c.IAM.BaseDir = filepath.Dir(*configPath)
+		for i, h := range c.HSMClusters {
+			if f := h.TrustAnchorFile; f != "" && !filepath.IsAbs(f) {
+				c.HSMClusters[i].TrustAnchorFile = filepath.Join(c.IAM.BaseDir, f)
+			}
+		}
 		if f := c.Keystore.PKCS11.PINFile; f != "" && !filepath.IsAbs(f) {
 			c.Keystore.PKCS11.PINFile = filepath.Join(c.IAM.BaseDir, f)
 		}
@@ -283,6 +325,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("log format %q is not text or json", c.Log.Format)
 	}
 	if err := c.Keystore.Validate(); err != nil {
+		return err
+	}
+	if err := validateHSMClusters(c.HSMClusters); err != nil {
 		return err
 	}
 	return c.IAM.Validate()

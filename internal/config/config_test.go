@@ -153,3 +153,34 @@ func TestKeystoreSection(t *testing.T) {
 		}
 	}
 }
+
+func TestHSMClustersSection(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "kmsd.yaml")
+	load := func(yaml string) (Config, error) {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return Load([]string{"--config", file}, env(nil))
+	}
+	c, err := load("hsm_clusters:\n  - id: cluster-kmsdsofthsm2\n    module: /usr/lib/softhsm/libsofthsm2.so\n    token_label: cks\n    trust_anchor_file: ca.pem\n    sessions: 2\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := HSMCluster{ID: "cluster-kmsdsofthsm2", Module: "/usr/lib/softhsm/libsofthsm2.so", TokenLabel: "cks", TrustAnchorFile: filepath.Join(dir, "ca.pem"), Sessions: 2}
+	if len(c.HSMClusters) != 1 || c.HSMClusters[0] != want {
+		t.Fatalf("parsed %+v, want %+v", c.HSMClusters, want)
+	}
+	for name, tc := range map[string]struct{ yaml, want string }{
+		"bad id":    {"hsm_clusters:\n  - id: cluster-1\n    module: m\n    token_label: t\n", "cluster id"},
+		"twice":     {"hsm_clusters:\n  - {id: cluster-kmsdsofthsm2, module: m, token_label: t}\n  - {id: cluster-kmsdsofthsm2, module: m, token_label: u}\n", "twice"},
+		"no module": {"hsm_clusters:\n  - id: cluster-kmsdsofthsm2\n    token_label: t\n", "module"},
+		"no token":  {"hsm_clusters:\n  - id: cluster-kmsdsofthsm2\n    module: m\n", "token_label"},
+		"unknown":   {"hsm_clusters:\n  - id: cluster-kmsdsofthsm2\n    module: m\n    token_label: t\n    pin: 1234\n", "pin"},
+	} {
+		if _, err := load(tc.yaml); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error mentioning %q", name, err, tc.want)
+		}
+	}
+}

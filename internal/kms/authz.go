@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/kmsd/kmsd/internal/awserr"
-	"github.com/kmsd/kmsd/internal/keys"
 	"github.com/kmsd/kmsd/internal/policy"
 	"github.com/kmsd/kmsd/internal/store"
 )
@@ -396,6 +395,13 @@ var authzRules = map[string]*rule{
 	"GenerateDataKey":                 onKey(anyKeyForm, crossAccount, describeDataKey),
 	"GenerateDataKeyWithoutPlaintext": onKey(anyKeyForm, crossAccount, describeDataKey),
 	"GenerateRandom":                  identityOnly[GenerateRandomInput](),
+	// Custom key stores: IAM policies alone, like AWS (no key involved).
+	"CreateCustomKeyStore":     identityOnly[CreateCustomKeyStoreInput](),
+	"DescribeCustomKeyStores":  identityOnly[DescribeCustomKeyStoresInput](),
+	"UpdateCustomKeyStore":     identityOnly[UpdateCustomKeyStoreInput](),
+	"ConnectCustomKeyStore":    identityOnly[CustomKeyStoreIdInput](),
+	"DisconnectCustomKeyStore": identityOnly[CustomKeyStoreIdInput](),
+	"DeleteCustomKeyStore":     identityOnly[CustomKeyStoreIdInput](),
 
 	// Asymmetric cryptography, HMAC, key agreement and encapsulation.
 	"Sign": onKey(anyKeyForm, crossAccount, func(in *SignInput, r *keyRequest) {
@@ -727,7 +733,7 @@ func (a *authzCall) decryptKey(keyID string, blob []byte, dryRun bool, mods []st
 		}
 		return nil, err
 	}
-	h, err := keys.ParseHeader(blob)
+	h, _, _, err := parseBlob(blob)
 	if err != nil {
 		return nil, errInvalidCiphertext
 	}

@@ -63,6 +63,9 @@ func checkContext(field string, ec map[string]string) error {
 
 // seal encrypts plaintext under the current material of k.
 func (s *Service) seal(ctx context.Context, k *store.Key, plaintext []byte, ec map[string]string) ([]byte, error) {
+	if k.CustomKeyStoreID != "" {
+		return s.sealHSM(ctx, k, plaintext, ec)
+	}
 	m, err := s.material(ctx, k, k.CurrentMaterial)
 	if errors.Is(err, errNoMaterial) {
 		return nil, internal("seal", errors.New("current key material missing for "+k.ID))
@@ -78,6 +81,18 @@ func (s *Service) seal(ctx context.Context, k *store.Key, plaintext []byte, ec m
 	return blob, nil
 }
 
+// parseBlob reads the header of a symmetric ciphertext blob of either
+// format: version 1 (software keys) or version 2, sealed inside the HSM of
+// a custom key store, which also returns its parts.
+func parseBlob(blob []byte) (h keys.Header, hb keys.HSMBlob, isHSM bool, err error) {
+	if len(blob) > 0 && blob[0] == keys.FormatHSM {
+		hb, err = keys.ParseHSMBlob(blob)
+		return hb.Header, hb, true, err
+	}
+	h, err = keys.ParseHeader(blob)
+	return h, hb, false, err
+}
+
 // open decrypts a blob made by seal. It returns the key that made it and the
 // plaintext. keyID, when not empty, must name that same key.
 func (s *Service) open(ctx context.Context, c Caller, blob []byte, ec map[string]string, keyID, alg string, dryRun bool) (*store.Key, string, []byte, error) {
@@ -87,7 +102,7 @@ func (s *Service) open(ctx context.Context, c Caller, blob []byte, ec map[string
 			return s.openAsymmetric(ctx, k, blob, ec, alg, dryRun)
 		}
 	}
-	h, err := keys.ParseHeader(blob)
+	h, hb, isHSM, err := parseBlob(blob)
 	if err != nil {
 		return nil, "", nil, errInvalidCiphertext
 	}
@@ -111,6 +126,17 @@ func (s *Service) open(ctx context.Context, c Caller, blob []byte, ec map[string
 	}
 	if err := checkContext("encryptionContext", ec); err != nil {
 		return nil, "", nil, err
+	}
+	if isHSM || k.CustomKeyStoreID != "" {
+		pt, err := s.openHSM(ctx, k, hb, ec)
+		if err != nil {
+			return nil, "", nil, err
+		}
+		if dryRun {
+			clear(pt)
+			return nil, "", nil, errDryRun
+		}
+		return k, h.MaterialID, pt, nil
 	}
 	m, err := s.material(ctx, k, h.MaterialID)
 	if errors.Is(err, errNoMaterial) {
@@ -404,15 +430,19 @@ func (s *Service) GenerateRandom(ctx context.Context, c Caller, in *GenerateRand
 	if in.Recipient != nil {
 		return nil, errRecipient
 	}
-	if in.CustomKeyStoreId != "" {
-		return nil, awserr.Newf(awserr.CustomKeyStoreNotFound, "Custom key store %s does not exist.", in.CustomKeyStoreId)
-	}
 	if in.NumberOfBytes == nil {
 		return nil, awserr.Invalid(awserr.Violation{Field: "numberOfBytes", Null: true, Constraint: "Member must not be null"})
 	}
 	n := int(*in.NumberOfBytes)
 	if n < 1 || n > 1024 {
 		return nil, awserr.Invalid(rangeViolation("numberOfBytes", n, 1, 1024))
+	}
+	if in.CustomKeyStoreId != "" {
+		b, err := s.randomFromCKS(ctx, c, in.CustomKeyStoreId, n)
+		if err != nil {
+			return nil, err
+		}
+		return &GenerateRandomOutput{Plaintext: b}, nil
 	}
 	b := make([]byte, n)
 	if _, err := io.ReadFull(s.rand, b); err != nil {

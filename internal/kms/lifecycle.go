@@ -37,6 +37,8 @@ type KeyMetadata struct {
 	CurrentKeyMaterialId        string
 	ExpirationModel             string    // imported material only
 	ValidTo                     time.Time // zero unless imported material expires
+	CustomKeyStoreId            string    // keys of custom key stores only
+	CloudHsmClusterId           string    // keys of custom key stores only
 }
 
 // Tag is a key tag.
@@ -151,11 +153,17 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 	if origin == "" {
 		origin = OriginAWSKMS
 	}
-	if origin != OriginAWSKMS && (origin != OriginExternal || !importableSpec(spec)) {
+	switch {
+	case origin == OriginCloudHSM && in.CustomKeyStoreId == "":
+		return nil, awserr.New(awserr.Validation, "Origin AWS_CLOUDHSM requires a CustomKeyStoreId.")
+	case in.CustomKeyStoreId != "" && origin != OriginCloudHSM:
+		if _, err := s.customKeyStore(ctx, c, in.CustomKeyStoreId); err != nil {
+			return nil, err
+		}
+		return nil, awserr.Newf(awserr.UnsupportedOperation, "A key in a custom key store must have Origin AWS_CLOUDHSM, not %s.", origin)
+	case origin == OriginCloudHSM:
+	case origin != OriginAWSKMS && (origin != OriginExternal || !importableSpec(spec)):
 		return nil, awserr.Newf(awserr.UnsupportedOperation, "Origin %s is not supported for %s keys by this kmsd version.", origin, spec)
-	}
-	if in.CustomKeyStoreId != "" {
-		return nil, awserr.Newf(awserr.CustomKeyStoreNotFound, "Custom key store %s does not exist.", in.CustomKeyStoreId)
 	}
 	if in.XksKeyId != "" {
 		return nil, awserr.New(awserr.UnsupportedOperation, "XksKeyId requires an external key store, which this kmsd does not offer.")
@@ -193,7 +201,12 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 		Tags:        tags,
 	}
 	var m *store.Material
-	if origin == OriginExternal {
+	if in.CustomKeyStoreId != "" {
+		// The material is generated inside the custom key store's HSM.
+		if err := s.createHSMKey(ctx, c, k, in.CustomKeyStoreId); err != nil {
+			return nil, err
+		}
+	} else if origin == OriginExternal {
 		// Imported material comes later (import.go).
 		k.State = StatePendingImport
 	} else {
@@ -204,11 +217,14 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 		k.CurrentMaterial = m.ID
 	}
 	if err := s.store.CreateKey(ctx, k, m); err != nil {
+		if k.CustomKeyStoreID != "" {
+			s.destroyHSMKey(ctx, k) // no orphan in the HSM
+		}
 		return nil, internal("create key", err)
 	}
 	s.keysByID.Store(k.ID, k)
 	s.log.InfoContext(ctx, "key created", "key", arnOf(k))
-	return &CreateKeyOutput{KeyMetadata: metadataOf(k)}, nil
+	return &CreateKeyOutput{KeyMetadata: s.describe(ctx, k)}, nil
 }
 
 // KeyIdInput is the request of the operations that take only a KeyId.
@@ -228,7 +244,7 @@ func (s *Service) DescribeKey(ctx context.Context, c Caller, in *KeyIdInput) (*D
 	if err != nil {
 		return nil, err
 	}
-	return &DescribeKeyOutput{KeyMetadata: metadataOf(k)}, nil
+	return &DescribeKeyOutput{KeyMetadata: s.describe(ctx, k)}, nil
 }
 
 // ListInput is the paging part of every List request.
@@ -425,6 +441,9 @@ func (s *Service) ReapDeletedKeys(ctx context.Context) (int, error) {
 	for _, k := range due {
 		if err := s.store.DeleteKey(ctx, k.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return n, fmt.Errorf("reap: delete key %s: %w", k.ID, err)
+		}
+		if k.CustomKeyStoreID != "" {
+			s.destroyHSMKey(ctx, k)
 		}
 		s.forget(k.ID)
 		n++

@@ -52,6 +52,9 @@ type Config struct {
 	// MaterialCacheSize bounds the number of unwrapped key materials held
 	// in memory (default 10000).
 	MaterialCacheSize int
+	// HSMClusters are the tokens custom key stores connect to; nil means
+	// none are configured (customkeystores.go).
+	HSMClusters HSMClusters
 }
 
 // Service implements the AWS KMS operations. It is safe for concurrent use.
@@ -73,6 +76,8 @@ type Service struct {
 	materials *materialCache
 	// authz caches compiled key policies and grants (authz.go).
 	authz authzState
+	// cks holds the connections of custom key stores (customkeystores.go).
+	cks cksState
 }
 
 type aliasCacheKey struct{ account, region, name string }
@@ -94,6 +99,7 @@ func New(cfg Config) (*Service, error) {
 		log:       cfg.Logger,
 		materials: newMaterialCache(cfg.MaterialCacheSize),
 	}
+	s.cks.clusters = cfg.HSMClusters
 	if s.now == nil {
 		s.now = time.Now
 	}

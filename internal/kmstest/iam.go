@@ -19,7 +19,7 @@ func StartWithIAM(tb testing.TB, iamYAML, baseDir string) *Env {
 	tb.Helper()
 	cfg := ParseIAM(tb, iamYAML)
 	cfg.BaseDir = baseDir
-	return startIn(tb, tb.TempDir(), cfg, nil)
+	return startIn(tb, tb.TempDir(), options{iam: cfg})
 }
 
 // ParseIAM parses the YAML of an iam section, failing the test on error.

@@ -80,16 +80,31 @@ func Start(tb testing.TB) *Env {
 // the credentials of the first start through Env.
 func StartIn(tb testing.TB, dir string) *Env {
 	tb.Helper()
-	return startIn(tb, dir, config.IAM{}, nil)
+	return startIn(tb, dir, options{})
 }
 
 // StartWithAuditor starts kmsd in a fresh data folder with an audit sink.
 func StartWithAuditor(tb testing.TB, a server.Auditor) *Env {
 	tb.Helper()
-	return startIn(tb, tb.TempDir(), config.IAM{}, a)
+	return startIn(tb, tb.TempDir(), options{auditor: a})
 }
 
-func startIn(tb testing.TB, dir string, iamCfg config.IAM, auditor server.Auditor) *Env {
+// StartWithClusters starts kmsd in data folder dir with the HSM clusters
+// that custom key stores connect to (see package hsmcluster). Like kmsd
+// serve, it reconnects the custom key stores that were connected.
+func StartWithClusters(tb testing.TB, dir string, clusters kms.HSMClusters) *Env {
+	tb.Helper()
+	return startIn(tb, dir, options{clusters: clusters})
+}
+
+// options are what the Start functions vary.
+type options struct {
+	iam      config.IAM
+	auditor  server.Auditor
+	clusters kms.HSMClusters
+}
+
+func startIn(tb testing.TB, dir string, o options) *Env {
 	tb.Helper()
 	ctx := context.Background()
 	ks, err := keystore.OpenFile(filepath.Join(dir, "root.key"))
@@ -102,12 +117,18 @@ func startIn(tb testing.TB, dir string, iamCfg config.IAM, auditor server.Audito
 	}
 	tb.Cleanup(func() { st.Close() })
 	clock := NewClock(time.Now().UTC())
-	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Region: Region, Now: clock.Now})
+	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Region: Region, Now: clock.Now, HSMClusters: o.clusters})
 	if err != nil {
 		tb.Fatal(err)
 	}
+	if o.clusters != nil {
+		if err := svc.RestoreCustomKeyStores(ctx); err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(svc.CloseCustomKeyStores)
+	}
 	dirIAM := iam.NewDirectory(st, ks, nil)
-	ids, err := iam.Compile(iamCfg, Account)
+	ids, err := iam.Compile(o.iam, Account)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -125,7 +146,7 @@ func startIn(tb testing.TB, dir string, iamCfg config.IAM, auditor server.Audito
 		Routes:   awsjson.Routes(svc),
 		Verifier: &sigv4.Verifier{Service: "kms", Region: Region, Lookup: dirIAM.Secret, Now: time.Now},
 		Callers:  dirIAM,
-		Audit:    auditor,
+		Audit:    o.auditor,
 		Region:   Region,
 	})
 	ts := httptest.NewServer(env.Handler)

@@ -44,6 +44,8 @@ var auditedMembers = map[string]bool{
 	"GranteePrincipal": true, "RetiringPrincipal": true, "Operations": true, "Constraints": true,
 	"Name": true, "GrantId": true, "RotationPeriodInDays": true, "WrappingAlgorithm": true,
 	"WrappingKeySpec": true, "ExpirationModel": true, "ValidTo": true, "ImportType": true,
+	// Custom key stores (never KeyStorePassword: it is the token's PIN).
+	"CustomKeyStoreName": true, "NewCustomKeyStoreName": true, "CustomKeyStoreType": true, "CloudHsmClusterId": true,
 	// Response members.
 	"KeyMetadata": true, "DeletionDate": true, "KeyState": true, "KeyMaterialId": true,
 }
@@ -52,7 +54,7 @@ var auditedMembers = map[string]bool{
 // state (the cryptographic ones only compute).
 var readOnlyOps = map[string]bool{
 	"DescribeKey": true, "ListKeys": true, "ListAliases": true, "ListResourceTags": true,
-	"GetKeyPolicy": true, "ListKeyPolicies": true, "ListGrants": true, "ListRetirableGrants": true,
+	"DescribeCustomKeyStores": true, "GetKeyPolicy": true, "ListKeyPolicies": true, "ListGrants": true, "ListRetirableGrants": true,
 	"GetPublicKey": true, "GetKeyRotationStatus": true, "ListKeyRotations": true, "GetKeyLastUsage": true,
 	"Encrypt": true, "Decrypt": true, "ReEncrypt": true, "GenerateDataKey": true,
 	"GenerateDataKeyWithoutPlaintext": true, "GenerateDataKeyPair": true,

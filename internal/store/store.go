@@ -1,5 +1,5 @@
 // Package store is kmsd's durable state: keys, their wrapped key material,
-// aliases and access keys, behind one interface with an embedded SQLite
+// aliases, grants, custom key stores and access keys, behind one interface with an embedded SQLite
 // backend (package store/sqlite) and, later, a PostgreSQL one.
 //
 // Every method is transactional and durable before it returns: an
@@ -17,6 +17,9 @@ import (
 var (
 	ErrNotFound = errors.New("store: not found")
 	ErrExists   = errors.New("store: already exists")
+	// ErrInUse is returned by DeleteCustomKeyStore while keys still belong
+	// to the store.
+	ErrInUse = errors.New("store: in use")
 )
 
 // Key is the durable record of one KMS key. Account and Region scope it; ID
@@ -52,6 +55,30 @@ type Key struct {
 	// expires (zero: never) and the ExpirationModel of its import.
 	MaterialValidTo time.Time
 	ExpirationModel string
+	// CustomKeyStoreID is the ID of the custom key store that holds the
+	// key's material (Origin AWS_CLOUDHSM), empty for keys not in a custom
+	// key store. The store does not check that it names an existing custom
+	// key store; DeleteCustomKeyStore refuses to remove one a key names.
+	CustomKeyStoreID string
+}
+
+// CustomKeyStore is a custom key store: a PKCS#11 token that stands in for
+// an AWS CloudHSM cluster and holds the key material of its keys.
+type CustomKeyStore struct {
+	ID          string // "cks-" + 17 lowercase hex characters, globally unique
+	Account     string
+	Region      string
+	Name        string // unique within (Account, Region)
+	Type        string // "AWS_CLOUDHSM"
+	ClusterID   string // unique across all custom key stores
+	TrustAnchor string // PEM certificate given at creation
+	// WrappedPassword is the KeyStorePassword (the token's user PIN) wrapped by the keystore.
+	WrappedPassword []byte
+	Created         time.Time
+	// ConnectionState is CONNECTED, CONNECTING, DISCONNECTED, DISCONNECTING or FAILED;
+	// ConnectionErrorCode is set when it is FAILED.
+	ConnectionState     string
+	ConnectionErrorCode string
 }
 
 // ImportParams are the parameters of one GetParametersForImport call: the
@@ -136,8 +163,8 @@ type Grant struct {
 
 // Store is the durable state of kmsd.
 //
-// List methods page by the sort key of their records: keys by ID, aliases by
-// Name. They return up to limit records whose sort key is greater than after
+// List methods page by the sort key of their records: keys and custom key
+// stores by ID, aliases by Name. They return up to limit records whose sort key is greater than after
 // ("" starts at the beginning).
 type Store interface {
 	// CreateKey inserts a key and its first material (if m is non-nil) in
@@ -235,9 +262,28 @@ type Store interface {
 	// ListAccessKeys returns every access key of an account, ordered by ID.
 	ListAccessKeys(ctx context.Context, account string) ([]*AccessKey, error)
 
+	// CreateCustomKeyStore inserts a custom key store; ErrExists if its ID, its
+	// name in its account and region, or its ClusterID is taken.
+	CreateCustomKeyStore(ctx context.Context, cks *CustomKeyStore) error
+	// GetCustomKeyStore returns a custom key store by ID, or ErrNotFound.
+	GetCustomKeyStore(ctx context.Context, id string) (*CustomKeyStore, error)
+	// ListCustomKeyStores lists custom key stores ordered by ID; account ""
+	// lists those of every account and region (region is then ignored).
+	ListCustomKeyStores(ctx context.Context, account, region, after string, limit int) ([]*CustomKeyStore, error)
+	// UpdateCustomKeyStore reads the store record, calls fn on a copy and
+	// writes fn's changes in one transaction (like UpdateKey): ErrNotFound,
+	// fn's error unchanged, or ErrExists when the new name or cluster is taken.
+	// The ID, Account, Region, Type and Created cannot change (ignore changes to them).
+	UpdateCustomKeyStore(ctx context.Context, id string, fn func(*CustomKeyStore) error) (*CustomKeyStore, error)
+	// DeleteCustomKeyStore removes a custom key store: ErrNotFound if absent,
+	// ErrInUse if any key (in any state) has its ID as CustomKeyStoreID,
+	// checked in the same transaction.
+	DeleteCustomKeyStore(ctx context.Context, id string) error
+	// CountKeysInCustomKeyStore returns how many keys belong to a custom key store.
+	CountKeysInCustomKeyStore(ctx context.Context, id string) (int, error)
+
 	// ListWrapped lists the stored blobs wrapped by the keystore of one
-	// kind (WrappedMaterial, WrappedAccessKey, WrappedImportParams),
-	// ordered by (KeyID, ID), up to limit records after the given position
+	// kind (one of WrappedKinds), ordered by (KeyID, ID), up to limit records after the given position
 	// (the zero WrappedRef starts at the beginning). Root rotation uses it
 	// to rewrap every secret.
 	ListWrapped(ctx context.Context, kind string, after WrappedRef, limit int) ([]*Wrapped, error)
@@ -252,16 +298,18 @@ type Store interface {
 
 // Kinds of wrapped blobs (WrappedRef.Kind).
 const (
-	WrappedMaterial     = "material"      // Material.Wrapped
-	WrappedAccessKey    = "access-key"    // AccessKey.WrappedSecret
-	WrappedImportParams = "import-params" // ImportParams.WrappedPrivateKey
+	WrappedMaterial               = "material"                  // Material.Wrapped
+	WrappedAccessKey              = "access-key"                // AccessKey.WrappedSecret
+	WrappedImportParams           = "import-params"             // ImportParams.WrappedPrivateKey
+	WrappedCustomKeyStorePassword = "custom-key-store-password" // CustomKeyStore.WrappedPassword
 )
 
 // WrappedKinds lists every kind of wrapped blob the store holds.
-var WrappedKinds = []string{WrappedMaterial, WrappedAccessKey, WrappedImportParams}
+var WrappedKinds = []string{WrappedMaterial, WrappedAccessKey, WrappedImportParams, WrappedCustomKeyStorePassword}
 
 // WrappedRef names one wrapped blob: a material (KeyID, ID), an access key
-// (ID; KeyID empty) or import parameters (KeyID, ID).
+// (ID; KeyID empty), import parameters (KeyID, ID) or the password of a
+// custom key store (ID; KeyID empty).
 type WrappedRef struct {
 	Kind  string
 	KeyID string
@@ -270,7 +318,8 @@ type WrappedRef struct {
 
 // Wrapped is one wrapped blob with what its wrap's aad is built from: for
 // materials and import parameters the account and region of their key
-// (which, with KeyID, give the key ARN).
+// (which, with KeyID, give the key ARN); for a custom key store's password
+// the account and region of that custom key store.
 type Wrapped struct {
 	WrappedRef
 	Account string

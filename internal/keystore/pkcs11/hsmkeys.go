@@ -161,19 +161,23 @@ func (t *Token) DestroyKey(ctx context.Context, label string) error {
 	return nil
 }
 
-// HasKey reports whether the token holds a secret key labelled label.
+// HasKey reports whether the token holds a secret key labelled label. It
+// asks the token (not the handle cache), so it sees keys that another
+// session created or destroyed.
 func (t *Token) HasKey(ctx context.Context, label string) (bool, error) {
+	var n int
 	err := t.do(ctx, func(sh p11.SessionHandle) error {
-		_, err := t.handle(sh, label)
+		objs, err := findObjects(t.ctx, sh, []*p11.Attribute{
+			p11.NewAttribute(p11.CKA_CLASS, p11.CKO_SECRET_KEY),
+			p11.NewAttribute(p11.CKA_LABEL, label),
+		})
+		n = len(objs)
 		return err
 	})
-	if errors.Is(err, ErrKeyNotFound) {
-		return false, nil
-	}
 	if err != nil {
 		return false, fmt.Errorf("keystore: pkcs11: find key %q: %w", label, err)
 	}
-	return true, nil
+	return n > 0, nil
 }
 
 // GenerateRandom returns n bytes from the token's random number generator.

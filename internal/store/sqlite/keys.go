@@ -16,7 +16,7 @@ import (
 const keyColumns = `id, account, region, description, key_spec, key_usage, origin,
 	key_manager, state, created, deletion_date, pending_window_days, policy, tags,
 	current_material, rotation_enabled, rotation_period_days, next_rotation,
-	on_demand_rotations, material_valid_to, expiration_model`
+	on_demand_rotations, material_valid_to, expiration_model, custom_key_store_id`
 
 // rowScanner is the Scan method shared by *sql.Row and *sql.Rows.
 type rowScanner interface {
@@ -37,7 +37,7 @@ func scanKey(r rowScanner) (*store.Key, error) {
 	err := r.Scan(&k.ID, &k.Account, &k.Region, &k.Description, &k.KeySpec, &k.KeyUsage,
 		&k.Origin, &k.KeyManager, &k.State, &created, &deletion, &window,
 		&k.Policy, &tags, &k.CurrentMaterial, &k.RotationEnabled, &period, &nextRotation,
-		&onDemand, &validTo, &k.ExpirationModel)
+		&onDemand, &validTo, &k.ExpirationModel, &k.CustomKeyStoreID)
 	if err != nil {
 		return nil, err
 	}
@@ -140,11 +140,11 @@ func (s *Store) CreateKey(ctx context.Context, k *store.Key, m *store.Material) 
 	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO keys (`+keyColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			k.ID, k.Account, k.Region, k.Description, k.KeySpec, k.KeyUsage, k.Origin,
 			k.KeyManager, k.State, v.created, v.deletion, k.PendingWindowDays, k.Policy,
 			v.tags, k.CurrentMaterial, k.RotationEnabled, k.RotationPeriodDays,
-			v.nextRotation, k.OnDemandRotations, v.validTo, k.ExpirationModel)
+			v.nextRotation, k.OnDemandRotations, v.validTo, k.ExpirationModel, k.CustomKeyStoreID)
 		if err != nil {
 			return classify(err)
 		}
@@ -204,12 +204,12 @@ func (s *Store) updateKey(ctx context.Context, id string, fn func(*store.Key) er
 			deletion_date = ?, pending_window_days = ?, policy = ?, tags = ?,
 			current_material = ?, rotation_enabled = ?, rotation_period_days = ?,
 			next_rotation = ?, on_demand_rotations = ?, material_valid_to = ?,
-			expiration_model = ?
+			expiration_model = ?, custom_key_store_id = ?
 			WHERE id = ?`,
 			c.Description, c.KeySpec, c.KeyUsage, c.Origin, c.KeyManager, c.State,
 			v.created, v.deletion, c.PendingWindowDays, c.Policy, v.tags, c.CurrentMaterial,
 			c.RotationEnabled, c.RotationPeriodDays, v.nextRotation, c.OnDemandRotations,
-			v.validTo, c.ExpirationModel, id)
+			v.validTo, c.ExpirationModel, c.CustomKeyStoreID, id)
 		if err != nil {
 			return err
 		}

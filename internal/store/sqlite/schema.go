@@ -114,6 +114,31 @@ var migrations = [][]string{
 			PRIMARY KEY (key_id, id)
 		)`,
 	},
+	// Version 5: custom key stores (PKCS#11 tokens standing in for AWS
+	// CloudHSM clusters) and the custom key store of each key. The key's
+	// column has no foreign key: SQLite cannot add a REFERENCES column with
+	// a non-NULL default, so DeleteCustomKeyStore checks for keys itself.
+	{
+		`ALTER TABLE keys ADD COLUMN custom_key_store_id TEXT NOT NULL DEFAULT ''`,
+		// Serves CountKeysInCustomKeyStore and the in-use check of
+		// DeleteCustomKeyStore.
+		`CREATE INDEX keys_by_custom_key_store ON keys (custom_key_store_id)`,
+		`CREATE TABLE custom_key_stores (
+			id                    TEXT    NOT NULL PRIMARY KEY,
+			account               TEXT    NOT NULL,
+			region                TEXT    NOT NULL,
+			name                  TEXT    NOT NULL,
+			type                  TEXT    NOT NULL DEFAULT '',
+			cluster_id            TEXT    NOT NULL,
+			trust_anchor          TEXT    NOT NULL DEFAULT '',
+			wrapped_password      BLOB    NOT NULL,
+			created               INTEGER,
+			connection_state      TEXT    NOT NULL DEFAULT '',
+			connection_error_code TEXT    NOT NULL DEFAULT '',
+			UNIQUE (account, region, name),
+			UNIQUE (cluster_id)
+		)`,
+	},
 }
 
 // migrate creates the schema_version table if needed and applies the

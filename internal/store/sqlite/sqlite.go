@@ -31,12 +31,15 @@
 //
 // # Conventions callers must know
 //
-//   - A limit <= 0 in ListKeys and ListAliases means no limit.
+//   - A limit <= 0 in ListKeys, ListAliases and ListCustomKeyStores means no
+//     limit.
 //   - DeleteKey returns store.ErrNotFound for a missing key.
 //   - The fn given to UpdateKey must not change ID, Account or Region (an
 //     error is returned and nothing is written) and must not write to the
 //     Store itself: it runs inside the write transaction, so a write from fn
-//     would wait for itself until its context ends.
+//     would wait for itself until its context ends. The same holds for the
+//     fn given to UpdateCustomKeyStore, whose changes to ID, Account,
+//     Region, Type and Created are dropped instead.
 package sqlite
 
 import (

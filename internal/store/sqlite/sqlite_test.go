@@ -231,6 +231,70 @@ func TestNewerSchemaRefused(t *testing.T) {
 	t.Log(err)
 }
 
+// TestUpgradeFromVersion4 builds a database at schema version 4, the last
+// one without custom key stores, with a key in it, and checks that Open
+// migrates it: the key keeps its fields and belongs to no custom key store,
+// and custom key stores work.
+func TestUpgradeFromVersion4(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "kmsd.db")
+	db, err := sql.Open("sqlite", dsn(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	stmts := []string{
+		`CREATE TABLE schema_version (
+			id      INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+			version INTEGER NOT NULL
+		)`,
+		`INSERT INTO schema_version (id, version) VALUES (1, 4)`,
+	}
+	for _, m := range migrations[:4] {
+		stmts = append(stmts, m...)
+	}
+	stmts = append(stmts, `INSERT INTO keys (id, account, region, state, created, expiration_model)
+		VALUES ('k1', '111122223333', 'us-east-1', 'Enabled', 1, 'KEY_MATERIAL_EXPIRES')`)
+	for _, stmt := range stmts {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("build a version 4 database: %v", err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s := openAt(t, path)
+	k, err := s.GetKey(ctx, "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.State != "Enabled" || k.ExpirationModel != "KEY_MATERIAL_EXPIRES" || k.CustomKeyStoreID != "" {
+		t.Errorf("key after the upgrade = %+v", k)
+	}
+	cks := &store.CustomKeyStore{ID: "cks-0123456789abcdef0", Account: k.Account, Region: k.Region,
+		Name: "s", Type: "AWS_CLOUDHSM", ClusterID: "cluster-1", WrappedPassword: []byte("p")}
+	if err := s.CreateCustomKeyStore(ctx, cks); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateKey(ctx, "k1", func(k *store.Key) error {
+		k.CustomKeyStoreID = cks.ID
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.CountKeysInCustomKeyStore(ctx, cks.ID); err != nil || n != 1 {
+		t.Errorf("CountKeysInCustomKeyStore = %d, %v; want 1", n, err)
+	}
+	var version int
+	if err := s.db.QueryRowContext(ctx, "SELECT version FROM schema_version").Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	if version != len(migrations) {
+		t.Errorf("schema version = %d, want %d", version, len(migrations))
+	}
+}
+
 // TestNanosecondTimes checks that this backend keeps times exactly, beyond
 // the millisecond the conformance suite asks for.
 func TestNanosecondTimes(t *testing.T) {

@@ -30,6 +30,10 @@ func (s *Store) ListWrapped(ctx context.Context, kind string, after store.Wrappe
 		query = `SELECT '', id, account, '', wrapped_secret FROM access_keys
 			WHERE id > ? ORDER BY id LIMIT ?`
 		args = []any{after.ID, limit}
+	case store.WrappedCustomKeyStorePassword:
+		query = `SELECT '', id, account, region, wrapped_password FROM custom_key_stores
+			WHERE id > ? ORDER BY id LIMIT ?`
+		args = []any{after.ID, limit}
 	default:
 		return nil, fmt.Errorf("list wrapped: unknown kind %q", kind)
 	}
@@ -68,6 +72,9 @@ func (s *Store) UpdateWrapped(ctx context.Context, ref store.WrappedRef, old, ne
 		args = []any{new, ref.KeyID, ref.ID, old}
 	case store.WrappedAccessKey:
 		query = `UPDATE access_keys SET wrapped_secret = ? WHERE id = ? AND wrapped_secret = ?`
+		args = []any{new, ref.ID, old}
+	case store.WrappedCustomKeyStorePassword:
+		query = `UPDATE custom_key_stores SET wrapped_password = ? WHERE id = ? AND wrapped_password = ?`
 		args = []any{new, ref.ID, old}
 	default:
 		return fmt.Errorf("update wrapped: unknown kind %q", ref.Kind)

@@ -18,12 +18,15 @@
 //   - Times round-trip exactly at millisecond precision (finer precision is
 //     backend-specific) and come back in UTC. The zero time round-trips.
 //   - Tags keep their order; no tags may come back as nil or empty.
-//   - A limit <= 0 in ListKeys and ListAliases means no limit.
+//   - A limit <= 0 in ListKeys, ListAliases and ListCustomKeyStores means no
+//     limit.
 //   - DeleteKey of a missing key returns store.ErrNotFound.
 //   - CreateKey with a material stores both or neither.
 //   - UpdateKey does not call fn for a missing key (store.ErrNotFound),
 //     returns fn's error itself (not wrapped), and refuses a change of ID,
 //     Account or Region with an error, writing nothing.
+//   - UpdateCustomKeyStore does not call fn for a missing store
+//     (store.ErrNotFound) and returns fn's error itself (not wrapped).
 //   - Records returned share no memory with the store or with each other.
 package storetest
 
@@ -85,6 +88,15 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"KeysWithExpiredMaterial", testKeysWithExpiredMaterial},
 		{"ImportParams", testImportParams},
 		{"Wrapped", testWrapped},
+		{"CustomKeyStores", testCustomKeyStores},
+		{"CustomKeyStoreConflicts", testCustomKeyStoreConflicts},
+		{"ListCustomKeyStores", testListCustomKeyStores},
+		{"UpdateCustomKeyStore", testUpdateCustomKeyStore},
+		{"UpdateCustomKeyStoreErrors", testUpdateCustomKeyStoreErrors},
+		{"DeleteCustomKeyStore", testDeleteCustomKeyStore},
+		{"CountKeysInCustomKeyStore", testCountKeysInCustomKeyStore},
+		{"KeyCustomKeyStoreID", testKeyCustomKeyStoreID},
+		{"WrappedCustomKeyStorePassword", testWrappedCustomKeyStorePassword},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
