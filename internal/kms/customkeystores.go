@@ -475,8 +475,10 @@ type UpdateCustomKeyStoreInput struct {
 }
 
 // UpdateCustomKeyStore renames a store (in any state), or changes its
-// password or cluster (only while DISCONNECTED). A new cluster must be the
-// same token: kmsd checks that it holds the store's keys.
+// password or cluster (only while DISCONNECTED). A new cluster must hold
+// the store's keys (a replacement or copy of the token); kmsd cannot tell
+// before it connects, and a key missing there fails its operations with
+// KMSInvalidStateException.
 func (s *Service) UpdateCustomKeyStore(ctx context.Context, c Caller, in *UpdateCustomKeyStoreInput) error {
 	if in.XksProxyUriEndpoint != "" || in.XksProxyUriPath != "" || in.XksProxyVpcEndpointServiceName != "" ||
 		in.XksProxyVpcEndpointServiceOwner != "" || in.XksProxyConnectivity != "" || in.XksProxyAuthenticationCredential != nil {
