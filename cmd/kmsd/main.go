@@ -2,6 +2,9 @@
 // KMS API.
 //
 //	kmsd serve [flags]          start the service (kmsd serve -h lists the flags)
+//	kmsd init --passphrase | --shares N --threshold K
+//	                            create a sealed root of trust in a new data folder
+//	kmsd unseal                 give a sealed kmsd its passphrase or one Shamir share
 //	kmsd encrypt / decrypt      envelope-encrypt files or streams with KMS keys
 //	kmsd iam create-access-key  create an access key for a declared user or role
 //	kmsd audit verify           verify the audit log's hash chain and signatures
@@ -33,6 +36,10 @@ const usage = `usage: kmsd <command> [flags]
 
 commands:
   serve                    start kmsd (no configuration needed: kmsd serve)
+  init --passphrase | --shares N --threshold K
+                           create a sealed root of trust in a new data folder (kmsd serve
+                           then starts sealed); --seal-existing seals an existing root.key
+  unseal                   give a sealed kmsd serve its passphrase or one Shamir share
   encrypt, decrypt         envelope encryption of files or streams (AWS Encryption SDK format)
   iam create-access-key    create an access key for a user or role declared in the configuration
   audit verify             verify the audit log
@@ -50,6 +57,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stdout, stderr, getenv)
+	case "init":
+		return initMain(ctx, args[1:], stdout, stderr, getenv)
+	case "unseal":
+		return unsealMain(ctx, args[1:], stdout, stderr, getenv)
 	case "encrypt", "decrypt":
 		return envelopeMain(ctx, args[0], args[1:], os.Stdin, stdout, stderr, getenv)
 	case "iam":

@@ -38,6 +38,11 @@ commands:
   retire ID [--config FILE] [--data-dir DIR]
         drop a kept root that nothing depends on any more from the roots
         manifest (its file or HSM key is left in place)
+
+On a sealed data folder (kmsd init), rotate and migrate need the unseal
+material: --passphrase-file FILE, or --share-file FILE once per share (as
+many as the threshold), or, on a terminal, they ask for it. A new file root
+is sealed under the same seal key. status and retire need none.
 `
 
 // rootMain runs `kmsd root ...`, next to a running kmsd if need be: the
@@ -56,6 +61,9 @@ func rootMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	var batch, maxN *int
 	var resume *bool
 	var to *string
+	var material unsealMaterial
+	fs.StringVar(&material.passphraseFile, "passphrase-file", "", "on a sealed data folder: file holding the passphrase (mode 0600)")
+	fs.Var(&material.shareFiles, "share-file", "on a sealed data folder: file holding one Shamir share (mode 0600); repeat it")
 	switch cmd {
 	case "rotate", "migrate":
 		batch = fs.Int("batch", 100, "secrets listed per store query")
@@ -123,9 +131,15 @@ func rootMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	if !ok {
-		m = rootsManifest{Current: implicitRoot(cfg)}
+		if m.Current, err = implicitRoot(cfg); err != nil {
+			return err
+		}
 		if cmd == "migrate" && *to == "pkcs11" {
-			m.Current = rootRef{Kind: "file", File: rootKeyFile}
+			f, err := implicitFileRoot(cfg.DataDir)
+			if err != nil {
+				return err
+			}
+			m.Current = rootRef{Kind: "file", File: f}
 		}
 		if m.Current.Kind == "file" {
 			// Never create the old root: a missing one is a mistake.
@@ -134,9 +148,30 @@ func rootMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			}
 		}
 	}
-	rings, closeRoots, err := openManifest(ctx, cfg, getenv, &m)
+	// A sealed folder: status and retire only need the root ids (in the
+	// manifest, or the sealed file's header), rotate and migrate the
+	// roots themselves.
+	info, err := sealOf(cfg)
 	if err != nil {
 		return err
+	}
+	var seal *keystore.SealKey
+	if info != nil && (cmd == "rotate" || cmd == "migrate" || !material.empty()) {
+		if seal, err = material.localKey(*info, stderr); err != nil {
+			return fmt.Errorf("kmsd root %s: %w", cmd, err)
+		}
+		defer seal.Wipe()
+	}
+	var rings []keystore.Root
+	closeRoots := func() {}
+	if info != nil && seal == nil {
+		if m.Current.ID == "" {
+			m.Current.ID = info.RootID // implicit: the sealed root.key.sealed
+		}
+	} else {
+		if rings, closeRoots, err = openManifest(ctx, cfg, getenv, seal, &m); err != nil {
+			return err
+		}
 	}
 	defer func() { closeRoots() }()
 	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, databaseFile))
@@ -178,10 +213,15 @@ func rootMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		next := rootRef{Kind: kind}
 		if kind == "file" {
 			next.File = newRootName("root") + ".key"
+			if seal != nil {
+				// A sealed folder stays sealed: the new root is sealed
+				// under the same seal key, so one unseal opens the ring.
+				next.File += keystore.SealedSuffix
+			}
 		} else {
 			next.Label = newRootName(cfg.Keystore.PKCS11.KeyLabel)
 		}
-		root, c, err := openRoot(ctx, cfg, getenv, next)
+		root, c, err := openRoot(ctx, cfg, getenv, seal, next)
 		if err != nil {
 			return fmt.Errorf("kmsd root %s: creating the new root: %w", cmd, err)
 		}
@@ -226,7 +266,7 @@ func rootMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 
 // openManifest opens every root of m (current first) and fills in the
 // current root's id when the manifest was implicit.
-func openManifest(ctx context.Context, cfg config.Config, getenv func(string) string, m *rootsManifest) ([]keystore.Root, func(), error) {
+func openManifest(ctx context.Context, cfg config.Config, getenv func(string) string, seal *keystore.SealKey, m *rootsManifest) ([]keystore.Root, func(), error) {
 	var roots []keystore.Root
 	var closers []func()
 	closeAll := func() {
@@ -235,7 +275,7 @@ func openManifest(ctx context.Context, cfg config.Config, getenv func(string) st
 		}
 	}
 	for i, r := range append([]rootRef{m.Current}, m.Kept...) {
-		root, c, err := openRoot(ctx, cfg, getenv, r)
+		root, c, err := openRoot(ctx, cfg, getenv, seal, r)
 		if err != nil {
 			closeAll()
 			return nil, nil, err

@@ -120,28 +120,96 @@ func writeFileAtomic(path string, data []byte) error {
 
 // implicitRoot is the root the configuration names when there is no
 // manifest. Its ID is filled in when it is opened.
-func implicitRoot(cfg config.Config) rootRef {
+func implicitRoot(cfg config.Config) (rootRef, error) {
 	if cfg.Keystore.Type == "pkcs11" {
-		return rootRef{Kind: "pkcs11", Label: cfg.Keystore.PKCS11.KeyLabel}
+		return rootRef{Kind: "pkcs11", Label: cfg.Keystore.PKCS11.KeyLabel}, nil
 	}
-	return rootRef{Kind: "file", File: rootKeyFile}
+	f, err := implicitFileRoot(cfg.DataDir)
+	return rootRef{Kind: "file", File: f}, err
+}
+
+// sealedRootFile is the sealed root key file kmsd init creates.
+const sealedRootFile = rootKeyFile + keystore.SealedSuffix
+
+// implicitFileRoot is the file root of a data folder without a roots
+// manifest: root.key.sealed when kmsd init sealed it, else root.key
+// (created by kmsd serve on first start). Both at once is refused: one of
+// them is left over, and guessing which would either ignore the seal or
+// lose the key.
+func implicitFileRoot(dataDir string) (string, error) {
+	_, errPlain := os.Lstat(filepath.Join(dataDir, rootKeyFile))
+	_, errSealed := os.Lstat(filepath.Join(dataDir, sealedRootFile))
+	switch {
+	case errSealed == nil && errPlain == nil:
+		return "", fmt.Errorf("both %s and %s exist in %s: the plaintext root key is left over from sealing it (kmsd init --seal-existing); once kmsd unseal works, destroy %s (shred -u), or move %s aside to undo the seal",
+			rootKeyFile, sealedRootFile, dataDir, rootKeyFile, sealedRootFile)
+	case errSealed == nil:
+		return sealedRootFile, nil
+	case !errors.Is(errSealed, fs.ErrNotExist):
+		return "", fmt.Errorf("sealed root key file: %w", errSealed)
+	}
+	return rootKeyFile, nil
+}
+
+// errSealed is wrapped by the error of opening a sealed root without its
+// seal key.
+var errSealed = errors.New("the root of trust is sealed")
+
+// sealOf returns the seal of a data folder's root of trust: the header of
+// the first sealed root key file among the roots the manifest (or, without
+// one, the configuration) names; nil when none is sealed. All sealed roots
+// of a folder share one seal key.
+func sealOf(cfg config.Config) (*keystore.SealInfo, error) {
+	m, ok, err := readRoots(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		if m.Current, err = implicitRoot(cfg); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range append([]rootRef{m.Current}, m.Kept...) {
+		if r.Kind == "file" && keystore.IsSealedPath(r.File) {
+			info, err := keystore.ReadSealInfo(filepath.Join(cfg.DataDir, r.File))
+			if err != nil {
+				return nil, err
+			}
+			return &info, nil
+		}
+	}
+	return nil, nil
 }
 
 // openRoot opens one root key; create allows making a new one (a missing
-// file root or PKCS#11 key is created by the keystore).
-func openRoot(ctx context.Context, cfg config.Config, getenv func(string) string, r rootRef) (keystore.Root, func(), error) {
+// file root or PKCS#11 key is created by the keystore). A sealed root key
+// file (name ending in .sealed) is opened, or created, with seal; without
+// it the error wraps errSealed.
+func openRoot(ctx context.Context, cfg config.Config, getenv func(string) string, seal *keystore.SealKey, r rootRef) (keystore.Root, func(), error) {
 	var root keystore.Root
 	closeFn := func() {}
 	switch r.Kind {
 	case "file":
 		path := filepath.Join(cfg.DataDir, r.File)
+		_, statErr := os.Stat(path)
 		if r.ID != "" {
 			// A listed root must exist: never create it anew.
-			if _, err := os.Stat(path); err != nil {
-				return nil, nil, fmt.Errorf("root key %s: %w", r, err)
+			if statErr != nil {
+				return nil, nil, fmt.Errorf("root key %s: %w", r, statErr)
 			}
 		}
-		ks, err := keystore.OpenFile(path)
+		var ks *keystore.FileKeystore
+		var err error
+		switch {
+		case !keystore.IsSealedPath(path):
+			ks, err = keystore.OpenFile(path)
+		case seal == nil:
+			return nil, nil, fmt.Errorf("root key %s: %w: only kmsd serve (unsealed by kmsd unseal) and kmsd root rotate|migrate (given the unseal material) open it", r, errSealed)
+		case errors.Is(statErr, fs.ErrNotExist):
+			ks, err = keystore.CreateSealedFile(path, seal)
+		default:
+			ks, err = keystore.OpenSealedFile(path, seal)
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("open root key: %w", err)
 		}
@@ -173,15 +241,19 @@ func openRoot(ctx context.Context, cfg config.Config, getenv func(string) string
 // openRing opens the current root and every kept root of the manifest (or
 // the configured root when there is none). It returns the manifest it
 // used, with the implicit root's id filled in.
-func openRing(ctx context.Context, cfg config.Config, getenv func(string) string) (*keystore.Ring, rootsManifest, func(), error) {
+func openRing(ctx context.Context, cfg config.Config, getenv func(string) string, seal *keystore.SealKey) (*keystore.Ring, rootsManifest, func(), error) {
 	m, ok, err := readRoots(cfg.DataDir)
 	if err != nil {
 		return nil, m, nil, err
 	}
 	if !ok {
-		m = rootsManifest{Current: implicitRoot(cfg)}
+		cur, err := implicitRoot(cfg)
+		if err != nil {
+			return nil, m, nil, err
+		}
+		m = rootsManifest{Current: cur}
 	}
-	roots, closeAll, err := openManifest(ctx, cfg, getenv, &m)
+	roots, closeAll, err := openManifest(ctx, cfg, getenv, seal, &m)
 	if err != nil {
 		return nil, m, nil, err
 	}
@@ -201,7 +273,14 @@ func openRing(ctx context.Context, cfg config.Config, getenv func(string) string
 // unwraps what kmsd root rotate rewrapped and then wraps under the new
 // current root.
 func openKeystore(ctx context.Context, cfg config.Config, getenv func(string) string, log *slog.Logger) (rootKeystore, func(), error) {
-	lr := &liveRing{cfg: cfg, getenv: getenv, log: log}
+	return openSealedKeystore(ctx, cfg, getenv, nil, log)
+}
+
+// openSealedKeystore is openKeystore for a data folder whose roots are
+// sealed: seal opens them (and any sealed root a rotation adds later). The
+// keystore keeps seal and wipes it when closed.
+func openSealedKeystore(ctx context.Context, cfg config.Config, getenv func(string) string, seal *keystore.SealKey, log *slog.Logger) (rootKeystore, func(), error) {
+	lr := &liveRing{cfg: cfg, getenv: getenv, log: log, seal: seal}
 	if err := lr.reload(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -214,6 +293,9 @@ type liveRing struct {
 	cfg    config.Config
 	getenv func(string) string
 	log    *slog.Logger
+	// seal opens sealed roots; nil when the folder is not sealed. Kept for
+	// the life of the keystore: a reload may meet a new sealed root.
+	seal *keystore.SealKey
 
 	ring      atomic.Pointer[keystore.Ring]
 	checked   atomic.Int64           // when watch last looked at roots.json (Unix ns)
@@ -319,7 +401,7 @@ func (l *liveRing) reload(ctx context.Context) error {
 			return nil // unchanged
 		}
 	}
-	ring, m, closeFn, err := openRing(ctx, l.cfg, l.getenv)
+	ring, m, closeFn, err := openRing(ctx, l.cfg, l.getenv, l.seal)
 	if err != nil {
 		return err
 	}
@@ -354,6 +436,9 @@ func (l *liveRing) close() {
 	if l.closeFn != nil {
 		l.closeFn()
 		l.closeFn = nil
+	}
+	if l.seal != nil {
+		l.seal.Wipe()
 	}
 }
 

@@ -11,10 +11,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/kmsd/kmsd/internal/audit"
+	"github.com/kmsd/kmsd/internal/awserr"
 	"github.com/kmsd/kmsd/internal/awsjson"
 	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/iam"
@@ -44,43 +46,182 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return err
 	}
-	ks, closeKeystore, err := openKeystore(ctx, cfg, getenv, log)
+	// A sealed root (kmsd init) is opened only by kmsd unseal, below.
+	seal, err := sealOf(cfg)
 	if err != nil {
 		return err
 	}
-	defer closeKeystore()
+	var ks rootKeystore
+	if seal == nil {
+		var closeKeystore func()
+		ks, closeKeystore, err = openKeystore(ctx, cfg, getenv, log)
+		if err != nil {
+			return err
+		}
+		defer closeKeystore()
+	}
 	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, databaseFile))
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
 	defer st.Close()
 
-	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Region: cfg.Region, Logger: log})
+	// The metrics read the service once it exists (after unseal, when
+	// sealed).
+	var svcRef atomic.Pointer[kms.Service]
+	m := metrics.New(metrics.Sources{CacheStats: func() (uint64, uint64) {
+		if svc := svcRef.Load(); svc != nil {
+			return svc.CacheStats()
+		}
+		return 0, 0
+	}, KeysByState: st.CountKeysByState})
+	// front is the API handler: while sealed, a server that refuses every
+	// request; then the real one, swapped in atomically.
+	front := &frontHandler{}
+	var app *service
+	if seal == nil {
+		if app, err = startService(ctx, cfg, args, ks, st, m, stdout, getenv, log); err != nil {
+			return err
+		}
+		defer app.close()
+		svcRef.Store(app.svc)
+		front.set(app.h)
+	} else {
+		front.set(sealedServer(cfg, m, log))
+	}
+
+	ln, caFile, reload, err := listen(cfg)
 	if err != nil {
 		return err
+	}
+	if cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", m.Handler())
+		mux.Handle("/healthz", front)
+		mux.Handle("/readyz", front)
+		go server.Run(ctx, mln, mux, log, 5*time.Second)
+		log.Info("metrics listening", "endpoint", "http://"+mln.Addr().String()+"/metrics")
+	}
+	var reloaders atomic.Pointer[[]reloader]
+	if reload != nil {
+		reloaders.Store(&[]reloader{{"TLS certificate", reload}})
+	}
+	go reloadOnHangup(ctx, &reloaders, log)
+
+	scheme := "http"
+	if cfg.TLSEnabled() {
+		scheme = "https"
+	}
+	endpoint := scheme + "://" + ln.Addr().String()
+	// The listener runs until ctx ends, or until a sealed start fails.
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	var runErr error
+	runDone := make(chan struct{})
+	go func() {
+		runErr = server.Run(runCtx, ln, front, log, 20*time.Second)
+		close(runDone)
+	}()
+	if seal != nil {
+		// The unseal socket exists before kmsd says it is sealed.
+		uctx, stopUnseal := context.WithCancel(ctx)
+		defer stopUnseal()
+		us, err := listenUnseal(uctx, cfg.DataDir, *seal, log)
+		if err != nil {
+			stopRun()
+			<-runDone
+			return err
+		}
+		log.Warn("kmsd is sealed: it answers every API request with DependencyTimeoutException until unsealed", "endpoint", endpoint, "seal", seal.Describe(), "root_key", seal.RootID)
+		fmt.Fprintf(stdout, "kmsd is listening at %s but SEALED (%s): it refuses every API request until unsealed.\nUnseal it on this machine with: kmsd unseal --data-dir %s\n\n", endpoint, seal.Describe(), cfg.DataDir)
+		app = waitUnseal(ctx, us, runDone, log, func(key *keystore.SealKey) (*service, error) {
+			ks, closeKeystore, err := openSealedKeystore(ctx, cfg, getenv, key, log)
+			if err != nil {
+				return nil, err
+			}
+			app, err := startService(ctx, cfg, args, ks, st, m, stdout, getenv, log)
+			if err != nil {
+				closeKeystore()
+				return nil, err
+			}
+			app.closeKeystore = closeKeystore
+			svcRef.Store(app.svc)
+			front.set(app.h)
+			return app, nil
+		})
+		if app == nil {
+			// ctx ended or the listener failed.
+			stopRun()
+			<-runDone
+			log.Info("kmsd stopped")
+			return runErr
+		}
+		defer app.close()
+		ks = app.ks
+		log.Info("kmsd unsealed", "root_key", ks.ID())
+	}
+	go app.svc.RunReaper(ctx, time.Minute)
+	rl := append([]reloader{}, app.reloaders...)
+	if reload != nil {
+		rl = append(rl, reloader{"TLS certificate", reload})
+	}
+	reloaders.Store(&rl)
+
+	log.Info("kmsd listening", "endpoint", endpoint, "account", cfg.Account, "region", cfg.Region, "data_dir", cfg.DataDir, "root_key", ks.ID())
+	printBanner(stdout, endpoint, caFile, cfg, app.akid, app.secret)
+	<-runDone
+	log.Info("kmsd stopped")
+	return runErr
+}
+
+// service is what kmsd serve runs once its root of trust is open.
+type service struct {
+	ks           rootKeystore
+	svc          *kms.Service
+	h            *server.Server
+	alog         *audit.Log
+	akid, secret string // the admin access key, when just created
+	reloaders    []reloader
+	log          *slog.Logger
+	// closeKeystore, when set, closes ks (a keystore opened by unseal).
+	closeKeystore func()
+}
+
+// startService builds the service on an open root of trust: the kms
+// service, the iam directory (whose secrets the root wraps), the admin
+// access key on first start, the audit log (its signing key is wrapped by
+// the root) and the HTTP server.
+func startService(ctx context.Context, cfg config.Config, args []string, ks rootKeystore, st *sqlite.Store, m *metrics.Metrics, stdout io.Writer, getenv func(string) string, log *slog.Logger) (*service, error) {
+	clusters, err := hsmClusters(cfg)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Region: cfg.Region, Logger: log, HSMClusters: clusters})
+	if err != nil {
+		return nil, err
+	}
+	// Custom key stores that were connected are connected again; one that
+	// cannot be becomes FAILED, and kmsd serves on.
+	if err := svc.RestoreCustomKeyStores(ctx); err != nil {
+		return nil, err
 	}
 	dir := iam.NewDirectory(st, ks, nil)
 	if err := loadIdentities(dir, cfg); err != nil {
-		return err
+		return nil, err
 	}
 	akid, secret, err := bootstrapAdmin(ctx, dir, cfg.Account)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	alog, err := openAudit(ctx, cfg, ks, stdout)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer func() {
-		// ctx is done by now: give the last records and the close digest
-		// a context of their own.
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := alog.Close(cctx); err != nil {
-			log.Error("closing the audit log", "err", err)
-		}
-	}()
-	m := metrics.New(metrics.Sources{CacheStats: svc.CacheStats, KeysByState: st.CountKeysByState})
 	h := server.New(server.Config{
 		Routes:   awsjson.Routes(svc),
 		Verifier: &sigv4.Verifier{Service: "kms", Region: cfg.Region, Lookup: dir.Secret, Now: time.Now},
@@ -96,44 +237,84 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 			return st.Ping(ctx)
 		},
 	})
-
-	ln, caFile, reload, err := listen(cfg)
-	if err != nil {
-		return err
-	}
-	if cfg.MetricsListen != "" {
-		mln, err := net.Listen("tcp", cfg.MetricsListen)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("metrics listen: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", m.Handler())
-		mux.Handle("/healthz", h)
-		mux.Handle("/readyz", h)
-		go server.Run(ctx, mln, mux, log, 5*time.Second)
-		log.Info("metrics listening", "endpoint", "http://"+mln.Addr().String()+"/metrics")
-	}
-	go svc.RunReaper(ctx, time.Minute)
 	reloaders := []reloader{{"iam identities", identityReloader(dir, cfg, args, getenv, log)}}
-	if reload != nil {
-		reloaders = append(reloaders, reloader{"TLS certificate", reload})
-	}
 	if lr, ok := ks.(*liveRing); ok {
 		reloaders = append(reloaders, reloader{"roots manifest", func() error { return lr.reload(ctx) }})
 	}
-	go reloadOnHangup(ctx, reloaders, log)
+	return &service{ks: ks, svc: svc, h: h, alog: alog, akid: akid, secret: secret, reloaders: reloaders, log: log}, nil
+}
 
-	scheme := "http"
-	if cfg.TLSEnabled() {
-		scheme = "https"
+// close flushes and closes the audit log, then the keystore opened by
+// unseal.
+func (a *service) close() {
+	// ctx is done by now: give the last records and the close digest
+	// a context of their own.
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.alog.Close(cctx); err != nil {
+		a.log.Error("closing the audit log", "err", err)
 	}
-	endpoint := scheme + "://" + ln.Addr().String()
-	log.Info("kmsd listening", "endpoint", endpoint, "account", cfg.Account, "region", cfg.Region, "data_dir", cfg.DataDir, "root_key", ks.ID())
-	printBanner(stdout, endpoint, caFile, cfg, akid, secret)
-	err = server.Run(ctx, ln, h, log, 20*time.Second)
-	log.Info("kmsd stopped")
-	return err
+	a.svc.CloseCustomKeyStores()
+	if a.closeKeystore != nil {
+		a.closeKeystore()
+	}
+}
+
+// frontHandler serves the API through the handler in use: the sealed
+// server, then the real one. The swap is one atomic store; a request
+// costs one atomic load, no lock.
+type frontHandler struct {
+	h atomic.Pointer[http.Handler]
+}
+
+func (f *frontHandler) set(h http.Handler) { f.h.Store(&h) }
+
+func (f *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*f.h.Load()).ServeHTTP(w, r)
+}
+
+// sealedError is the answer to every API request while kmsd is sealed.
+// DependencyTimeoutException is HTTP 503, which the AWS SDKs and CLI
+// retry; the message says what to do.
+func sealedError() error {
+	return awserr.New(awserr.DependencyTimeout, "kmsd is sealed: run kmsd unseal on the server; retry later")
+}
+
+// sealedServer is the API handler of a sealed kmsd: health checks (readyz
+// answers 503 "sealed"), and sealedError for every request, before
+// authentication (the access key secrets are wrapped by the sealed root,
+// so no signature can be checked). These refusals are not audited: the
+// audit signing key is wrapped by the root too, so the audit log opens
+// only after unseal. They are counted in the metrics and logged at debug.
+func sealedServer(cfg config.Config, m *metrics.Metrics, log *slog.Logger) http.Handler {
+	return server.New(server.Config{Logger: log, Metrics: m, Region: cfg.Region, Gate: sealedError})
+}
+
+// waitUnseal serves the unseal socket us until a seal key opens the roots
+// and open starts the service, and returns that service; or returns nil
+// when ctx ends or the API listener stops (runDone closed). A key that
+// fails to open leaves kmsd sealed, waiting for the next attempt. The
+// socket is closed (and removed) when it returns.
+func waitUnseal(ctx context.Context, us *unsealServer, runDone <-chan struct{}, log *slog.Logger, open func(*keystore.SealKey) (*service, error)) *service {
+	defer us.close()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-runDone:
+			return nil
+		case a := <-us.attempts:
+			app, err := open(a.key)
+			if err != nil {
+				a.key.Wipe()
+				log.Error("unseal failed; kmsd stays sealed", "err", err)
+				a.result <- err
+				continue
+			}
+			a.result <- nil
+			return app
+		}
+	}
 }
 
 // rootKeystore is the root of trust kmsd serve uses: a keystore with a
@@ -193,9 +374,12 @@ func listen(cfg config.Config) (ln net.Listener, caFile string, reload func() er
 	return tls.NewListener(ln, rl.Config()), caFile, rl.Reload, nil
 }
 
-// reloadOnHangup reloads the iam identities and the TLS certificate on
-// SIGHUP; what fails to reload stays as it was.
-func reloadOnHangup(ctx context.Context, reloaders []reloader, log *slog.Logger) {
+// reloadOnHangup reloads the iam identities, the roots manifest and the
+// TLS certificate on SIGHUP (whatever reloaders holds then; while kmsd is
+// sealed, only the certificate); what fails to reload stays as it was.
+// It listens from the start, so that a SIGHUP to a sealed kmsd does not
+// kill it.
+func reloadOnHangup(ctx context.Context, reloaders *atomic.Pointer[[]reloader], log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -204,7 +388,11 @@ func reloadOnHangup(ctx context.Context, reloaders []reloader, log *slog.Logger)
 		case <-ctx.Done():
 			return
 		case <-hup:
-			for _, r := range reloaders {
+			var rs []reloader
+			if p := reloaders.Load(); p != nil {
+				rs = *p
+			}
+			for _, r := range rs {
 				if err := r.reload(); err != nil {
 					log.Error("SIGHUP: "+r.what+" reload failed; the previous one stays in force", "err", err)
 				} else {

@@ -96,14 +96,26 @@ func OpenFile(path string) (*FileKeystore, error) {
 	}
 	// root is a temporary copy: the struct keeps the only one.
 	defer clear(root)
+	return newFileKeystore(root), nil
+}
 
+// newFileKeystore returns a FileKeystore holding a copy of root (32
+// bytes), which the caller clears.
+func newFileKeystore(root []byte) *FileKeystore {
 	f := &FileKeystore{}
 	copy(f.root[:], root)
-	mac := hmac.New(sha256.New, f.root[:])
-	mac.Write([]byte(rootIDLabel))
-	copy(f.id[:], mac.Sum(nil))
+	f.id = rootKeyID(root)
 	f.idHex = hex.EncodeToString(f.id[:])
-	return f, nil
+	return f
+}
+
+// rootKeyID derives the public id of a root key.
+func rootKeyID(root []byte) [rootIDSize]byte {
+	mac := hmac.New(sha256.New, root)
+	mac.Write([]byte(rootIDLabel))
+	var id [rootIDSize]byte
+	copy(id[:], mac.Sum(nil))
+	return id
 }
 
 // ID returns a short identifier of the root key: the first 8 bytes of
@@ -252,50 +264,62 @@ func createRootKey(path string) (key []byte, err error) {
 		}
 	}()
 
+	if err := createFileExclusive(path, key, ".kmsd-root-key-*.tmp"); err != nil {
+		return nil, fmt.Errorf("keystore: creating root key file: %w", err)
+	}
+	return key, nil
+}
+
+// createFileExclusive creates path holding data, mode 0600: written and
+// fsynced under a temporary name (pattern, for os.CreateTemp) created with
+// O_EXCL, then hard-linked to path, which fails with an error wrapping
+// fs.ErrExist rather than replace an existing file; then the directory is
+// fsynced. So path appears only complete, and never replaces another file.
+func createFileExclusive(path string, data []byte, pattern string) error {
 	dir := filepath.Dir(path)
 	// os.CreateTemp opens with O_CREATE|O_EXCL and mode 0600: a fresh file
 	// nobody else can have opened, never an existing one.
-	tmp, err := os.CreateTemp(dir, ".kmsd-root-key-*.tmp")
+	tmp, err := os.CreateTemp(dir, pattern)
 	if err != nil {
-		return nil, fmt.Errorf("keystore: creating root key file: %w", err)
+		return err
 	}
 	tmpName := tmp.Name()
-	// The temporary name holds a copy of the key until it is removed; after
-	// a successful link, path holds it and the name goes.
+	// The temporary name holds a copy of the data until it is removed;
+	// after a successful link, path holds it and the name goes.
 	defer os.Remove(tmpName)
 	// Make the mode exactly 0600 whatever the umask (which could also have
 	// removed the owner's read bit).
 	if err := tmp.Chmod(0o600); err != nil {
 		tmp.Close()
-		return nil, fmt.Errorf("keystore: creating root key file: %w", err)
+		return err
 	}
-	if _, err := tmp.Write(key); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return nil, fmt.Errorf("keystore: writing root key file: %w", err)
+		return fmt.Errorf("writing: %w", err)
 	}
-	// The key must be on disk before its name appears: a root key lost in
+	// The data must be on disk before its name appears: a root key lost in
 	// a crash makes every wrapped secret unrecoverable.
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return nil, fmt.Errorf("keystore: syncing root key file: %w", err)
+		return fmt.Errorf("syncing: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
-		return nil, fmt.Errorf("keystore: closing root key file: %w", err)
+		return fmt.Errorf("closing: %w", err)
 	}
 	// link(2) fails with EEXIST instead of replacing path, so an existing
 	// root key is never overwritten, and path appears only complete.
 	if err := os.Link(tmpName, path); err != nil {
-		return nil, fmt.Errorf("keystore: creating root key file: %w", err)
+		return err
 	}
 	if err := os.Remove(tmpName); err != nil {
-		return nil, fmt.Errorf("keystore: removing temporary root key file: %w", err)
+		return fmt.Errorf("removing the temporary file: %w", err)
 	}
 	// Persist the new directory entry (and the removal of the temporary
 	// one); without this a crash could lose the file after we used the key.
 	if err := syncDir(dir); err != nil {
-		return nil, fmt.Errorf("keystore: syncing directory of root key file: %w", err)
+		return fmt.Errorf("syncing the directory: %w", err)
 	}
-	return key, nil
+	return nil
 }
 
 // syncDir fsyncs a directory so that entries created in it are durable.

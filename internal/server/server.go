@@ -44,6 +44,13 @@ type Config struct {
 	// Audit, if set, receives a record of every request before its reply.
 	Audit  Auditor
 	Region string // for audit records
+	// Gate, if set, is asked first for every API request, before its body
+	// is read or its signature verified: while it returns an error (an
+	// *awserr.Error), every API request is answered with that error and
+	// /readyz with 503 and the error's message. /healthz is never gated.
+	// kmsd serve uses it while its root of trust is sealed, when no
+	// secret to verify a signature with is available.
+	Gate func() error
 }
 
 // Server is an http.Handler serving the AWS KMS API.
@@ -57,12 +64,13 @@ type Server struct {
 	ready    func(ctx context.Context) error
 	auditor  Auditor
 	region   string
+	gate     func() error
 }
 
 // New returns a Server.
 func New(cfg Config) *Server {
 	s := &Server{routes: cfg.Routes, verifier: cfg.Verifier, callers: cfg.Callers, log: cfg.Logger, now: cfg.Now,
-		metrics: cfg.Metrics, ready: cfg.Ready, auditor: cfg.Audit, region: cfg.Region}
+		metrics: cfg.Metrics, ready: cfg.Ready, auditor: cfg.Audit, region: cfg.Region, gate: cfg.Gate}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -152,6 +160,13 @@ type exchange struct {
 // work: the store answers and the audit log accepts records).
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if r.URL.Path == "/readyz" && s.gate != nil {
+		if err := s.gate(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "not ready: "+gateMessage(err)+"\n")
+			return
+		}
+	}
 	if r.URL.Path == "/readyz" && s.ready != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
@@ -163,6 +178,16 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	io.WriteString(w, "ok\n")
+}
+
+// gateMessage is what /readyz shows of a gate's error: the message of an
+// AWS error (written for clients), never the text of another error.
+func gateMessage(err error) string {
+	var e *awserr.Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "unavailable"
 }
 
 // connectionFacts adds what the connection tells about a caller.
@@ -178,6 +203,11 @@ func connectionFacts(c *kms.Caller, r *http.Request) {
 // or the error to send.
 func (s *Server) serve(r *http.Request, ex *exchange) ([]byte, error) {
 	ctx := r.Context()
+	if s.gate != nil {
+		if err := s.gate(); err != nil {
+			return nil, err
+		}
+	}
 	if s.auditor != nil {
 		// Once auditing is broken, nothing runs: the record of this
 		// request could not be written either.

@@ -59,6 +59,7 @@ KMSD_OUT=""
 KMSD_ERR=""
 
 # The check helpers (step, pass, fail, run, check, expect_*) are shared.
+KMSD_ARGS=(--config "$CONFIG" --log-level debug)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # expect_denied ACTION RESOURCE WHY CMD...: AccessDeniedException with AWS's
@@ -112,36 +113,6 @@ create_access_key() {
 
 # ---------------------------------------------------------------- kmsd
 
-alive() {
-	[[ -e /proc/$1/status ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
-}
-
-start_kmsd() {
-	KMSD_OUT=$RUN/kmsd.out
-	KMSD_ERR=$RUN/kmsd.err
-	"$KMSD_BIN" serve --config "$CONFIG" --data-dir "$DATA" --listen 127.0.0.1:0 --log-level debug >"$KMSD_OUT" 2>"$KMSD_ERR" &
-	KMSD_PID=$!
-	local i
-	for ((i = 0; i < BANNER_WAIT_TENTHS; i++)); do
-		grep -q '^export AWS_ENDPOINT_URL=' "$KMSD_OUT" && break
-		alive "$KMSD_PID" || fail "kmsd exited before printing its banner" "$(cat "$KMSD_ERR")"
-		sleep 0.1
-	done
-	grep -q '^export AWS_ENDPOINT_URL=' "$KMSD_OUT" || fail "kmsd printed no banner" "$(cat "$KMSD_ERR")"
-	ENDPOINT=$(sed -n 's/^kmsd is serving the AWS KMS API at \(http:\/\/127\.0\.0\.1:[0-9]*\) .*/\1/p' "$KMSD_OUT")
-	[[ -n $ENDPOINT ]] || fail "no endpoint in kmsd's banner" "$(cat "$KMSD_OUT")"
-	pass "kmsd (pid $KMSD_PID) serves at $ENDPOINT"
-}
-
-cleanup() {
-	local rc=$?
-	if [[ -n $KMSD_PID ]] && alive "$KMSD_PID"; then
-		kill -9 "$KMSD_PID" 2>/dev/null || true
-		wait "$KMSD_PID" 2>/dev/null || true
-	fi
-	if ((rc == 0)) && $REMOVE_RUN; then rm -rf "$RUN"; fi
-	exit "$rc"
-}
 trap cleanup EXIT
 trap 'echo "interrupted"; exit 130' INT TERM
 
@@ -174,7 +145,7 @@ echo "work dir:    $RUN"
 step "start kmsd with a configuration that declares app-user"
 write_config app-user
 check "$KMSD_BIN" iam check --config "$CONFIG"
-start_kmsd
+start_kmsd first
 ADMIN_ID=$(sed -n 's/^export AWS_ACCESS_KEY_ID=//p' "$KMSD_OUT")
 ADMIN_SECRET=$(sed -n 's/^export AWS_SECRET_ACCESS_KEY=//p' "$KMSD_OUT")
 expect_match "admin access key id from the banner" '^AKIA[A-Z0-9]{16}$' "$ADMIN_ID"

@@ -60,6 +60,7 @@ KMSD_OUT=""
 KMSD_ERR=""
 
 # The check helpers (step, pass, fail, run, check, expect_*) are shared.
+KMSD_ARGS=()
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # expect_same_file WHAT WANT_FILE GOT_FILE: byte-for-byte comparison.
@@ -115,42 +116,6 @@ decrypt_args() {
 # ---------------------------------------------------------------- kmsd
 
 # alive PID: the process exists and is not a zombie.
-alive() {
-	[[ -e /proc/$1/status ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
-}
-
-# start_kmsd NAME: starts kmsd on DATA and waits for its banner. Sets
-# KMSD_PID, ENDPOINT, and KMSD_OUT/KMSD_ERR (its stdout and stderr).
-start_kmsd() {
-	KMSD_OUT=$RUN/kmsd-$1.out
-	KMSD_ERR=$RUN/kmsd-$1.err
-	"$KMSD_BIN" serve --data-dir "$DATA" --listen 127.0.0.1:0 >"$KMSD_OUT" 2>"$KMSD_ERR" &
-	KMSD_PID=$!
-	local i
-	for ((i = 0; i < BANNER_WAIT_TENTHS; i++)); do
-		# The endpoint line comes first and AWS_ENDPOINT_URL last in the
-		# banner, so once this line is there the credentials are too.
-		grep -q '^export AWS_ENDPOINT_URL=' "$KMSD_OUT" && break
-		alive "$KMSD_PID" || fail "kmsd ($1 start) exited before printing its banner" "$(cat "$KMSD_ERR")"
-		sleep 0.1
-	done
-	grep -q '^export AWS_ENDPOINT_URL=' "$KMSD_OUT" ||
-		fail "kmsd ($1 start) printed no banner within $((BANNER_WAIT_TENTHS / 10)) s" "stdout: $(cat "$KMSD_OUT")" "stderr: $(cat "$KMSD_ERR")"
-	ENDPOINT=$(sed -n 's/^kmsd is serving the AWS KMS API at \(http:\/\/127\.0\.0\.1:[0-9]*\) .*/\1/p' "$KMSD_OUT")
-	[[ -n $ENDPOINT ]] || fail "no endpoint in kmsd's banner" "$(cat "$KMSD_OUT")"
-	pass "kmsd ($1 start, pid $KMSD_PID) serves at $ENDPOINT"
-}
-
-# cleanup (the EXIT trap): whatever happens, leave no kmsd behind.
-cleanup() {
-	local rc=$?
-	if [[ -n $KMSD_PID ]] && alive "$KMSD_PID"; then
-		kill -9 "$KMSD_PID" 2>/dev/null || true
-		wait "$KMSD_PID" 2>/dev/null || true
-	fi
-	if ((rc == 0)) && $REMOVE_RUN; then rm -rf "$RUN"; fi
-	exit "$rc"
-}
 trap cleanup EXIT
 trap 'echo "interrupted"; exit 130' INT TERM
 
