@@ -127,34 +127,37 @@ func (s *Service) open(ctx context.Context, c Caller, blob []byte, ec map[string
 	if err := checkContext("encryptionContext", ec); err != nil {
 		return nil, "", nil, err
 	}
+	var pt []byte
 	if isHSM || k.CustomKeyStoreID != "" {
-		pt, err := s.openHSM(ctx, k, hb, ec)
-		if err != nil {
-			return nil, "", nil, err
-		}
-		if dryRun {
-			clear(pt)
-			return nil, "", nil, errDryRun
-		}
-		return k, h.MaterialID, pt, nil
-	}
-	m, err := s.material(ctx, k, h.MaterialID)
-	if errors.Is(err, errNoMaterial) {
-		return nil, "", nil, errInvalidCiphertext
+		pt, err = s.openHSM(ctx, k, hb, ec)
+	} else {
+		pt, err = s.openSoftware(ctx, k, h.MaterialID, blob, ec)
 	}
 	if err != nil {
 		return nil, "", nil, err
-	}
-	defer m.release()
-	pt, err := keys.Open(m.key, blob, ec)
-	if err != nil {
-		return nil, "", nil, errInvalidCiphertext
 	}
 	if dryRun {
 		clear(pt)
 		return nil, "", nil, errDryRun
 	}
 	return k, h.MaterialID, pt, nil
+}
+
+// openSoftware decrypts a version 1 blob with the material it names.
+func (s *Service) openSoftware(ctx context.Context, k *store.Key, materialID string, blob []byte, ec map[string]string) ([]byte, error) {
+	m, err := s.material(ctx, k, materialID)
+	if errors.Is(err, errNoMaterial) {
+		return nil, errInvalidCiphertext
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer m.release()
+	pt, err := keys.Open(m.key, blob, ec)
+	if err != nil {
+		return nil, errInvalidCiphertext
+	}
+	return pt, nil
 }
 
 // EncryptInput is the Encrypt request.

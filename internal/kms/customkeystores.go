@@ -187,20 +187,29 @@ func (s *Service) customKeyStore(ctx context.Context, c Caller, id string) (*sto
 	return cks, nil
 }
 
-// CreateCustomKeyStoreInput is the CreateCustomKeyStore request. The XKS
-// members are accepted on the wire only to be refused.
-type CreateCustomKeyStoreInput struct {
-	CustomKeyStoreName               string
-	CloudHsmClusterId                string
-	TrustAnchorCertificate           string
-	KeyStorePassword                 string
-	CustomKeyStoreType               string
+// XksProxySettings are the external key store members of
+// CreateCustomKeyStore and UpdateCustomKeyStore, accepted on the wire only
+// to be refused: kmsd has no external key stores.
+type XksProxySettings struct {
 	XksProxyUriEndpoint              string
 	XksProxyUriPath                  string
 	XksProxyVpcEndpointServiceName   string
 	XksProxyVpcEndpointServiceOwner  string
 	XksProxyConnectivity             string
 	XksProxyAuthenticationCredential *XksProxyAuthenticationCredential
+}
+
+// used reports whether any external key store member is set.
+func (x *XksProxySettings) used() bool { return *x != (XksProxySettings{}) }
+
+// CreateCustomKeyStoreInput is the CreateCustomKeyStore request.
+type CreateCustomKeyStoreInput struct {
+	CustomKeyStoreName     string
+	CloudHsmClusterId      string
+	TrustAnchorCertificate string
+	KeyStorePassword       string
+	CustomKeyStoreType     string
+	XksProxySettings
 }
 
 // XksProxyAuthenticationCredential is an external key store credential
@@ -215,11 +224,6 @@ type CreateCustomKeyStoreOutput struct {
 	CustomKeyStoreId string
 }
 
-func (in *CreateCustomKeyStoreInput) usesXKS() bool {
-	return in.XksProxyUriEndpoint != "" || in.XksProxyUriPath != "" || in.XksProxyVpcEndpointServiceName != "" ||
-		in.XksProxyVpcEndpointServiceOwner != "" || in.XksProxyConnectivity != "" || in.XksProxyAuthenticationCredential != nil
-}
-
 var errXKS = awserr.New(awserr.UnsupportedOperation, "External key stores (EXTERNAL_KEY_STORE) are not supported by kmsd; create a custom key store of type AWS_CLOUDHSM backed by a PKCS#11 token.")
 
 // CreateCustomKeyStore creates a custom key store of type AWS_CLOUDHSM for
@@ -230,7 +234,7 @@ func (s *Service) CreateCustomKeyStore(ctx context.Context, c Caller, in *Create
 	if typ == "" {
 		typ = CustomKeyStoreCloudHSM
 	}
-	if typ != CustomKeyStoreCloudHSM || in.usesXKS() {
+	if typ != CustomKeyStoreCloudHSM || in.used() {
 		return nil, errXKS
 	}
 	for _, f := range []struct{ name, v string }{
@@ -462,16 +466,11 @@ func (s *Service) DescribeCustomKeyStores(ctx context.Context, c Caller, in *Des
 
 // UpdateCustomKeyStoreInput is the UpdateCustomKeyStore request.
 type UpdateCustomKeyStoreInput struct {
-	CustomKeyStoreId                 string
-	NewCustomKeyStoreName            string
-	KeyStorePassword                 string
-	CloudHsmClusterId                string
-	XksProxyUriEndpoint              string
-	XksProxyUriPath                  string
-	XksProxyVpcEndpointServiceName   string
-	XksProxyVpcEndpointServiceOwner  string
-	XksProxyConnectivity             string
-	XksProxyAuthenticationCredential *XksProxyAuthenticationCredential
+	CustomKeyStoreId      string
+	NewCustomKeyStoreName string
+	KeyStorePassword      string
+	CloudHsmClusterId     string
+	XksProxySettings
 }
 
 // UpdateCustomKeyStore renames a store (in any state), or changes its
@@ -480,8 +479,7 @@ type UpdateCustomKeyStoreInput struct {
 // before it connects, and a key missing there fails its operations with
 // KMSInvalidStateException.
 func (s *Service) UpdateCustomKeyStore(ctx context.Context, c Caller, in *UpdateCustomKeyStoreInput) error {
-	if in.XksProxyUriEndpoint != "" || in.XksProxyUriPath != "" || in.XksProxyVpcEndpointServiceName != "" ||
-		in.XksProxyVpcEndpointServiceOwner != "" || in.XksProxyConnectivity != "" || in.XksProxyAuthenticationCredential != nil {
+	if in.used() {
 		return errXKS
 	}
 	cks, err := s.customKeyStore(ctx, c, in.CustomKeyStoreId)
@@ -732,6 +730,21 @@ func (s *Service) describe(ctx context.Context, k *store.Key) *KeyMetadata {
 	return md
 }
 
+// connectedCKS returns the caller's custom key store id and its HSM
+// connection, or the error op gets when the store is missing or not
+// CONNECTED.
+func (s *Service) connectedCKS(ctx context.Context, c Caller, id, op string) (*store.CustomKeyStore, HSM, error) {
+	cks, err := s.customKeyStore(ctx, c, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	h := s.cks.hsm(cks.ID)
+	if cks.ConnectionState != ConnectionConnected || h == nil {
+		return nil, nil, cksInvalidState(cks, op, "connect the custom key store first")
+	}
+	return cks, h, nil
+}
+
 // createHSMKey validates a CreateKey in a custom key store and generates
 // the key's material in the token. It returns the key's material id.
 func (s *Service) createHSMKey(ctx context.Context, c Caller, k *store.Key, cksID string) error {
@@ -741,13 +754,9 @@ func (s *Service) createHSMKey(ctx context.Context, c Caller, k *store.Key, cksI
 	if k.KeySpec != SpecSymmetricDefault || k.KeyUsage != UsageEncryptDecrypt {
 		return awserr.Newf(awserr.UnsupportedOperation, "Custom key stores hold only SYMMETRIC_DEFAULT keys for ENCRYPT_DECRYPT, not %s for %s.", k.KeySpec, k.KeyUsage)
 	}
-	cks, err := s.customKeyStore(ctx, c, cksID)
+	cks, h, err := s.connectedCKS(ctx, c, cksID, "CreateKey")
 	if err != nil {
 		return err
-	}
-	h := s.cks.hsm(cks.ID)
-	if cks.ConnectionState != ConnectionConnected || h == nil {
-		return cksInvalidState(cks, "CreateKey", "connect the custom key store first")
 	}
 	mid, err := keys.NewMaterialID(s.rand)
 	if err != nil {
@@ -832,13 +841,9 @@ func (s *Service) destroyHSMKey(ctx context.Context, k *store.Key) {
 // randomFromCKS serves GenerateRandom with CustomKeyStoreId: random bytes
 // from the store's HSM.
 func (s *Service) randomFromCKS(ctx context.Context, c Caller, id string, n int) ([]byte, error) {
-	cks, err := s.customKeyStore(ctx, c, id)
+	_, h, err := s.connectedCKS(ctx, c, id, "GenerateRandom")
 	if err != nil {
 		return nil, err
-	}
-	h := s.cks.hsm(cks.ID)
-	if cks.ConnectionState != ConnectionConnected || h == nil {
-		return nil, cksInvalidState(cks, "GenerateRandom", "connect the custom key store first")
 	}
 	b, err := h.GenerateRandom(ctx, n)
 	if err != nil {

@@ -34,14 +34,10 @@ if [[ ! -x $AWS_BIN ]]; then
 	exit 1
 fi
 
-if [[ -n ${2:-} ]]; then
-	mkdir -p "$2"
-	RUN=$(mktemp -d "$(realpath "$2")/authz.XXXXXX")
-	REMOVE_RUN=false
-else
-	RUN=$(mktemp -d "${TMPDIR:-/tmp}/kmsd-authz.XXXXXX")
-	REMOVE_RUN=true
-fi
+# The shared helpers: the work folder, checks (step, pass, fail, run,
+# check, expect_*) and starting and stopping kmsd.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+make_run authz "${2:-}"
 DATA=$RUN/data
 CONFIG=$RUN/kmsd.yaml
 CLIENT_HOME=$RUN/home
@@ -58,9 +54,7 @@ KMSD_PID=""
 KMSD_OUT=""
 KMSD_ERR=""
 
-# The check helpers (step, pass, fail, run, check, expect_*) are shared.
 KMSD_ARGS=(--config "$CONFIG" --log-level debug)
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # expect_denied ACTION RESOURCE WHY CMD...: AccessDeniedException with AWS's
 # message for the caller in $WHO.
@@ -282,7 +276,7 @@ for ((i = 0; i < STOP_WAIT_TENTHS; i++)); do
 	alive "$KMSD_PID" || break
 	sleep 0.1
 done
-alive "$KMSD_PID" && fail "kmsd still runs after SIGTERM"
+alive "$KMSD_PID" && stuck_kmsd "kmsd still runs after SIGTERM"
 rc=0
 wait "$KMSD_PID" || rc=$?
 KMSD_PID=""

@@ -34,14 +34,10 @@ fi
 
 # Everything this run writes lives in RUN; kmsd creates DATA itself, so the
 # mode checks below test kmsd and not mktemp.
-if [[ -n ${2:-} ]]; then
-	mkdir -p "$2"
-	RUN=$(mktemp -d "$(realpath "$2")/awscli.XXXXXX")
-	REMOVE_RUN=false
-else
-	RUN=$(mktemp -d "${TMPDIR:-/tmp}/kmsd-e2e.XXXXXX")
-	REMOVE_RUN=true
-fi
+# The shared helpers: the work folder, checks (step, pass, fail, run,
+# check, expect_*) and starting and stopping kmsd.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+make_run awscli "${2:-}"
 DATA=$RUN/data
 CLIENT_HOME=$RUN/home
 F=$RUN/files # ciphertexts, plaintexts and command output
@@ -59,9 +55,33 @@ KMSD_PID=""
 KMSD_OUT=""
 KMSD_ERR=""
 
-# The check helpers (step, pass, fail, run, check, expect_*) are shared.
+# E2E_ROOT=pkcs11 runs the whole scenario with the root of trust in a
+# fresh SoftHSM2 token (its own SOFTHSM2_CONF) instead of root.key.
 KMSD_ARGS=()
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ROOT_KIND=${E2E_ROOT:-file}
+case $ROOT_KIND in
+file) ;;
+pkcs11)
+	export SOFTHSM2_CONF=$RUN/softhsm2.conf E2E_HSM_PIN=40417293
+	mkdir -p "$RUN/tokens"
+	printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$RUN/tokens" >"$SOFTHSM2_CONF"
+	softhsm2-util --init-token --free --label kmsd-e2e-root --so-pin 87654321 --pin "$E2E_HSM_PIN" >/dev/null
+	cat >"$RUN/kmsd.yaml" <<YAML
+keystore:
+  type: pkcs11
+  pkcs11:
+    module: /usr/lib/softhsm/libsofthsm2.so
+    token_label: kmsd-e2e-root
+    key_label: kmsd-root
+    pin_env: E2E_HSM_PIN
+YAML
+	KMSD_ARGS=(--config "$RUN/kmsd.yaml")
+	;;
+*)
+	echo "FAIL: E2E_ROOT=$ROOT_KIND is not file or pkcs11" >&2
+	exit 1
+	;;
+esac
 
 # expect_same_file WHAT WANT_FILE GOT_FILE: byte-for-byte comparison.
 expect_same_file() {
@@ -115,14 +135,19 @@ decrypt_args() {
 
 # ---------------------------------------------------------------- kmsd
 
-# alive PID: the process exists and is not a zombie.
 trap cleanup EXIT
 trap 'echo "interrupted"; exit 130' INT TERM
 
-# check_modes: the data folder holds the root key, so it must be private.
+# check_modes: the data folder holds the root key (or, with a PKCS#11
+# root, secrets wrapped by it), so it must be private.
 check_modes() {
 	expect_eq "mode of the data folder" 700 "$(stat -c %a "$DATA")"
-	expect_eq "mode of root.key" 600 "$(stat -c %a "$DATA/root.key")"
+	if [[ $ROOT_KIND == pkcs11 ]]; then
+		[[ ! -e $DATA/root.key ]] || fail "a root.key file exists although the root of trust is in the HSM"
+		pass "no root.key: the root key lives in the HSM"
+	else
+		expect_eq "mode of root.key" 600 "$(stat -c %a "$DATA/root.key")"
+	fi
 	expect_eq "mode of kmsd.db" 600 "$(stat -c %a "$DATA/kmsd.db")"
 }
 
@@ -130,6 +155,7 @@ check_modes() {
 
 echo "kmsd binary: $KMSD_BIN"
 echo "work dir:    $RUN"
+echo "root of trust: $ROOT_KIND"
 "$AWS_BIN" --version
 
 step "first start of kmsd on a fresh data folder"
@@ -537,7 +563,7 @@ for ((i = 0; i < STOP_WAIT_TENTHS; i++)); do
 	alive "$KMSD_PID" || break
 	sleep 0.1
 done
-alive "$KMSD_PID" && fail "kmsd still runs $((STOP_WAIT_TENTHS / 10)) s after SIGTERM"
+alive "$KMSD_PID" && stuck_kmsd "kmsd still runs $((STOP_WAIT_TENTHS / 10)) s after SIGTERM"
 rc=0
 wait "$KMSD_PID" || rc=$?
 KMSD_PID=""

@@ -32,14 +32,10 @@ for need in "$AWS_BIN" "$MODULE" /usr/bin/softhsm2-util /usr/bin/openssl; do
 	fi
 done
 
-if [[ -n ${2:-} ]]; then
-	mkdir -p "$2"
-	RUN=$(mktemp -d "$(realpath "$2")/cks.XXXXXX")
-	REMOVE_RUN=false
-else
-	RUN=$(mktemp -d "${TMPDIR:-/tmp}/kmsd-cks.XXXXXX")
-	REMOVE_RUN=true
-fi
+# The shared helpers: the work folder, checks (step, pass, fail, run,
+# check, expect_*) and starting and stopping kmsd.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+make_run cks "${2:-}"
 DATA=$RUN/data
 CONFIG=$RUN/kmsd.yaml
 CLIENT_HOME=$RUN/home
@@ -54,7 +50,6 @@ KMSD_OUT=""
 KMSD_ERR=""
 ENDPOINT=""
 KMSD_ARGS=(--config "$CONFIG" --log-level debug)
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 as_admin() {
 	env -i PATH=/usr/bin:/bin HOME="$CLIENT_HOME" AWS_ACCESS_KEY_ID="$ADMIN_ID" AWS_SECRET_ACCESS_KEY="$ADMIN_SECRET" \

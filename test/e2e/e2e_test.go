@@ -28,13 +28,20 @@ const (
 	scriptBudget = 8 * time.Minute // the scenario takes 1–4 minutes (each CLI call starts Python)
 )
 
-func TestAWSCLI(t *testing.T) { runScenario(t, "awscli.sh") }
+func TestAWSCLI(t *testing.T) { runScenario(t, "awscli.sh", nil) }
+
+// TestAWSCLIPKCS11Root runs the whole awscli.sh scenario again with the
+// root of trust in a SoftHSM2 token (keystore.type pkcs11).
+func TestAWSCLIPKCS11Root(t *testing.T) {
+	runScenario(t, "awscli.sh", []string{"E2E_ROOT=pkcs11"}, "/usr/lib/softhsm/libsofthsm2.so", "/usr/bin/softhsm2-util")
+}
 
 // runScenario runs one scenario script (KMSD_BINARY WORK_DIR) with the AWS
-// CLI, streaming its output into the test log. It needs the AWS CLI and
-// whatever files need lists: skipped without them, failed under CI=true.
-// The script must exit 0 and end with "N passed, 0 failed".
-func runScenario(t *testing.T, name string, need ...string) {
+// CLI and the extra environment env, streaming its output into the test
+// log. It needs the AWS CLI and whatever files need lists: skipped without
+// them, failed under CI=true. The script must exit 0 and end with
+// "N passed, 0 failed".
+func runScenario(t *testing.T, name string, env []string, need ...string) {
 	for _, path := range append([]string{awsCLI}, need...) {
 		if _, err := os.Stat(path); err != nil {
 			msg := installCLI + " (and softhsm2, openssl, opensc for the custom key store scenario): " + err.Error()
@@ -58,7 +65,7 @@ func runScenario(t *testing.T, name string, need ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", script, bin, tmp)
-	cmd.Env = os.Environ() // CI decides whether a missing boto3 fails or skips
+	cmd.Env = append(os.Environ(), env...) // CI decides whether a missing boto3 fails or skips
 	// On timeout, SIGTERM (not SIGKILL) the script so that its trap stops
 	// kmsd; WaitDelay kills it if it does not exit soon after.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }

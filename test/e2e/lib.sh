@@ -85,12 +85,34 @@ expect_match() {
 	pass "$1 ~ $2"
 }
 
+# make_run NAME [WORK_DIR]: the scenario's work folder RUN, made under
+# WORK_DIR (kept, for the Go test to show) or under $TMPDIR (removed after
+# a successful run, see cleanup).
+make_run() {
+	if [[ -n ${2:-} ]]; then
+		mkdir -p "$2"
+		RUN=$(mktemp -d "$(realpath "$2")/$1.XXXXXX")
+		REMOVE_RUN=false
+	else
+		RUN=$(mktemp -d "${TMPDIR:-/tmp}/kmsd-$1.XXXXXX")
+		REMOVE_RUN=true
+	fi
+}
+
 # ---------------------------------------------------------------- kmsd
 # A script sets KMSD_BIN, DATA, RUN, REMOVE_RUN, BANNER_WAIT_TENTHS and,
 # optionally, KMSD_ARGS (more flags for kmsd serve, e.g. --config).
 
+# alive PID: the process exists and is neither a zombie nor dead. One read
+# of /proc/PID/stat decides: bash reaps its children between commands, so
+# a test of the file's existence followed by a read of it can see a live
+# process vanish in between (and a failed read must mean "gone", never
+# "alive").
 alive() {
-	[[ -e /proc/$1/status ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+	local st
+	st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	st=${st##*) } # the state follows the command name, which may hold spaces
+	[[ -n $st && ${st:0:1} != Z && ${st:0:1} != X ]]
 }
 
 # start_kmsd NAME: starts kmsd on DATA and waits for its banner. Sets
@@ -115,17 +137,28 @@ start_kmsd() {
 	pass "kmsd ($1 start, pid $KMSD_PID) serves at $ENDPOINT"
 }
 
-# stop_kmsd: SIGTERM, and wait (up to 15 s) for a clean exit.
+# stop_kmsd: SIGTERM, and wait (STOP_WAIT_TENTHS, default 60 s: a clean
+# stop flushes the audit log and checkpoints SQLite, fsyncs that a busy
+# disk can delay) for a clean exit.
 stop_kmsd() {
 	kill -TERM "$KMSD_PID"
-	local i
-	for ((i = 0; i < 150; i++)); do
+	local i limit=${STOP_WAIT_TENTHS:-600}
+	for ((i = 0; i < limit; i++)); do
 		alive "$KMSD_PID" || break
 		sleep 0.1
 	done
-	alive "$KMSD_PID" && fail "kmsd still runs 15 s after SIGTERM"
+	alive "$KMSD_PID" && stuck_kmsd "kmsd still runs $((limit / 10)) s after SIGTERM"
 	wait "$KMSD_PID" 2>/dev/null || true
 	pass "kmsd stopped on SIGTERM"
+}
+
+# stuck_kmsd WHAT: kmsd did not stop. SIGQUIT makes the Go runtime write
+# every goroutine's stack to kmsd's stderr, which fail then shows: where
+# it hangs is the one thing worth knowing.
+stuck_kmsd() {
+	kill -QUIT "$KMSD_PID" 2>/dev/null || true
+	sleep 1
+	fail "$1" "goroutine dump (SIGQUIT) of kmsd:" "$(grep -A12 '^goroutine ' "$KMSD_ERR" | head -n 300)"
 }
 
 # cleanup (the EXIT trap): whatever happens, leave no kmsd behind.

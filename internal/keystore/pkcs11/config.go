@@ -49,8 +49,8 @@ const (
 // refused). Such errors are transient: the next call tries to reconnect.
 var ErrUnavailable = errors.New("HSM unavailable")
 
-// Config says which token and key to use.
-type Config struct {
+// TokenConfig says which token to use and how.
+type TokenConfig struct {
 	// Module is the path of the PKCS#11 library, for example
 	// /usr/lib/softhsm/libsofthsm2.so.
 	Module string
@@ -58,26 +58,44 @@ type Config struct {
 	TokenLabel string
 	// PIN is the user PIN. It is never logged or printed.
 	PIN string
-	// KeyLabel is the CKA_LABEL of the AES-256 wrapping key; it is
-	// generated inside the token on first start when absent.
-	KeyLabel string
-	// Sessions bounds the sessions (and so the concurrent HSM operations)
-	// the keystore uses; 0 means 8.
+	// Sessions bounds the sessions (and so the concurrent HSM operations);
+	// 0 means 8.
 	Sessions int
 }
 
-func (c Config) validate() error {
+func (c TokenConfig) validate() error {
 	switch {
 	case c.Module == "":
 		return errors.New("keystore: pkcs11: module is empty")
 	case c.TokenLabel == "":
 		return errors.New("keystore: pkcs11: token label is empty")
-	case c.KeyLabel == "":
-		return errors.New("keystore: pkcs11: key label is empty")
 	case c.PIN == "":
 		return errors.New("keystore: pkcs11: PIN is empty")
 	case c.Sessions < 0 || c.Sessions > maxPoolSize:
 		return fmt.Errorf("keystore: pkcs11: sessions %d is not between 0 and %d", c.Sessions, maxPoolSize)
 	}
 	return nil
+}
+
+// Config says which token and key the root of trust uses.
+type Config struct {
+	// Module, TokenLabel, PIN and Sessions are as in TokenConfig.
+	Module     string
+	TokenLabel string
+	PIN        string
+	Sessions   int
+	// KeyLabel is the CKA_LABEL of the AES-256 wrapping key; it is
+	// generated inside the token on first start when absent.
+	KeyLabel string
+}
+
+func (c Config) token() TokenConfig {
+	return TokenConfig{Module: c.Module, TokenLabel: c.TokenLabel, PIN: c.PIN, Sessions: c.Sessions}
+}
+
+func (c Config) validate() error {
+	if c.KeyLabel == "" {
+		return errors.New("keystore: pkcs11: key label is empty")
+	}
+	return c.token().validate()
 }

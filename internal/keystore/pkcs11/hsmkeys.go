@@ -79,27 +79,8 @@ func (t *Token) EncryptGCM(ctx context.Context, label string, plaintext, aad []b
 		if err != nil {
 			return err
 		}
-		iv = make([]byte, ivSize)
-		if _, err := rand.Read(iv); err != nil {
-			return fmt.Errorf("reading random IV: %w", err)
-		}
-		params := p11.NewGCMParams(iv, aad, tagSize*8)
-		defer params.Free()
-		if err := t.ctx.EncryptInit(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_GCM, params)}, key); err != nil {
-			return err
-		}
-		out, err := t.ctx.Encrypt(sh, plaintext)
-		if err != nil {
-			return err
-		}
-		if got := params.IV(); len(got) == ivSize {
-			iv = bytes.Clone(got)
-		}
-		if len(out) != len(plaintext)+tagSize {
-			return fmt.Errorf("token returned %d bytes of AES-GCM output for %d bytes of input", len(out), len(plaintext))
-		}
-		ct = out
-		return nil
+		iv, ct, err = t.sealGCM(sh, key, plaintext, aad)
+		return err
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("keystore: pkcs11: encrypt with key %q: %w", label, err)
@@ -121,20 +102,9 @@ func (t *Token) DecryptGCM(ctx context.Context, label string, iv, ct, aad []byte
 		if err != nil {
 			return err
 		}
-		params := p11.NewGCMParams(bytes.Clone(iv), aad, tagSize*8)
-		defer params.Free()
-		if err := t.ctx.DecryptInit(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_GCM, params)}, key); err != nil {
-			return err
-		}
-		out, err := t.ctx.Decrypt(sh, ct)
-		if err != nil {
-			if isAuthFailure(err) {
-				return errAuth
-			}
-			return err
-		}
+		out, err := t.openGCM(sh, key, iv, ct, aad)
 		pt = out
-		return nil
+		return err
 	})
 	if errors.Is(err, errAuth) {
 		return nil, fmt.Errorf("keystore: pkcs11: decrypt with key %q: %w", label, ErrAuthentication)
@@ -198,4 +168,51 @@ func (t *Token) GenerateRandom(ctx context.Context, n int) ([]byte, error) {
 		return nil, fmt.Errorf("keystore: pkcs11: generate random: %w", err)
 	}
 	return out, nil
+}
+
+// sealGCM encrypts plaintext with AES-256-GCM under key on session sh,
+// authenticating aad, with a fresh random 96-bit IV. Some HSMs choose the
+// IV themselves and write it back: the IV returned is the one used. ct is
+// the ciphertext followed by the 16-byte tag.
+func (t *Token) sealGCM(sh p11.SessionHandle, key p11.ObjectHandle, plaintext, aad []byte) (iv, ct []byte, err error) {
+	iv = make([]byte, ivSize)
+	// A random IV per message: with one fixed key, a repeated IV would
+	// reveal the XOR of two plaintexts and allow forgeries.
+	if _, err := rand.Read(iv); err != nil {
+		return nil, nil, fmt.Errorf("reading random IV: %w", err)
+	}
+	params := p11.NewGCMParams(iv, aad, tagSize*8)
+	defer params.Free()
+	if err := t.ctx.EncryptInit(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_GCM, params)}, key); err != nil {
+		return nil, nil, err
+	}
+	ct, err = t.ctx.Encrypt(sh, plaintext)
+	if err != nil {
+		return nil, nil, err
+	}
+	if got := params.IV(); len(got) == ivSize {
+		iv = bytes.Clone(got)
+	}
+	if len(ct) != len(plaintext)+tagSize {
+		return nil, nil, fmt.Errorf("token returned %d bytes of AES-GCM output for %d bytes of input", len(ct), len(plaintext))
+	}
+	return iv, ct, nil
+}
+
+// openGCM authenticates and decrypts ct (ciphertext || tag) under key on
+// session sh. A tag that does not verify gives errAuth.
+func (t *Token) openGCM(sh p11.SessionHandle, key p11.ObjectHandle, iv, ct, aad []byte) ([]byte, error) {
+	params := p11.NewGCMParams(bytes.Clone(iv), aad, tagSize*8)
+	defer params.Free()
+	if err := t.ctx.DecryptInit(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_GCM, params)}, key); err != nil {
+		return nil, err
+	}
+	pt, err := t.ctx.Decrypt(sh, ct)
+	if err != nil {
+		if isAuthFailure(err) {
+			return nil, errAuth
+		}
+		return nil, err
+	}
+	return pt, nil
 }

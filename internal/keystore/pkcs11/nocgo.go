@@ -17,14 +17,6 @@ type Keystore struct{ *Token }
 // Token: see Keystore.
 type Token struct{}
 
-// TokenConfig says which token to use and how.
-type TokenConfig struct {
-	Module     string
-	TokenLabel string
-	PIN        string
-	Sessions   int
-}
-
 var _ keystore.Keystore = (*Keystore)(nil)
 
 var errNoCgo = errors.New("keystore: pkcs11: this kmsd was built without cgo (CGO_ENABLED=0), which PKCS#11 needs")

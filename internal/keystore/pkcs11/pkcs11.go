@@ -43,7 +43,7 @@ func Open(ctx context.Context, cfg Config) (*Keystore, error) {
 		return nil, err
 	}
 	k := &Keystore{keyLabel: cfg.KeyLabel}
-	t, err := openToken(ctx, TokenConfig{Module: cfg.Module, TokenLabel: cfg.TokenLabel, PIN: cfg.PIN, Sessions: cfg.Sessions}, k.onConnect)
+	t, err := openToken(ctx, cfg.token(), k.onConnect)
 	if err != nil {
 		return nil, err
 	}
@@ -105,25 +105,9 @@ func (k *Keystore) Wrap(ctx context.Context, plaintext, aad []byte) ([]byte, err
 	}
 	var out []byte
 	err := k.withKey(ctx, func(sh p11.SessionHandle, key p11.ObjectHandle) error {
-		iv := make([]byte, ivSize)
-		if _, err := rand.Read(iv); err != nil {
-			return fmt.Errorf("reading random IV: %w", err)
-		}
-		params := p11.NewGCMParams(iv, k.additionalData(aad), tagSize*8)
-		defer params.Free()
-		if err := k.ctx.EncryptInit(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_GCM, params)}, key); err != nil {
-			return err
-		}
-		ct, err := k.ctx.Encrypt(sh, plaintext)
+		iv, ct, err := k.sealGCM(sh, key, plaintext, k.additionalData(aad))
 		if err != nil {
 			return err
-		}
-		// Some HSMs choose the IV themselves and write it back.
-		if got := params.IV(); len(got) == ivSize {
-			iv = got
-		}
-		if len(ct) != len(plaintext)+tagSize {
-			return fmt.Errorf("token returned %d bytes of AES-GCM output for %d bytes of input", len(ct), len(plaintext))
 		}
 		out = make([]byte, 0, headerLen+len(ct))
 		out = append(out, wrapVersion)
@@ -160,21 +144,9 @@ func (k *Keystore) Unwrap(ctx context.Context, wrapped, aad []byte) ([]byte, err
 	}
 	var pt []byte
 	err := k.withKey(ctx, func(sh p11.SessionHandle, key p11.ObjectHandle) error {
-		iv := bytes.Clone(wrapped[ivOffset:headerLen])
-		params := p11.NewGCMParams(iv, k.additionalData(aad), tagSize*8)
-		defer params.Free()
-		if err := k.ctx.DecryptInit(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_GCM, params)}, key); err != nil {
-			return err
-		}
-		out, err := k.ctx.Decrypt(sh, wrapped[headerLen:])
-		if err != nil {
-			if isAuthFailure(err) {
-				return errAuth
-			}
-			return err
-		}
+		out, err := k.openGCM(sh, key, wrapped[ivOffset:headerLen], wrapped[headerLen:], k.additionalData(aad))
 		pt = out
-		return nil
+		return err
 	})
 	if err != nil {
 		if errors.Is(err, errAuth) {

@@ -16,34 +16,6 @@ import (
 // one failed, so that a dead HSM is not hammered by every request.
 const retryInterval = time.Second
 
-// TokenConfig says which token to use and how.
-type TokenConfig struct {
-	// Module is the path of the PKCS#11 library, for example
-	// /usr/lib/softhsm/libsofthsm2.so.
-	Module string
-	// TokenLabel names the token (slot ids are not stable; labels are).
-	TokenLabel string
-	// PIN is the user PIN. It is never logged or printed.
-	PIN string
-	// Sessions bounds the sessions (and so the concurrent HSM operations);
-	// 0 means 8.
-	Sessions int
-}
-
-func (c TokenConfig) validate() error {
-	switch {
-	case c.Module == "":
-		return errors.New("keystore: pkcs11: module is empty")
-	case c.TokenLabel == "":
-		return errors.New("keystore: pkcs11: token label is empty")
-	case c.PIN == "":
-		return errors.New("keystore: pkcs11: PIN is empty")
-	case c.Sessions < 0 || c.Sessions > maxPoolSize:
-		return fmt.Errorf("keystore: pkcs11: sessions %d is not between 0 and %d", c.Sessions, maxPoolSize)
-	}
-	return nil
-}
-
 // Token is a logged-in connection to one PKCS#11 token with a pool of
 // sessions. Its methods are safe for concurrent use: at most
 // TokenConfig.Sessions operations run at once, each on a session of its
