@@ -38,8 +38,7 @@ func iamMain(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	cmd, args := args[0], args[1:]
 	fs := flag.NewFlagSet("iam "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configFile := fs.String("config", "", "YAML configuration file (env KMSD_CONFIG)")
-	dataDir := fs.String("data-dir", "", "data folder (env KMSD_DATA_DIR)")
+	dirFlags := addDataDirFlags(fs)
 	account := fs.String("account", "", "account of the principal (default: the configured account)")
 	var user, role, session *string
 	switch cmd {
@@ -61,14 +60,7 @@ func iamMain(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	if fs.NArg() > 0 {
 		return fmt.Errorf("kmsd iam %s: unexpected arguments %v", cmd, fs.Args())
 	}
-	var loadArgs []string
-	if *configFile != "" {
-		loadArgs = append(loadArgs, "--config", *configFile)
-	}
-	if *dataDir != "" {
-		loadArgs = append(loadArgs, "--data-dir", *dataDir)
-	}
-	cfg, err := config.Load(loadArgs, getenv)
+	cfg, err := dirFlags.load(getenv)
 	if err != nil {
 		return err
 	}

@@ -41,8 +41,7 @@ func initMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	flags := flag.NewFlagSet("init", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	flags.Usage = func() { fmt.Fprint(stderr, initUsage); flags.PrintDefaults() }
-	configFile := flags.String("config", "", "YAML configuration file (env KMSD_CONFIG)")
-	dataDir := flags.String("data-dir", "", "data folder (env KMSD_DATA_DIR)")
+	dirFlags := addDataDirFlags(flags)
 	usePassphrase := flags.Bool("passphrase", false, "seal under a passphrase")
 	shares := flags.Int("shares", 0, "seal under a key split into this many Shamir shares (2..255)")
 	threshold := flags.Int("threshold", 0, "how many shares unseal (2..shares)")
@@ -67,7 +66,7 @@ func initMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	case !*usePassphrase && (*threshold < 2 || *shares < *threshold || *shares > shamir.MaxShares):
 		return fmt.Errorf("kmsd init: --shares %d --threshold %d: want 2 <= threshold <= shares <= %d (for a single secret use --passphrase)", *shares, *threshold, shamir.MaxShares)
 	}
-	cfg, err := loadDataDirConfig(*configFile, *dataDir, getenv)
+	cfg, err := dirFlags.load(getenv)
 	if err != nil {
 		return err
 	}

@@ -56,8 +56,7 @@ func rootMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	cmd, args := args[0], args[1:]
 	fs := flag.NewFlagSet("root "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configFile := fs.String("config", "", "YAML configuration file (env KMSD_CONFIG)")
-	dataDir := fs.String("data-dir", "", "data folder (env KMSD_DATA_DIR)")
+	dirFlags := addDataDirFlags(fs)
 	var batch, maxN *int
 	var resume *bool
 	var to *string
@@ -99,14 +98,7 @@ func rootMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if len(positional) != wantArgs {
 		return fmt.Errorf("kmsd root %s: unexpected arguments %v", cmd, positional)
 	}
-	var loadArgs []string
-	if *configFile != "" {
-		loadArgs = append(loadArgs, "--config", *configFile)
-	}
-	if *dataDir != "" {
-		loadArgs = append(loadArgs, "--data-dir", *dataDir)
-	}
-	cfg, err := config.Load(loadArgs, getenv)
+	cfg, err := dirFlags.load(getenv)
 	if err != nil {
 		return err
 	}

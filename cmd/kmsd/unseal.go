@@ -20,7 +20,6 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/shamir"
 )
@@ -69,8 +68,7 @@ func unsealMain(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	fs := flag.NewFlagSet("unseal", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, unsealUsage); fs.PrintDefaults() }
-	configFile := fs.String("config", "", "YAML configuration file (env KMSD_CONFIG)")
-	dataDir := fs.String("data-dir", "", "data folder (env KMSD_DATA_DIR)")
+	dirFlags := addDataDirFlags(fs)
 	status := fs.Bool("status", false, "only report whether kmsd is sealed")
 	var material unsealMaterial
 	fs.StringVar(&material.passphraseFile, "passphrase-file", "", "file holding the passphrase (mode 0600; one trailing newline is ignored)")
@@ -84,7 +82,7 @@ func unsealMain(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if len(material.shareFiles) > 1 {
 		return errors.New("kmsd unseal: give one --share-file per run (each run submits one share)")
 	}
-	cfg, err := loadDataDirConfig(*configFile, *dataDir, getenv)
+	cfg, err := dirFlags.load(getenv)
 	if err != nil {
 		return err
 	}
@@ -133,19 +131,6 @@ func unsealMain(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	}
 	fmt.Fprintln(stdout, resp.Message)
 	return nil
-}
-
-// loadDataDirConfig loads the configuration as kmsd serve would, for a
-// command that only takes --config and --data-dir.
-func loadDataDirConfig(configFile, dataDir string, getenv func(string) string) (config.Config, error) {
-	var loadArgs []string
-	if configFile != "" {
-		loadArgs = append(loadArgs, "--config", configFile)
-	}
-	if dataDir != "" {
-		loadArgs = append(loadArgs, "--data-dir", dataDir)
-	}
-	return config.Load(loadArgs, getenv)
 }
 
 // unsealCall sends one request to the sealed kmsd at sock and returns its

@@ -571,16 +571,11 @@ func (s *Service) DeleteCustomKeyStore(ctx context.Context, c Caller, in *Custom
 // A store that is CONNECTED stays so; a FAILED one must be disconnected
 // first, as on AWS.
 func (s *Service) ConnectCustomKeyStore(ctx context.Context, c Caller, in *CustomKeyStoreIdInput) error {
-	cks, err := s.customKeyStore(ctx, c, in.CustomKeyStoreId)
+	cks, err := s.lockCKS(ctx, c, in.CustomKeyStoreId)
 	if err != nil {
 		return err
 	}
-	s.cks.mu.Lock()
 	defer s.cks.mu.Unlock()
-	// Re-read under the lock: another request may have changed the state.
-	if cks, err = s.customKeyStore(ctx, c, cks.ID); err != nil {
-		return err
-	}
 	switch cks.ConnectionState {
 	case ConnectionConnected, ConnectionConnecting:
 		if s.cks.hsm(cks.ID) != nil {
@@ -593,6 +588,19 @@ func (s *Service) ConnectCustomKeyStore(ctx context.Context, c Caller, in *Custo
 		return cksInvalidState(cks, "ConnectCustomKeyStore", "wait until the state changes")
 	}
 	return s.connectLocked(ctx, cks)
+}
+
+// lockCKS takes the connection lock and reads the caller's store id under
+// it, so that its state cannot change until the caller, on success,
+// unlocks s.cks.mu.
+func (s *Service) lockCKS(ctx context.Context, c Caller, id string) (*store.CustomKeyStore, error) {
+	s.cks.mu.Lock()
+	cks, err := s.customKeyStore(ctx, c, id)
+	if err != nil {
+		s.cks.mu.Unlock()
+		return nil, err
+	}
+	return cks, nil
 }
 
 // connectLocked logs in to cks's cluster and records the outcome. Only an
@@ -646,15 +654,11 @@ func (s *Service) dialCKS(ctx context.Context, cks *store.CustomKeyStore) (HSM, 
 // DisconnectCustomKeyStore closes the store's connection. Its keys become
 // Unavailable until it is connected again.
 func (s *Service) DisconnectCustomKeyStore(ctx context.Context, c Caller, in *CustomKeyStoreIdInput) error {
-	cks, err := s.customKeyStore(ctx, c, in.CustomKeyStoreId)
+	cks, err := s.lockCKS(ctx, c, in.CustomKeyStoreId)
 	if err != nil {
 		return err
 	}
-	s.cks.mu.Lock()
 	defer s.cks.mu.Unlock()
-	if cks, err = s.customKeyStore(ctx, c, cks.ID); err != nil {
-		return err
-	}
 	if cks.ConnectionState == ConnectionDisconnected {
 		return cksInvalidState(cks, "DisconnectCustomKeyStore", "it is already disconnected")
 	}

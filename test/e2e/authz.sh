@@ -38,21 +38,7 @@ fi
 # check, expect_*) and starting and stopping kmsd.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 make_run authz "${2:-}"
-DATA=$RUN/data
 CONFIG=$RUN/kmsd.yaml
-CLIENT_HOME=$RUN/home
-F=$RUN/files
-mkdir -p "$CLIENT_HOME" "$F"
-
-while read -r v; do unset "$v"; done < <(compgen -e | grep '^KMSD_' || true)
-
-# ---------------------------------------------------------------- reporting
-
-PASSED=0
-STEP=""
-KMSD_PID=""
-KMSD_OUT=""
-KMSD_ERR=""
 
 KMSD_ARGS=(--config "$CONFIG" --log-level debug)
 

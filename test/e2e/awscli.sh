@@ -38,22 +38,6 @@ fi
 # check, expect_*) and starting and stopping kmsd.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 make_run awscli "${2:-}"
-DATA=$RUN/data
-CLIENT_HOME=$RUN/home
-F=$RUN/files # ciphertexts, plaintexts and command output
-mkdir -p "$CLIENT_HOME" "$F"
-
-# kmsd must not pick up the caller's KMSD_* settings (a config file, a log
-# format, another data folder).
-while read -r v; do unset "$v"; done < <(compgen -e | grep '^KMSD_' || true)
-
-# ---------------------------------------------------------------- reporting
-
-PASSED=0
-STEP=""
-KMSD_PID=""
-KMSD_OUT=""
-KMSD_ERR=""
 
 # E2E_ROOT=pkcs11 runs the whole scenario with the root of trust in a
 # fresh SoftHSM2 token (its own SOFTHSM2_CONF) instead of root.key.

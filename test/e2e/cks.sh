@@ -36,19 +36,8 @@ done
 # check, expect_*) and starting and stopping kmsd.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 make_run cks "${2:-}"
-DATA=$RUN/data
 CONFIG=$RUN/kmsd.yaml
-CLIENT_HOME=$RUN/home
-F=$RUN/files
-mkdir -p "$CLIENT_HOME" "$F" "$RUN/tokens"
-while read -r v; do unset "$v"; done < <(compgen -e | grep '^KMSD_' || true)
-
-PASSED=0
-STEP=""
-KMSD_PID=""
-KMSD_OUT=""
-KMSD_ERR=""
-ENDPOINT=""
+mkdir -p "$RUN/tokens"
 KMSD_ARGS=(--config "$CONFIG" --log-level debug)
 
 as_admin() {

@@ -87,7 +87,12 @@ expect_match() {
 
 # make_run NAME [WORK_DIR]: the scenario's work folder RUN, made under
 # WORK_DIR (kept, for the Go test to show) or under $TMPDIR (removed after
-# a successful run, see cleanup).
+# a successful run, see cleanup), with DATA (kmsd's data folder, which
+# kmsd creates itself so that the mode checks test kmsd, not mktemp),
+# CLIENT_HOME (the AWS CLI's home) and F (files and command output). It
+# unsets the caller's KMSD_* variables, so that kmsd picks up no config
+# file, log format or data folder from the environment, and resets the
+# counters.
 make_run() {
 	if [[ -n ${2:-} ]]; then
 		mkdir -p "$2"
@@ -97,6 +102,18 @@ make_run() {
 		RUN=$(mktemp -d "${TMPDIR:-/tmp}/kmsd-$1.XXXXXX")
 		REMOVE_RUN=true
 	fi
+	DATA=$RUN/data
+	CLIENT_HOME=$RUN/home
+	F=$RUN/files
+	mkdir -p "$CLIENT_HOME" "$F"
+	local v
+	while read -r v; do unset "$v"; done < <(compgen -e | grep '^KMSD_' || true)
+	PASSED=0
+	STEP=""
+	KMSD_PID=""
+	KMSD_OUT=""
+	KMSD_ERR=""
+	ENDPOINT=""
 }
 
 # ---------------------------------------------------------------- kmsd

@@ -11,23 +11,25 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kmsd/kmsd/test/e2e/e2etest"
 )
 
 // TestAWSCLIOverTLS starts the built kmsd with --dev-tls and runs the AWS CLI
 // over HTTPS, trusting kmsd's development CA with --ca-bundle; without it the
 // CLI must refuse the certificate.
 func TestAWSCLIOverTLS(t *testing.T) {
-	if _, err := os.Stat(awsCLI); err != nil {
+	if _, err := os.Stat(e2etest.AWSCLI); err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatal(installCLI)
+			t.Fatal(e2etest.InstallCLI)
 		}
-		t.Skip(installCLI)
+		t.Skip(e2etest.InstallCLI)
 	}
 	if testing.Short() {
 		t.Skip("end-to-end test skipped in -short mode")
 	}
 	tmp := t.TempDir()
-	bin := buildKmsd(t, tmp)
+	bin := e2etest.BuildKmsd(t, tmp)
 	data := filepath.Join(tmp, "data")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -59,7 +61,7 @@ func TestAWSCLIOverTLS(t *testing.T) {
 		t.Fatalf("banner of kmsd --dev-tls lacks an https endpoint, CA bundle or credentials: %v", vars)
 	}
 	aws := func(args ...string) ([]byte, error) {
-		cmd := exec.CommandContext(ctx, awsCLI, append([]string{"--endpoint-url", endpoint, "--output", "json"}, args...)...)
+		cmd := exec.CommandContext(ctx, e2etest.AWSCLI, append([]string{"--endpoint-url", endpoint, "--output", "json"}, args...)...)
 		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + tmp, "AWS_PAGER=", "AWS_EC2_METADATA_DISABLED=true",
 			"AWS_DEFAULT_REGION=us-east-1", "AWS_ACCESS_KEY_ID=" + vars["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY=" + vars["AWS_SECRET_ACCESS_KEY"]}
 		return cmd.CombinedOutput()
