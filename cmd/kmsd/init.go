@@ -156,7 +156,7 @@ func initMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		if err := os.Remove(plain); err != nil {
 			return fmt.Errorf("kmsd init: the root is sealed, but removing %s failed (remove it yourself): %w", plain, err)
 		}
-		if err := syncDirectory(cfg.DataDir); err != nil {
+		if err := keystore.SyncDir(cfg.DataDir); err != nil {
 			return fmt.Errorf("kmsd init: %w", err)
 		}
 		fmt.Fprintf(stdout, "Removed %s. Copies of it in backups, snapshots or the disk's free space are not sealed: destroy them.\n", plain)
@@ -171,14 +171,4 @@ func initMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	fmt.Fprintf(stdout, "Start kmsd serve: it starts sealed. Then unseal it on this machine with: kmsd unseal --data-dir %s\n", cfg.DataDir)
 	return nil
-}
-
-// syncDirectory fsyncs a directory so that a removal in it is durable.
-func syncDirectory(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

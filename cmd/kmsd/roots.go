@@ -80,42 +80,7 @@ func writeRoots(dataDir string, m rootsManifest) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dataDir, rootsFile), append(b, '\n'))
-}
-
-// writeFileAtomic replaces path with data, mode 0600, so that a reader or
-// a crash sees the old content or the new, never a mix.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".kmsd-*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return keystore.ReplaceFile(filepath.Join(dataDir, rootsFile), append(b, '\n'), 0o600)
 }
 
 // implicitRoot is the root the configuration names when there is no

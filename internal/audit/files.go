@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kmsd/kmsd/internal/keystore"
 )
 
 // Log files are named audit-<first sequence, 20 digits>-<UTC creation time>.jsonl,
@@ -171,7 +173,7 @@ func readTail(dir string) (*tail, error) {
 		if err := os.Remove(path); err != nil {
 			return nil, fmt.Errorf("audit: removing empty log file: %w", err)
 		}
-		if err := syncDir(dir); err != nil {
+		if err := keystore.SyncDir(dir); err != nil {
 			return nil, fmt.Errorf("audit: %w", err)
 		}
 		files = files[:len(files)-1]

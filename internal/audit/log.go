@@ -14,6 +14,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/kmsd/kmsd/internal/keystore"
 )
 
 // Defaults of Options.
@@ -465,7 +467,7 @@ func (l *Log) createFile(now time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := syncDir(l.opts.Dir); err != nil {
+	if err := keystore.SyncDir(l.opts.Dir); err != nil {
 		f.Close()
 		return fmt.Errorf("audit: syncing the log directory: %w", err)
 	}

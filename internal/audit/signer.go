@@ -15,8 +15,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/kmsd/kmsd/internal/keystore"
@@ -155,28 +153,7 @@ func RewrapSigningKey(ctx context.Context, path string, ks keystore.Keystore) er
 		return fmt.Errorf("audit: wrapping signing key: %w", err)
 	}
 	content := signingKeyMagic + "\n" + base64.StdEncoding.EncodeToString(rewrapped) + "\n"
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".kmsd-audit-*.tmp")
-	if err != nil {
-		return fmt.Errorf("audit: rewrapping signing key: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	err = tmp.Chmod(0o600)
-	if err == nil {
-		_, err = tmp.WriteString(content)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err == nil {
-		err = syncDir(dir)
-	}
+	err = keystore.ReplaceFile(path, []byte(content), 0o600)
 	if err != nil {
 		return fmt.Errorf("audit: rewrapping signing key: %w", err)
 	}
@@ -210,7 +187,7 @@ func createSigningKey(ctx context.Context, path string, ks keystore.Keystore) er
 		return fmt.Errorf("audit: wrapping signing key: %w", err)
 	}
 	content := signingKeyMagic + "\n" + base64.StdEncoding.EncodeToString(wrapped) + "\n"
-	if err := writeFileExclusive(path, []byte(content), 0o600); err != nil {
+	if err := keystore.CreateFileExclusive(path, []byte(content), 0o600); err != nil {
 		return fmt.Errorf("audit: writing signing key: %w", err)
 	}
 	return nil
@@ -234,7 +211,7 @@ func ensurePublicKeyFile(path string, pub ed25519.PublicKey) error {
 		return fmt.Errorf("audit: encoding public key: %w", err)
 	}
 	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-	err = writeFileExclusive(path, pemBytes, 0o644)
+	err = keystore.CreateFileExclusive(path, pemBytes, 0o644)
 	if errors.Is(err, fs.ErrExist) {
 		return ensurePublicKeyFile(path, pub) // written concurrently: check it
 	}
@@ -264,57 +241,4 @@ func ReadPublicKey(path string) (ed25519.PublicKey, error) {
 		return nil, fmt.Errorf("audit: public key %s is a %T, not Ed25519", path, k)
 	}
 	return pub, nil
-}
-
-// writeFileExclusive creates path with content and mode, complete or not
-// at all: written and fsynced under a temporary name, then hard-linked to
-// path (which fails with an error wrapping fs.ErrExist rather than replace
-// an existing file), and the directory fsynced.
-func writeFileExclusive(path string, content []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".kmsd-audit-*.tmp")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	defer os.Remove(name)
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(content); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(name, path); err != nil {
-		return err
-	}
-	if err := os.Remove(name); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir fsyncs a directory so that entries created or removed in it are
-// durable.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	if err := d.Sync(); err != nil {
-		d.Close()
-		return err
-	}
-	return d.Close()
 }

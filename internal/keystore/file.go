@@ -13,9 +13,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
-	"runtime"
 )
 
 // Wrapped output of FileKeystore, format version 1:
@@ -264,76 +261,8 @@ func createRootKey(path string) (key []byte, err error) {
 		}
 	}()
 
-	if err := createFileExclusive(path, key, ".kmsd-root-key-*.tmp"); err != nil {
+	if err := CreateFileExclusive(path, key, 0o600); err != nil {
 		return nil, fmt.Errorf("keystore: creating root key file: %w", err)
 	}
 	return key, nil
-}
-
-// createFileExclusive creates path holding data, mode 0600: written and
-// fsynced under a temporary name (pattern, for os.CreateTemp) created with
-// O_EXCL, then hard-linked to path, which fails with an error wrapping
-// fs.ErrExist rather than replace an existing file; then the directory is
-// fsynced. So path appears only complete, and never replaces another file.
-func createFileExclusive(path string, data []byte, pattern string) error {
-	dir := filepath.Dir(path)
-	// os.CreateTemp opens with O_CREATE|O_EXCL and mode 0600: a fresh file
-	// nobody else can have opened, never an existing one.
-	tmp, err := os.CreateTemp(dir, pattern)
-	if err != nil {
-		return err
-	}
-	tmpName := tmp.Name()
-	// The temporary name holds a copy of the data until it is removed;
-	// after a successful link, path holds it and the name goes.
-	defer os.Remove(tmpName)
-	// Make the mode exactly 0600 whatever the umask (which could also have
-	// removed the owner's read bit).
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing: %w", err)
-	}
-	// The data must be on disk before its name appears: a root key lost in
-	// a crash makes every wrapped secret unrecoverable.
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("syncing: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("closing: %w", err)
-	}
-	// link(2) fails with EEXIST instead of replacing path, so an existing
-	// root key is never overwritten, and path appears only complete.
-	if err := os.Link(tmpName, path); err != nil {
-		return err
-	}
-	if err := os.Remove(tmpName); err != nil {
-		return fmt.Errorf("removing the temporary file: %w", err)
-	}
-	// Persist the new directory entry (and the removal of the temporary
-	// one); without this a crash could lose the file after we used the key.
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("syncing the directory: %w", err)
-	}
-	return nil
-}
-
-// syncDir fsyncs a directory so that entries created in it are durable.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil // directories cannot be fsynced there; NTFS journals metadata
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	if err := d.Sync(); err != nil {
-		d.Close()
-		return err
-	}
-	return d.Close()
 }

@@ -558,7 +558,7 @@ func writeSealed(path string, root []byte, k *SealKey) (*FileKeystore, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := createFileExclusive(path, data, ".kmsd-sealed-root-*.tmp"); err != nil {
+	if err := CreateFileExclusive(path, data, 0o600); err != nil {
 		return nil, fmt.Errorf("keystore: creating sealed root key file: %w", err)
 	}
 	// Read it back: a root sealed wrongly would be found only at the next

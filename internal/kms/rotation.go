@@ -249,7 +249,7 @@ func errOnDemandLimit(k *store.Key) error {
 // check (which may also change the key) run on the key as stored, inside
 // the transaction.
 func (s *Service) rotate(ctx context.Context, k *store.Key, rotationType string, check func(*store.Key) error) (*store.Key, error) {
-	m, err := s.newMaterial(ctx, k)
+	m, err := s.newMaterialFor(ctx, k)
 	if err != nil {
 		return nil, err
 	}

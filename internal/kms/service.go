@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/kmsd/kmsd/internal/awserr"
-	"github.com/kmsd/kmsd/internal/keys"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/store"
 )
@@ -400,21 +399,3 @@ func (s *Service) material(ctx context.Context, k *store.Key, materialID string)
 }
 
 var errNoMaterial = errors.New("kms: no such key material")
-
-// newMaterial creates and wraps a fresh generation of material for k.
-func (s *Service) newMaterial(ctx context.Context, k *store.Key) (*store.Material, error) {
-	plain, err := keys.NewMaterial(s.rand)
-	if err != nil {
-		return nil, internal("generate key material", err)
-	}
-	defer clear(plain)
-	id, err := keys.NewMaterialID(s.rand)
-	if err != nil {
-		return nil, internal("generate key material id", err)
-	}
-	wrapped, err := s.keystore.Wrap(ctx, plain, materialAAD(arnOf(k), id))
-	if err != nil {
-		return nil, internal("wrap key material", err)
-	}
-	return &store.Material{KeyID: k.ID, ID: id, Wrapped: wrapped, Created: s.now().UTC()}, nil
-}

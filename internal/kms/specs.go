@@ -134,19 +134,20 @@ func usableFor(k *store.Key, usage, kind, alg string, algs []string) error {
 	return checkUsable(k)
 }
 
-// newMaterialFor creates and wraps the first material of a new key of any
-// spec: 32 random bytes for SYMMETRIC_DEFAULT, a key as long as the hash
-// for HMAC, and a DER PKCS #8 private key for asymmetric specs. The wrapping
-// (materialAAD, the keystore) is the same for all of them.
+// newMaterialFor creates and wraps a fresh material (a key's first, or a
+// rotation's) of a key of any spec: 32 random bytes for SYMMETRIC_DEFAULT,
+// a key as long as the hash for HMAC, and a DER PKCS #8 private key for
+// asymmetric specs. The wrapping (materialAAD, the keystore) is the same
+// for all of them.
 func (s *Service) newMaterialFor(ctx context.Context, k *store.Key) (*store.Material, error) {
-	if k.KeySpec == keys.SpecSymmetric {
-		return s.newMaterial(ctx, k)
-	}
 	var plain []byte
 	var err error
-	if keys.IsHMAC(k.KeySpec) {
+	switch {
+	case k.KeySpec == keys.SpecSymmetric:
+		plain, err = keys.NewMaterial(s.rand)
+	case keys.IsHMAC(k.KeySpec):
 		plain, err = keys.GenerateHMACKey(k.KeySpec, s.rand)
-	} else {
+	default:
 		plain, err = keys.GenerateKey(k.KeySpec, s.rand)
 	}
 	if err != nil {

@@ -24,5 +24,5 @@ func TestAWSCLIPKCS11Root(t *testing.T) {
 // with the AWS CLI against a SoftHSM2 token, from creation to deletion,
 // with cryptography inside the HSM and a restart that reconnects.
 func TestAWSCLICustomKeyStores(t *testing.T) {
-	e2etest.Run(t, "../cks.sh", nil, softHSM, "/usr/bin/softhsm2-util", "/usr/bin/openssl")
+	e2etest.Run(t, "../cks.sh", nil, softHSM, "/usr/bin/softhsm2-util", "/usr/bin/openssl", "/usr/bin/pkcs11-tool")
 }
