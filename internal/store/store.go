@@ -1,10 +1,9 @@
 // Package store is kmsd's durable state: keys, their wrapped key material,
-// aliases, grants, custom key stores and access keys, behind one interface with an embedded SQLite
-// backend (package store/sqlite) and, later, a PostgreSQL one.
-//
-// Every method is transactional and durable before it returns: an
-// acknowledged write survives kill -9. The store never sees key material or
-// secrets in plaintext; callers wrap them with the keystore first.
+// aliases, grants, custom key stores, access keys and shared settings,
+// behind one interface (Store, whose contracts its comment states) with an
+// embedded SQLite backend (package store/sqlite). Package store/backend
+// opens the backend a configuration names; package store/storetest checks
+// any backend against the contracts.
 package store
 
 import (
@@ -20,6 +19,12 @@ var (
 	// ErrInUse is returned by DeleteCustomKeyStore while keys still belong
 	// to the store.
 	ErrInUse = errors.New("store: in use")
+	// ErrConflict is returned by a compare-and-set write whose record
+	// changed since the caller read it.
+	ErrConflict = errors.New("store: conflict: the record changed since it was read")
+	// ErrChangesPruned is returned by ChangeFeed.Changes when the changes
+	// the caller asks for were pruned.
+	ErrChangesPruned = errors.New("store: changes pruned")
 )
 
 // Key is the durable record of one KMS key. Account and Region scope it; ID
@@ -55,6 +60,8 @@ type Key struct {
 	// expires (zero: never) and the ExpirationModel of its import.
 	MaterialValidTo time.Time
 	ExpirationModel string
+	// Revision is set by the store: 1 on insert, one more on every write.
+	Revision int64
 	// CustomKeyStoreID is the ID of the custom key store that holds the
 	// key's material (Origin AWS_CLOUDHSM), empty for keys not in a custom
 	// key store. The store does not check that it names an existing custom
@@ -79,6 +86,8 @@ type CustomKeyStore struct {
 	// ConnectionErrorCode is set when it is FAILED.
 	ConnectionState     string
 	ConnectionErrorCode string
+	// Revision is set by the store: 1 on insert, one more on every write.
+	Revision int64
 }
 
 // ImportParams are the parameters of one GetParametersForImport call: the
@@ -133,6 +142,8 @@ type Alias struct {
 	KeyID   string
 	Created time.Time
 	Updated time.Time
+	// Revision is set by the store: 1 on insert, one more on every write.
+	Revision int64
 }
 
 // AccessKey is an access key pair of a principal. WrappedSecret is the secret
@@ -161,37 +172,109 @@ type Grant struct {
 	Created                 time.Time
 }
 
-// Store is the durable state of kmsd.
+// Store is the durable state of kmsd, shared by every kmsd node that uses
+// it. It is split by concern; Update is the one entry point for a
+// transaction that spans several calls.
 //
-// List methods page by the sort key of their records: keys and custom key
-// stores by ID, aliases by Name. They return up to limit records whose sort key is greater than after
-// ("" starts at the beginning).
+// # Contracts every backend keeps (storetest checks them)
+//
+//   - Durability: a method that returns nil has committed, durably: the
+//     write survives kill -9 of this process and is visible to every other
+//     node that shares the store.
+//   - Atomicity: every method is one transaction; a method that returns an
+//     error has written nothing.
+//   - Revisions: every mutable record (Key, Alias, CustomKeyStore, Setting)
+//     carries a Revision the store sets: 1 when it is inserted, one more on
+//     every write. A caller never sets it; a value it passes in is ignored
+//     except where a method says it is compared.
+//   - Compare and set: a write that depends on what the caller read earlier
+//     (outside the transaction) names what it read, and the store refuses it
+//     with ErrConflict when the record changed meanwhile (DeleteKey,
+//     UpdateAlias, DeleteAlias, PutSetting, UpdateWrapped). Read-modify-write
+//     methods that take a fn (UpdateKey, RotateKey, ReplaceMaterial,
+//     UpdateCustomKeyStore) run fn on the record as stored, inside the
+//     transaction, which excludes concurrent writes of that record: fn is the
+//     place for checks, and must not call the Store itself.
+//   - Change feed: every committed write appends, in the same transaction,
+//     one Change per record it inserts, updates or deletes (see ChangeFeed),
+//     so that every node can drop what it cached of that record.
+//   - Paging: list methods return up to limit records (limit <= 0: no limit)
+//     whose sort key is greater than after ("" starts at the beginning):
+//     keys and custom key stores by ID, aliases by Name, grants by ID.
+//   - Times come back in UTC, exact to the nanosecond, between the years 1678
+//     and 2262.
+//   - Secrets: the store never sees key material or a secret in plaintext;
+//     callers wrap them with the keystore first.
 type Store interface {
+	Tx
+	ChangeFeed
+
+	// Update runs fn in one transaction: every call fn makes on tx sees
+	// the transaction's earlier writes, and all of them are committed
+	// together when fn returns nil, or none when it returns an error
+	// (returned unchanged). fn must use only tx, never the Store.
+	Update(ctx context.Context, fn func(tx Tx) error) error
+	// Ping checks that the store answers.
+	Ping(ctx context.Context) error
+	// Close releases the store.
+	Close() error
+}
+
+// Tx is what a transaction can do: every concern of the store. Each method
+// called on the Store itself is a transaction of its own.
+type Tx interface {
+	Keys
+	Materials
+	Aliases
+	Grants
+	AccessKeys
+	CustomKeyStores
+	WrappedSecrets
+	Settings
+}
+
+// Keys are the KMS keys' records.
+type Keys interface {
 	// CreateKey inserts a key and its first material (if m is non-nil) in
 	// one transaction. ErrExists if the ID is taken.
 	CreateKey(ctx context.Context, k *Key, m *Material) error
 	// GetKey returns the key with the given ID, or ErrNotFound.
 	GetKey(ctx context.Context, id string) (*Key, error)
-	// UpdateKey reads the key, calls fn on a copy and writes fn's changes, in
-	// one transaction that excludes concurrent updates of that key. When fn
-	// returns an error nothing is written and UpdateKey returns that error.
-	// It returns the key as written.
+	// UpdateKey reads the key, calls fn on a copy and writes fn's changes
+	// (with the next Revision), in one transaction that excludes
+	// concurrent updates of that key. When fn returns an error nothing is
+	// written and UpdateKey returns that error unchanged. fn must not
+	// change ID, Account or Region (an error is returned and nothing is
+	// written). It returns the key as written. ErrNotFound for a missing
+	// key.
 	UpdateKey(ctx context.Context, id string, fn func(*Key) error) (*Key, error)
-	// DeleteKey removes a key with all its materials and aliases.
-	DeleteKey(ctx context.Context, id string) error
+	// DeleteKey removes a key with all its materials, aliases, grants and
+	// import parameters, if and only if its Revision is still revision
+	// (compare and set): ErrNotFound when it is gone, ErrConflict when it
+	// changed since the caller read it.
+	DeleteKey(ctx context.Context, id string, revision int64) error
 	// ListKeys lists the keys of one account and region, ordered by ID.
 	ListKeys(ctx context.Context, account, region, after string, limit int) ([]*Key, error)
 	// KeysPendingDeletion returns the keys (of every account) in state
 	// PendingDeletion whose DeletionDate is at or before t.
 	KeysPendingDeletion(ctx context.Context, t time.Time) ([]*Key, error)
-
+	// KeysDueForRotation returns the keys (of every account, in any
+	// state) with rotation enabled whose NextRotation is at or before t.
+	KeysDueForRotation(ctx context.Context, t time.Time) ([]*Key, error)
+	// KeysWithExpiredMaterial returns the keys (of every account) in a
+	// state other than PendingImport whose MaterialValidTo is set and at or
+	// before t.
+	KeysWithExpiredMaterial(ctx context.Context, t time.Time) ([]*Key, error)
 	// CountKeysByState returns how many keys (of every account) are in each
 	// state; states without keys are absent.
 	CountKeysByState(ctx context.Context) (map[string]int, error)
-	// Ping checks that the store answers.
-	Ping(ctx context.Context) error
+}
 
+// Materials are the generations of key material of each key, and the
+// parameters of key material imports.
+type Materials interface {
 	// AddMaterial stores another generation of a key's material.
+	// ErrNotFound if the key does not exist, ErrExists if the ID is taken.
 	AddMaterial(ctx context.Context, m *Material) error
 	// GetMaterial returns one material of a key, or ErrNotFound.
 	GetMaterial(ctx context.Context, keyID, materialID string) (*Material, error)
@@ -209,10 +292,6 @@ type Store interface {
 	// one is no error) and then adds material add (when not nil), which
 	// ListMaterials then lists last, even when it replaces removeID.
 	ReplaceMaterial(ctx context.Context, id string, add *Material, removeID string, fn func(*Key) error) (*Key, error)
-	// KeysWithExpiredMaterial returns the keys (of every account) in a
-	// state other than PendingImport whose MaterialValidTo is set and at or
-	// before t.
-	KeysWithExpiredMaterial(ctx context.Context, t time.Time) ([]*Key, error)
 	// PutImportParams stores import parameters; ErrNotFound if the key does
 	// not exist, ErrExists if the key has parameters with that ID.
 	PutImportParams(ctx context.Context, p *ImportParams) error
@@ -221,26 +300,33 @@ type Store interface {
 	// DeleteExpiredImportParams removes the import parameters (of every
 	// key) whose ValidTo is at or before t and returns how many.
 	DeleteExpiredImportParams(ctx context.Context, t time.Time) (int, error)
-	// KeysDueForRotation returns the keys (of every account, in any
-	// state) with rotation enabled whose NextRotation is at or before t.
-	KeysDueForRotation(ctx context.Context, t time.Time) ([]*Key, error)
+}
 
+// Aliases are the names of keys, unique within an account and region.
+type Aliases interface {
 	// CreateAlias inserts an alias; ErrExists if its name is taken in its
 	// account and region; ErrNotFound if its key does not exist.
 	CreateAlias(ctx context.Context, a *Alias) error
 	// GetAlias returns an alias by name, or ErrNotFound.
 	GetAlias(ctx context.Context, account, region, name string) (*Alias, error)
-	// UpdateAlias points an existing alias at keyID (ErrNotFound if either
-	// is missing) and sets Updated.
-	UpdateAlias(ctx context.Context, account, region, name, keyID string, updated time.Time) error
-	// DeleteAlias removes an alias, or returns ErrNotFound.
-	DeleteAlias(ctx context.Context, account, region, name string) error
+	// UpdateAlias points an existing alias at toKeyID and sets Updated, if
+	// and only if it still points at fromKeyID (compare and set):
+	// ErrNotFound if the alias or toKeyID is missing, ErrConflict if the
+	// alias points at another key than fromKeyID.
+	UpdateAlias(ctx context.Context, account, region, name, fromKeyID, toKeyID string, updated time.Time) error
+	// DeleteAlias removes an alias if and only if it still points at keyID:
+	// ErrNotFound if it is missing, ErrConflict if it points elsewhere.
+	DeleteAlias(ctx context.Context, account, region, name, keyID string) error
 	// ListAliases lists aliases ordered by name; when keyID is not empty only
 	// the aliases of that key.
 	ListAliases(ctx context.Context, account, region, keyID, after string, limit int) ([]*Alias, error)
 	// CountAliases returns how many aliases point at keyID.
 	CountAliases(ctx context.Context, keyID string) (int, error)
+}
 
+// Grants are the grants on keys. A grant never changes: it is created and
+// deleted.
+type Grants interface {
 	// CreateGrant inserts a grant; ErrExists if its ID is taken,
 	// ErrNotFound if its key does not exist.
 	CreateGrant(ctx context.Context, g *Grant) error
@@ -254,14 +340,21 @@ type Store interface {
 	ListRetirableGrants(ctx context.Context, principal, after string, limit int) ([]*Grant, error)
 	// DeleteGrant removes a grant, or returns ErrNotFound.
 	DeleteGrant(ctx context.Context, id string) error
+}
 
+// AccessKeys are the principals' access keys.
+type AccessKeys interface {
 	// PutAccessKey inserts an access key; ErrExists if the ID is taken.
 	PutAccessKey(ctx context.Context, a *AccessKey) error
 	// GetAccessKey returns an access key by ID, or ErrNotFound.
 	GetAccessKey(ctx context.Context, id string) (*AccessKey, error)
 	// ListAccessKeys returns every access key of an account, ordered by ID.
 	ListAccessKeys(ctx context.Context, account string) ([]*AccessKey, error)
+}
 
+// CustomKeyStores are the custom key stores, with the connection state
+// every node follows.
+type CustomKeyStores interface {
 	// CreateCustomKeyStore inserts a custom key store; ErrExists if its ID, its
 	// name in its account and region, or its ClusterID is taken.
 	CreateCustomKeyStore(ctx context.Context, cks *CustomKeyStore) error
@@ -273,7 +366,8 @@ type Store interface {
 	// UpdateCustomKeyStore reads the store record, calls fn on a copy and
 	// writes fn's changes in one transaction (like UpdateKey): ErrNotFound,
 	// fn's error unchanged, or ErrExists when the new name or cluster is taken.
-	// The ID, Account, Region, Type and Created cannot change (ignore changes to them).
+	// The ID, Account, Region, Type and Created cannot change (changes to
+	// them are dropped).
 	UpdateCustomKeyStore(ctx context.Context, id string, fn func(*CustomKeyStore) error) (*CustomKeyStore, error)
 	// DeleteCustomKeyStore removes a custom key store: ErrNotFound if absent,
 	// ErrInUse if any key (in any state) has its ID as CustomKeyStoreID,
@@ -281,7 +375,11 @@ type Store interface {
 	DeleteCustomKeyStore(ctx context.Context, id string) error
 	// CountKeysInCustomKeyStore returns how many keys belong to a custom key store.
 	CountKeysInCustomKeyStore(ctx context.Context, id string) (int, error)
+}
 
+// WrappedSecrets reach every blob the keystore wrapped, whatever record
+// holds it, for root of trust rotation.
+type WrappedSecrets interface {
 	// ListWrapped lists the stored blobs wrapped by the keystore of one
 	// kind (one of WrappedKinds), ordered by (KeyID, ID), up to limit records after the given position
 	// (the zero WrappedRef starts at the beginning). Root rotation uses it
@@ -291,10 +389,83 @@ type Store interface {
 	// still is old (compare and set): ErrNotFound when the record is gone
 	// or its blob changed meanwhile.
 	UpdateWrapped(ctx context.Context, ref WrappedRef, old, new []byte) error
-
-	// Close releases the store.
-	Close() error
 }
+
+// Settings are named documents every node shares (the root of trust
+// manifest, for one): small, versioned, written by compare and set.
+type Settings interface {
+	// GetSetting returns a setting, or ErrNotFound.
+	GetSetting(ctx context.Context, name string) (*Setting, error)
+	// PutSetting writes a setting if and only if its stored Revision is
+	// revision (0: it must not exist yet), and returns the new revision:
+	// ErrConflict otherwise.
+	PutSetting(ctx context.Context, name string, value []byte, revision int64) (int64, error)
+}
+
+// Setting is one shared document.
+type Setting struct {
+	Name     string
+	Value    []byte
+	Revision int64
+	Updated  time.Time
+}
+
+// Setting names.
+const (
+	// SettingRootManifest is the root of trust manifest: which roots exist
+	// and which one wraps (JSON, written by kmsd root).
+	SettingRootManifest = "root-manifest"
+)
+
+// ChangeFeed tells what changed since a point, so that every node sharing
+// the store can drop what it cached of a changed record.
+//
+// Every committed write appends, in its own transaction, one Change per
+// record it inserted, updated or deleted, with a Seq greater than every
+// earlier one. A change becomes visible only with its transaction, and in
+// Seq order: once a reader has seen Seq n, no change with a Seq below n
+// appears later (a backend whose sequence may commit out of order must
+// serialize the appends). Deleting a key also records the deletion of its
+// aliases and grants.
+type ChangeFeed interface {
+	// Changes returns up to limit changes with a Seq greater than after,
+	// in Seq order. ErrChangesPruned when changes after after were
+	// already pruned: the caller must then drop everything it cached.
+	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
+	// LastChange returns the highest Seq (0 when there is none): a node
+	// that loads state reads it first, then follows Changes from it.
+	LastChange(ctx context.Context) (int64, error)
+	// PruneChanges deletes the changes made before t, keeping at least the
+	// last one.
+	PruneChanges(ctx context.Context, t time.Time) (int, error)
+}
+
+// Change is one entry of the change feed.
+type Change struct {
+	Seq  int64
+	Kind string // one of the Change* kinds
+	// ID names the record: a key's ID (ChangeKey, ChangeMaterial), a
+	// grant's ID, a custom key store's ID, an access key's ID, a setting's
+	// name, or an alias's name (ChangeAlias).
+	ID string
+	// KeyID is the key a material, grant or alias belongs to (for an alias
+	// moved to another key: the new key).
+	KeyID string
+	// Account and Region scope aliases (and are set where known).
+	Account, Region string
+	Time            time.Time
+}
+
+// Kinds of Change.
+const (
+	ChangeKey            = "key"
+	ChangeMaterial       = "material" // a material added or removed; ID is the key's ID
+	ChangeAlias          = "alias"
+	ChangeGrant          = "grant"
+	ChangeAccessKey      = "access-key"
+	ChangeCustomKeyStore = "custom-key-store"
+	ChangeSetting        = "setting"
+)
 
 // Kinds of wrapped blobs (WrappedRef.Kind).
 const (
