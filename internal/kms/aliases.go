@@ -74,7 +74,7 @@ func (s *Service) CreateAlias(ctx context.Context, c Caller, in *AliasInput) err
 	case err != nil:
 		return internal("create alias", err)
 	}
-	s.aliasesChanged()
+	s.view.dropAlias(c.Account, s.region, in.AliasName)
 	return nil
 }
 
@@ -98,15 +98,11 @@ func (s *Service) UpdateAlias(ctx context.Context, c Caller, in *AliasInput) err
 		return awserr.Newf(awserr.Validation, "Alias %s points at a %s key with usage %s; it cannot be moved to a %s key with usage %s.",
 			in.AliasName, cur.KeySpec, cur.KeyUsage, k.KeySpec, k.KeyUsage)
 	}
-	err = s.store.UpdateAlias(ctx, c.Account, s.region, in.AliasName, k.ID, s.now().UTC())
-	if errors.Is(err, store.ErrNotFound) {
-		return awserr.Newf(awserr.NotFound, "Alias %s is not found.", s.aliasARN(c.Account, in.AliasName))
-	}
-	if err != nil {
-		return internal("update alias", err)
-	}
-	s.aliasesChanged()
-	return nil
+	// Compare and set: the alias moves only if it still points at the
+	// key this request saw (and was authorized against).
+	err = s.store.UpdateAlias(ctx, c.Account, s.region, in.AliasName, old.KeyID, k.ID, s.now().UTC())
+	s.view.dropAlias(c.Account, s.region, in.AliasName)
+	return s.aliasWriteError(c, in.AliasName, "update alias", err)
 }
 
 // DeleteAlias removes an alias; the key is unaffected.
@@ -114,15 +110,26 @@ func (s *Service) DeleteAlias(ctx context.Context, c Caller, in *DeleteAliasInpu
 	if err := checkAliasName(in.AliasName); err != nil {
 		return err
 	}
-	err := s.store.DeleteAlias(ctx, c.Account, s.region, in.AliasName)
-	if errors.Is(err, store.ErrNotFound) {
-		return awserr.Newf(awserr.NotFound, "Alias %s is not found.", s.aliasARN(c.Account, in.AliasName))
+	old, err := s.store.GetAlias(ctx, c.Account, s.region, in.AliasName)
+	if err == nil {
+		// Compare and set, as in UpdateAlias.
+		err = s.store.DeleteAlias(ctx, c.Account, s.region, in.AliasName, old.KeyID)
 	}
-	if err != nil {
-		return internal("delete alias", err)
+	s.view.dropAlias(c.Account, s.region, in.AliasName)
+	return s.aliasWriteError(c, in.AliasName, "delete alias", err)
+}
+
+// aliasWriteError maps the store's answer to an alias write.
+func (s *Service) aliasWriteError(c Caller, name, op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound):
+		return awserr.Newf(awserr.NotFound, "Alias %s is not found.", s.aliasARN(c.Account, name))
+	case errors.Is(err, store.ErrConflict):
+		return awserr.Newf(awserr.KMSInvalidState, "Alias %s was changed by another request while this one ran; retry.", s.aliasARN(c.Account, name))
 	}
-	s.aliasesChanged()
-	return nil
+	return internal(op, err)
 }
 
 // ListAliasesInput is the ListAliases request.

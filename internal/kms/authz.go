@@ -30,29 +30,13 @@ import (
 	"github.com/kmsd/kmsd/internal/store"
 )
 
-// authzState is what a Service caches for authorization. The zero value is
-// ready to use.
+// authzState is what a Service caches for authorization besides the view
+// (view.go): the clock's condition values. The zero value is ready to use.
 type authzState struct {
-	keys     sync.Map // key id -> *keyAuthz
-	grants   grantCache
-	aliasGen atomic.Uint64 // bumped by every alias change
-	aliases  sync.Map      // key id -> *keyAliases (kms:ResourceAliases)
-	clock    atomic.Pointer[clockValues]
+	clock atomic.Pointer[clockValues]
 
 	regionOnce sync.Once
 	region     []string
-}
-
-func (st *authzState) forgetKey(id string) {
-	st.keys.Delete(id)
-	st.aliases.Delete(id)
-	st.grants.invalidate(id)
-}
-
-// aliasesChanged drops every cached alias resolution after an alias write.
-func (s *Service) aliasesChanged() {
-	s.aliases.Clear()
-	s.authz.aliasGen.Add(1)
 }
 
 // ctxEntry is one condition key with its values. Keys are lower-case, so
@@ -73,39 +57,35 @@ type keyAuthz struct {
 	needs  ctxNeeds   // the condition keys the key policy may read
 }
 
-// keyAuthz returns the authorization view of key snapshot k. Key snapshots
-// are immutable and replaced on every write, so a cached entry built from
-// the same pointer is current; one built from an older snapshot keeps its
-// compiled policy while the policy text is unchanged.
+// keyAuthz returns the authorization view of key snapshot k: made once
+// per snapshot when k is the one the view holds, with the key policy
+// compiled once per policy text.
 func (s *Service) keyAuthz(k *store.Key) *keyAuthz {
-	var prev *keyAuthz
-	if v, ok := s.authz.keys.Load(k.ID); ok {
-		prev = v.(*keyAuthz)
-		if prev.key == k {
-			return prev
+	e, cached := s.view.keys.load(k.ID)
+	if cached && e.key == k {
+		if ka := e.authz.Load(); ka != nil {
+			return ka
 		}
 	}
 	ka := &keyAuthz{key: k, arn: arnOf(k)}
-	if prev != nil && prev.key.Policy == k.Policy {
-		ka.policy, ka.needs = prev.policy, prev.needs
-	} else {
-		pol, err := policy.Parse([]byte(k.Policy), policy.ResourcePolicy)
-		if err != nil {
-			// Only keys stored before kmsd enforced key policies can hold
-			// a policy that does not compile. Such a key gets the default
-			// key policy (its account, through IAM), so that an
-			// administrator can still replace the policy.
-			s.log.Warn("stored key policy does not compile; using the default key policy until PutKeyPolicy replaces it",
-				"key", ka.arn, "err", err)
-			pol, err = policy.Parse([]byte(DefaultKeyPolicy(k.Account)), policy.ResourcePolicy)
-			if err != nil {
-				panic("kms: the default key policy does not compile: " + err.Error())
-			}
+	cp := s.view.policy(k.Policy)
+	if cp.err != nil {
+		// Only keys stored before kmsd enforced key policies can hold
+		// a policy that does not compile. Such a key gets the default
+		// key policy (its account, through IAM), so that an
+		// administrator can still replace the policy.
+		s.log.Warn("stored key policy does not compile; using the default key policy until PutKeyPolicy replaces it",
+			"key", ka.arn, "err", cp.err)
+		cp = s.view.policy(DefaultKeyPolicy(k.Account))
+		if cp.err != nil {
+			panic("kms: the default key policy does not compile: " + cp.err.Error())
 		}
-		ka.policy, ka.needs = pol, contextNeeds(k.Policy)
 	}
+	ka.policy, ka.needs = cp.policy, cp.needs
 	ka.ctx, ka.tagCtx = keyContext(k)
-	s.authz.keys.Store(k.ID, ka)
+	if cached && e.key == k {
+		e.authz.Store(ka)
+	}
 	return ka
 }
 
@@ -126,29 +106,20 @@ func keyContext(k *store.Key) (props, tags []ctxEntry) {
 	return ctx, tags
 }
 
-// keyAliases caches the aliases of one key for kms:ResourceAliases.
+// keyAliases caches the aliases of one key for kms:ResourceAliases, as of
+// an alias generation of the view.
 type keyAliases struct {
 	gen   uint64
 	names []string
 }
 
-// resourceAliases returns the names of the aliases of k, from a cache that
-// every alias change invalidates.
+// resourceAliases returns the names of the aliases of k.
 func (s *Service) resourceAliases(ctx context.Context, k *store.Key) ([]string, error) {
-	gen := s.authz.aliasGen.Load()
-	if v, ok := s.authz.aliases.Load(k.ID); ok && v.(*keyAliases).gen == gen {
-		return v.(*keyAliases).names, nil
-	}
-	as, err := s.store.ListAliases(ctx, k.Account, k.Region, k.ID, "", 0)
+	e, err := s.view.key(ctx, k.ID)
 	if err != nil {
-		return nil, internal("list aliases of "+k.ID, err)
+		return nil, internal("get key "+k.ID, err)
 	}
-	names := make([]string, len(as))
-	for i, a := range as {
-		names[i] = a.Name
-	}
-	s.authz.aliases.Store(k.ID, &keyAliases{gen: gen, names: names})
-	return names, nil
+	return s.view.resourceAliases(ctx, e)
 }
 
 // clockValues are aws:CurrentTime and aws:EpochTime, formatted once a

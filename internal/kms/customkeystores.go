@@ -702,6 +702,38 @@ func (s *Service) RestoreCustomKeyStores(ctx context.Context) error {
 	return nil
 }
 
+// followCustomKeyStore brings this node's connection to custom key store
+// id in line with its shared state, after another node (or this one)
+// changed it: a store recorded CONNECTED is connected here too, and one
+// that is not (or is gone) has its connection here closed. A node that
+// cannot log in logs it and leaves the shared state alone: the cluster may
+// be reachable from the others.
+func (s *Service) followCustomKeyStore(ctx context.Context, id string) {
+	s.cks.mu.Lock()
+	defer s.cks.mu.Unlock()
+	cks, err := s.store.GetCustomKeyStore(ctx, id)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.log.WarnContext(ctx, "cannot read custom key store after a change", "custom_key_store", id, "err", err)
+		return
+	}
+	h := s.cks.hsm(id)
+	want := err == nil && (cks.ConnectionState == ConnectionConnected || cks.ConnectionState == ConnectionConnecting)
+	switch {
+	case want && h == nil:
+		h, err := s.dialCKS(ctx, cks)
+		if err != nil {
+			s.log.WarnContext(ctx, "custom key store connected elsewhere cannot connect here", "custom_key_store", id, "cluster", cks.ClusterID, "err", err)
+			return
+		}
+		s.cks.setConn(id, h)
+		s.log.InfoContext(ctx, "custom key store connected", "custom_key_store", id, "cluster", cks.ClusterID)
+	case !want && h != nil:
+		s.cks.setConn(id, nil)
+		h.Close()
+		s.log.InfoContext(ctx, "custom key store disconnected", "custom_key_store", id)
+	}
+}
+
 // keyHSM returns the connection of the custom key store of k, or
 // KMSInvalidStateException when the store is not connected.
 func (s *Service) keyHSM(k *store.Key) (HSM, error) {

@@ -10,7 +10,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/kmsd/kmsd/internal/awserr"
@@ -176,49 +175,13 @@ type grant struct {
 	*store.Grant
 }
 
-// grantCache holds the grants of each key. Every grant change through this
-// Service replaces the key's entry, so a revoked or retired grant stops
-// working with the next request, and a warm cache costs no store access.
-type grantCache struct {
-	mu  sync.RWMutex
-	m   map[string][]*grant
-	gen uint64 // bumped by every invalidation, so that a load that raced one is not cached
-}
-
-func (gc *grantCache) invalidate(keyID string) {
-	gc.mu.Lock()
-	gc.gen++
-	delete(gc.m, keyID)
-	gc.mu.Unlock()
-}
-
-// grantsFor returns the grants of a key, ordered by id.
+// grantsFor returns the grants of a key, ordered by id, from the view.
 func (s *Service) grantsFor(ctx context.Context, keyID string) ([]*grant, error) {
-	gc := &s.authz.grants
-	gc.mu.RLock()
-	gs, ok := gc.m[keyID]
-	gen := gc.gen
-	gc.mu.RUnlock()
-	if ok {
-		return gs, nil
-	}
-	list, err := s.store.ListGrants(ctx, keyID, "", "", 0)
+	e, err := s.view.key(ctx, keyID)
 	if err != nil {
-		return nil, internal("list grants of "+keyID, err)
+		return nil, internal("get key "+keyID, err)
 	}
-	gs = make([]*grant, len(list))
-	for i, g := range list {
-		gs[i] = &grant{g}
-	}
-	gc.mu.Lock()
-	if gc.gen == gen {
-		if gc.m == nil {
-			gc.m = make(map[string][]*grant)
-		}
-		gc.m[keyID] = gs
-	}
-	gc.mu.Unlock()
-	return gs, nil
+	return s.view.grants(ctx, e)
 }
 
 // Grant tokens. A token is base64url(version 1 || grant id (32 bytes) ||
@@ -430,7 +393,7 @@ func (s *Service) CreateGrant(ctx context.Context, c Caller, in *CreateGrantInpu
 		g.EncryptionContextSubset = nonEmpty(in.Constraints.EncryptionContextSubset)
 	}
 	err = s.store.CreateGrant(ctx, g)
-	s.authz.grants.invalidate(k.ID)
+	s.view.dropGrants(k.ID)
 	switch {
 	case isNotFound(err):
 		return nil, notFoundKey(arnOf(k))
@@ -631,7 +594,7 @@ func (s *Service) RevokeGrant(ctx context.Context, c Caller, in *RevokeGrantInpu
 
 func (s *Service) deleteGrant(ctx context.Context, k *store.Key, id, msg string) error {
 	err := s.store.DeleteGrant(ctx, id)
-	s.authz.grants.invalidate(k.ID)
+	s.view.dropGrants(k.ID)
 	if isNotFound(err) {
 		return grantNotFound(id)
 	}

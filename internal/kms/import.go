@@ -337,7 +337,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Caller, in *ImportKey
 	if err != nil {
 		return nil, s.materialWriteError(k, err)
 	}
-	s.keysByID.Store(updated.ID, updated)
+	s.view.dropKey(updated.ID)
 	s.log.InfoContext(ctx, "key material imported", "key", arnOf(updated), "key_material_id", id, "valid_to", validTo)
 	return &ImportKeyMaterialOutput{KeyId: arnOf(updated), KeyMaterialId: id}, nil
 }
@@ -382,7 +382,7 @@ func (s *Service) importNewMaterial(ctx context.Context, k *store.Key, id string
 		}
 		return nil, s.materialWriteError(k, err)
 	}
-	s.keysByID.Store(updated.ID, updated)
+	s.view.dropKey(updated.ID)
 	s.log.InfoContext(ctx, "new key material imported pending rotation", "key", arnOf(updated), "key_material_id", id)
 	return &ImportKeyMaterialOutput{KeyId: arnOf(updated), KeyMaterialId: id}, nil
 }
@@ -531,7 +531,7 @@ func (s *Service) removeMaterial(ctx context.Context, k *store.Key, check func(*
 		return nil, s.materialWriteError(k, err)
 	}
 	s.materials.evictKey(k.ID)
-	s.keysByID.Store(updated.ID, updated)
+	s.view.dropKey(updated.ID)
 	return updated, nil
 }
 
@@ -563,7 +563,7 @@ func (s *Service) ExpireImportedMaterial(ctx context.Context) (int, error) {
 			n++
 			s.log.InfoContext(ctx, "imported key material expired", "key", arnOf(k), "key_material_id", k.CurrentMaterial)
 		case errors.Is(err, errRotationRaced):
-			s.keysByID.Delete(k.ID)
+			s.view.dropKey(k.ID)
 		default:
 			var ae *awserr.Error
 			if errors.As(err, &ae) {

@@ -222,7 +222,7 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 		}
 		return nil, internal("create key", err)
 	}
-	s.keysByID.Store(k.ID, k)
+	s.view.dropKey(k.ID)
 	s.log.InfoContext(ctx, "key created", "key", arnOf(k))
 	return &CreateKeyOutput{KeyMetadata: s.describe(ctx, k)}, nil
 }
@@ -431,6 +431,12 @@ func rangeViolation(field string, v, min, max int) awserr.Violation {
 
 // ReapDeletedKeys deletes every key whose deletion date has passed, with its
 // material and aliases, and returns how many it deleted.
+//
+// The list of due keys is read outside any transaction, so a key may have
+// left PendingDeletion since (CancelKeyDeletion, on this node or another):
+// each delete is a compare and set on the revision listed, and a key that
+// changed meanwhile is left alone. If it is still due, the next pass finds
+// it again.
 func (s *Service) ReapDeletedKeys(ctx context.Context) (int, error) {
 	now := s.now().UTC()
 	due, err := s.store.KeysPendingDeletion(ctx, now)
@@ -439,7 +445,14 @@ func (s *Service) ReapDeletedKeys(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, k := range due {
-		if err := s.store.DeleteKey(ctx, k.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		err := s.store.DeleteKey(ctx, k.ID, k.Revision)
+		switch {
+		case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound):
+			// Changed (its deletion cancelled, say) or deleted by another
+			// node since it was listed.
+			s.view.dropKey(k.ID)
+			continue
+		case err != nil:
 			return n, fmt.Errorf("reap: delete key %s: %w", k.ID, err)
 		}
 		if k.CustomKeyStoreID != "" {
@@ -452,8 +465,14 @@ func (s *Service) ReapDeletedKeys(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// ChangeRetention is how long the store keeps its change feed.
+const ChangeRetention = time.Hour
+
 // RunReaper calls ReapDeletedKeys, RotateDueKeys (rotation.go) and
-// ExpireImportedMaterial (import.go) every interval until ctx ends.
+// ExpireImportedMaterial (import.go), and prunes the change feed, every
+// interval until ctx ends. Each of its writes is a compare and set on the
+// state it read, so several nodes may run it on one store: each change is
+// made once.
 func (s *Service) RunReaper(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -466,6 +485,11 @@ func (s *Service) RunReaper(ctx context.Context, interval time.Duration) {
 		}
 		if _, err := s.ExpireImportedMaterial(ctx); err != nil && ctx.Err() == nil {
 			s.log.ErrorContext(ctx, "imported key material expiry failed", "err", err)
+		}
+		// Changes are kept long enough for any node that follows the
+		// feed; one that fell further behind drops its whole cache.
+		if _, err := s.store.PruneChanges(ctx, time.Now().Add(-ChangeRetention)); err != nil && ctx.Err() == nil {
+			s.log.ErrorContext(ctx, "pruning the change feed failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():

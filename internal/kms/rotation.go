@@ -236,7 +236,7 @@ func (s *Service) rotateImported(ctx context.Context, k *store.Key) (*RotateKeyO
 	if err != nil {
 		return nil, s.materialWriteError(k, err)
 	}
-	s.keysByID.Store(updated.ID, updated)
+	s.view.dropKey(updated.ID)
 	s.log.InfoContext(ctx, "key rotated", "key", arnOf(updated), "type", store.RotationOnDemand, "key_material_id", pending.ID)
 	return &RotateKeyOnDemandOutput{KeyId: arnOf(updated)}, nil
 }
@@ -272,7 +272,7 @@ func (s *Service) rotate(ctx context.Context, k *store.Key, rotationType string,
 		}
 		return nil, internal("rotate key", err)
 	}
-	s.keysByID.Store(updated.ID, updated)
+	s.view.dropKey(updated.ID)
 	s.log.InfoContext(ctx, "key rotated", "key", arnOf(updated), "type", rotationType, "key_material_id", m.ID)
 	return updated, nil
 }
@@ -311,7 +311,7 @@ func (s *Service) RotateDueKeys(ctx context.Context) (int, error) {
 			n++
 		case errors.Is(err, errRotationRaced):
 			// Someone else rotated it (or changed it); refresh our view.
-			s.keysByID.Delete(k.ID)
+			s.view.dropKey(k.ID)
 		default:
 			var ae *awserr.Error
 			if errors.As(err, &ae) {

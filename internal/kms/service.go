@@ -1,6 +1,8 @@
 // Package kms is the key management service itself: one method per AWS KMS
-// operation, the key state machine, key resolution by id, ARN and alias, the
-// caches of key metadata and unwrapped material, and the deletion reaper.
+// operation, the key state machine, key resolution by id, ARN and alias,
+// authorization, the cached view of the store kept current from its change
+// feed (view.go), the bounded cache of unwrapped material, and the
+// background work (deletion reaper, rotation, imported material expiry).
 //
 // It knows nothing of HTTP or JSON. Inputs and outputs are plain structs
 // whose field names are the AWS member names; every error a client may see
@@ -51,6 +53,13 @@ type Config struct {
 	// MaterialCacheSize bounds the number of unwrapped key materials held
 	// in memory (default 10000).
 	MaterialCacheSize int
+	// KeyCacheSize bounds the keys (with their compiled policy and
+	// grants) and the aliases the service caches (DefaultKeyCacheSize).
+	KeyCacheSize int
+	// StaleAfter is how long cached state is trusted after the last
+	// successful read of the store's change feed, once Follow runs
+	// (DefaultStaleAfter).
+	StaleAfter time.Duration
 	// HSMClusters are the tokens custom key stores connect to; nil means
 	// none are configured (customkeystores.go).
 	HSMClusters HSMClusters
@@ -65,21 +74,15 @@ type Service struct {
 	rand     io.Reader
 	log      *slog.Logger
 
-	// keysByID caches immutable *store.Key snapshots. Every write this
-	// Service makes replaces the snapshot, so the hot path reads key state
-	// without touching the store.
-	keysByID sync.Map // string -> *store.Key
-	// aliases caches alias name -> key id per account and region; any alias
-	// write clears it.
-	aliases   sync.Map // aliasCacheKey -> string
+	// view caches keys, aliases, key policies and grants, kept current
+	// from the store's change feed (view.go).
+	view      *view
 	materials *materialCache
 	// authz caches compiled key policies and grants (authz.go).
 	authz authzState
 	// cks holds the connections of custom key stores (customkeystores.go).
 	cks cksState
 }
-
-type aliasCacheKey struct{ account, region, name string }
 
 // New returns a Service.
 func New(cfg Config) (*Service, error) {
@@ -97,6 +100,7 @@ func New(cfg Config) (*Service, error) {
 		rand:      cfg.Rand,
 		log:       cfg.Logger,
 		materials: newMaterialCache(cfg.MaterialCacheSize),
+		view:      newView(cfg.Store, cfg.KeyCacheSize, cfg.StaleAfter),
 	}
 	s.cks.clusters = cfg.HSMClusters
 	if s.now == nil {
@@ -160,25 +164,21 @@ func invalidKeyID(id string) error {
 	return awserr.Newf(awserr.NotFound, "Invalid keyId '%s'", id)
 }
 
-// key returns the current snapshot of key id, from the cache or the store.
+// key returns the current snapshot of key id, from the view or the store.
 func (s *Service) key(ctx context.Context, id string) (*store.Key, error) {
-	if v, ok := s.keysByID.Load(id); ok {
-		return v.(*store.Key), nil
-	}
-	k, err := s.store.GetKey(ctx, id)
+	e, err := s.view.key(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	s.keysByID.Store(id, k)
-	return k, nil
+	return e.key, nil
 }
 
-// forget drops every cached trace of a deleted key.
+// forget drops every cached trace of a deleted key: its entry, its
+// materials and every alias resolution (its aliases went with it).
 func (s *Service) forget(id string) {
-	s.keysByID.Delete(id)
+	s.view.dropKey(id)
 	s.materials.evictKey(id)
-	s.aliasesChanged()
-	s.authz.forgetKey(id)
+	s.view.dropAliases()
 }
 
 // resolveForm says which identifier forms an operation accepts.
@@ -290,19 +290,14 @@ func noteKey(ctx context.Context, k *store.Key) {
 }
 
 func (s *Service) aliasTarget(ctx context.Context, account, name string) (string, error) {
-	ck := aliasCacheKey{account, s.region, name}
-	if v, ok := s.aliases.Load(ck); ok {
-		return v.(string), nil
-	}
-	a, err := s.store.GetAlias(ctx, account, s.region, name)
+	id, err := s.view.aliasTarget(ctx, account, s.region, name)
 	if errors.Is(err, store.ErrNotFound) {
 		return "", awserr.Newf(awserr.NotFound, "Alias %s is not found.", s.aliasARN(account, name))
 	}
 	if err != nil {
 		return "", internal("get alias", err)
 	}
-	s.aliases.Store(ck, a.KeyID)
-	return a.KeyID, nil
+	return id, nil
 }
 
 // updateKey runs fn on key id in a store transaction and refreshes the cache.
@@ -319,7 +314,7 @@ func (s *Service) updateKey(ctx context.Context, id string, fn func(*store.Key) 
 		}
 		return nil, internal("update key", err)
 	}
-	s.keysByID.Store(id, k)
+	s.view.dropKey(id)
 	return k, nil
 }
 

@@ -1,0 +1,335 @@
+package kms
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kmsd/kmsd/internal/awserr"
+	"github.com/kmsd/kmsd/internal/keystore"
+	"github.com/kmsd/kmsd/internal/store"
+	"github.com/kmsd/kmsd/internal/store/backend"
+)
+
+// node is one kmsd node of a test cluster: a Service on its own handle of a
+// store shared with the other nodes, following the change feed.
+type node struct {
+	*Service
+	st *hookStore
+}
+
+// hookStore is a store.Store whose feed can be cut and whose reads can be
+// counted or intercepted, to put a test between two steps of the service.
+type hookStore struct {
+	store.Store
+	feedDown atomic.Bool
+	getKeys  atomic.Int64
+	// afterPendingDeletion, when set, runs after KeysPendingDeletion
+	// listed the due keys and before the caller sees them.
+	afterPendingDeletion func()
+}
+
+func (h *hookStore) Changes(ctx context.Context, after int64, limit int) ([]store.Change, error) {
+	if h.feedDown.Load() {
+		return nil, errors.New("test: feed unreachable")
+	}
+	return h.Store.Changes(ctx, after, limit)
+}
+
+func (h *hookStore) GetKey(ctx context.Context, id string) (*store.Key, error) {
+	h.getKeys.Add(1)
+	return h.Store.GetKey(ctx, id)
+}
+
+func (h *hookStore) KeysPendingDeletion(ctx context.Context, t time.Time) ([]*store.Key, error) {
+	ks, err := h.Store.KeysPendingDeletion(ctx, t)
+	if err == nil && h.afterPendingDeletion != nil {
+		h.afterPendingDeletion()
+	}
+	return ks, err
+}
+
+// newNodes starts n nodes on one store in a fresh data folder.
+func newNodes(t *testing.T, n int, now func() time.Time) []*node {
+	t.Helper()
+	dir := t.TempDir()
+	ks, err := keystore.OpenFile(filepath.Join(dir, "root.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	var nodes []*node
+	for range n {
+		st, err := backend.Open(context.Background(), backend.Config{DataDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		hs := &hookStore{Store: st}
+		s, err := New(Config{Store: hs, Keystore: ks, Region: "us-east-1", Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Follow(ctx, 20*time.Millisecond) }()
+		nodes = append(nodes, &node{s, hs})
+	}
+	return nodes
+}
+
+// within polls cond until it holds or the bound passes, and returns how
+// long it took.
+func within(t *testing.T, bound time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > bound {
+			t.Fatalf("%s: not seen within %v", what, bound)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func codeOf(err error) string { return awserr.CodeOf(err) }
+
+// TestChangesReachEveryNode: a change made on one node is enforced by
+// another node, whose caches were warm, within one second: a disabled
+// key, a revoked grant, a tightened key policy, a moved alias, a deleted
+// key.
+func TestChangesReachEveryNode(t *testing.T) {
+	ctx := context.Background()
+	var clock atomic.Pointer[time.Time]
+	start := time.Now()
+	clock.Store(&start)
+	nodes := newNodes(t, 2, func() time.Time { return *clock.Load() })
+	a, b := nodes[0], nodes[1]
+
+	bob := Caller{Account: "111122223333", ARN: "arn:aws:iam::111122223333:user/bob",
+		Identity: mustIdentity(t, IdentityConfig{ARN: "arn:aws:iam::111122223333:user/bob", Type: PrincipalTypeUser, UserName: "bob"})}
+	k1, err := a.CreateKey(ctx, admin, &CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := a.CreateKey(ctx, admin, &CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id1, id2 := k1.KeyMetadata.KeyId, k2.KeyMetadata.KeyId
+	if err := a.CreateAlias(ctx, admin, &AliasInput{AliasName: "alias/app", TargetKeyId: id1}); err != nil {
+		t.Fatal(err)
+	}
+	encrypt := func(n *node, keyID string) (*EncryptOutput, error) {
+		return n.Encrypt(ctx, admin, &EncryptInput{KeyId: keyID, Plaintext: []byte("x")})
+	}
+	bobEncrypt := func(n *node) error {
+		return authorize(ctx, n.Service, bob, "Encrypt", &EncryptInput{KeyId: id1, Plaintext: []byte("x")})
+	}
+
+	// Warm b's caches.
+	if out, err := encrypt(b, "alias/app"); err != nil || out.KeyId != k1.KeyMetadata.Arn {
+		t.Fatalf("encrypt via alias on b: %v, %v", out, err)
+	}
+	if err := bobEncrypt(b); codeOf(err) != awserr.AccessDenied {
+		t.Fatalf("bob without a grant: %v, want AccessDenied", err)
+	}
+
+	// A grant made on a is used on b; revoked on a, refused on b.
+	g, err := a.CreateGrant(ctx, admin, &CreateGrantInput{KeyId: id1, GranteePrincipal: bob.ARN, Operations: []string{"Encrypt"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, time.Second, "grant created on a, used on b", func() bool { return bobEncrypt(b) == nil })
+	if err := a.RevokeGrant(ctx, admin, &RevokeGrantInput{KeyId: id1, GrantId: g.GrantId}); err != nil {
+		t.Fatal(err)
+	}
+	d := within(t, time.Second, "grant revoked on a, refused on b", func() bool { return codeOf(bobEncrypt(b)) == awserr.AccessDenied })
+	t.Logf("RevokeGrant enforced on the other node after %v", d)
+
+	// A key policy that lets bob encrypt, then one that does not.
+	open := strings.Replace(DefaultKeyPolicy("111122223333"), `"Statement" : [`,
+		`"Statement" : [{"Sid": "bob", "Effect": "Allow", "Principal": {"AWS": "`+bob.ARN+`"}, "Action": "kms:Encrypt", "Resource": "*"},`, 1)
+	if err := a.PutKeyPolicy(ctx, admin, &PutKeyPolicyInput{KeyId: id1, Policy: open}); err != nil {
+		t.Fatal(err)
+	}
+	within(t, time.Second, "policy loosened on a, used on b", func() bool { return bobEncrypt(b) == nil })
+	if err := a.PutKeyPolicy(ctx, admin, &PutKeyPolicyInput{KeyId: id1, Policy: DefaultKeyPolicy("111122223333")}); err != nil {
+		t.Fatal(err)
+	}
+	d = within(t, time.Second, "policy tightened on a, enforced on b", func() bool { return codeOf(bobEncrypt(b)) == awserr.AccessDenied })
+	t.Logf("PutKeyPolicy enforced on the other node after %v", d)
+
+	// The alias moves on a; b follows it.
+	if err := a.UpdateAlias(ctx, admin, &AliasInput{AliasName: "alias/app", TargetKeyId: id2}); err != nil {
+		t.Fatal(err)
+	}
+	d = within(t, time.Second, "alias moved on a, followed on b", func() bool {
+		out, err := encrypt(b, "alias/app")
+		return err == nil && out.KeyId == k2.KeyMetadata.Arn
+	})
+	t.Logf("UpdateAlias followed on the other node after %v", d)
+
+	// Disabled on a: refused on b.
+	if err := a.DisableKey(ctx, admin, &KeyIdInput{KeyId: id1}); err != nil {
+		t.Fatal(err)
+	}
+	d = within(t, time.Second, "key disabled on a, refused on b", func() bool {
+		_, err := encrypt(b, id1)
+		return codeOf(err) == awserr.Disabled
+	})
+	t.Logf("DisableKey enforced on the other node after %v", d)
+
+	// Deleted by a's reaper: gone on b.
+	if _, err := a.ScheduleKeyDeletion(ctx, admin, &ScheduleKeyDeletionInput{KeyId: id2, PendingWindowInDays: ptr(int32(7))}); err != nil {
+		t.Fatal(err)
+	}
+	later := start.Add(8 * 24 * time.Hour)
+	clock.Store(&later)
+	if n, err := a.ReapDeletedKeys(ctx); err != nil || n != 1 {
+		t.Fatalf("reap: %d, %v", n, err)
+	}
+	d = within(t, time.Second, "key deleted on a, gone on b", func() bool {
+		_, err := b.DescribeKey(ctx, admin, &KeyIdInput{KeyId: id2})
+		return codeOf(err) == awserr.NotFound
+	})
+	t.Logf("key deletion seen on the other node after %v", d)
+}
+
+// TestReaperLeavesCancelledDeletion is the regression test of a key
+// destroyed although its deletion was cancelled: CancelKeyDeletion
+// acknowledged between the reaper's list of due keys and its delete.
+func TestReaperLeavesCancelledDeletion(t *testing.T) {
+	ctx := context.Background()
+	var clock atomic.Pointer[time.Time]
+	start := time.Now()
+	clock.Store(&start)
+	n := newNodes(t, 1, func() time.Time { return *clock.Load() })[0]
+	ck, err := n.CreateKey(ctx, admin, &CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ck.KeyMetadata.KeyId
+	if _, err := n.ScheduleKeyDeletion(ctx, admin, &ScheduleKeyDeletionInput{KeyId: id, PendingWindowInDays: ptr(int32(7))}); err != nil {
+		t.Fatal(err)
+	}
+	later := start.Add(8 * 24 * time.Hour)
+	clock.Store(&later)
+	n.st.afterPendingDeletion = func() {
+		if _, err := n.CancelKeyDeletion(ctx, admin, &KeyIdInput{KeyId: id}); err != nil {
+			t.Errorf("cancel: %v", err)
+		}
+	}
+	deleted, err := n.ReapDeletedKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.st.afterPendingDeletion = nil
+	if deleted != 0 {
+		t.Errorf("reaper deleted %d keys, want 0", deleted)
+	}
+	out, err := n.DescribeKey(ctx, admin, &KeyIdInput{KeyId: id})
+	if err != nil {
+		t.Fatalf("key whose deletion was cancelled: %v", err)
+	}
+	if out.KeyMetadata.KeyState != StateDisabled {
+		t.Errorf("state %s, want Disabled", out.KeyMetadata.KeyState)
+	}
+}
+
+// TestCutOffNodeStopsTrustingItsCache: while the change feed answers, a
+// warm key costs no store read; once it has not answered for the staleness
+// bound, every request reads the store again (and would fail with it),
+// instead of serving stale authorization.
+func TestCutOffNodeStopsTrustingItsCache(t *testing.T) {
+	ctx := context.Background()
+	n := newNodes(t, 1, nil)[0]
+	ck, err := n.CreateKey(ctx, admin, &CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ck.KeyMetadata.KeyId
+	encrypt := func() {
+		t.Helper()
+		if _, err := n.Encrypt(ctx, admin, &EncryptInput{KeyId: id, Plaintext: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Once the follower has read the feed, the cache is trusted.
+	within(t, time.Second, "first read of the feed", func() bool { return n.view.synced.Load() != 0 })
+	encrypt()
+	before := n.st.getKeys.Load()
+	for range 10 {
+		encrypt()
+	}
+	if got := n.st.getKeys.Load() - before; got != 0 {
+		t.Fatalf("warm encrypts read the store %d times, want 0", got)
+	}
+
+	n.st.feedDown.Store(true)
+	time.Sleep(DefaultStaleAfter + 50*time.Millisecond)
+	before = n.st.getKeys.Load()
+	for range 10 {
+		encrypt()
+	}
+	if got := n.st.getKeys.Load() - before; got != 10 {
+		t.Fatalf("with the feed down past the bound, 10 encrypts read the store %d times, want 10", got)
+	}
+
+	n.st.feedDown.Store(false)
+	within(t, time.Second, "feed back", func() bool {
+		before := n.st.getKeys.Load()
+		encrypt()
+		encrypt()
+		return n.st.getKeys.Load()-before <= 1
+	})
+}
+
+// TestViewIsBounded: the keys the view holds stay within its bound
+// however many keys are used.
+func TestViewIsBounded(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	ks, err := keystore.OpenFile(filepath.Join(dir, "root.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := backend.Open(ctx, backend.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const bound = 50
+	s, err := New(Config{Store: st, Keystore: ks, Region: "us-east-1", KeyCacheSize: bound})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 400 {
+		ck, err := s.CreateKey(ctx, admin, &CreateKeyInput{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Encrypt(ctx, admin, &EncryptInput{KeyId: ck.KeyMetadata.KeyId, Plaintext: []byte{byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+		if n := s.view.keys.len(); n > bound+1 {
+			t.Fatalf("after %d keys the view holds %d, bound %d", i+1, n, bound)
+		}
+	}
+	// Every key has the default policy of one account: one compiled
+	// policy serves them all.
+	if n := s.view.policies.len(); n != 1 {
+		t.Errorf("%d compiled policies, want 1", n)
+	}
+}
+
+// authorize runs the authorization of op as the wire layer does.
+func authorize(ctx context.Context, s *Service, c Caller, op string, in any) error {
+	return s.Authorize(ctx, c, op, in)
+}
