@@ -180,7 +180,9 @@ func checkTime(t *testing.T, what string, got, want time.Time) {
 }
 
 // checkKey fails unless got equals want field by field, comparing times
-// with Equal and treating nil and empty tags alike.
+// with Equal and treating nil and empty tags alike. A want.Revision of 0
+// (the tests that build records with newKey) matches any revision; the
+// revision tests set it.
 func checkKey(t *testing.T, got, want *store.Key) {
 	t.Helper()
 	if got == nil {
@@ -191,6 +193,9 @@ func checkKey(t *testing.T, got, want *store.Key) {
 	checkTime(t, "key "+want.ID+" NextRotation", got.NextRotation, want.NextRotation)
 	checkTime(t, "key "+want.ID+" MaterialValidTo", got.MaterialValidTo, want.MaterialValidTo)
 	g, w := *got, *want
+	if w.Revision == 0 {
+		g.Revision = 0
+	}
 	g.Created, w.Created = time.Time{}, time.Time{}
 	g.DeletionDate, w.DeletionDate = time.Time{}, time.Time{}
 	g.NextRotation, w.NextRotation = time.Time{}, time.Time{}
@@ -217,10 +222,14 @@ func checkMaterial(t *testing.T, got, want *store.Material) {
 	}
 }
 
+// checkAlias is checkKey for aliases.
 func checkAlias(t *testing.T, got, want *store.Alias) {
 	t.Helper()
 	if got == nil {
 		t.Fatalf("alias is nil, want %s", want.Name)
+	}
+	if want.Revision != 0 && got.Revision != want.Revision {
+		t.Errorf("alias %s Revision = %d, want %d", want.Name, got.Revision, want.Revision)
 	}
 	checkTime(t, "alias "+want.Name+" Created", got.Created, want.Created)
 	checkTime(t, "alias "+want.Name+" Updated", got.Updated, want.Updated)
@@ -609,13 +618,13 @@ func testDeleteKey(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	mustCreateKey(t, s, newKey("k1", account, region), nil)
 	mustCreateKey(t, s, newKey("k2", account, region), nil)
-	if err := s.DeleteKey(ctx, "k1"); err != nil {
+	if err := s.DeleteKey(ctx, "k1", mustGetKey(t, s, "k1").Revision); err != nil {
 		t.Fatalf("DeleteKey: %v", err)
 	}
 	_, err := s.GetKey(ctx, "k1")
 	checkErrIs(t, "GetKey after DeleteKey", err, store.ErrNotFound)
-	checkErrIs(t, "DeleteKey twice", s.DeleteKey(ctx, "k1"), store.ErrNotFound)
-	checkErrIs(t, "DeleteKey(missing)", s.DeleteKey(ctx, "missing"), store.ErrNotFound)
+	checkErrIs(t, "DeleteKey twice", s.DeleteKey(ctx, "k1", 1), store.ErrNotFound)
+	checkErrIs(t, "DeleteKey(missing)", s.DeleteKey(ctx, "missing", 1), store.ErrNotFound)
 	mustGetKey(t, s, "k2")
 }
 
@@ -636,7 +645,7 @@ func testDeleteKeyCascades(t *testing.T, s store.Store) {
 		}
 	}
 
-	if err := s.DeleteKey(ctx, "k1"); err != nil {
+	if err := s.DeleteKey(ctx, "k1", mustGetKey(t, s, "k1").Revision); err != nil {
 		t.Fatalf("DeleteKey: %v", err)
 	}
 	for n := range 2 {
@@ -925,7 +934,7 @@ func testAliases(t *testing.T, s store.Store) {
 		t.Errorf("CountAliases(missing) = %d, %v; want 0", n, err)
 	}
 
-	if err := s.DeleteAlias(ctx, account, region, "alias/app"); err != nil {
+	if err := s.DeleteAlias(ctx, account, region, "alias/app", "k1"); err != nil {
 		t.Fatalf("DeleteAlias: %v", err)
 	}
 	_, err = s.GetAlias(ctx, account, region, "alias/app")
@@ -969,8 +978,8 @@ func testAliasErrors(t *testing.T, s store.Store) {
 	checkErrIs(t, "GetAlias(missing)", err, store.ErrNotFound)
 	_, err = s.GetAlias(ctx, account, region2, "alias/app")
 	checkErrIs(t, "GetAlias in another region", err, store.ErrNotFound)
-	checkErrIs(t, "DeleteAlias(missing)", s.DeleteAlias(ctx, account, region, "alias/missing"), store.ErrNotFound)
-	checkErrIs(t, "DeleteAlias in another account", s.DeleteAlias(ctx, account2, region, "alias/app"), store.ErrNotFound)
+	checkErrIs(t, "DeleteAlias(missing)", s.DeleteAlias(ctx, account, region, "alias/missing", "k1"), store.ErrNotFound)
+	checkErrIs(t, "DeleteAlias in another account", s.DeleteAlias(ctx, account2, region, "alias/app", "k1"), store.ErrNotFound)
 }
 
 func testUpdateAlias(t *testing.T, s store.Store) {
@@ -983,7 +992,7 @@ func testUpdateAlias(t *testing.T, s store.Store) {
 	}
 
 	later := base.Add(time.Hour)
-	if err := s.UpdateAlias(ctx, account, region, "alias/app", "k2", later); err != nil {
+	if err := s.UpdateAlias(ctx, account, region, "alias/app", "k1", "k2", later); err != nil {
 		t.Fatalf("UpdateAlias: %v", err)
 	}
 	want := *a
@@ -1001,11 +1010,11 @@ func testUpdateAlias(t *testing.T, s store.Store) {
 	}
 
 	checkErrIs(t, "UpdateAlias to a missing key",
-		s.UpdateAlias(ctx, account, region, "alias/app", "missing", later.Add(time.Hour)), store.ErrNotFound)
+		s.UpdateAlias(ctx, account, region, "alias/app", "k2", "missing", later.Add(time.Hour)), store.ErrNotFound)
 	checkErrIs(t, "UpdateAlias of a missing alias",
-		s.UpdateAlias(ctx, account, region, "alias/missing", "k1", later), store.ErrNotFound)
+		s.UpdateAlias(ctx, account, region, "alias/missing", "k2", "k1", later), store.ErrNotFound)
 	checkErrIs(t, "UpdateAlias in another region",
-		s.UpdateAlias(ctx, account, region2, "alias/app", "k1", later), store.ErrNotFound)
+		s.UpdateAlias(ctx, account, region2, "alias/app", "k2", "k1", later), store.ErrNotFound)
 
 	// The failed updates changed nothing.
 	got, err = s.GetAlias(ctx, account, region, "alias/app")
@@ -1229,7 +1238,7 @@ func testGrants(t *testing.T, s store.Store) {
 		t.Fatalf("second DeleteGrant: %v", err)
 	}
 	// Deleting a key deletes its grants.
-	if err := s.DeleteKey(ctx, "k2"); err != nil {
+	if err := s.DeleteKey(ctx, "k2", mustGetKey(t, s, "k2").Revision); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.GetGrant(ctx, "g4"); !errors.Is(err, store.ErrNotFound) {
