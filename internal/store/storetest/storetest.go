@@ -12,22 +12,28 @@
 //		})
 //	}
 //
-// Besides the documentation of store.Store, the suite pins down these
+// Besides the contracts of store.Store, the suite pins down these
 // behaviours, which callers may rely on:
 //
 //   - Times round-trip exactly at millisecond precision (finer precision is
 //     backend-specific) and come back in UTC. The zero time round-trips.
 //   - Tags keep their order; no tags may come back as nil or empty.
-//   - A limit <= 0 in ListKeys, ListAliases and ListCustomKeyStores means no
-//     limit.
-//   - DeleteKey of a missing key returns store.ErrNotFound.
-//   - CreateKey with a material stores both or neither.
-//   - UpdateKey does not call fn for a missing key (store.ErrNotFound),
-//     returns fn's error itself (not wrapped), and refuses a change of ID,
-//     Account or Region with an error, writing nothing.
-//   - UpdateCustomKeyStore does not call fn for a missing store
-//     (store.ErrNotFound) and returns fn's error itself (not wrapped).
+//   - UpdateKey and UpdateCustomKeyStore do not call fn for a missing
+//     record (store.ErrNotFound).
 //   - Records returned share no memory with the store or with each other.
+//   - A call that fails inside Update writes nothing, as outside, and fn may
+//     go on and commit the rest.
+//   - The change feed holds one change per row written: ReplaceMaterial
+//     removing a material and adding one records two ChangeMaterial;
+//     DeleteKey records one per material, alias and grant it removes. The
+//     order of the changes of one write is the backend's. A ChangeKey's
+//     KeyID is the key's ID. Account and Region are the key's for its key,
+//     materials and grants, the alias's own for an alias, the custom key
+//     store's own for it, the account alone for an access key, and empty
+//     for a setting. Import parameters, cached nowhere, record nothing.
+//   - UpdateWrapped records the material (ChangeMaterial), access key or
+//     custom key store it rewraps, and a rewrapped custom key store password
+//     is one more revision of the custom key store.
 package storetest
 
 import (
@@ -97,6 +103,20 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CountKeysInCustomKeyStore", testCountKeysInCustomKeyStore},
 		{"KeyCustomKeyStoreID", testKeyCustomKeyStoreID},
 		{"WrappedCustomKeyStorePassword", testWrappedCustomKeyStorePassword},
+		{"KeyRevisions", testKeyRevisions},
+		{"DeleteKeyCompareAndSet", testDeleteKeyCompareAndSet},
+		{"AliasRevisions", testAliasRevisions},
+		{"AliasCompareAndSet", testAliasCompareAndSet},
+		{"CustomKeyStoreRevisions", testCustomKeyStoreRevisions},
+		{"Settings", testSettings},
+		{"ChangeFeed", testChangeFeed},
+		{"ChangeFeedFailedWrites", testChangeFeedFailedWrites},
+		{"ChangesPaging", testChangesPaging},
+		{"PruneChanges", testPruneChanges},
+		{"UpdateCommits", testUpdateCommits},
+		{"UpdateRollsBack", testUpdateRollsBack},
+		{"UpdateFailedCallInside", testUpdateFailedCallInside},
+		{"UpdateConcurrentCompareAndSet", testUpdateConcurrentCompareAndSet},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
