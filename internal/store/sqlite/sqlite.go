@@ -86,7 +86,9 @@ var _ store.Store = (*Store)(nil)
 type Option func(*Store)
 
 // WithClock makes the Store date the changes it records and the settings it
-// writes with now instead of time.Now.
+// writes with now instead of time.Now. now must return a non-zero time
+// between the years 1678 and 2262: every write fails otherwise, Open's
+// migration included.
 func WithClock(now func() time.Time) Option {
 	return func(s *Store) { s.now = now }
 }
