@@ -13,13 +13,13 @@ import (
 // customKeyStoreColumns lists the columns of custom_key_stores in the order
 // scanCustomKeyStore reads them.
 const customKeyStoreColumns = `id, account, region, name, type, cluster_id, trust_anchor,
-	wrapped_password, created, connection_state, connection_error_code`
+	wrapped_password, created, connection_state, connection_error_code, revision`
 
 func scanCustomKeyStore(r rowScanner) (*store.CustomKeyStore, error) {
 	var c store.CustomKeyStore
 	var created sql.NullInt64
 	err := r.Scan(&c.ID, &c.Account, &c.Region, &c.Name, &c.Type, &c.ClusterID, &c.TrustAnchor,
-		&c.WrappedPassword, &created, &c.ConnectionState, &c.ConnectionErrorCode)
+		&c.WrappedPassword, &created, &c.ConnectionState, &c.ConnectionErrorCode, &c.Revision)
 	if err != nil {
 		return nil, err
 	}
@@ -43,6 +43,11 @@ func nonNilBlob(b []byte) []byte {
 	return b
 }
 
+// customKeyStoreChange is the change to the custom key store id.
+func customKeyStoreChange(id, account, region string) store.Change {
+	return store.Change{Kind: store.ChangeCustomKeyStore, ID: id, Account: account, Region: region}
+}
+
 // CreateCustomKeyStore implements store.Store. The UNIQUE constraints of
 // custom_key_stores turn a taken ID, name or cluster into store.ErrExists.
 func (s *Store) CreateCustomKeyStore(ctx context.Context, cks *store.CustomKeyStore) error {
@@ -53,12 +58,15 @@ func (s *Store) CreateCustomKeyStore(ctx context.Context, cks *store.CustomKeySt
 	if err != nil {
 		return fmt.Errorf("create custom key store %s: created: %w", cks.ID, err)
 	}
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx *writeTx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO custom_key_stores (`+customKeyStoreColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
 			cks.ID, cks.Account, cks.Region, cks.Name, cks.Type, cks.ClusterID, cks.TrustAnchor,
 			nonNilBlob(cks.WrappedPassword), created, cks.ConnectionState, cks.ConnectionErrorCode)
-		return classify(err)
+		if err != nil {
+			return classify(err)
+		}
+		return tx.record(ctx, customKeyStoreChange(cks.ID, cks.Account, cks.Region))
 	})
 	if err != nil {
 		return fmt.Errorf("create custom key store %s (%s) in %s/%s: %w", cks.ID, cks.Name, cks.Account, cks.Region, err)
@@ -68,7 +76,7 @@ func (s *Store) CreateCustomKeyStore(ctx context.Context, cks *store.CustomKeySt
 
 // GetCustomKeyStore implements store.Store.
 func (s *Store) GetCustomKeyStore(ctx context.Context, id string) (*store.CustomKeyStore, error) {
-	c, err := scanCustomKeyStore(s.db.QueryRowContext(ctx, `SELECT `+customKeyStoreColumns+`
+	c, err := scanCustomKeyStore(s.q().QueryRowContext(ctx, `SELECT `+customKeyStoreColumns+`
 		FROM custom_key_stores WHERE id = ?`, id))
 	if err != nil {
 		return nil, fmt.Errorf("get custom key store %s: %w", id, classify(err))
@@ -88,7 +96,7 @@ func (s *Store) ListCustomKeyStores(ctx context.Context, account, region, after 
 			ORDER BY id LIMIT ?`
 		args = []any{after, sqlLimit(limit)}
 	}
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	rows, err := s.q().QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list custom key stores of %s/%s after %q: %w", account, region, after, err)
 	}
@@ -111,12 +119,11 @@ func (s *Store) ListCustomKeyStores(ctx context.Context, account, region, after 
 // transaction. An error from fn is returned unchanged (not wrapped) and
 // nothing is written. Unlike UpdateKey, changes fn makes to ID, Account,
 // Region, Type or Created are silently dropped, as the interface promises:
-// the record returned carries the stored values. fn must not write to the
-// Store.
+// the record returned carries the stored values, and the next Revision.
 func (s *Store) UpdateCustomKeyStore(ctx context.Context, id string, fn func(*store.CustomKeyStore) error) (*store.CustomKeyStore, error) {
 	var updated *store.CustomKeyStore
 	var fnErr error
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *writeTx) error {
 		old, err := scanCustomKeyStore(tx.QueryRowContext(ctx, `SELECT `+customKeyStoreColumns+`
 			FROM custom_key_stores WHERE id = ?`, id))
 		if err != nil {
@@ -127,16 +134,21 @@ func (s *Store) UpdateCustomKeyStore(ctx context.Context, id string, fn func(*st
 			return fnErr
 		}
 		c.ID, c.Account, c.Region, c.Type, c.Created = old.ID, old.Account, old.Region, old.Type, old.Created
+		c.Revision = old.Revision + 1
 		res, err := tx.ExecContext(ctx, `UPDATE custom_key_stores SET name = ?, cluster_id = ?,
-			trust_anchor = ?, wrapped_password = ?, connection_state = ?, connection_error_code = ?
+			trust_anchor = ?, wrapped_password = ?, connection_state = ?, connection_error_code = ?,
+			revision = ?
 			WHERE id = ?`,
 			c.Name, c.ClusterID, c.TrustAnchor, nonNilBlob(c.WrappedPassword), c.ConnectionState,
-			c.ConnectionErrorCode, id)
+			c.ConnectionErrorCode, c.Revision, id)
 		if err != nil {
 			// A new name or cluster that another store has: ErrExists.
 			return classify(err)
 		}
 		if err := expectOneRow(res); err != nil {
+			return err
+		}
+		if err := tx.record(ctx, customKeyStoreChange(c.ID, c.Account, c.Region)); err != nil {
 			return err
 		}
 		// Hand back a copy, so that fn keeping its pointer cannot alter
@@ -158,14 +170,11 @@ func (s *Store) UpdateCustomKeyStore(ctx context.Context, id string, fn func(*st
 // is a count, made in the write transaction so that no key can join the
 // store between the check and the delete.
 func (s *Store) DeleteCustomKeyStore(ctx context.Context, id string) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		var exists int
-		err := tx.QueryRowContext(ctx, `SELECT count(*) FROM custom_key_stores WHERE id = ?`, id).Scan(&exists)
+	err := s.write(ctx, func(tx *writeTx) error {
+		var account, region string
+		err := tx.QueryRowContext(ctx, `SELECT account, region FROM custom_key_stores WHERE id = ?`, id).Scan(&account, &region)
 		if err != nil {
-			return err
-		}
-		if exists == 0 {
-			return store.ErrNotFound
+			return classify(err)
 		}
 		var keys int
 		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM keys WHERE custom_key_store_id = ?`, id).Scan(&keys)
@@ -179,7 +188,10 @@ func (s *Store) DeleteCustomKeyStore(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		return expectOneRow(res)
+		if err := expectOneRow(res); err != nil {
+			return err
+		}
+		return tx.record(ctx, customKeyStoreChange(id, account, region))
 	})
 	if err != nil {
 		return fmt.Errorf("delete custom key store %s: %w", id, err)
@@ -196,7 +208,7 @@ func (s *Store) CountKeysInCustomKeyStore(ctx context.Context, id string) (int, 
 		return 0, nil
 	}
 	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM keys WHERE custom_key_store_id = ?`, id).Scan(&n); err != nil {
+	if err := s.q().QueryRowContext(ctx, `SELECT count(*) FROM keys WHERE custom_key_store_id = ?`, id).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count keys in custom key store %s: %w", id, err)
 	}
 	return n, nil

@@ -37,11 +37,14 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant) error {
 	if hash == nil {
 		hash = []byte{}
 	}
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx *writeTx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO grants (id, key_id, name, grantee_principal, retiring_principal,
 			issuing_account, operations, constraints, token_hash, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			g.ID, g.KeyID, g.Name, g.GranteePrincipal, g.RetiringPrincipal, g.IssuingAccount, string(ops), string(cons), hash, created)
-		return classify(err)
+		if err != nil {
+			return classify(err)
+		}
+		return tx.recordForKey(ctx, store.ChangeGrant, g.ID, g.KeyID)
 	})
 	if err != nil {
 		return fmt.Errorf("create grant %s: %w", g.ID, err)
@@ -72,7 +75,7 @@ func scanGrant(r rowScanner) (*store.Grant, error) {
 
 // GetGrant implements store.Store.
 func (s *Store) GetGrant(ctx context.Context, id string) (*store.Grant, error) {
-	g, err := scanGrant(s.db.QueryRowContext(ctx, `SELECT `+grantColumns+` FROM grants WHERE id = ?`, id))
+	g, err := scanGrant(s.q().QueryRowContext(ctx, `SELECT `+grantColumns+` FROM grants WHERE id = ?`, id))
 	if err != nil {
 		return nil, fmt.Errorf("get grant %s: %w", id, classify(err))
 	}
@@ -109,7 +112,7 @@ func (s *Store) queryGrants(ctx context.Context, q string, limit int, args ...an
 		q += ` LIMIT ?`
 		args = append(args, limit)
 	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.q().QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -127,17 +130,23 @@ func (s *Store) queryGrants(ctx context.Context, q string, limit int, args ...an
 
 // DeleteGrant implements store.Store.
 func (s *Store) DeleteGrant(ctx context.Context, id string) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM grants WHERE id = ?`, id)
+	err := s.write(ctx, func(tx *writeTx) error {
+		// Record the change first, while the grant still names its key:
+		// no row recorded means no such grant.
+		res, err := tx.ExecContext(ctx, `INSERT INTO changes (kind, id, key_id, account, region, time)
+			SELECT ?, g.id, g.key_id, k.account, k.region, ? FROM grants g JOIN keys k ON k.id = g.key_id
+			WHERE g.id = ?`, store.ChangeGrant, tx.now, id)
 		if err != nil {
-			return classify(err)
+			return fmt.Errorf("record change: %w", err)
 		}
-		if n, err := res.RowsAffected(); err != nil {
+		if err := expectOneRow(res); err != nil {
 			return err
-		} else if n == 0 {
-			return store.ErrNotFound
 		}
-		return nil
+		res, err = tx.ExecContext(ctx, `DELETE FROM grants WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		return expectOneRow(res)
 	})
 	if err != nil {
 		return fmt.Errorf("delete grant %s: %w", id, err)

@@ -15,15 +15,26 @@ func (s *Store) ReplaceMaterial(ctx context.Context, id string, add *store.Mater
 	if add != nil && add.KeyID != "" && add.KeyID != id {
 		return nil, fmt.Errorf("replace material of key %s: material belongs to key %s", id, add.KeyID)
 	}
-	return s.updateKey(ctx, id, fn, func(tx *sql.Tx) error {
+	return s.updateKey(ctx, id, fn, func(tx *writeTx, k *store.Key) error {
 		if removeID != "" {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM materials WHERE key_id = ? AND id = ?`, id, removeID); err != nil {
+			res, err := tx.ExecContext(ctx, `DELETE FROM materials WHERE key_id = ? AND id = ?`, id, removeID)
+			if err != nil {
 				return fmt.Errorf("remove material %s: %w", removeID, err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return fmt.Errorf("remove material %s: %w", removeID, err)
+			} else if n > 0 {
+				if err := tx.record(ctx, keyChange(store.ChangeMaterial, k)); err != nil {
+					return err
+				}
 			}
 		}
 		if add != nil {
 			if err := insertMaterial(ctx, tx, id, add); err != nil {
 				return fmt.Errorf("material %s: %w", add.ID, err)
+			}
+			if err := tx.record(ctx, keyChange(store.ChangeMaterial, k)); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -55,14 +66,11 @@ func (s *Store) PutImportParams(ctx context.Context, p *store.ImportParams) erro
 	if err != nil {
 		return fmt.Errorf("put import parameters: valid to: %w", err)
 	}
-	wrapped := p.WrappedPrivateKey
-	if wrapped == nil {
-		wrapped = []byte{}
-	}
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	// Import parameters are cached nowhere and have no kind of change.
+	err = s.write(ctx, func(tx *writeTx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO import_params (key_id, id, wrapped_private_key,
 			wrapping_algorithm, wrapping_key_spec, created, valid_to) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			p.KeyID, p.ID, wrapped, p.WrappingAlgorithm, p.WrappingKeySpec, created, validTo)
+			p.KeyID, p.ID, nonNilBlob(p.WrappedPrivateKey), p.WrappingAlgorithm, p.WrappingKeySpec, created, validTo)
 		return classify(err)
 	})
 	if err != nil {
@@ -75,7 +83,7 @@ func (s *Store) PutImportParams(ctx context.Context, p *store.ImportParams) erro
 func (s *Store) GetImportParams(ctx context.Context, keyID, id string) (*store.ImportParams, error) {
 	p := store.ImportParams{KeyID: keyID, ID: id}
 	var created, validTo sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT wrapped_private_key, wrapping_algorithm, wrapping_key_spec,
+	err := s.q().QueryRowContext(ctx, `SELECT wrapped_private_key, wrapping_algorithm, wrapping_key_spec,
 		created, valid_to FROM import_params WHERE key_id = ? AND id = ?`, keyID, id).
 		Scan(&p.WrappedPrivateKey, &p.WrappingAlgorithm, &p.WrappingKeySpec, &created, &validTo)
 	if err != nil {
@@ -86,10 +94,11 @@ func (s *Store) GetImportParams(ctx context.Context, keyID, id string) (*store.I
 	return &p, nil
 }
 
-// DeleteExpiredImportParams implements store.Store.
+// DeleteExpiredImportParams implements store.Store. It records no change:
+// import parameters are cached nowhere.
 func (s *Store) DeleteExpiredImportParams(ctx context.Context, t time.Time) (int, error) {
 	var n int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *writeTx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM import_params WHERE valid_to <= ?`, boundTime(t))
 		if err != nil {
 			return err

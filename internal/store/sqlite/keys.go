@@ -16,7 +16,7 @@ import (
 const keyColumns = `id, account, region, description, key_spec, key_usage, origin,
 	key_manager, state, created, deletion_date, pending_window_days, policy, tags,
 	current_material, rotation_enabled, rotation_period_days, next_rotation,
-	on_demand_rotations, material_valid_to, expiration_model, custom_key_store_id`
+	on_demand_rotations, material_valid_to, expiration_model, custom_key_store_id, revision`
 
 // rowScanner is the Scan method shared by *sql.Row and *sql.Rows.
 type rowScanner interface {
@@ -37,7 +37,7 @@ func scanKey(r rowScanner) (*store.Key, error) {
 	err := r.Scan(&k.ID, &k.Account, &k.Region, &k.Description, &k.KeySpec, &k.KeyUsage,
 		&k.Origin, &k.KeyManager, &k.State, &created, &deletion, &window,
 		&k.Policy, &tags, &k.CurrentMaterial, &k.RotationEnabled, &period, &nextRotation,
-		&onDemand, &validTo, &k.ExpirationModel, &k.CustomKeyStoreID)
+		&onDemand, &validTo, &k.ExpirationModel, &k.CustomKeyStoreID, &k.Revision)
 	if err != nil {
 		return nil, err
 	}
@@ -125,8 +125,9 @@ func cloneKey(k *store.Key) *store.Key {
 	return &c
 }
 
-// CreateKey inserts k and, when m is not nil, its first material, in one
-// transaction. m.KeyID may be empty; otherwise it must equal k.ID.
+// CreateKey inserts k (with Revision 1, whatever k.Revision says) and,
+// when m is not nil, its first material, in one transaction. m.KeyID may be
+// empty; otherwise it must equal k.ID.
 func (s *Store) CreateKey(ctx context.Context, k *store.Key, m *store.Material) error {
 	if k == nil || k.ID == "" {
 		return errors.New("create key: missing key or key ID")
@@ -138,9 +139,8 @@ func (s *Store) CreateKey(ctx context.Context, k *store.Key, m *store.Material) 
 	if err != nil {
 		return fmt.Errorf("create key %s: %w", k.ID, err)
 	}
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO keys (`+keyColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	err = s.write(ctx, func(tx *writeTx) error {
+		_, err := tx.prepared(ctx, tx.stmts.insertKey).ExecContext(ctx,
 			k.ID, k.Account, k.Region, k.Description, k.KeySpec, k.KeyUsage, k.Origin,
 			k.KeyManager, k.State, v.created, v.deletion, k.PendingWindowDays, k.Policy,
 			v.tags, k.CurrentMaterial, k.RotationEnabled, k.RotationPeriodDays,
@@ -148,9 +148,15 @@ func (s *Store) CreateKey(ctx context.Context, k *store.Key, m *store.Material) 
 		if err != nil {
 			return classify(err)
 		}
+		if err := tx.record(ctx, keyChange(store.ChangeKey, k)); err != nil {
+			return err
+		}
 		if m != nil {
 			if err := insertMaterial(ctx, tx, k.ID, m); err != nil {
 				return fmt.Errorf("material %s: %w", m.ID, err)
+			}
+			if err := tx.record(ctx, keyChange(store.ChangeMaterial, k)); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -161,30 +167,34 @@ func (s *Store) CreateKey(ctx context.Context, k *store.Key, m *store.Material) 
 	return nil
 }
 
+// keyChange is the change of kind (ChangeKey or ChangeMaterial) to key k.
+func keyChange(kind string, k *store.Key) store.Change {
+	return store.Change{Kind: kind, ID: k.ID, KeyID: k.ID, Account: k.Account, Region: k.Region}
+}
+
 // GetKey returns the key with the given ID, or store.ErrNotFound.
 func (s *Store) GetKey(ctx context.Context, id string) (*store.Key, error) {
-	k, err := scanKey(s.db.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys WHERE id = ?`, id))
+	k, err := scanKey(s.prepared(ctx, s.stmts.getKey).QueryRowContext(ctx, id))
 	if err != nil {
 		return nil, fmt.Errorf("get key %s: %w", id, classify(err))
 	}
 	return k, nil
 }
 
-// UpdateKey reads the key, calls fn on a copy and writes the copy back, in
-// one BEGIN IMMEDIATE transaction. An error from fn is returned unchanged
-// (not wrapped) and nothing is written. fn must not change ID, Account or
-// Region, and must not write to the Store.
+// UpdateKey reads the key, calls fn on a copy and writes the copy back with
+// the next Revision, in one BEGIN IMMEDIATE transaction. An error from fn is
+// returned unchanged (not wrapped) and nothing is written.
 func (s *Store) UpdateKey(ctx context.Context, id string, fn func(*store.Key) error) (*store.Key, error) {
 	return s.updateKey(ctx, id, fn, nil)
 }
 
 // updateKey is UpdateKey; when also is not nil it runs in the same
-// transaction after the key is written.
-func (s *Store) updateKey(ctx context.Context, id string, fn func(*store.Key) error, also func(*sql.Tx) error) (*store.Key, error) {
+// transaction after the key k is written.
+func (s *Store) updateKey(ctx context.Context, id string, fn func(*store.Key) error, also func(tx *writeTx, k *store.Key) error) (*store.Key, error) {
 	var updated *store.Key
 	var fnErr error
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		k, err := scanKey(tx.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys WHERE id = ?`, id))
+	err := s.write(ctx, func(tx *writeTx) error {
+		k, err := scanKey(tx.prepared(ctx, tx.stmts.getKey).QueryRowContext(ctx, id))
 		if err != nil {
 			return classify(err)
 		}
@@ -195,29 +205,27 @@ func (s *Store) updateKey(ctx context.Context, id string, fn func(*store.Key) er
 		if c.ID != k.ID || c.Account != k.Account || c.Region != k.Region {
 			return errors.New("the update changed the key's ID, Account or Region")
 		}
+		c.Revision = k.Revision + 1
 		v, err := encodeKey(c)
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE keys SET description = ?, key_spec = ?,
-			key_usage = ?, origin = ?, key_manager = ?, state = ?, created = ?,
-			deletion_date = ?, pending_window_days = ?, policy = ?, tags = ?,
-			current_material = ?, rotation_enabled = ?, rotation_period_days = ?,
-			next_rotation = ?, on_demand_rotations = ?, material_valid_to = ?,
-			expiration_model = ?, custom_key_store_id = ?
-			WHERE id = ?`,
+		res, err := tx.prepared(ctx, tx.stmts.updateKey).ExecContext(ctx,
 			c.Description, c.KeySpec, c.KeyUsage, c.Origin, c.KeyManager, c.State,
 			v.created, v.deletion, c.PendingWindowDays, c.Policy, v.tags, c.CurrentMaterial,
 			c.RotationEnabled, c.RotationPeriodDays, v.nextRotation, c.OnDemandRotations,
-			v.validTo, c.ExpirationModel, c.CustomKeyStoreID, id)
+			v.validTo, c.ExpirationModel, c.CustomKeyStoreID, c.Revision, id)
 		if err != nil {
 			return err
 		}
 		if err := expectOneRow(res); err != nil {
 			return err
 		}
+		if err := tx.record(ctx, keyChange(store.ChangeKey, c)); err != nil {
+			return err
+		}
 		if also != nil {
-			if err := also(tx); err != nil {
+			if err := also(tx, c); err != nil {
 				return err
 			}
 		}
@@ -247,10 +255,42 @@ func expectOneRow(res sql.Result) error {
 	return nil
 }
 
-// DeleteKey removes a key; its materials and aliases go with it (ON DELETE
-// CASCADE). It returns store.ErrNotFound if there is no such key.
-func (s *Store) DeleteKey(ctx context.Context, id string) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+// DeleteKey removes a key if its revision is still revision; its
+// materials, aliases, grants and import parameters go with it (ON DELETE
+// CASCADE). The change feed records the key and every material, alias and
+// grant the cascade removes; import parameters are cached nowhere and
+// have no kind of change.
+func (s *Store) DeleteKey(ctx context.Context, id string, revision int64) error {
+	err := s.write(ctx, func(tx *writeTx) error {
+		k := store.Key{ID: id}
+		err := tx.QueryRowContext(ctx, `SELECT account, region, revision FROM keys WHERE id = ?`, id).
+			Scan(&k.Account, &k.Region, &k.Revision)
+		if err != nil {
+			return classify(err)
+		}
+		if k.Revision != revision {
+			return fmt.Errorf("%w: revision %d, not %d", store.ErrConflict, k.Revision, revision)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO changes (kind, id, key_id, account, region, time)
+			SELECT ?, key_id, key_id, ?, ?, ? FROM materials WHERE key_id = ? ORDER BY rowid`,
+			store.ChangeMaterial, k.Account, k.Region, tx.now, id); err != nil {
+			return fmt.Errorf("record changes of materials: %w", err)
+		}
+		// An alias has its own account and region: the store does not
+		// check that they are its key's.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO changes (kind, id, key_id, account, region, time)
+			SELECT ?, name, key_id, account, region, ? FROM aliases WHERE key_id = ? ORDER BY name`,
+			store.ChangeAlias, tx.now, id); err != nil {
+			return fmt.Errorf("record changes of aliases: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO changes (kind, id, key_id, account, region, time)
+			SELECT ?, id, key_id, ?, ?, ? FROM grants WHERE key_id = ? ORDER BY id`,
+			store.ChangeGrant, k.Account, k.Region, tx.now, id); err != nil {
+			return fmt.Errorf("record changes of grants: %w", err)
+		}
+		if err := tx.record(ctx, keyChange(store.ChangeKey, &k)); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM keys WHERE id = ?`, id)
 		if err != nil {
 			return err
@@ -291,7 +331,7 @@ func (s *Store) KeysPendingDeletion(ctx context.Context, t time.Time) ([]*store.
 
 // CountKeysByState implements store.Store.
 func (s *Store) CountKeysByState(ctx context.Context) (map[string]int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT state, COUNT(*) FROM keys GROUP BY state`)
+	rows, err := s.q().QueryContext(ctx, `SELECT state, COUNT(*) FROM keys GROUP BY state`)
 	if err != nil {
 		return nil, fmt.Errorf("count keys by state: %w", err)
 	}
@@ -320,7 +360,7 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 func (s *Store) queryKeys(ctx context.Context, query string, args ...any) ([]*store.Key, error) {
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	rows, err := s.q().QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -346,8 +386,11 @@ func (s *Store) AddMaterial(ctx context.Context, m *store.Material) error {
 	if m == nil {
 		return errors.New("add material: nil material")
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		return insertMaterial(ctx, tx, m.KeyID, m)
+	err := s.write(ctx, func(tx *writeTx) error {
+		if err := insertMaterial(ctx, tx, m.KeyID, m); err != nil {
+			return err
+		}
+		return tx.recordForKey(ctx, store.ChangeMaterial, m.KeyID, m.KeyID)
 	})
 	if err != nil {
 		return fmt.Errorf("add material %s of key %s: %w", m.ID, m.KeyID, err)
@@ -355,8 +398,9 @@ func (s *Store) AddMaterial(ctx context.Context, m *store.Material) error {
 	return nil
 }
 
-// insertMaterial inserts m as a material of keyID.
-func insertMaterial(ctx context.Context, tx *sql.Tx, keyID string, m *store.Material) error {
+// insertMaterial inserts m as a material of keyID. The caller records the
+// change.
+func insertMaterial(ctx context.Context, tx *writeTx, keyID string, m *store.Material) error {
 	if m.ID == "" {
 		return errors.New("empty material ID")
 	}
@@ -364,13 +408,8 @@ func insertMaterial(ctx context.Context, tx *sql.Tx, keyID string, m *store.Mate
 	if err != nil {
 		return fmt.Errorf("created: %w", err)
 	}
-	wrapped := m.Wrapped
-	if wrapped == nil {
-		// A nil []byte would be bound as NULL.
-		wrapped = []byte{}
-	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO materials (key_id, id, wrapped, created, rotation_type) VALUES (?, ?, ?, ?, ?)`,
-		keyID, m.ID, wrapped, created, m.RotationType)
+	_, err = tx.prepared(ctx, tx.stmts.insertMaterial).ExecContext(ctx,
+		keyID, m.ID, nonNilBlob(m.Wrapped), created, m.RotationType)
 	return classify(err)
 }
 
@@ -378,8 +417,8 @@ func insertMaterial(ctx context.Context, tx *sql.Tx, keyID string, m *store.Mate
 func (s *Store) GetMaterial(ctx context.Context, keyID, materialID string) (*store.Material, error) {
 	m := store.Material{KeyID: keyID, ID: materialID}
 	var created sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT wrapped, created, rotation_type FROM materials WHERE key_id = ? AND id = ?`,
-		keyID, materialID).Scan(&m.Wrapped, &created, &m.RotationType)
+	err := s.prepared(ctx, s.stmts.getMaterial).QueryRowContext(ctx, keyID, materialID).
+		Scan(&m.Wrapped, &created, &m.RotationType)
 	if err != nil {
 		return nil, fmt.Errorf("get material %s of key %s: %w", materialID, keyID, classify(err))
 	}

@@ -13,7 +13,7 @@ import (
 // ListMaterials returns every material of a key in the order they were
 // added: SQLite's rowid grows with every insert into materials.
 func (s *Store) ListMaterials(ctx context.Context, keyID string) ([]*store.Material, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, wrapped, created, rotation_type FROM materials
+	rows, err := s.q().QueryContext(ctx, `SELECT id, wrapped, created, rotation_type FROM materials
 		WHERE key_id = ? ORDER BY rowid`, keyID)
 	if err != nil {
 		return nil, fmt.Errorf("list materials of key %s: %w", keyID, err)
@@ -45,11 +45,11 @@ func (s *Store) RotateKey(ctx context.Context, id string, m *store.Material, fn 
 	if m.KeyID != "" && m.KeyID != id {
 		return nil, fmt.Errorf("rotate key %s: material belongs to key %s", id, m.KeyID)
 	}
-	return s.updateKey(ctx, id, fn, func(tx *sql.Tx) error {
+	return s.updateKey(ctx, id, fn, func(tx *writeTx, k *store.Key) error {
 		if err := insertMaterial(ctx, tx, id, m); err != nil {
 			return fmt.Errorf("material %s: %w", m.ID, err)
 		}
-		return nil
+		return tx.record(ctx, keyChange(store.ChangeMaterial, k))
 	})
 }
 

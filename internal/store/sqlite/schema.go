@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 )
 
@@ -139,13 +138,47 @@ var migrations = [][]string{
 			UNIQUE (cluster_id)
 		)`,
 	},
+	// Version 6: revisions, the change feed and shared settings. Every
+	// mutable record carries the revision the store bumps on each write
+	// (existing rows start at 1). Every write appends one row per record it
+	// wrote to changes, in its own transaction; seq is AUTOINCREMENT so
+	// that a seq is never reused, even once pruned. changes_pruned holds
+	// the highest seq PruneChanges deleted: a reader asking for changes
+	// after an earlier seq has missed some (store.ErrChangesPruned).
+	{
+		`ALTER TABLE keys ADD COLUMN revision INTEGER NOT NULL DEFAULT 1`,
+		`ALTER TABLE aliases ADD COLUMN revision INTEGER NOT NULL DEFAULT 1`,
+		`ALTER TABLE custom_key_stores ADD COLUMN revision INTEGER NOT NULL DEFAULT 1`,
+		`CREATE TABLE changes (
+			seq     INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+			kind    TEXT    NOT NULL,
+			id      TEXT    NOT NULL,
+			key_id  TEXT    NOT NULL DEFAULT '',
+			account TEXT    NOT NULL DEFAULT '',
+			region  TEXT    NOT NULL DEFAULT '',
+			time    INTEGER NOT NULL
+		)`,
+		// Serves PruneChanges.
+		`CREATE INDEX changes_by_time ON changes (time)`,
+		`CREATE TABLE changes_pruned (
+			id  INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+			seq INTEGER NOT NULL
+		)`,
+		`INSERT INTO changes_pruned (id, seq) VALUES (1, 0)`,
+		`CREATE TABLE settings (
+			name     TEXT    NOT NULL PRIMARY KEY,
+			value    BLOB    NOT NULL,
+			revision INTEGER NOT NULL,
+			updated  INTEGER
+		)`,
+	},
 }
 
 // migrate creates the schema_version table if needed and applies the
 // migrations the database lacks, all in one write transaction, so that two
 // processes opening a new database at once cannot both migrate it.
 func (s *Store) migrate(ctx context.Context) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *writeTx) error {
 		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
 			id      INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
 			version INTEGER NOT NULL

@@ -1,5 +1,7 @@
 // Package sqlite is the embedded backend of package store: one SQLite
 // database file, opened with the pure-Go driver modernc.org/sqlite (no cgo).
+// The contracts it keeps are those of store.Store; what follows is specific
+// to this backend.
 //
 // # Durability and concurrency
 //
@@ -9,7 +11,12 @@
 // the writer and the writer never blocks readers (WAL). Every write is one
 // BEGIN IMMEDIATE transaction, and the Store lets only one of its own write
 // transactions run at a time; a second process writing to the same file waits
-// for the busy timeout.
+// for the busy timeout. One writer at a time also makes the change feed
+// visible in Seq order.
+//
+// A write from inside a fn (UpdateKey's, Update's, ...) to the Store itself
+// rather than to the tx it was given waits for the running transaction, that
+// is for itself, until its context ends.
 //
 // # Files and permissions
 //
@@ -27,19 +34,8 @@
 // Times are stored as INTEGER nanoseconds since the Unix epoch (NULL for the
 // zero time.Time) and come back in UTC, exact to the nanosecond; they must lie
 // between the years 1678 and 2262. Tags are stored as a JSON array of
-// {"Key","Value"} objects, in the order given.
-//
-// # Conventions callers must know
-//
-//   - A limit <= 0 in ListKeys, ListAliases and ListCustomKeyStores means no
-//     limit.
-//   - DeleteKey returns store.ErrNotFound for a missing key.
-//   - The fn given to UpdateKey must not change ID, Account or Region (an
-//     error is returned and nothing is written) and must not write to the
-//     Store itself: it runs inside the write transaction, so a write from fn
-//     would wait for itself until its context ends. The same holds for the
-//     fn given to UpdateCustomKeyStore, whose changes to ID, Account,
-//     Region, Type and Created are dropped instead.
+// {"Key","Value"} objects, in the order given. The Time of a change and the
+// Updated time of a setting come from the Store's clock (WithClock).
 package sqlite
 
 import (
@@ -76,13 +72,30 @@ type Store struct {
 	// runs. It is a channel rather than a sync.Mutex so that a writer
 	// waiting for its turn gives up when its context ends.
 	writeSlot chan struct{}
+	// now is the clock that dates changes and settings.
+	now   func() time.Time
+	stmts *statements
+	// tx is the transaction every method runs in, for the Store that
+	// Update hands to its fn; nil for the Store Open returns.
+	tx *writeTx
 }
 
 var _ store.Store = (*Store)(nil)
 
+// An Option configures a Store at Open.
+type Option func(*Store)
+
+// WithClock makes the Store date the changes it records and the settings it
+// writes with now instead of time.Now. now must return a non-zero time
+// between the years 1678 and 2262: every write fails otherwise, Open's
+// migration included.
+func WithClock(now func() time.Time) Option {
+	return func(s *Store) { s.now = now }
+}
+
 // Open opens the SQLite database at path, creating the file (mode 0600) if
 // it is missing, and brings its schema up to date. The directory must exist.
-func Open(ctx context.Context, path string) (*Store, error) {
+func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("open sqlite store: empty path")
 	}
@@ -103,7 +116,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
 
-	s := &Store{db: db, path: abs, writeSlot: make(chan struct{}, 1)}
+	s := &Store{db: db, path: abs, writeSlot: make(chan struct{}, 1), now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
 	if err := s.checkPragmas(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", abs, err)
@@ -112,11 +128,17 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", abs, err)
 	}
+	// The statements name tables the migrations create.
+	if s.stmts, err = prepare(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open sqlite store %s: %w", abs, err)
+	}
 	// The -wal and -shm files exist now that a connection has opened the
 	// database in WAL mode. SQLite already gives them the database file's
 	// permissions; tighten them anyway in case they predate this process.
 	for _, p := range []string{abs, abs + "-wal", abs + "-shm"} {
 		if err := restrictPerms(p); err != nil {
+			s.stmts.close()
 			db.Close()
 			return nil, fmt.Errorf("open sqlite store %s: %w", abs, err)
 		}
@@ -126,6 +148,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 
 // Close closes the database. Methods called after Close fail.
 func (s *Store) Close() error {
+	if s.tx != nil {
+		return errors.New("close sqlite store: this Store is bound to a transaction of Update; close the Store Open returned")
+	}
+	s.stmts.close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close sqlite store %s: %w", s.path, err)
 	}
@@ -211,10 +237,63 @@ func (s *Store) checkPragmas(ctx context.Context) error {
 	return nil
 }
 
+// querier runs statements: the connection pool (*sql.DB) or one
+// transaction (*sql.Tx).
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// q returns what reads run on: the transaction of a Store that Update bound
+// to one, so that reads see its writes, else the pool.
+func (s *Store) q() querier {
+	if s.tx != nil {
+		return s.tx.Tx
+	}
+	return s.db
+}
+
+// prepared returns st ready to run where s reads: st itself on the pool, or
+// st bound to the transaction of a bound Store.
+func (s *Store) prepared(ctx context.Context, st *sql.Stmt) *sql.Stmt {
+	if s.tx != nil {
+		return s.tx.StmtContext(ctx, st)
+	}
+	return st
+}
+
+// writeTx is an open write transaction with the time its changes are
+// recorded at.
+type writeTx struct {
+	*sql.Tx
+	stmts *statements
+	// now is the transaction's time, Unix nanoseconds from the Store's
+	// clock: every change it records carries it.
+	now int64
+	// broken is set when undoing a failed method inside Update failed, so
+	// that the transaction, which may hold part of that method's writes,
+	// is never committed.
+	broken error
+}
+
+// prepared returns st bound to the transaction.
+func (tx *writeTx) prepared(ctx context.Context, st *sql.Stmt) *sql.Stmt {
+	return tx.StmtContext(ctx, st)
+}
+
 // write runs fn in a read-write (BEGIN IMMEDIATE) transaction and commits
 // it when fn returns nil. Only one write of this Store runs at a time. The
 // error of fn is returned unchanged so that callers can inspect it.
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+//
+// On a Store bound to a transaction (inside Update), fn runs in that
+// transaction instead, under a savepoint that undoes its writes when it
+// fails: a method that fails inside Update writes nothing, as outside, and
+// fn may go on.
+func (s *Store) write(ctx context.Context, fn func(tx *writeTx) error) error {
+	if s.tx != nil {
+		return s.tx.savepoint(ctx, fn)
+	}
 	select {
 	case s.writeSlot <- struct{}{}:
 	case <-ctx.Done():
@@ -222,19 +301,70 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	defer func() { <-s.writeSlot }()
 
+	now, err := encodeTime(s.now())
+	if err != nil {
+		return fmt.Errorf("clock: %w", err)
+	}
+	if !now.Valid {
+		return errors.New("clock: the zero time")
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
 	// Rollback after Commit is a no-op; this also covers a panic in fn.
 	defer tx.Rollback()
-	if err := fn(tx); err != nil {
+	wtx := &writeTx{Tx: tx, stmts: s.stmts, now: now.Int64}
+	if err := fn(wtx); err != nil {
 		return err
+	}
+	if wtx.broken != nil {
+		return wtx.broken
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// savepoint runs fn inside the transaction under a savepoint, rolled back
+// to when fn fails. Savepoints nest, so Update inside Update works too.
+func (tx *writeTx) savepoint(ctx context.Context, fn func(tx *writeTx) error) error {
+	if tx.broken != nil {
+		return tx.broken
+	}
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT write`); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	// Ending the savepoint must not depend on ctx: a savepoint left open
+	// would be committed with the transaction.
+	end := context.WithoutCancel(ctx)
+	if err := fn(tx); err != nil {
+		if _, rerr := tx.ExecContext(end, `ROLLBACK TO write`); rerr != nil {
+			tx.broken = fmt.Errorf("undo a failed write inside the transaction: %w", rerr)
+			return err
+		}
+		if _, rerr := tx.ExecContext(end, `RELEASE write`); rerr != nil {
+			tx.broken = fmt.Errorf("undo a failed write inside the transaction: %w", rerr)
+		}
+		return err
+	}
+	if _, err := tx.ExecContext(end, `RELEASE write`); err != nil {
+		tx.broken = fmt.Errorf("release savepoint: %w", err)
+		return tx.broken
+	}
+	return nil
+}
+
+// Update implements store.Store: fn gets a Store bound to one write
+// transaction, whose every method runs in it. fn must call tx from one
+// goroutine at a time, and must not use tx once Update has returned (its
+// methods then fail).
+func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
+	return s.write(ctx, func(tx *writeTx) error {
+		bound := &Store{db: s.db, path: s.path, now: s.now, stmts: s.stmts, tx: tx}
+		return fn(bound)
+	})
 }
 
 // classify maps SQLite errors onto the errors of package store: no rows and

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 
 	"github.com/kmsd/kmsd/internal/store"
@@ -37,7 +36,7 @@ func (s *Store) ListWrapped(ctx context.Context, kind string, after store.Wrappe
 	default:
 		return nil, fmt.Errorf("list wrapped: unknown kind %q", kind)
 	}
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	rows, err := s.q().QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list wrapped %s: %w", kind, err)
 	}
@@ -59,38 +58,73 @@ func (s *Store) ListWrapped(ctx context.Context, kind string, after store.Wrappe
 	return out, nil
 }
 
-// UpdateWrapped implements store.Store.
+// UpdateWrapped implements store.Store. A blob that changed meanwhile is
+// store.ErrNotFound, as UpdateWrapped's own documentation says, and also
+// store.ErrConflict, as the Store's compare-and-set contract says. The
+// change feed records the rewrapped material (ChangeMaterial), access key
+// or custom key store (whose Revision goes up: its record changed); import
+// parameters are cached nowhere and have no kind of change.
 func (s *Store) UpdateWrapped(ctx context.Context, ref store.WrappedRef, old, new []byte) error {
-	var query string
-	var args []any
+	var update, exists, record string
+	args := []any{nonNilBlob(new)}
 	switch ref.Kind {
 	case store.WrappedMaterial:
-		query = `UPDATE materials SET wrapped = ? WHERE key_id = ? AND id = ? AND wrapped = ?`
-		args = []any{new, ref.KeyID, ref.ID, old}
+		update = `UPDATE materials SET wrapped = ? WHERE key_id = ? AND id = ? AND wrapped = ?`
+		exists = `SELECT count(*) FROM materials WHERE key_id = ? AND id = ?`
+		args = append(args, ref.KeyID, ref.ID)
 	case store.WrappedImportParams:
-		query = `UPDATE import_params SET wrapped_private_key = ? WHERE key_id = ? AND id = ? AND wrapped_private_key = ?`
-		args = []any{new, ref.KeyID, ref.ID, old}
+		update = `UPDATE import_params SET wrapped_private_key = ? WHERE key_id = ? AND id = ? AND wrapped_private_key = ?`
+		exists = `SELECT count(*) FROM import_params WHERE key_id = ? AND id = ?`
+		args = append(args, ref.KeyID, ref.ID)
 	case store.WrappedAccessKey:
-		query = `UPDATE access_keys SET wrapped_secret = ? WHERE id = ? AND wrapped_secret = ?`
-		args = []any{new, ref.ID, old}
+		update = `UPDATE access_keys SET wrapped_secret = ? WHERE id = ? AND wrapped_secret = ?`
+		exists = `SELECT count(*) FROM access_keys WHERE id = ?`
+		record = `INSERT INTO changes (kind, id, key_id, account, region, time)
+			SELECT ?, id, '', account, '', ? FROM access_keys WHERE id = ?`
+		args = append(args, ref.ID)
 	case store.WrappedCustomKeyStorePassword:
-		query = `UPDATE custom_key_stores SET wrapped_password = ? WHERE id = ? AND wrapped_password = ?`
-		args = []any{new, ref.ID, old}
+		update = `UPDATE custom_key_stores SET wrapped_password = ?, revision = revision + 1 WHERE id = ? AND wrapped_password = ?`
+		exists = `SELECT count(*) FROM custom_key_stores WHERE id = ?`
+		record = `INSERT INTO changes (kind, id, key_id, account, region, time)
+			SELECT ?, id, '', account, region, ? FROM custom_key_stores WHERE id = ?`
+		args = append(args, ref.ID)
 	default:
 		return fmt.Errorf("update wrapped: unknown kind %q", ref.Kind)
 	}
-	return s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, query, args...)
+	err := s.write(ctx, func(tx *writeTx) error {
+		res, err := tx.ExecContext(ctx, update, append(args, nonNilBlob(old))...)
 		if err != nil {
-			return fmt.Errorf("update wrapped %s %s/%s: %w", ref.Kind, ref.KeyID, ref.ID, err)
+			return err
 		}
 		n, err := res.RowsAffected()
 		if err != nil {
-			return fmt.Errorf("update wrapped %s %s/%s: %w", ref.Kind, ref.KeyID, ref.ID, err)
+			return err
 		}
 		if n == 0 {
-			return fmt.Errorf("update wrapped %s %s/%s: %w (gone or changed meanwhile)", ref.Kind, ref.KeyID, ref.ID, store.ErrNotFound)
+			var found int
+			if err := tx.QueryRowContext(ctx, exists, args[1:]...).Scan(&found); err != nil {
+				return err
+			}
+			if found == 0 {
+				return fmt.Errorf("%w (gone)", store.ErrNotFound)
+			}
+			return fmt.Errorf("%w (%w): the blob changed meanwhile", store.ErrConflict, store.ErrNotFound)
+		}
+		switch ref.Kind {
+		case store.WrappedMaterial:
+			return tx.recordForKey(ctx, store.ChangeMaterial, ref.KeyID, ref.KeyID)
+		case store.WrappedAccessKey:
+			_, err = tx.ExecContext(ctx, record, store.ChangeAccessKey, tx.now, ref.ID)
+		case store.WrappedCustomKeyStorePassword:
+			_, err = tx.ExecContext(ctx, record, store.ChangeCustomKeyStore, tx.now, ref.ID)
+		}
+		if err != nil {
+			return fmt.Errorf("record change: %w", err)
 		}
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("update wrapped %s %s/%s: %w", ref.Kind, ref.KeyID, ref.ID, err)
+	}
+	return nil
 }

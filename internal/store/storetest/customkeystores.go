@@ -56,7 +56,7 @@ func mustGetCustomKeyStore(t *testing.T, s store.Store, id string) *store.Custom
 
 // checkCustomKeyStore fails unless got equals want field by field,
 // comparing Created with Equal and treating a nil and an empty password
-// alike.
+// alike. A want.Revision of 0 matches any revision, as in checkKey.
 func checkCustomKeyStore(t *testing.T, got, want *store.CustomKeyStore) {
 	t.Helper()
 	if got == nil {
@@ -64,6 +64,9 @@ func checkCustomKeyStore(t *testing.T, got, want *store.CustomKeyStore) {
 	}
 	checkTime(t, "custom key store "+want.ID+" Created", got.Created, want.Created)
 	g, w := *got, *want
+	if w.Revision == 0 {
+		g.Revision = 0
+	}
 	g.Created, w.Created = time.Time{}, time.Time{}
 	if len(g.WrappedPassword) == 0 {
 		g.WrappedPassword = nil
@@ -344,7 +347,7 @@ func testDeleteCustomKeyStore(t *testing.T, s store.Store) {
 	}
 	checkCustomKeyStore(t, mustGetCustomKeyStore(t, s, c.ID), c)
 
-	if err := s.DeleteKey(ctx, "k1"); err != nil {
+	if err := s.DeleteKey(ctx, "k1", mustGetKey(t, s, "k1").Revision); err != nil {
 		t.Fatalf("DeleteKey: %v", err)
 	}
 	if err := s.DeleteCustomKeyStore(ctx, c.ID); err != nil {
@@ -397,7 +400,7 @@ func testCountKeysInCustomKeyStore(t *testing.T, s store.Store) {
 	}); err != nil {
 		t.Fatalf("UpdateKey: %v", err)
 	}
-	if err := s.DeleteKey(ctx, "k1"); err != nil {
+	if err := s.DeleteKey(ctx, "k1", mustGetKey(t, s, "k1").Revision); err != nil {
 		t.Fatalf("DeleteKey: %v", err)
 	}
 	for id, want := range map[string]int{cksID(1): 1, cksID(2): 2} {

@@ -190,7 +190,7 @@ func testImportParams(t *testing.T, s store.Store) {
 	_, err = s.GetImportParams(ctx, "k1", p.ID)
 	checkErrIs(t, "GetImportParams of expired parameters", err, store.ErrNotFound)
 	p = &later
-	if err := s.DeleteKey(ctx, "k1"); err != nil {
+	if err := s.DeleteKey(ctx, "k1", mustGetKey(t, s, "k1").Revision); err != nil {
 		t.Fatal(err)
 	}
 	_, err = s.GetImportParams(ctx, "k1", p.ID)

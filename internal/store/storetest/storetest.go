@@ -12,22 +12,28 @@
 //		})
 //	}
 //
-// Besides the documentation of store.Store, the suite pins down these
+// Besides the contracts of store.Store, the suite pins down these
 // behaviours, which callers may rely on:
 //
 //   - Times round-trip exactly at millisecond precision (finer precision is
 //     backend-specific) and come back in UTC. The zero time round-trips.
 //   - Tags keep their order; no tags may come back as nil or empty.
-//   - A limit <= 0 in ListKeys, ListAliases and ListCustomKeyStores means no
-//     limit.
-//   - DeleteKey of a missing key returns store.ErrNotFound.
-//   - CreateKey with a material stores both or neither.
-//   - UpdateKey does not call fn for a missing key (store.ErrNotFound),
-//     returns fn's error itself (not wrapped), and refuses a change of ID,
-//     Account or Region with an error, writing nothing.
-//   - UpdateCustomKeyStore does not call fn for a missing store
-//     (store.ErrNotFound) and returns fn's error itself (not wrapped).
+//   - UpdateKey and UpdateCustomKeyStore do not call fn for a missing
+//     record (store.ErrNotFound).
 //   - Records returned share no memory with the store or with each other.
+//   - A call that fails inside Update writes nothing, as outside, and fn may
+//     go on and commit the rest.
+//   - The change feed holds one change per row written: ReplaceMaterial
+//     removing a material and adding one records two ChangeMaterial;
+//     DeleteKey records one per material, alias and grant it removes. The
+//     order of the changes of one write is the backend's. A ChangeKey's
+//     KeyID is the key's ID. Account and Region are the key's for its key,
+//     materials and grants, the alias's own for an alias, the custom key
+//     store's own for it, the account alone for an access key, and empty
+//     for a setting. Import parameters, cached nowhere, record nothing.
+//   - UpdateWrapped records the material (ChangeMaterial), access key or
+//     custom key store it rewraps, and a rewrapped custom key store password
+//     is one more revision of the custom key store.
 package storetest
 
 import (
@@ -97,6 +103,20 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CountKeysInCustomKeyStore", testCountKeysInCustomKeyStore},
 		{"KeyCustomKeyStoreID", testKeyCustomKeyStoreID},
 		{"WrappedCustomKeyStorePassword", testWrappedCustomKeyStorePassword},
+		{"KeyRevisions", testKeyRevisions},
+		{"DeleteKeyCompareAndSet", testDeleteKeyCompareAndSet},
+		{"AliasRevisions", testAliasRevisions},
+		{"AliasCompareAndSet", testAliasCompareAndSet},
+		{"CustomKeyStoreRevisions", testCustomKeyStoreRevisions},
+		{"Settings", testSettings},
+		{"ChangeFeed", testChangeFeed},
+		{"ChangeFeedFailedWrites", testChangeFeedFailedWrites},
+		{"ChangesPaging", testChangesPaging},
+		{"PruneChanges", testPruneChanges},
+		{"UpdateCommits", testUpdateCommits},
+		{"UpdateRollsBack", testUpdateRollsBack},
+		{"UpdateFailedCallInside", testUpdateFailedCallInside},
+		{"UpdateConcurrentCompareAndSet", testUpdateConcurrentCompareAndSet},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -180,7 +200,9 @@ func checkTime(t *testing.T, what string, got, want time.Time) {
 }
 
 // checkKey fails unless got equals want field by field, comparing times
-// with Equal and treating nil and empty tags alike.
+// with Equal and treating nil and empty tags alike. A want.Revision of 0
+// (the tests that build records with newKey) matches any revision; the
+// revision tests set it.
 func checkKey(t *testing.T, got, want *store.Key) {
 	t.Helper()
 	if got == nil {
@@ -191,6 +213,9 @@ func checkKey(t *testing.T, got, want *store.Key) {
 	checkTime(t, "key "+want.ID+" NextRotation", got.NextRotation, want.NextRotation)
 	checkTime(t, "key "+want.ID+" MaterialValidTo", got.MaterialValidTo, want.MaterialValidTo)
 	g, w := *got, *want
+	if w.Revision == 0 {
+		g.Revision = 0
+	}
 	g.Created, w.Created = time.Time{}, time.Time{}
 	g.DeletionDate, w.DeletionDate = time.Time{}, time.Time{}
 	g.NextRotation, w.NextRotation = time.Time{}, time.Time{}
@@ -217,10 +242,14 @@ func checkMaterial(t *testing.T, got, want *store.Material) {
 	}
 }
 
+// checkAlias is checkKey for aliases.
 func checkAlias(t *testing.T, got, want *store.Alias) {
 	t.Helper()
 	if got == nil {
 		t.Fatalf("alias is nil, want %s", want.Name)
+	}
+	if want.Revision != 0 && got.Revision != want.Revision {
+		t.Errorf("alias %s Revision = %d, want %d", want.Name, got.Revision, want.Revision)
 	}
 	checkTime(t, "alias "+want.Name+" Created", got.Created, want.Created)
 	checkTime(t, "alias "+want.Name+" Updated", got.Updated, want.Updated)
@@ -609,13 +638,13 @@ func testDeleteKey(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	mustCreateKey(t, s, newKey("k1", account, region), nil)
 	mustCreateKey(t, s, newKey("k2", account, region), nil)
-	if err := s.DeleteKey(ctx, "k1"); err != nil {
+	if err := s.DeleteKey(ctx, "k1", mustGetKey(t, s, "k1").Revision); err != nil {
 		t.Fatalf("DeleteKey: %v", err)
 	}
 	_, err := s.GetKey(ctx, "k1")
 	checkErrIs(t, "GetKey after DeleteKey", err, store.ErrNotFound)
-	checkErrIs(t, "DeleteKey twice", s.DeleteKey(ctx, "k1"), store.ErrNotFound)
-	checkErrIs(t, "DeleteKey(missing)", s.DeleteKey(ctx, "missing"), store.ErrNotFound)
+	checkErrIs(t, "DeleteKey twice", s.DeleteKey(ctx, "k1", 1), store.ErrNotFound)
+	checkErrIs(t, "DeleteKey(missing)", s.DeleteKey(ctx, "missing", 1), store.ErrNotFound)
 	mustGetKey(t, s, "k2")
 }
 
@@ -636,7 +665,7 @@ func testDeleteKeyCascades(t *testing.T, s store.Store) {
 		}
 	}
 
-	if err := s.DeleteKey(ctx, "k1"); err != nil {
+	if err := s.DeleteKey(ctx, "k1", mustGetKey(t, s, "k1").Revision); err != nil {
 		t.Fatalf("DeleteKey: %v", err)
 	}
 	for n := range 2 {
@@ -925,7 +954,7 @@ func testAliases(t *testing.T, s store.Store) {
 		t.Errorf("CountAliases(missing) = %d, %v; want 0", n, err)
 	}
 
-	if err := s.DeleteAlias(ctx, account, region, "alias/app"); err != nil {
+	if err := s.DeleteAlias(ctx, account, region, "alias/app", "k1"); err != nil {
 		t.Fatalf("DeleteAlias: %v", err)
 	}
 	_, err = s.GetAlias(ctx, account, region, "alias/app")
@@ -969,8 +998,8 @@ func testAliasErrors(t *testing.T, s store.Store) {
 	checkErrIs(t, "GetAlias(missing)", err, store.ErrNotFound)
 	_, err = s.GetAlias(ctx, account, region2, "alias/app")
 	checkErrIs(t, "GetAlias in another region", err, store.ErrNotFound)
-	checkErrIs(t, "DeleteAlias(missing)", s.DeleteAlias(ctx, account, region, "alias/missing"), store.ErrNotFound)
-	checkErrIs(t, "DeleteAlias in another account", s.DeleteAlias(ctx, account2, region, "alias/app"), store.ErrNotFound)
+	checkErrIs(t, "DeleteAlias(missing)", s.DeleteAlias(ctx, account, region, "alias/missing", "k1"), store.ErrNotFound)
+	checkErrIs(t, "DeleteAlias in another account", s.DeleteAlias(ctx, account2, region, "alias/app", "k1"), store.ErrNotFound)
 }
 
 func testUpdateAlias(t *testing.T, s store.Store) {
@@ -983,7 +1012,7 @@ func testUpdateAlias(t *testing.T, s store.Store) {
 	}
 
 	later := base.Add(time.Hour)
-	if err := s.UpdateAlias(ctx, account, region, "alias/app", "k2", later); err != nil {
+	if err := s.UpdateAlias(ctx, account, region, "alias/app", "k1", "k2", later); err != nil {
 		t.Fatalf("UpdateAlias: %v", err)
 	}
 	want := *a
@@ -1001,11 +1030,11 @@ func testUpdateAlias(t *testing.T, s store.Store) {
 	}
 
 	checkErrIs(t, "UpdateAlias to a missing key",
-		s.UpdateAlias(ctx, account, region, "alias/app", "missing", later.Add(time.Hour)), store.ErrNotFound)
+		s.UpdateAlias(ctx, account, region, "alias/app", "k2", "missing", later.Add(time.Hour)), store.ErrNotFound)
 	checkErrIs(t, "UpdateAlias of a missing alias",
-		s.UpdateAlias(ctx, account, region, "alias/missing", "k1", later), store.ErrNotFound)
+		s.UpdateAlias(ctx, account, region, "alias/missing", "k2", "k1", later), store.ErrNotFound)
 	checkErrIs(t, "UpdateAlias in another region",
-		s.UpdateAlias(ctx, account, region2, "alias/app", "k1", later), store.ErrNotFound)
+		s.UpdateAlias(ctx, account, region2, "alias/app", "k2", "k1", later), store.ErrNotFound)
 
 	// The failed updates changed nothing.
 	got, err = s.GetAlias(ctx, account, region, "alias/app")
@@ -1229,7 +1258,7 @@ func testGrants(t *testing.T, s store.Store) {
 		t.Fatalf("second DeleteGrant: %v", err)
 	}
 	// Deleting a key deletes its grants.
-	if err := s.DeleteKey(ctx, "k2"); err != nil {
+	if err := s.DeleteKey(ctx, "k2", mustGetKey(t, s, "k2").Revision); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.GetGrant(ctx, "g4"); !errors.Is(err, store.ErrNotFound) {
