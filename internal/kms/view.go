@@ -75,6 +75,8 @@ type view struct {
 	// its entries, since its own writes invalidate them.
 	following atomic.Bool
 	synced    atomic.Int64
+	// seen is the Seq of the last change applied.
+	seen atomic.Int64
 }
 
 // keyEntry is what the view holds of one key: its snapshot and what is
@@ -287,6 +289,7 @@ func (s *Service) Follow(ctx context.Context, interval time.Duration) {
 		switch {
 		case err == nil:
 			cursor = next
+			v.seen.Store(cursor)
 			v.synced.Store(start)
 			if failing {
 				s.log.InfoContext(ctx, "change feed readable again")

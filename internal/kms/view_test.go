@@ -81,7 +81,20 @@ func newNodes(t *testing.T, n int, now func() time.Time) []*node {
 		go func() { defer wg.Done(); s.Follow(ctx, 20*time.Millisecond) }()
 		nodes = append(nodes, &node{s, hs})
 	}
+	for _, n := range nodes {
+		within(t, time.Second, "the node's first reading of the feed", func() bool { return n.view.synced.Load() != 0 })
+	}
 	return nodes
+}
+
+// caughtUp waits until node n has applied every change made so far.
+func caughtUp(t *testing.T, n *node) {
+	t.Helper()
+	last, err := n.st.LastChange(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, time.Second, "catching up with the feed", func() bool { return n.view.seen.Load() >= last })
 }
 
 // within polls cond until it holds or the bound passes, and returns how
@@ -133,7 +146,9 @@ func TestChangesReachEveryNode(t *testing.T) {
 		return authorize(ctx, n.Service, bob, "Encrypt", &EncryptInput{KeyId: id1, Plaintext: []byte("x")})
 	}
 
-	// Warm b's caches.
+	// Warm b's caches, once b has read the changes above (which would
+	// drop what it cached before).
+	caughtUp(t, b)
 	if out, err := encrypt(b, "alias/app"); err != nil || out.KeyId != k1.KeyMetadata.Arn {
 		t.Fatalf("encrypt via alias on b: %v, %v", out, err)
 	}
@@ -167,6 +182,9 @@ func TestChangesReachEveryNode(t *testing.T) {
 	t.Logf("PutKeyPolicy enforced on the other node after %v", d)
 
 	// The alias moves on a; b follows it.
+	if _, ok := b.view.aliases.load(aliasRef{"111122223333", "us-east-1", "alias/app"}); !ok {
+		t.Fatal("the alias is not in b's cache: the test would not show its invalidation")
+	}
 	if err := a.UpdateAlias(ctx, admin, &AliasInput{AliasName: "alias/app", TargetKeyId: id2}); err != nil {
 		t.Fatal(err)
 	}
@@ -318,6 +336,11 @@ func TestViewIsBounded(t *testing.T) {
 		if _, err := s.Encrypt(ctx, admin, &EncryptInput{KeyId: ck.KeyMetadata.KeyId, Plaintext: []byte{byte(i)}}); err != nil {
 			t.Fatal(err)
 		}
+		k, err := s.key(ctx, ck.KeyMetadata.KeyId)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.keyAuthz(k) // what authorization compiles
 		if n := s.view.keys.len(); n > bound+1 {
 			t.Fatalf("after %d keys the view holds %d, bound %d", i+1, n, bound)
 		}
