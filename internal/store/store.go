@@ -386,8 +386,8 @@ type WrappedSecrets interface {
 	// to rewrap every secret.
 	ListWrapped(ctx context.Context, kind string, after WrappedRef, limit int) ([]*Wrapped, error)
 	// UpdateWrapped replaces the blob of ref with new, if and only if it
-	// still is old (compare and set): ErrNotFound when the record is gone
-	// or its blob changed meanwhile.
+	// still is old (compare and set): ErrNotFound when the record is gone,
+	// ErrConflict when its blob changed meanwhile.
 	UpdateWrapped(ctx context.Context, ref WrappedRef, old, new []byte) error
 }
 
@@ -438,6 +438,17 @@ type ChangeFeed interface {
 	// PruneChanges deletes the changes made before t, keeping at least the
 	// last one.
 	PruneChanges(ctx context.Context, t time.Time) (int, error)
+}
+
+// Notifier is implemented by a backend that can announce changes as they
+// commit (PostgreSQL's LISTEN/NOTIFY), so that a node reads the feed at
+// once instead of at its next poll. Polling stays the fallback: a lost
+// notification only delays a change to the next poll.
+type Notifier interface {
+	// Notify calls wake after each commit that appended changes (several
+	// commits may share one call), until ctx ends or the connection it
+	// listens on fails; it returns that error (nil when ctx ended).
+	Notify(ctx context.Context, wake func()) error
 }
 
 // Change is one entry of the change feed.
