@@ -279,6 +279,10 @@ func (s *Service) Follow(ctx context.Context, interval time.Duration) {
 	}
 	v := s.view
 	v.following.Store(true)
+	wake := make(chan struct{}, 1)
+	if n, ok := v.st.(store.Notifier); ok {
+		go s.listen(ctx, n, wake)
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	cursor := int64(-1) // unknown until LastChange answers
@@ -307,6 +311,30 @@ func (s *Service) Follow(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-wake:
+		}
+	}
+}
+
+// listen wakes Follow whenever the store announces a commit, reconnecting
+// (after a pause) when the listening connection fails; meanwhile Follow
+// polls.
+func (s *Service) listen(ctx context.Context, n store.Notifier, wake chan<- struct{}) {
+	for {
+		err := n.Notify(ctx, func() {
+			select {
+			case wake <- struct{}{}:
+			default: // a wake-up is already pending
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.WarnContext(ctx, "change notifications lost; polling until they resume", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
 		}
 	}
 }
