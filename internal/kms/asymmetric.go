@@ -113,11 +113,8 @@ type SignOutput struct {
 // checkSigning is the part Sign and Verify share: the key, its usage, the
 // algorithm, its state and the message type and length.
 func (s *Service) checkSigning(ctx context.Context, c Caller, keyID, alg, msgType string, msg []byte) (*store.Key, error) {
-	k, err := s.resolve(ctx, c, keyID, anyKeyForm)
+	k, err := s.keyFor(ctx, c, keyID, useSigning, alg)
 	if err != nil {
-		return nil, err
-	}
-	if err := usableFor(k, UsageSignVerify, "signing", alg, algorithmsOf(k.KeySpec, k.KeyUsage).Signing); err != nil {
 		return nil, err
 	}
 	if err := keys.CheckMessage(alg, msgType, msg); err != nil {
@@ -364,11 +361,8 @@ func (s *Service) DeriveSharedSecret(ctx context.Context, c Caller, in *DeriveSh
 	if in.Recipient != nil {
 		return nil, errRecipient
 	}
-	k, err := s.resolve(ctx, c, in.KeyId, anyKeyForm)
+	k, err := s.keyFor(ctx, c, in.KeyId, useKeyAgreement, in.KeyAgreementAlgorithm)
 	if err != nil {
-		return nil, err
-	}
-	if err := usableFor(k, UsageKeyAgreement, "key agreement", in.KeyAgreementAlgorithm, algorithmsOf(k.KeySpec, k.KeyUsage).KeyAgreement); err != nil {
 		return nil, err
 	}
 	priv, release, err := s.privateKey(ctx, k)
@@ -410,11 +404,8 @@ type EncapsulateOutput struct {
 // Encapsulate makes a fresh shared secret and its ML-KEM encapsulation
 // under the public key of an ENCAPSULATE_DECAPSULATE key.
 func (s *Service) Encapsulate(ctx context.Context, c Caller, in *EncapsulateInput) (*EncapsulateOutput, error) {
-	k, err := s.resolve(ctx, c, in.KeyId, anyKeyForm)
+	k, err := s.keyFor(ctx, c, in.KeyId, useEncapsulation, in.EncapsulationAlgorithm)
 	if err != nil {
-		return nil, err
-	}
-	if err := usableFor(k, UsageEncapsulate, "encapsulation", in.EncapsulationAlgorithm, algorithmsOf(k.KeySpec, k.KeyUsage).Encapsulation); err != nil {
 		return nil, err
 	}
 	if in.DryRun {
@@ -454,11 +445,8 @@ type DecapsulateOutput struct {
 // yields an unrelated secret); a ciphertext of the wrong size is
 // InvalidCiphertextException.
 func (s *Service) Decapsulate(ctx context.Context, c Caller, in *DecapsulateInput) (*DecapsulateOutput, error) {
-	k, err := s.resolve(ctx, c, in.KeyId, anyKeyForm)
+	k, err := s.keyFor(ctx, c, in.KeyId, useEncapsulation, in.EncapsulationAlgorithm)
 	if err != nil {
-		return nil, err
-	}
-	if err := usableFor(k, UsageEncapsulate, "encapsulation", in.EncapsulationAlgorithm, algorithmsOf(k.KeySpec, k.KeyUsage).Encapsulation); err != nil {
 		return nil, err
 	}
 	if n := keys.MLKEMCiphertextSize(k.KeySpec); len(in.SharedSecretCiphertextBlob) != n {

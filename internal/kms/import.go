@@ -549,8 +549,7 @@ func (s *Service) ExpireImportedMaterial(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("expire: list keys with expired material: %w", err)
 	}
-	n := 0
-	for _, k := range due {
+	return s.forEachDue(ctx, "expire material of key", due, func(k *store.Key) error {
 		seen := k.MaterialValidTo
 		_, err := s.removeMaterial(ctx, k, func(cur *store.Key) error {
 			if !cur.MaterialValidTo.Equal(seen) || lacksImportedMaterial(cur) {
@@ -558,19 +557,9 @@ func (s *Service) ExpireImportedMaterial(ctx context.Context) (int, error) {
 			}
 			return nil
 		})
-		switch {
-		case err == nil:
-			n++
+		if err == nil {
 			s.log.InfoContext(ctx, "imported key material expired", "key", arnOf(k), "key_material_id", k.CurrentMaterial)
-		case errors.Is(err, errRotationRaced):
-			s.view.dropKey(k.ID)
-		default:
-			var ae *awserr.Error
-			if errors.As(err, &ae) {
-				continue
-			}
-			return n, fmt.Errorf("expire material of key %s: %w", k.ID, err)
 		}
-	}
-	return n, nil
+		return err
+	})
 }

@@ -443,24 +443,42 @@ func (s *Service) ReapDeletedKeys(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reap: list keys pending deletion: %w", err)
 	}
-	n := 0
-	for _, k := range due {
-		err := s.store.DeleteKey(ctx, k.ID, k.Revision)
-		switch {
-		case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound):
-			// Changed (its deletion cancelled, say) or deleted by another
-			// node since it was listed.
-			s.view.dropKey(k.ID)
-			continue
-		case err != nil:
-			return n, fmt.Errorf("reap: delete key %s: %w", k.ID, err)
+	return s.forEachDue(ctx, "reap: delete key", due, func(k *store.Key) error {
+		if err := s.store.DeleteKey(ctx, k.ID, k.Revision); err != nil {
+			return err
 		}
 		if k.CustomKeyStoreID != "" {
 			s.destroyHSMKey(ctx, k)
 		}
 		s.forget(k.ID)
-		n++
 		s.log.InfoContext(ctx, "key deleted", "key", arnOf(k))
+		return nil
+	})
+}
+
+// forEachDue runs step on each key a background task listed as due and
+// returns how many it changed. The list was read outside any transaction,
+// so each step is a compare and set on the key as listed: a key that
+// changed since (errRotationRaced, store.ErrConflict) or vanished
+// (store.ErrNotFound, or the NotFoundException of an operation's helper)
+// is left alone, and the next pass sees it as it is then. Any other error
+// stops the pass.
+func (s *Service) forEachDue(ctx context.Context, what string, due []*store.Key, step func(*store.Key) error) (int, error) {
+	n := 0
+	for _, k := range due {
+		err := step(k)
+		var ae *awserr.Error
+		switch {
+		case err == nil:
+			n++
+		case errors.Is(err, errRotationRaced), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound), errors.As(err, &ae):
+			s.view.dropKey(k.ID)
+		default:
+			return n, fmt.Errorf("%s %s: %w", what, k.ID, err)
+		}
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
 	}
 	return n, nil
 }

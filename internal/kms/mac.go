@@ -9,7 +9,6 @@ import (
 
 	"github.com/kmsd/kmsd/internal/awserr"
 	"github.com/kmsd/kmsd/internal/keys"
-	"github.com/kmsd/kmsd/internal/store"
 )
 
 // GenerateMacInput is the GenerateMac request.
@@ -46,21 +45,9 @@ type VerifyMacOutput struct {
 	MacAlgorithm string
 }
 
-// macKey resolves an HMAC key and checks usage, algorithm and state.
-func (s *Service) macKey(ctx context.Context, c Caller, keyID, alg string) (*store.Key, error) {
-	k, err := s.resolve(ctx, c, keyID, anyKeyForm)
-	if err != nil {
-		return nil, err
-	}
-	if err := usableFor(k, UsageGenerateVerifyMac, "MAC", alg, algorithmsOf(k.KeySpec, k.KeyUsage).Mac); err != nil {
-		return nil, err
-	}
-	return k, nil
-}
-
 // GenerateMac computes the HMAC of a message.
 func (s *Service) GenerateMac(ctx context.Context, c Caller, in *GenerateMacInput) (*GenerateMacOutput, error) {
-	k, err := s.macKey(ctx, c, in.KeyId, in.MacAlgorithm)
+	k, err := s.keyFor(ctx, c, in.KeyId, useMAC, in.MacAlgorithm)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +68,7 @@ func (s *Service) GenerateMac(ctx context.Context, c Caller, in *GenerateMacInpu
 
 // VerifyMac checks an HMAC in constant time. A dry run verifies too.
 func (s *Service) VerifyMac(ctx context.Context, c Caller, in *VerifyMacInput) (*VerifyMacOutput, error) {
-	k, err := s.macKey(ctx, c, in.KeyId, in.MacAlgorithm)
+	k, err := s.keyFor(ctx, c, in.KeyId, useMAC, in.MacAlgorithm)
 	if err != nil {
 		return nil, err
 	}

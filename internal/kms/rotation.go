@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/kmsd/kmsd/internal/awserr"
@@ -290,11 +291,8 @@ func (s *Service) RotateDueKeys(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("rotate: list keys due for rotation: %w", err)
 	}
-	n := 0
-	for _, k := range due {
-		if k.State != StateEnabled || checkRotatable(k) != nil {
-			continue
-		}
+	due = slices.DeleteFunc(due, func(k *store.Key) bool { return k.State != StateEnabled || checkRotatable(k) != nil })
+	return s.forEachDue(ctx, "rotate key", due, func(k *store.Key) error {
 		seenMaterial, seenNext := k.CurrentMaterial, k.NextRotation
 		_, err := s.rotate(ctx, k, store.RotationAutomatic, func(cur *store.Key) error {
 			// Compare and set: only the node that still sees the key as
@@ -306,22 +304,8 @@ func (s *Service) RotateDueKeys(ctx context.Context) (int, error) {
 			cur.NextRotation = now.Add(time.Duration(cur.RotationPeriodDays) * day)
 			return nil
 		})
-		switch {
-		case err == nil:
-			n++
-		case errors.Is(err, errRotationRaced):
-			// Someone else rotated it (or changed it); refresh our view.
-			s.view.dropKey(k.ID)
-		default:
-			var ae *awserr.Error
-			if errors.As(err, &ae) {
-				// The key vanished meanwhile.
-				continue
-			}
-			return n, fmt.Errorf("rotate key %s: %w", k.ID, err)
-		}
-	}
-	return n, nil
+		return err
+	})
 }
 
 // ListKeyRotationsInput is the ListKeyRotations request.

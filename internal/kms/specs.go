@@ -123,6 +123,35 @@ func cmkSpec(spec string) string {
 // usableFor checks that k has usage, supports alg among algs (kind names
 // the algorithm kind in the message), and is in a state that allows
 // cryptography, in that order, with AWS's exceptions.
+// keyUse is what a cryptographic operation needs of its key: a usage, and
+// an algorithm among those the key's spec supports for that usage.
+type keyUse struct {
+	usage string
+	kind  string // the operation's kind, for messages: "signing", "MAC", …
+	algs  func(algorithms) []string
+}
+
+var (
+	useSigning       = keyUse{UsageSignVerify, "signing", func(a algorithms) []string { return a.Signing }}
+	useMAC           = keyUse{UsageGenerateVerifyMac, "MAC", func(a algorithms) []string { return a.Mac }}
+	useKeyAgreement  = keyUse{UsageKeyAgreement, "key agreement", func(a algorithms) []string { return a.KeyAgreement }}
+	useEncapsulation = keyUse{UsageEncapsulate, "encapsulation", func(a algorithms) []string { return a.Encapsulation }}
+)
+
+// keyFor resolves the key a cryptographic operation names (in any
+// identifier form) and checks that it may serve use with algorithm alg in
+// its current state: the opening every such operation shares.
+func (s *Service) keyFor(ctx context.Context, c Caller, keyID string, use keyUse, alg string) (*store.Key, error) {
+	k, err := s.resolve(ctx, c, keyID, anyKeyForm)
+	if err != nil {
+		return nil, err
+	}
+	if err := usableFor(k, use.usage, use.kind, alg, use.algs(algorithmsOf(k.KeySpec, k.KeyUsage))); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
 func usableFor(k *store.Key, usage, kind, alg string, algs []string) error {
 	if k.KeyUsage != usage {
 		return awserr.Newf(awserr.InvalidKeyUsage, "%s key usage is %s which is not valid for this operation, which needs %s.", arnOf(k), k.KeyUsage, usage)
