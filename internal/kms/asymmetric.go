@@ -130,10 +130,7 @@ func (s *Service) Sign(ctx context.Context, c Caller, in *SignInput) (*SignOutpu
 	if err != nil {
 		return nil, err
 	}
-	if in.DryRun {
-		return nil, errDryRun
-	}
-	priv, release, err := s.privateKey(ctx, k)
+	priv, release, err := s.operationKey(ctx, k, in.DryRun)
 	if err != nil {
 		return nil, err
 	}
@@ -408,10 +405,7 @@ func (s *Service) Encapsulate(ctx context.Context, c Caller, in *EncapsulateInpu
 	if err != nil {
 		return nil, err
 	}
-	if in.DryRun {
-		return nil, errDryRun
-	}
-	priv, release, err := s.privateKey(ctx, k)
+	priv, release, err := s.operationKey(ctx, k, in.DryRun)
 	if err != nil {
 		return nil, err
 	}
@@ -452,10 +446,7 @@ func (s *Service) Decapsulate(ctx context.Context, c Caller, in *DecapsulateInpu
 	if n := keys.MLKEMCiphertextSize(k.KeySpec); len(in.SharedSecretCiphertextBlob) != n {
 		return nil, awserr.Newf(awserr.InvalidCiphertext, "The ciphertext is %d bytes; a %s ciphertext is %d bytes.", len(in.SharedSecretCiphertextBlob), k.KeySpec, n)
 	}
-	if in.DryRun {
-		return nil, errDryRun
-	}
-	priv, release, err := s.privateKey(ctx, k)
+	priv, release, err := s.operationKey(ctx, k, in.DryRun)
 	if err != nil {
 		return nil, err
 	}

@@ -152,6 +152,16 @@ func (s *Service) keyFor(ctx context.Context, c Caller, keyID string, use keyUse
 	return k, nil
 }
 
+// operationKey returns the parsed private key an operation runs with, or
+// errDryRun for a dry run: every check has passed by then, and a dry run
+// must not touch key material.
+func (s *Service) operationKey(ctx context.Context, k *store.Key, dryRun bool) (*keys.PrivateKey, func(), error) {
+	if dryRun {
+		return nil, nil, errDryRun
+	}
+	return s.privateKey(ctx, k)
+}
+
 func usableFor(k *store.Key, usage, kind, alg string, algs []string) error {
 	if k.KeyUsage != usage {
 		return awserr.Newf(awserr.InvalidKeyUsage, "%s key usage is %s which is not valid for this operation, which needs %s.", arnOf(k), k.KeyUsage, usage)
