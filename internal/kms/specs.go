@@ -120,9 +120,6 @@ func cmkSpec(spec string) string {
 	return ""
 }
 
-// usableFor checks that k has usage, supports alg among algs (kind names
-// the algorithm kind in the message), and is in a state that allows
-// cryptography, in that order, with AWS's exceptions.
 // keyUse is what a cryptographic operation needs of its key: a usage, and
 // an algorithm among those the key's spec supports for that usage.
 type keyUse struct {
@@ -162,6 +159,9 @@ func (s *Service) operationKey(ctx context.Context, k *store.Key, dryRun bool) (
 	return s.privateKey(ctx, k)
 }
 
+// usableFor checks that k has usage, supports alg among algs (kind names
+// the algorithm kind in the message), and is in a state that allows
+// cryptography, in that order, with AWS's exceptions.
 func usableFor(k *store.Key, usage, kind, alg string, algs []string) error {
 	if k.KeyUsage != usage {
 		return awserr.Newf(awserr.InvalidKeyUsage, "%s key usage is %s which is not valid for this operation, which needs %s.", arnOf(k), k.KeyUsage, usage)
