@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"unicode/utf8"
 
+	"github.com/kmsd/kmsd/internal/durable"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/shamir"
 )
@@ -156,7 +157,7 @@ func initMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		if err := os.Remove(plain); err != nil {
 			return fmt.Errorf("kmsd init: the root is sealed, but removing %s failed (remove it yourself): %w", plain, err)
 		}
-		if err := keystore.SyncDir(cfg.DataDir); err != nil {
+		if err := durable.SyncDir(cfg.DataDir); err != nil {
 			return fmt.Errorf("kmsd init: %w", err)
 		}
 		fmt.Fprintf(stdout, "Removed %s. Copies of it in backups, snapshots or the disk's free space are not sealed: destroy them.\n", plain)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kmsd/kmsd/internal/config"
+	"github.com/kmsd/kmsd/internal/durable"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/keystore/pkcs11"
 )
@@ -54,7 +55,7 @@ type rootsManifest struct {
 
 // readRoots reads the manifest; ok is false when there is none.
 func readRoots(dataDir string) (m rootsManifest, ok bool, err error) {
-	f, _, err := keystore.OpenPrivateFile(filepath.Join(dataDir, rootsFile), "roots manifest")
+	f, _, err := durable.OpenPrivate(filepath.Join(dataDir, rootsFile), "roots manifest")
 	if errors.Is(err, fs.ErrNotExist) {
 		return m, false, nil
 	}
@@ -80,7 +81,7 @@ func writeRoots(dataDir string, m rootsManifest) error {
 	if err != nil {
 		return err
 	}
-	return keystore.ReplaceFile(filepath.Join(dataDir, rootsFile), append(b, '\n'), 0o600)
+	return durable.Replace(filepath.Join(dataDir, rootsFile), append(b, '\n'), 0o600)
 }
 
 // implicitRoot is the root the configuration names when there is no

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/kmsd/kmsd/internal/durable"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/shamir"
 )
@@ -327,7 +328,7 @@ func readLine(r io.Reader) ([]byte, error) {
 // secret kmsd reads), at most 4 KiB; one trailing newline is dropped. The
 // caller clears the result.
 func readSecretFile(path, what string) ([]byte, error) {
-	f, _, err := keystore.OpenPrivateFile(path, what)
+	f, _, err := durable.OpenPrivate(path, what)
 	if err != nil {
 		return nil, err
 	}
