@@ -28,6 +28,7 @@ import (
 	"github.com/kmsd/kmsd/internal/sigv4"
 	"github.com/kmsd/kmsd/internal/store/sqlite"
 	"github.com/kmsd/kmsd/internal/tlsutil"
+	"github.com/kmsd/kmsd/internal/unseal"
 )
 
 // Files in the data folder.
@@ -131,7 +132,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		// The unseal socket exists before kmsd says it is sealed.
 		uctx, stopUnseal := context.WithCancel(ctx)
 		defer stopUnseal()
-		us, err := listenUnseal(uctx, cfg.DataDir, *seal, log)
+		us, err := unseal.Listen(uctx, filepath.Join(cfg.DataDir, unseal.SocketFile), *seal, log)
 		if err != nil {
 			stopRun()
 			<-runDone
@@ -139,22 +140,25 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		}
 		log.Warn("kmsd is sealed: it answers every API request with DependencyTimeoutException until unsealed", "endpoint", endpoint, "seal", seal.Describe(), "root_key", seal.RootID)
 		fmt.Fprintf(stdout, "kmsd is listening at %s but SEALED (%s): it refuses every API request until unsealed.\nUnseal it on this machine with: kmsd unseal --data-dir %s\n\n", endpoint, seal.Describe(), cfg.DataDir)
-		app = waitUnseal(ctx, us, runDone, log, func(key *keystore.SealKey) (*service, error) {
+		// Each seal key that passes the key check opens the roots; one
+		// that fails leaves kmsd sealed, waiting for the next.
+		unsealed := us.Wait(ctx, runDone, func(key *keystore.SealKey) error {
 			ks, closeKeystore, err := openSealedKeystore(ctx, cfg, getenv, key, log)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			app, err := startService(ctx, cfg, args, ks, st, m, stdout, getenv, log)
+			a, err := startService(ctx, cfg, args, ks, st, m, stdout, getenv, log)
 			if err != nil {
 				closeKeystore()
-				return nil, err
+				return err
 			}
-			app.closeKeystore = closeKeystore
-			svcRef.Store(app.svc)
-			front.set(app.h)
-			return app, nil
+			a.closeKeystore = closeKeystore
+			svcRef.Store(a.svc)
+			front.set(a.h)
+			app = a
+			return nil
 		})
-		if app == nil {
+		if !unsealed {
 			// ctx ended or the listener failed.
 			stopRun()
 			<-runDone
@@ -288,33 +292,6 @@ func sealedError() error {
 // only after unseal. They are counted in the metrics and logged at debug.
 func sealedServer(cfg config.Config, m *metrics.Metrics, log *slog.Logger) http.Handler {
 	return server.New(server.Config{Logger: log, Metrics: m, Region: cfg.Region, Gate: sealedError})
-}
-
-// waitUnseal serves the unseal socket us until a seal key opens the roots
-// and open starts the service, and returns that service; or returns nil
-// when ctx ends or the API listener stops (runDone closed). A key that
-// fails to open leaves kmsd sealed, waiting for the next attempt. The
-// socket is closed (and removed) when it returns.
-func waitUnseal(ctx context.Context, us *unsealServer, runDone <-chan struct{}, log *slog.Logger, open func(*keystore.SealKey) (*service, error)) *service {
-	defer us.close()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-runDone:
-			return nil
-		case a := <-us.attempts:
-			app, err := open(a.key)
-			if err != nil {
-				a.key.Wipe()
-				log.Error("unseal failed; kmsd stays sealed", "err", err)
-				a.result <- err
-				continue
-			}
-			a.result <- nil
-			return app
-		}
-	}
 }
 
 // rootKeystore is the root of trust kmsd serve uses: a keystore with a
