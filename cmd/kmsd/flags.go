@@ -2,6 +2,8 @@ package main
 
 import (
 	"flag"
+	"fmt"
+	"io"
 
 	"github.com/kmsd/kmsd/internal/config"
 )
@@ -29,4 +31,27 @@ func (d dataDirFlags) load(getenv func(string) string) (config.Config, error) {
 		args = append(args, "--data-dir", *d.dataDir)
 	}
 	return config.Load(args, getenv)
+}
+
+// command is one "kmsd GROUP NAME [flags]" of a group of commands on a
+// data folder (iam, root): NAME, the arguments after it, and the flag set
+// of "GROUP NAME" with the data-folder flags, to which the command adds
+// its own.
+type command struct {
+	name  string
+	args  []string
+	flags *flag.FlagSet
+	dirs  dataDirFlags
+}
+
+// newCommand takes the command name from args; without one it prints
+// usage and fails.
+func newCommand(group, usage string, args []string, stderr io.Writer) (*command, error) {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return nil, fmt.Errorf("kmsd %s: no command given", group)
+	}
+	fs := flag.NewFlagSet(group+" "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return &command{name: args[0], args: args[1:], flags: fs, dirs: addDataDirFlags(fs)}, nil
 }

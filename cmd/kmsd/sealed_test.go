@@ -19,6 +19,7 @@ import (
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/smithy-go"
 
+	"github.com/kmsd/kmsd/internal/rootmgr"
 	"github.com/kmsd/kmsd/internal/shamir"
 	"github.com/kmsd/kmsd/internal/unseal"
 )
@@ -168,10 +169,10 @@ func TestSealedShares(t *testing.T) {
 	if len(shares) != 3 {
 		t.Fatalf("%d shares, want 3", len(shares))
 	}
-	if _, err := os.Stat(filepath.Join(data, rootKeyFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(data, rootmgr.RootKeyFile)); err == nil {
 		t.Fatal("kmsd init left a plaintext root.key")
 	}
-	fi, err := os.Stat(filepath.Join(data, sealedRootFile))
+	fi, err := os.Stat(filepath.Join(data, rootmgr.SealedRootFile))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("sealed root: %v %v", fi, err)
 	}
@@ -280,9 +281,9 @@ func TestSealedShares(t *testing.T) {
 	if err := run(ctx, []string{"root", "rotate", "--data-dir", data, "--share-file", shares[0], "--share-file", shares[2]}, &out, io.Discard, func(string) string { return "" }); err != nil {
 		t.Fatalf("root rotate: %v\n%s", err, out.String())
 	}
-	m, ok, err := readRoots(data)
-	if err != nil || !ok || !strings.HasSuffix(m.Current.File, ".key.sealed") || len(m.Kept) != 1 || m.Kept[0].File != sealedRootFile {
-		t.Fatalf("manifest after rotate: %+v %v %v", m, ok, err)
+	m := mustManifest(t, data)
+	if !strings.HasSuffix(m.Current.File, ".key.sealed") || len(m.Kept) != 1 || m.Kept[0].File != rootmgr.SealedRootFile {
+		t.Fatalf("manifest after rotate: %+v", m)
 	}
 	if matches, _ := filepath.Glob(filepath.Join(data, "root-*.key")); len(matches) != 0 {
 		t.Fatalf("rotate made a plaintext root: %v", matches)
@@ -392,7 +393,7 @@ func TestInitSealExisting(t *testing.T) {
 	if err := run(ctx, []string{"init", "--data-dir", data, "--passphrase-file", pass, "--seal-existing"}, &out, io.Discard, func(string) string { return "" }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(data, rootKeyFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(data, rootmgr.RootKeyFile)); err == nil {
 		t.Fatal("root.key is still there")
 	}
 	s := startSealed(t, data)
@@ -438,7 +439,7 @@ func TestInitRefuses(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("got %v, want an error with %q", err, c.want)
 			}
-			if _, err := os.Stat(filepath.Join(data, sealedRootFile)); err == nil {
+			if _, err := os.Stat(filepath.Join(data, rootmgr.SealedRootFile)); err == nil {
 				t.Fatal("a sealed root was created")
 			}
 		})
@@ -451,5 +452,19 @@ func TestUnsealWithoutSealedServer(t *testing.T) {
 	data := t.TempDir()
 	if _, err := runUnseal(t, data, "--status"); err == nil || !strings.Contains(err.Error(), "no sealed kmsd") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestIAMOnSealedFolder: kmsd iam cannot wrap access key secrets under a
+// sealed root, and says so.
+func TestIAMOnSealedFolder(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	pass := writeSecret(t, t.TempDir(), "pass", "a long enough passphrase")
+	if err := run(context.Background(), []string{"init", "--data-dir", data, "--passphrase-file", pass}, io.Discard, io.Discard, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	err := run(context.Background(), []string{"iam", "list-access-keys", "--data-dir", data}, io.Discard, io.Discard, func(string) string { return "" })
+	if !errors.Is(err, rootmgr.ErrSealed) || !strings.Contains(err.Error(), "kmsd unseal") {
+		t.Fatalf("kmsd iam on a sealed folder: %v", err)
 	}
 }
