@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/kmsd/kmsd/internal/config"
 )
@@ -44,12 +45,21 @@ type command struct {
 	dirs  dataDirFlags
 }
 
-// newCommand takes the command name from args; without one it prints
-// usage and fails.
-func newCommand(group, usage string, args []string, stderr io.Writer) (*command, error) {
+// newCommand takes the command name from args, one of names. Without
+// one, or with an unknown one, it prints usage and fails; for help it
+// prints usage to stdout and returns a nil command and no error.
+func newCommand(group, usage string, names, args []string, stdout, stderr io.Writer) (*command, error) {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return nil, fmt.Errorf("kmsd %s: no command given", group)
+	}
+	switch name := args[0]; {
+	case name == "help" || name == "-h" || name == "--help":
+		fmt.Fprint(stdout, usage)
+		return nil, nil
+	case !slices.Contains(names, name):
+		fmt.Fprint(stderr, usage)
+		return nil, fmt.Errorf("kmsd %s: unknown command %q", group, name)
 	}
 	fs := flag.NewFlagSet(group+" "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)

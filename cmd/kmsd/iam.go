@@ -28,25 +28,17 @@ commands:
 // iamMain runs `kmsd iam ...`. It opens the data folder next to a running
 // kmsd if need be: the SQLite store allows a second process.
 func iamMain(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	c, err := newCommand("iam", iamUsage, args, stderr)
-	if err != nil {
+	c, err := newCommand("iam", iamUsage, []string{"create-access-key", "list-access-keys", "check"}, args, stdout, stderr)
+	if c == nil || err != nil {
 		return err
 	}
 	cmd, fs := c.name, c.flags
 	account := fs.String("account", "", "account of the principal (default: the configured account)")
 	var user, role, session *string
-	switch cmd {
-	case "create-access-key":
+	if cmd == "create-access-key" {
 		user = fs.String("user", "", "IAM user name")
 		role = fs.String("role", "", "IAM role name")
 		session = fs.String("session", "kmsd", "role session name (with --role)")
-	case "list-access-keys", "check":
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, iamUsage)
-		return nil
-	default:
-		fmt.Fprint(stderr, iamUsage)
-		return fmt.Errorf("kmsd iam: unknown command %q", cmd)
 	}
 	if err := fs.Parse(c.args); err != nil {
 		return err

@@ -39,8 +39,8 @@ is sealed under the same seal key. status and retire need none.
 // store allows a second process, every rewrap is a compare and set, and
 // kmsd serve follows the roots manifest.
 func rootMain(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	c, err := newCommand("root", rootUsage, args, stderr)
-	if err != nil {
+	c, err := newCommand("root", rootUsage, []string{"rotate", "migrate", "status", "retire"}, args, stdout, stderr)
+	if c == nil || err != nil {
 		return err
 	}
 	cmd, fs := c.name, c.flags
@@ -50,21 +50,13 @@ func rootMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	var material unsealMaterial
 	fs.StringVar(&material.passphraseFile, "passphrase-file", "", "on a sealed data folder: file holding the passphrase (mode 0600)")
 	fs.Var(&material.shareFiles, "share-file", "on a sealed data folder: file holding one Shamir share (mode 0600); repeat it")
-	switch cmd {
-	case "rotate", "migrate":
+	if cmd == "rotate" || cmd == "migrate" {
 		batch = fs.Int("batch", 100, "secrets listed per store query")
 		resume = fs.Bool("resume", false, "only finish rewrapping under the current root; never create a new one")
 		maxN = fs.Int("max", 0, "rewrap at most this many secrets in this run (0: all); run again to go on")
 		if cmd == "migrate" {
 			to = fs.String("to", "", "kind of the new root: pkcs11 or file")
 		}
-	case "status", "retire":
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, rootUsage)
-		return nil
-	default:
-		fmt.Fprint(stderr, rootUsage)
-		return fmt.Errorf("kmsd root: unknown command %q", cmd)
 	}
 	// Allow the retire argument before or after the flags.
 	var positional []string

@@ -158,10 +158,15 @@ func TestOpenRootChecksID(t *testing.T) {
 	}
 }
 
-func TestSealedRoots(t *testing.T) {
-	ctx := context.Background()
+// testPassphrase seals the roots of sealedFolder.
+var testPassphrase = []byte("a long passphrase")
+
+// sealedFolder makes a data folder sealed as kmsd init does, and returns
+// it, its seal key and its root.
+func sealedFolder(t *testing.T) (string, *keystore.SealKey, *keystore.FileKeystore) {
+	t.Helper()
 	dir := t.TempDir()
-	key, err := keystore.NewPassphraseSealKey([]byte("a long passphrase"), testArgon2)
+	key, err := keystore.NewPassphraseSealKey(testPassphrase, testArgon2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,6 +174,12 @@ func TestSealedRoots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dir, key, root
+}
+
+func TestSealedRoots(t *testing.T) {
+	ctx := context.Background()
+	dir, key, root := sealedFolder(t)
 	g := New(Config{DataDir: dir})
 	info, err := g.SealInfo(ctx)
 	if err != nil || info == nil || info.RootID != root.ID() || info.Kind != keystore.SealPassphrase {

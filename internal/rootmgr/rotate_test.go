@@ -225,18 +225,10 @@ func TestRotation(t *testing.T) {
 // asks for it once, and seals the new root under it.
 func TestRotationSealed(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	key, err := keystore.NewPassphraseSealKey([]byte("a long passphrase"), testArgon2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := keystore.CreateSealedFile(filepath.Join(dir, SealedRootFile), key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, key, root := sealedFolder(t)
 	info := key.Info()
 	unsealKey := func() *keystore.SealKey {
-		k, err := info.PassphraseKey([]byte("a long passphrase"))
+		k, err := info.PassphraseKey(testPassphrase)
 		if err != nil {
 			t.Fatal(err)
 		}
