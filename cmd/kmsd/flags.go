@@ -2,6 +2,9 @@ package main
 
 import (
 	"flag"
+	"fmt"
+	"io"
+	"slices"
 
 	"github.com/kmsd/kmsd/internal/config"
 )
@@ -29,4 +32,36 @@ func (d dataDirFlags) load(getenv func(string) string) (config.Config, error) {
 		args = append(args, "--data-dir", *d.dataDir)
 	}
 	return config.Load(args, getenv)
+}
+
+// command is one "kmsd GROUP NAME [flags]" of a group of commands on a
+// data folder (iam, root): NAME, the arguments after it, and the flag set
+// of "GROUP NAME" with the data-folder flags, to which the command adds
+// its own.
+type command struct {
+	name  string
+	args  []string
+	flags *flag.FlagSet
+	dirs  dataDirFlags
+}
+
+// newCommand takes the command name from args, one of names. Without
+// one, or with an unknown one, it prints usage and fails; for help it
+// prints usage to stdout and returns a nil command and no error.
+func newCommand(group, usage string, names, args []string, stdout, stderr io.Writer) (*command, error) {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return nil, fmt.Errorf("kmsd %s: no command given", group)
+	}
+	switch name := args[0]; {
+	case name == "help" || name == "-h" || name == "--help":
+		fmt.Fprint(stdout, usage)
+		return nil, nil
+	case !slices.Contains(names, name):
+		fmt.Fprint(stderr, usage)
+		return nil, fmt.Errorf("kmsd %s: unknown command %q", group, name)
+	}
+	fs := flag.NewFlagSet(group+" "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return &command{name: args[0], args: args[1:], flags: fs, dirs: addDataDirFlags(fs)}, nil
 }

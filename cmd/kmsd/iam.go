@@ -2,17 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strings"
 
 	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/iam"
-	"github.com/kmsd/kmsd/internal/store/sqlite"
+	"github.com/kmsd/kmsd/internal/rootmgr"
 )
 
 const iamUsage = `usage: kmsd iam <command> [flags]
@@ -31,36 +28,25 @@ commands:
 // iamMain runs `kmsd iam ...`. It opens the data folder next to a running
 // kmsd if need be: the SQLite store allows a second process.
 func iamMain(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, iamUsage)
-		return errors.New("kmsd iam: no command given")
+	c, err := newCommand("iam", iamUsage, []string{"create-access-key", "list-access-keys", "check"}, args, stdout, stderr)
+	if c == nil || err != nil {
+		return err
 	}
-	cmd, args := args[0], args[1:]
-	fs := flag.NewFlagSet("iam "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dirFlags := addDataDirFlags(fs)
+	cmd, fs := c.name, c.flags
 	account := fs.String("account", "", "account of the principal (default: the configured account)")
 	var user, role, session *string
-	switch cmd {
-	case "create-access-key":
+	if cmd == "create-access-key" {
 		user = fs.String("user", "", "IAM user name")
 		role = fs.String("role", "", "IAM role name")
 		session = fs.String("session", "kmsd", "role session name (with --role)")
-	case "list-access-keys", "check":
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, iamUsage)
-		return nil
-	default:
-		fmt.Fprint(stderr, iamUsage)
-		return fmt.Errorf("kmsd iam: unknown command %q", cmd)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(c.args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("kmsd iam %s: unexpected arguments %v", cmd, fs.Args())
 	}
-	cfg, err := dirFlags.load(getenv)
+	cfg, err := c.dirs.load(getenv)
 	if err != nil {
 		return err
 	}
@@ -75,26 +61,21 @@ func iamMain(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		return printIdentities(stdout, cfg, ids)
 	}
 
-	if err := prepareDataDir(cfg.DataDir); err != nil {
-		return err
-	}
-	// The configured root of trust (file or PKCS#11), as kmsd serve uses:
-	// a secret wrapped under another root would never unwrap.
-	ks, closeKeystore, err := openKeystore(ctx, cfg, getenv, slog.New(slog.DiscardHandler))
+	// The roots of trust kmsd serve uses: a secret wrapped under another
+	// root would never unwrap.
+	f, err := openDataFolder(ctx, cfg, getenv, slog.New(slog.DiscardHandler), true)
 	if err != nil {
 		return err
 	}
-	defer closeKeystore()
-	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, databaseFile))
-	if err != nil {
-		return fmt.Errorf("open store: %w", err)
+	defer f.close()
+	if f.ks == nil {
+		return fmt.Errorf("kmsd iam: %w (%s): access key secrets are wrapped by the root, and only kmsd serve (unsealed by kmsd unseal) opens it", rootmgr.ErrSealed, f.sealed.Describe())
 	}
-	defer st.Close()
-	dir := iam.NewDirectory(st, ks, nil)
+	dir := iam.NewDirectory(f.st, f.ks, nil)
 
 	switch cmd {
 	case "list-access-keys":
-		keys, err := st.ListAccessKeys(ctx, *account)
+		keys, err := f.st.ListAccessKeys(ctx, *account)
 		if err != nil {
 			return err
 		}

@@ -12,7 +12,7 @@ import (
 	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/iam"
 	"github.com/kmsd/kmsd/internal/keystore"
-	"github.com/kmsd/kmsd/internal/store/sqlite"
+	"github.com/kmsd/kmsd/internal/rootmgr"
 )
 
 func TestIAMCommand(t *testing.T) {
@@ -74,16 +74,11 @@ iam:
 
 	// The key works for a Directory on the same data folder (a running
 	// kmsd looks unknown access keys up in the store).
-	ks, err := keystore.OpenFile(filepath.Join(data, rootKeyFile))
+	ks, err := keystore.OpenFile(filepath.Join(data, rootmgr.RootKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(data, databaseFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	d := iam.NewDirectory(st, ks, nil)
+	d := iam.NewDirectory(openTestStore(t, data), ks, nil)
 	cfg, err := config.Load([]string{"--config", cfgFile}, noenv)
 	if err != nil {
 		t.Fatal(err)

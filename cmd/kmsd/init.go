@@ -12,7 +12,9 @@ import (
 	"path/filepath"
 	"unicode/utf8"
 
+	"github.com/kmsd/kmsd/internal/durable"
 	"github.com/kmsd/kmsd/internal/keystore"
+	"github.com/kmsd/kmsd/internal/rootmgr"
 	"github.com/kmsd/kmsd/internal/shamir"
 )
 
@@ -76,16 +78,20 @@ func initMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return err
 	}
-	unlock, err := lockRoots(cfg.DataDir)
+	manifest := rootmgr.NewFileManifest(cfg.DataDir)
+	unlock, err := manifest.Lock()
 	if err != nil {
 		return err
 	}
 	defer unlock()
 
-	plain := filepath.Join(cfg.DataDir, rootKeyFile)
-	sealed := filepath.Join(cfg.DataDir, sealedRootFile)
-	if _, err := os.Lstat(filepath.Join(cfg.DataDir, rootsFile)); err == nil {
-		return fmt.Errorf("kmsd init: %s has a roots manifest (%s): its root was rotated, and sealing a ring of roots is not supported; run kmsd init on a new data folder", cfg.DataDir, rootsFile)
+	plain := filepath.Join(cfg.DataDir, rootmgr.RootKeyFile)
+	sealed := filepath.Join(cfg.DataDir, rootmgr.SealedRootFile)
+	switch _, _, err := manifest.Load(ctx); {
+	case err == nil:
+		return fmt.Errorf("kmsd init: %s has a roots manifest (%s): its root was rotated, and sealing a ring of roots is not supported; run kmsd init on a new data folder", cfg.DataDir, rootmgr.ManifestFile)
+	case !errors.Is(err, rootmgr.ErrNoManifest):
+		return fmt.Errorf("kmsd init: %w", err)
 	}
 	if _, err := os.Lstat(sealed); err == nil {
 		return fmt.Errorf("kmsd init: %s is already sealed (%s exists)", cfg.DataDir, sealed)
@@ -156,7 +162,7 @@ func initMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		if err := os.Remove(plain); err != nil {
 			return fmt.Errorf("kmsd init: the root is sealed, but removing %s failed (remove it yourself): %w", plain, err)
 		}
-		if err := keystore.SyncDir(cfg.DataDir); err != nil {
+		if err := durable.SyncDir(cfg.DataDir); err != nil {
 			return fmt.Errorf("kmsd init: %w", err)
 		}
 		fmt.Fprintf(stdout, "Removed %s. Copies of it in backups, snapshots or the disk's free space are not sealed: destroy them.\n", plain)

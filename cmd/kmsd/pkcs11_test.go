@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/kmsd/kmsd/internal/rootmgr"
 	"github.com/kmsd/kmsd/internal/softhsmtest"
 )
 
@@ -80,7 +81,7 @@ func TestServePKCS11(t *testing.T) {
 	if strings.Contains(log, pin) || strings.Contains(banner, pin) {
 		t.Error("the PIN was logged or printed")
 	}
-	if _, err := os.Stat(filepath.Join(data, rootKeyFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(data, rootmgr.RootKeyFile)); err == nil {
 		t.Error("a root key file was created although the root of trust is the HSM")
 	}
 

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kmsd/kmsd/internal/rootmgr"
 )
 
 // TestRootMigrate moves a data folder from the file root to a PKCS#11 root
@@ -64,7 +66,7 @@ func TestRootMigrate(t *testing.T) {
 	// until the HSM roots are retired).
 	runRoot(t, getenv, "migrate", "--to", "file", "--config", cfgFile, "--data-dir", data)
 	m = mustManifest(t, data)
-	if m.Current.Kind != "file" || m.Current.File == rootKeyFile || len(m.Kept) != 2 || m.Kept[0].ID != hsmRoot2 {
+	if m.Current.Kind != "file" || m.Current.File == rootmgr.RootKeyFile || len(m.Kept) != 2 || m.Kept[0].ID != hsmRoot2 {
 		t.Fatalf("manifest after migrating back to file: %+v", m)
 	}
 	checkAllUnder(t, data, m.Current.ID)

@@ -15,9 +15,10 @@ import (
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
-	"github.com/kmsd/kmsd/internal/audit"
 	"github.com/kmsd/kmsd/internal/keystore"
-	"github.com/kmsd/kmsd/internal/store/sqlite"
+	"github.com/kmsd/kmsd/internal/rootmgr"
+	"github.com/kmsd/kmsd/internal/store"
+	"github.com/kmsd/kmsd/internal/store/backend"
 )
 
 // rootFixture is what a test created through kmsd serve before a root
@@ -112,26 +113,33 @@ func verifyFixture(t *testing.T, f rootFixture, args []string, getenv func(strin
 	}
 }
 
-// rootCounts returns how many wrapped secrets each root holds in data.
-func rootCounts(t *testing.T, data string) map[string]int {
+// openTestStore opens the store of the data folder data until the test
+// ends.
+func openTestStore(t *testing.T, data string) store.Store {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(data, databaseFile))
+	st, err := backend.Open(context.Background(), backend.Config{DataDir: data})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	counts, err := countRoots(context.Background(), st, filepath.Join(data, audit.SigningKeyFile))
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// rootCounts returns how many wrapped secrets each root holds in data.
+func rootCounts(t *testing.T, data string) map[string]int {
+	t.Helper()
+	counts, err := rootmgr.New(rootmgr.Config{DataDir: data}).Count(context.Background(), openTestStore(t, data))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return counts
 }
 
-func mustManifest(t *testing.T, data string) rootsManifest {
+func mustManifest(t *testing.T, data string) rootmgr.Manifest {
 	t.Helper()
-	m, ok, err := readRoots(data)
-	if err != nil || !ok {
-		t.Fatalf("roots manifest: %v (present: %v)", err, ok)
+	m, _, err := rootmgr.NewFileManifest(data).Load(context.Background())
+	if err != nil {
+		t.Fatalf("roots manifest: %v", err)
 	}
 	return m
 }
@@ -173,7 +181,7 @@ func TestRootRotate(t *testing.T) {
 
 	out := runRoot(t, noEnv, "rotate", "--data-dir", data, "--batch", "2")
 	m := mustManifest(t, data)
-	if m.Current.Kind != "file" || len(m.Kept) != 1 || m.Kept[0].File != rootKeyFile {
+	if m.Current.Kind != "file" || len(m.Kept) != 1 || m.Kept[0].File != rootmgr.RootKeyFile {
 		t.Fatalf("manifest: %+v", m)
 	}
 	if _, ok := before[m.Kept[0].ID]; !ok {
@@ -355,12 +363,7 @@ func TestRootRotateWhileServing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(data, databaseFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mats, err := st.ListMaterials(ctx, *ck.KeyMetadata.KeyId)
-	st.Close()
+	mats, err := openTestStore(t, data).ListMaterials(ctx, *ck.KeyMetadata.KeyId)
 	if err != nil || len(mats) != 1 {
 		t.Fatalf("materials of the new key: %v, %v", mats, err)
 	}
@@ -404,16 +407,12 @@ func TestRootServeFollowsManifest(t *testing.T) {
 	runRoot(t, noEnv, "rotate", "--data-dir", data)
 	current := mustManifest(t, data).Current.ID
 
+	st := openTestStore(t, data)
 	newKeyRoot := func() string {
 		ck, err := c.CreateKey(ctx, &awskms.CreateKeyInput{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := sqlite.Open(ctx, filepath.Join(data, databaseFile))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
 		mats, err := st.ListMaterials(ctx, *ck.KeyMetadata.KeyId)
 		if err != nil || len(mats) != 1 {
 			t.Fatalf("materials: %v, %v", mats, err)

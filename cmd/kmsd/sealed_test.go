@@ -19,7 +19,9 @@ import (
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/smithy-go"
 
+	"github.com/kmsd/kmsd/internal/rootmgr"
 	"github.com/kmsd/kmsd/internal/shamir"
+	"github.com/kmsd/kmsd/internal/unseal"
 )
 
 var (
@@ -120,8 +122,8 @@ func (s *sealedServe) checkSealed(akid, secret string) {
 	}
 }
 
-// unseal runs kmsd unseal with args and returns its output and error.
-func unseal(t *testing.T, data string, args ...string) (string, error) {
+// runUnseal runs kmsd unseal with args and returns its output and error.
+func runUnseal(t *testing.T, data string, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	err := run(context.Background(), append([]string{"unseal", "--data-dir", data}, args...), &out, &errOut, func(string) string { return "" })
@@ -167,10 +169,10 @@ func TestSealedShares(t *testing.T) {
 	if len(shares) != 3 {
 		t.Fatalf("%d shares, want 3", len(shares))
 	}
-	if _, err := os.Stat(filepath.Join(data, rootKeyFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(data, rootmgr.RootKeyFile)); err == nil {
 		t.Fatal("kmsd init left a plaintext root.key")
 	}
-	fi, err := os.Stat(filepath.Join(data, sealedRootFile))
+	fi, err := os.Stat(filepath.Join(data, rootmgr.SealedRootFile))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("sealed root: %v %v", fi, err)
 	}
@@ -182,28 +184,28 @@ func TestSealedShares(t *testing.T) {
 
 	s := startSealed(t, data)
 	s.checkSealed("AKIANOBODY", "x")
-	if out, err := unseal(t, data, "--status"); err != nil || !strings.Contains(out, "sealed") || !strings.Contains(out, "0 of 2") {
+	if out, err := runUnseal(t, data, "--status"); err != nil || !strings.Contains(out, "sealed") || !strings.Contains(out, "0 of 2") {
 		t.Fatalf("unseal --status: %v %s", err, out)
 	}
-	if out, err := unseal(t, data, "--share-file", shares[0]); err != nil || !strings.Contains(out, "1 of 2 shares given") {
+	if out, err := runUnseal(t, data, "--share-file", shares[0]); err != nil || !strings.Contains(out, "1 of 2 shares given") {
 		t.Fatalf("first share: %v %s", err, out)
 	}
-	if out, err := unseal(t, data, "--share-file", other[1]); err == nil || !strings.Contains(out+err.Error(), "another sealed root") {
+	if out, err := runUnseal(t, data, "--share-file", other[1]); err == nil || !strings.Contains(out+err.Error(), "another sealed root") {
 		t.Fatalf("foreign share: %v %s", err, out)
 	}
-	if _, err := unseal(t, data, "--share-file", shares[0]); err == nil || !strings.Contains(err.Error(), "already given") {
+	if _, err := runUnseal(t, data, "--share-file", shares[0]); err == nil || !strings.Contains(err.Error(), "already given") {
 		t.Fatalf("repeated share: %v", err)
 	}
-	if _, err := unseal(t, data, "--passphrase-file", shares[0]); err == nil || !strings.Contains(err.Error(), "not a passphrase") {
+	if _, err := runUnseal(t, data, "--passphrase-file", shares[0]); err == nil || !strings.Contains(err.Error(), "not a passphrase") {
 		t.Fatalf("passphrase for a shares seal: %v", err)
 	}
 	s.checkSealed("AKIANOBODY", "x")
-	if out, err := unseal(t, data, "--share-file", shares[2]); err != nil || !strings.Contains(out, "unsealed") {
+	if out, err := runUnseal(t, data, "--share-file", shares[2]); err != nil || !strings.Contains(out, "unsealed") {
 		t.Fatalf("second share: %v %s\n%s", err, out, s.stderr.String())
 	}
 	banner := s.waitServing()
 	akid, secret := akidRE.FindStringSubmatch(banner)[1], secretRE.FindStringSubmatch(banner)[1]
-	if _, err := os.Stat(filepath.Join(data, unsealSocket)); err == nil {
+	if _, err := os.Stat(filepath.Join(data, unseal.SocketFile)); err == nil {
 		t.Error("the unseal socket is still there after unseal")
 	}
 	if code, _ := s.get("/readyz"); code != 200 {
@@ -222,7 +224,7 @@ func TestSealedShares(t *testing.T) {
 	if dec, err := c.Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: enc.CiphertextBlob}); err != nil || string(dec.Plaintext) != "sealed root secret" {
 		t.Fatalf("decrypt: %v %v", dec, err)
 	}
-	if out, err := unseal(t, data, "--status"); err == nil {
+	if out, err := runUnseal(t, data, "--status"); err == nil {
 		t.Fatalf("unseal of an unsealed kmsd: %s", out)
 	}
 	if err := s.stop(); err != nil {
@@ -234,7 +236,7 @@ func TestSealedShares(t *testing.T) {
 	// wrong value) is refused and discards the shares given.
 	s = startSealed(t, data)
 	s.checkSealed(akid, secret)
-	if _, err := unseal(t, data, "--share-file", shares[1]); err != nil {
+	if _, err := runUnseal(t, data, "--share-file", shares[1]); err != nil {
 		t.Fatal(err)
 	}
 	s.checkSealed(akid, secret)
@@ -245,15 +247,15 @@ func TestSealedShares(t *testing.T) {
 	}
 	bad.Value[0] ^= 1
 	badFile := writeSecret(t, t.TempDir(), "bad", bad.Encode())
-	if _, err := unseal(t, data, "--share-file", badFile); err == nil || !strings.Contains(err.Error(), "discarded") {
+	if _, err := runUnseal(t, data, "--share-file", badFile); err == nil || !strings.Contains(err.Error(), "discarded") {
 		t.Fatalf("wrong combination: %v", err)
 	}
 	s.checkSealed(akid, secret)
-	if out, _ := unseal(t, data, "--status"); !strings.Contains(out, "0 of 2") {
+	if out, _ := runUnseal(t, data, "--status"); !strings.Contains(out, "0 of 2") {
 		t.Fatalf("after a wrong combination: %s", out)
 	}
 	for _, f := range shares[1:] {
-		if out, err := unseal(t, data, "--share-file", f); err != nil {
+		if out, err := runUnseal(t, data, "--share-file", f); err != nil {
 			t.Fatalf("%v %s", err, out)
 		}
 	}
@@ -279,16 +281,16 @@ func TestSealedShares(t *testing.T) {
 	if err := run(ctx, []string{"root", "rotate", "--data-dir", data, "--share-file", shares[0], "--share-file", shares[2]}, &out, io.Discard, func(string) string { return "" }); err != nil {
 		t.Fatalf("root rotate: %v\n%s", err, out.String())
 	}
-	m, ok, err := readRoots(data)
-	if err != nil || !ok || !strings.HasSuffix(m.Current.File, ".key.sealed") || len(m.Kept) != 1 || m.Kept[0].File != sealedRootFile {
-		t.Fatalf("manifest after rotate: %+v %v %v", m, ok, err)
+	m := mustManifest(t, data)
+	if !strings.HasSuffix(m.Current.File, ".key.sealed") || len(m.Kept) != 1 || m.Kept[0].File != rootmgr.SealedRootFile {
+		t.Fatalf("manifest after rotate: %+v", m)
 	}
 	if matches, _ := filepath.Glob(filepath.Join(data, "root-*.key")); len(matches) != 0 {
 		t.Fatalf("rotate made a plaintext root: %v", matches)
 	}
 	s = startSealed(t, data)
 	for _, f := range shares[:2] {
-		if out, err := unseal(t, data, "--share-file", f); err != nil {
+		if out, err := runUnseal(t, data, "--share-file", f); err != nil {
 			t.Fatalf("%v %s", err, out)
 		}
 	}
@@ -319,14 +321,14 @@ func TestSealedPassphrase(t *testing.T) {
 
 	s := startSealed(t, data)
 	s.checkSealed("AKIANOBODY", "x")
-	if _, err := unseal(t, data, "--passphrase-file", wrong); err == nil || !strings.Contains(err.Error(), "wrong passphrase") {
+	if _, err := runUnseal(t, data, "--passphrase-file", wrong); err == nil || !strings.Contains(err.Error(), "wrong passphrase") {
 		t.Fatalf("wrong passphrase: %v", err)
 	}
-	if _, err := unseal(t, data, "--share-file", pass); err == nil || !strings.Contains(err.Error(), "passphrase, not shares") {
+	if _, err := runUnseal(t, data, "--share-file", pass); err == nil || !strings.Contains(err.Error(), "passphrase, not shares") {
 		t.Fatalf("share for a passphrase seal: %v", err)
 	}
 	s.checkSealed("AKIANOBODY", "x")
-	if out, err := unseal(t, data, "--passphrase-file", pass); err != nil || !strings.Contains(out, "unsealed") {
+	if out, err := runUnseal(t, data, "--passphrase-file", pass); err != nil || !strings.Contains(out, "unsealed") {
 		t.Fatalf("unseal: %v %s", err, out)
 	}
 	banner := s.waitServing()
@@ -352,7 +354,7 @@ func TestSealedPassphrase(t *testing.T) {
 
 	s = startSealed(t, data)
 	s.checkSealed(akid, secret)
-	if out, err := unseal(t, data, "--passphrase-file", pass); err != nil {
+	if out, err := runUnseal(t, data, "--passphrase-file", pass); err != nil {
 		t.Fatalf("unseal after restart: %v %s", err, out)
 	}
 	s.waitServing()
@@ -391,12 +393,12 @@ func TestInitSealExisting(t *testing.T) {
 	if err := run(ctx, []string{"init", "--data-dir", data, "--passphrase-file", pass, "--seal-existing"}, &out, io.Discard, func(string) string { return "" }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(data, rootKeyFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(data, rootmgr.RootKeyFile)); err == nil {
 		t.Fatal("root.key is still there")
 	}
 	s := startSealed(t, data)
 	s.checkSealed(akid, secret)
-	if out, err := unseal(t, data, "--passphrase-file", pass); err != nil {
+	if out, err := runUnseal(t, data, "--passphrase-file", pass); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
 	s.waitServing()
@@ -437,7 +439,7 @@ func TestInitRefuses(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("got %v, want an error with %q", err, c.want)
 			}
-			if _, err := os.Stat(filepath.Join(data, sealedRootFile)); err == nil {
+			if _, err := os.Stat(filepath.Join(data, rootmgr.SealedRootFile)); err == nil {
 				t.Fatal("a sealed root was created")
 			}
 		})
@@ -448,7 +450,21 @@ func TestInitRefuses(t *testing.T) {
 // so.
 func TestUnsealWithoutSealedServer(t *testing.T) {
 	data := t.TempDir()
-	if _, err := unseal(t, data, "--status"); err == nil || !strings.Contains(err.Error(), "no sealed kmsd") {
+	if _, err := runUnseal(t, data, "--status"); err == nil || !strings.Contains(err.Error(), "no sealed kmsd") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestIAMOnSealedFolder: kmsd iam cannot wrap access key secrets under a
+// sealed root, and says so.
+func TestIAMOnSealedFolder(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	pass := writeSecret(t, t.TempDir(), "pass", "a long enough passphrase")
+	if err := run(context.Background(), []string{"init", "--data-dir", data, "--passphrase-file", pass}, io.Discard, io.Discard, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	err := run(context.Background(), []string{"iam", "list-access-keys", "--data-dir", data}, io.Discard, io.Discard, func(string) string { return "" })
+	if !errors.Is(err, rootmgr.ErrSealed) || !strings.Contains(err.Error(), "kmsd unseal") {
+		t.Fatalf("kmsd iam on a sealed folder: %v", err)
 	}
 }

@@ -24,18 +24,16 @@ import (
 	"github.com/kmsd/kmsd/internal/kms"
 	"github.com/kmsd/kmsd/internal/logging"
 	"github.com/kmsd/kmsd/internal/metrics"
+	"github.com/kmsd/kmsd/internal/rootmgr"
 	"github.com/kmsd/kmsd/internal/server"
 	"github.com/kmsd/kmsd/internal/sigv4"
-	"github.com/kmsd/kmsd/internal/store/sqlite"
+	"github.com/kmsd/kmsd/internal/store"
 	"github.com/kmsd/kmsd/internal/tlsutil"
+	"github.com/kmsd/kmsd/internal/unseal"
 )
 
-// Files in the data folder.
-const (
-	rootKeyFile  = "root.key"
-	databaseFile = "kmsd.db"
-	devTLSDir    = "dev-tls"
-)
+// devTLSDir holds the --dev-tls certificates in the data folder.
+const devTLSDir = "dev-tls"
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	cfg, err := config.Load(args, getenv)
@@ -43,28 +41,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		return err
 	}
 	log := newLogger(stderr, cfg)
-	if err := prepareDataDir(cfg.DataDir); err != nil {
-		return err
-	}
 	// A sealed root (kmsd init) is opened only by kmsd unseal, below.
-	seal, err := sealOf(cfg)
+	f, err := openDataFolder(ctx, cfg, getenv, log, true)
 	if err != nil {
 		return err
 	}
-	var ks rootKeystore
-	if seal == nil {
-		var closeKeystore func()
-		ks, closeKeystore, err = openKeystore(ctx, cfg, getenv, log)
-		if err != nil {
-			return err
-		}
-		defer closeKeystore()
-	}
-	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, databaseFile))
-	if err != nil {
-		return fmt.Errorf("open store: %w", err)
-	}
-	defer st.Close()
+	defer f.close()
+	seal, st := f.sealed, f.st
 
 	// The metrics read the service once it exists (after unseal, when
 	// sealed).
@@ -80,7 +63,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	front := &frontHandler{}
 	var app *service
 	if seal == nil {
-		if app, err = startService(ctx, cfg, args, ks, st, m, stdout, getenv, log); err != nil {
+		if app, err = startService(ctx, cfg, args, f.ks, st, m, stdout, getenv, log); err != nil {
 			return err
 		}
 		defer app.close()
@@ -131,7 +114,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		// The unseal socket exists before kmsd says it is sealed.
 		uctx, stopUnseal := context.WithCancel(ctx)
 		defer stopUnseal()
-		us, err := listenUnseal(uctx, cfg.DataDir, *seal, log)
+		us, err := unseal.Listen(uctx, filepath.Join(cfg.DataDir, unseal.SocketFile), *seal, log)
 		if err != nil {
 			stopRun()
 			<-runDone
@@ -139,22 +122,25 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		}
 		log.Warn("kmsd is sealed: it answers every API request with DependencyTimeoutException until unsealed", "endpoint", endpoint, "seal", seal.Describe(), "root_key", seal.RootID)
 		fmt.Fprintf(stdout, "kmsd is listening at %s but SEALED (%s): it refuses every API request until unsealed.\nUnseal it on this machine with: kmsd unseal --data-dir %s\n\n", endpoint, seal.Describe(), cfg.DataDir)
-		app = waitUnseal(ctx, us, runDone, log, func(key *keystore.SealKey) (*service, error) {
-			ks, closeKeystore, err := openSealedKeystore(ctx, cfg, getenv, key, log)
+		// Each seal key that passes the key check opens the roots; one
+		// that fails leaves kmsd sealed, waiting for the next.
+		unsealed := us.Wait(ctx, runDone, func(key *keystore.SealKey) error {
+			ks, err := f.roots.OpenLiveRing(ctx, key, log)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			app, err := startService(ctx, cfg, args, ks, st, m, stdout, getenv, log)
+			a, err := startService(ctx, cfg, args, ks, st, m, stdout, getenv, log)
 			if err != nil {
-				closeKeystore()
-				return nil, err
+				ks.Close()
+				return err
 			}
-			app.closeKeystore = closeKeystore
-			svcRef.Store(app.svc)
-			front.set(app.h)
-			return app, nil
+			f.ks = ks // closed with the folder, after the service
+			svcRef.Store(a.svc)
+			front.set(a.h)
+			app = a
+			return nil
 		})
-		if app == nil {
+		if !unsealed {
 			// ctx ended or the listener failed.
 			stopRun()
 			<-runDone
@@ -162,8 +148,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 			return runErr
 		}
 		defer app.close()
-		ks = app.ks
-		log.Info("kmsd unsealed", "root_key", ks.ID())
+		log.Info("kmsd unsealed", "root_key", f.ks.ID())
 	}
 	go app.svc.RunReaper(ctx, time.Minute)
 	rl := append([]reloader{}, app.reloaders...)
@@ -172,7 +157,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	}
 	reloaders.Store(&rl)
 
-	log.Info("kmsd listening", "endpoint", endpoint, "account", cfg.Account, "region", cfg.Region, "data_dir", cfg.DataDir, "root_key", ks.ID())
+	log.Info("kmsd listening", "endpoint", endpoint, "account", cfg.Account, "region", cfg.Region, "data_dir", cfg.DataDir, "root_key", f.ks.ID())
 	printBanner(stdout, endpoint, caFile, cfg, app.akid, app.secret)
 	<-runDone
 	log.Info("kmsd stopped")
@@ -181,22 +166,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 
 // service is what kmsd serve runs once its root of trust is open.
 type service struct {
-	ks           rootKeystore
 	svc          *kms.Service
 	h            *server.Server
 	alog         *audit.Log
 	akid, secret string // the admin access key, when just created
 	reloaders    []reloader
 	log          *slog.Logger
-	// closeKeystore, when set, closes ks (a keystore opened by unseal).
-	closeKeystore func()
 }
 
 // startService builds the service on an open root of trust: the kms
 // service, the iam directory (whose secrets the root wraps), the admin
 // access key on first start, the audit log (its signing key is wrapped by
 // the root) and the HTTP server.
-func startService(ctx context.Context, cfg config.Config, args []string, ks rootKeystore, st *sqlite.Store, m *metrics.Metrics, stdout io.Writer, getenv func(string) string, log *slog.Logger) (*service, error) {
+func startService(ctx context.Context, cfg config.Config, args []string, ks *rootmgr.LiveRing, st store.Store, m *metrics.Metrics, stdout io.Writer, getenv func(string) string, log *slog.Logger) (*service, error) {
 	clusters, err := hsmClusters(cfg)
 	if err != nil {
 		return nil, err
@@ -237,15 +219,15 @@ func startService(ctx context.Context, cfg config.Config, args []string, ks root
 			return st.Ping(ctx)
 		},
 	})
-	reloaders := []reloader{{"iam identities", identityReloader(dir, cfg, args, getenv, log)}}
-	if lr, ok := ks.(*liveRing); ok {
-		reloaders = append(reloaders, reloader{"roots manifest", func() error { return lr.reload(ctx) }})
+	reloaders := []reloader{
+		{"iam identities", identityReloader(dir, cfg, args, getenv, log)},
+		{"roots manifest", func() error { return ks.Reload(ctx) }},
 	}
-	return &service{ks: ks, svc: svc, h: h, alog: alog, akid: akid, secret: secret, reloaders: reloaders, log: log}, nil
+	return &service{svc: svc, h: h, alog: alog, akid: akid, secret: secret, reloaders: reloaders, log: log}, nil
 }
 
-// close flushes and closes the audit log, then the keystore opened by
-// unseal.
+// close flushes and closes the audit log, and closes the custom key
+// stores.
 func (a *service) close() {
 	// ctx is done by now: give the last records and the close digest
 	// a context of their own.
@@ -255,9 +237,6 @@ func (a *service) close() {
 		a.log.Error("closing the audit log", "err", err)
 	}
 	a.svc.CloseCustomKeyStores()
-	if a.closeKeystore != nil {
-		a.closeKeystore()
-	}
 }
 
 // frontHandler serves the API through the handler in use: the sealed
@@ -288,40 +267,6 @@ func sealedError() error {
 // only after unseal. They are counted in the metrics and logged at debug.
 func sealedServer(cfg config.Config, m *metrics.Metrics, log *slog.Logger) http.Handler {
 	return server.New(server.Config{Logger: log, Metrics: m, Region: cfg.Region, Gate: sealedError})
-}
-
-// waitUnseal serves the unseal socket us until a seal key opens the roots
-// and open starts the service, and returns that service; or returns nil
-// when ctx ends or the API listener stops (runDone closed). A key that
-// fails to open leaves kmsd sealed, waiting for the next attempt. The
-// socket is closed (and removed) when it returns.
-func waitUnseal(ctx context.Context, us *unsealServer, runDone <-chan struct{}, log *slog.Logger, open func(*keystore.SealKey) (*service, error)) *service {
-	defer us.close()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-runDone:
-			return nil
-		case a := <-us.attempts:
-			app, err := open(a.key)
-			if err != nil {
-				a.key.Wipe()
-				log.Error("unseal failed; kmsd stays sealed", "err", err)
-				a.result <- err
-				continue
-			}
-			a.result <- nil
-			return app
-		}
-	}
-}
-
-// rootKeystore is the root of trust kmsd serve uses: a keystore with a
-// public root key id to log.
-type rootKeystore interface {
-	keystore.Keystore
-	ID() string
 }
 
 // openAudit opens the audit log in the data folder, with its signing key
@@ -401,22 +346,6 @@ func reloadOnHangup(ctx context.Context, reloaders *atomic.Pointer[[]reloader], 
 			}
 		}
 	}
-}
-
-// prepareDataDir creates the data folder with mode 0700, and refuses an
-// existing one that others can read.
-func prepareDataDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create data folder: %w", err)
-	}
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("data folder: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("data folder %s has mode %o: it holds the root key, make it private (chmod 700 %s)", dir, fi.Mode().Perm(), dir)
-	}
-	return nil
 }
 
 // bootstrapAdmin creates the admin user's access key on the first start of

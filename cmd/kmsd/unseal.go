@@ -4,34 +4,23 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"time"
 
 	"golang.org/x/term"
 
+	"github.com/kmsd/kmsd/internal/durable"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/shamir"
+	"github.com/kmsd/kmsd/internal/unseal"
 )
 
-// unsealSocket is the unix socket in the data folder through which kmsd
-// unseal gives a sealed kmsd serve its passphrase or shares. kmsd serve
-// creates it only while sealed (mode 0600, in the 0700 data folder, so
-// only the folder's owner and root can connect) and removes it once
-// unsealed: the unseal material never crosses the network listener.
-const unsealSocket = "kmsd.sock"
-
-// maxSecretFile bounds a passphrase or share file and an unseal request.
+// maxSecretFile bounds a passphrase or share file.
 const maxSecretFile = 4 << 10
 
 const unsealUsage = `usage: kmsd unseal [--config FILE] [--data-dir DIR] [--passphrase-file FILE | --share-file FILE] [--status]
@@ -42,26 +31,6 @@ terminal (without echo), or reads one share from standard input. With
 shares, run it once per share: the share that completes the threshold
 unseals. --status only reports whether kmsd is sealed.
 `
-
-// unsealRequest is one message of kmsd unseal to kmsd serve, one JSON
-// line per connection. The secrets are []byte (base64 in JSON) so that
-// both sides can clear them after use.
-type unsealRequest struct {
-	Op         string `json:"op"` // "status", "passphrase" or "share"
-	Passphrase []byte `json:"passphrase,omitempty"`
-	Share      []byte `json:"share,omitempty"` // the text form of one share
-}
-
-// unsealResponse is kmsd serve's answer, one JSON line.
-type unsealResponse struct {
-	Sealed    bool   `json:"sealed"`
-	Kind      string `json:"kind,omitempty"`
-	Shares    int    `json:"shares,omitempty"`
-	Threshold int    `json:"threshold,omitempty"`
-	Have      int    `json:"have,omitempty"` // shares held so far
-	Message   string `json:"message,omitempty"`
-	Error     string `json:"error,omitempty"`
-}
 
 // unsealMain runs kmsd unseal.
 func unsealMain(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -86,10 +55,10 @@ func unsealMain(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if err != nil {
 		return err
 	}
-	sock := filepath.Join(cfg.DataDir, unsealSocket)
-	st, err := unsealCall(ctx, sock, &unsealRequest{Op: "status"})
+	sock := filepath.Join(cfg.DataDir, unseal.SocketFile)
+	st, err := unseal.Call(ctx, sock, &unseal.Request{Op: unseal.OpStatus})
 	if err != nil {
-		return err
+		return fmt.Errorf("kmsd unseal: %w", err)
 	}
 	if !st.Sealed {
 		fmt.Fprintln(stdout, st.Message)
@@ -99,14 +68,14 @@ func unsealMain(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		fmt.Fprintln(stdout, st.Message)
 		return nil
 	}
-	req := &unsealRequest{}
+	req := &unseal.Request{}
 	defer func() { clear(req.Passphrase); clear(req.Share) }()
 	switch keystore.SealKind(st.Kind) {
 	case keystore.SealPassphrase:
 		if len(material.shareFiles) > 0 {
 			return errors.New("kmsd unseal: kmsd is sealed with a passphrase, not shares: give --passphrase-file")
 		}
-		req.Op = "passphrase"
+		req.Op = unseal.OpPassphrase
 		if req.Passphrase, err = material.passphrase(stderr, false); err != nil {
 			return fmt.Errorf("kmsd unseal: %w", err)
 		}
@@ -114,7 +83,7 @@ func unsealMain(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		if material.passphraseFile != "" {
 			return fmt.Errorf("kmsd unseal: kmsd is sealed with Shamir shares (%d of %d), not a passphrase: give --share-file", st.Threshold, st.Shares)
 		}
-		req.Op = "share"
+		req.Op = unseal.OpShare
 		prompt := fmt.Sprintf("Share (%d of %d given so far; %d needed): ", st.Have, st.Threshold, st.Threshold)
 		if req.Share, err = material.share(0, prompt, stderr, true); err != nil {
 			return fmt.Errorf("kmsd unseal: %w", err)
@@ -122,45 +91,15 @@ func unsealMain(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	default:
 		return fmt.Errorf("kmsd unseal: kmsd reports an unknown seal kind %q", st.Kind)
 	}
-	resp, err := unsealCall(ctx, sock, req)
+	resp, err := unseal.Call(ctx, sock, req)
 	if err != nil {
-		return err
+		return fmt.Errorf("kmsd unseal: %w", err)
 	}
 	if resp.Error != "" {
 		return fmt.Errorf("kmsd unseal: %s", resp.Error)
 	}
 	fmt.Fprintln(stdout, resp.Message)
 	return nil
-}
-
-// unsealCall sends one request to the sealed kmsd at sock and returns its
-// answer.
-func unsealCall(ctx context.Context, sock string, req *unsealRequest) (*unsealResponse, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", sock)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), "connection refused") {
-			return nil, fmt.Errorf("kmsd unseal: no sealed kmsd is waiting on %s: is kmsd serve running on this data folder, and still sealed? (%w)", sock, err)
-		}
-		return nil, fmt.Errorf("kmsd unseal: connecting to %s: %w", sock, err)
-	}
-	defer conn.Close()
-	// Unsealing runs Argon2id and then opens the store and the audit log:
-	// seconds, not minutes.
-	conn.SetDeadline(time.Now().Add(2 * time.Minute))
-	b, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(b)
-	if _, err := conn.Write(append(b, '\n')); err != nil {
-		return nil, fmt.Errorf("kmsd unseal: sending to %s: %w", sock, err)
-	}
-	var resp unsealResponse
-	if err := json.NewDecoder(io.LimitReader(conn, maxSecretFile)).Decode(&resp); err != nil {
-		return nil, fmt.Errorf("kmsd unseal: reading the answer of %s: %w", sock, err)
-	}
-	return &resp, nil
 }
 
 // unsealMaterial is the unseal material a command was given: a passphrase
@@ -251,7 +190,7 @@ func (m *unsealMaterial) localKey(info keystore.SealInfo, stderr io.Writer) (*ke
 			return nil, fmt.Errorf("share %d: %w", i+1, err)
 		}
 		shares = append(shares, s)
-		if err := checkShare(info, s); err != nil {
+		if err := unseal.CheckShare(info, s); err != nil {
 			return nil, err
 		}
 	}
@@ -271,17 +210,6 @@ func sealedHint(info keystore.SealInfo, err error) error {
 		return errors.New("the root of trust is sealed with a passphrase: give --passphrase-file FILE (or run this on a terminal)")
 	}
 	return fmt.Errorf("the root of trust is sealed with %s: give --share-file FILE %d times (or run this on a terminal)", info.Describe(), info.Threshold)
-}
-
-// checkShare refuses a share that is not one of info's split.
-func checkShare(info keystore.SealInfo, s shamir.Share) error {
-	if s.Set != info.ShareSet {
-		return fmt.Errorf("share %d belongs to another sealed root (share set %x; this root's shares are set %x)", s.Index, s.Set, info.ShareSet)
-	}
-	if int(s.Threshold) != info.Threshold || int(s.Index) > info.Shares {
-		return fmt.Errorf("share %d (threshold %d) does not fit this root's %d-of-%d split", s.Index, s.Threshold, info.Threshold, info.Shares)
-	}
-	return nil
 }
 
 // stringList is a repeatable string flag.
@@ -327,7 +255,7 @@ func readLine(r io.Reader) ([]byte, error) {
 // secret kmsd reads), at most 4 KiB; one trailing newline is dropped. The
 // caller clears the result.
 func readSecretFile(path, what string) ([]byte, error) {
-	f, _, err := keystore.OpenPrivateFile(path, what)
+	f, _, err := durable.OpenPrivate(path, what)
 	if err != nil {
 		return nil, err
 	}
@@ -351,205 +279,4 @@ func readSecretFile(path, what string) ([]byte, error) {
 		return nil, fmt.Errorf("%s %s is empty", what, path)
 	}
 	return b, nil
-}
-
-// unsealServer is the unseal socket of a sealed kmsd serve. It collects
-// shares (or takes a passphrase), checks the seal key against the sealed
-// root's key check, and hands it to serve, which opens the roots (the GCM
-// tag of each sealed root is the final check) and starts the service.
-type unsealServer struct {
-	info keystore.SealInfo
-	ln   net.Listener
-	log  *slog.Logger
-	// attempts carries seal keys that passed the key check to serve.
-	attempts chan unsealAttempt
-
-	mu     sync.Mutex // one submission at a time
-	shares []shamir.Share
-	done   bool
-}
-
-// unsealAttempt is a seal key for serve to try. serve owns the key from
-// then on (wipes it on failure, keeps it in the keystore on success), and
-// answers on result.
-type unsealAttempt struct {
-	key    *keystore.SealKey
-	result chan error
-}
-
-// listenUnseal creates the unseal socket in dataDir and serves it until
-// close or ctx ends.
-func listenUnseal(ctx context.Context, dataDir string, info keystore.SealInfo, log *slog.Logger) (*unsealServer, error) {
-	path := filepath.Join(dataDir, unsealSocket)
-	// sun_path holds 108 bytes on Linux (104 on BSDs).
-	if len(path) > 100 {
-		return nil, fmt.Errorf("the unseal socket path %s is too long for a unix socket; use a shorter data folder path", path)
-	}
-	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		conn.Close()
-		return nil, fmt.Errorf("another kmsd is already waiting for unseal on %s", path)
-	}
-	// A socket left by a kmsd that crashed: nobody answers on it.
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("removing the stale unseal socket: %w", err)
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("unseal socket: %w", err)
-	}
-	// The data folder (0700) already keeps others out; the socket's own
-	// mode says so too.
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("unseal socket: %w", err)
-	}
-	s := &unsealServer{info: info, ln: ln, log: log, attempts: make(chan unsealAttempt)}
-	go func() {
-		<-ctx.Done()
-		ln.Close()
-	}()
-	go s.accept(ctx)
-	return s, nil
-}
-
-// close removes the socket (net.UnixListener unlinks it on Close) and
-// discards the shares held.
-func (s *unsealServer) close() {
-	s.ln.Close()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.discard()
-}
-
-func (s *unsealServer) accept(ctx context.Context) {
-	for {
-		conn, err := s.ln.Accept()
-		if err != nil {
-			return // closed
-		}
-		go s.handle(ctx, conn)
-	}
-}
-
-func (s *unsealServer) handle(ctx context.Context, conn net.Conn) {
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(3 * time.Minute))
-	line, err := bufio.NewReaderSize(io.LimitReader(conn, maxSecretFile), maxSecretFile).ReadBytes('\n')
-	defer clear(line)
-	var req unsealRequest
-	var resp *unsealResponse
-	if err != nil && !errors.Is(err, io.EOF) {
-		resp = &unsealResponse{Sealed: true, Error: "reading the request: " + err.Error()}
-	} else if err := json.Unmarshal(line, &req); err != nil {
-		resp = &unsealResponse{Sealed: true, Error: "malformed request"}
-	} else {
-		resp = s.submit(ctx, &req)
-	}
-	clear(req.Passphrase)
-	clear(req.Share)
-	b, _ := json.Marshal(resp)
-	conn.Write(append(b, '\n'))
-}
-
-// status describes the seal state; errMsg, when set, is the error.
-func (s *unsealServer) status(msg, errMsg string) *unsealResponse {
-	r := &unsealResponse{Sealed: !s.done, Kind: string(s.info.Kind), Message: msg, Error: errMsg}
-	if s.info.Kind == keystore.SealShamir {
-		r.Shares, r.Threshold, r.Have = s.info.Shares, s.info.Threshold, len(s.shares)
-	}
-	if r.Message == "" && r.Sealed {
-		r.Message = "kmsd is sealed (" + s.info.Describe() + ")"
-		if s.info.Kind == keystore.SealShamir {
-			r.Message += fmt.Sprintf(": %d of %d shares given", len(s.shares), s.info.Threshold)
-		}
-	}
-	return r
-}
-
-func (s *unsealServer) submit(ctx context.Context, req *unsealRequest) *unsealResponse {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.done {
-		return s.status("kmsd is already unsealed", "")
-	}
-	switch req.Op {
-	case "status":
-		return s.status("", "")
-	case "passphrase":
-		if s.info.Kind != keystore.SealPassphrase {
-			return s.status("", "kmsd is sealed with "+s.info.Describe()+", not a passphrase")
-		}
-		key, err := s.info.PassphraseKey(req.Passphrase)
-		if err != nil {
-			s.log.Warn("unseal: wrong passphrase; still sealed")
-			return s.status("", "wrong passphrase: kmsd stays sealed")
-		}
-		return s.try(ctx, key)
-	case "share":
-		if s.info.Kind != keystore.SealShamir {
-			return s.status("", "kmsd is sealed with a passphrase, not shares")
-		}
-		sh, err := shamir.Parse(string(req.Share))
-		if err != nil {
-			return s.status("", err.Error()+"; the shares given so far are kept")
-		}
-		if err := checkShare(s.info, sh); err != nil {
-			sh.Wipe()
-			return s.status("", err.Error()+"; the shares given so far are kept")
-		}
-		for _, have := range s.shares {
-			if have.Index == sh.Index {
-				sh.Wipe()
-				return s.status("", fmt.Sprintf("share %d was already given; %d of %d shares given", sh.Index, len(s.shares), s.info.Threshold))
-			}
-		}
-		s.shares = append(s.shares, sh)
-		s.log.Info("unseal: share accepted", "share", int(sh.Index), "given", len(s.shares), "threshold", s.info.Threshold)
-		if len(s.shares) < s.info.Threshold {
-			return s.status(fmt.Sprintf("Share %d accepted: %d of %d shares given; kmsd is still sealed.", sh.Index, len(s.shares), s.info.Threshold), "")
-		}
-		secret, err := shamir.Combine(s.shares)
-		s.discard() // whatever happens next, this combination is used up
-		if err != nil {
-			return s.status("", "combining the shares: "+err.Error()+"; the shares were discarded: give them again")
-		}
-		key, err := s.info.ShamirKey(secret)
-		clear(secret)
-		if err != nil {
-			s.log.Warn("unseal: the shares do not recombine to the seal key; discarded, still sealed")
-			return s.status("", fmt.Sprintf("the %d shares do not recombine to this root's seal key (one is wrong); they were discarded: give them again", s.info.Threshold))
-		}
-		return s.try(ctx, key)
-	default:
-		return s.status("", fmt.Sprintf("unknown request %q", req.Op))
-	}
-}
-
-// try hands a checked seal key to serve and waits for the outcome.
-func (s *unsealServer) try(ctx context.Context, key *keystore.SealKey) *unsealResponse {
-	a := unsealAttempt{key: key, result: make(chan error, 1)}
-	select {
-	case s.attempts <- a:
-	case <-ctx.Done():
-		key.Wipe()
-		return s.status("", "kmsd is shutting down")
-	}
-	select {
-	case err := <-a.result:
-		if err != nil {
-			return s.status("", "unsealing failed, kmsd stays sealed: "+err.Error())
-		}
-		s.done = true
-		return s.status("kmsd is unsealed and serving.", "")
-	case <-ctx.Done():
-		return s.status("", "kmsd is shutting down")
-	}
-}
-
-// discard wipes the shares held. s.mu must be held.
-func (s *unsealServer) discard() {
-	for i := range s.shares {
-		s.shares[i].Wipe()
-	}
-	s.shares = nil
 }

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kmsd/kmsd/internal/keystore"
+	"github.com/kmsd/kmsd/internal/durable"
 )
 
 // Log files are named audit-<first sequence, 20 digits>-<UTC creation time>.jsonl,
@@ -173,7 +173,7 @@ func readTail(dir string) (*tail, error) {
 		if err := os.Remove(path); err != nil {
 			return nil, fmt.Errorf("audit: removing empty log file: %w", err)
 		}
-		if err := keystore.SyncDir(dir); err != nil {
+		if err := durable.SyncDir(dir); err != nil {
 			return nil, fmt.Errorf("audit: %w", err)
 		}
 		files = files[:len(files)-1]

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kmsd/kmsd/internal/keystore"
+	"github.com/kmsd/kmsd/internal/durable"
 )
 
 // Defaults of Options.
@@ -467,7 +467,7 @@ func (l *Log) createFile(now time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := keystore.SyncDir(l.opts.Dir); err != nil {
+	if err := durable.SyncDir(l.opts.Dir); err != nil {
 		f.Close()
 		return fmt.Errorf("audit: syncing the log directory: %w", err)
 	}

@@ -17,7 +17,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/kmsd/kmsd/internal/keystore"
+	"github.com/kmsd/kmsd/internal/durable"
 )
 
 // Files that kmsd keeps in its data folder for the audit log.
@@ -26,6 +26,14 @@ const (
 	SigningKeyFile = "audit-signing.key" // the signing key, wrapped by the root of trust
 	PublicKeyFile  = "audit-signing.pub" // its public key, PEM; all that verification needs
 )
+
+// Wrapper wraps and unwraps the signing key's seed: the root of trust
+// (a keystore.Keystore), so that only it can sign digests. aad binds the
+// wrapped seed to its use.
+type Wrapper interface {
+	Wrap(ctx context.Context, plaintext, aad []byte) ([]byte, error)
+	Unwrap(ctx context.Context, wrapped, aad []byte) ([]byte, error)
+}
 
 // Signer signs digests. The log calls it from one goroutine at a time.
 type Signer interface {
@@ -86,7 +94,7 @@ func PublicKeyPath(keyPath string) string {
 // It refuses to create a key while the public key file exists without its
 // key: that public key verifies existing audit files, and overwriting it
 // would make them unverifiable. Move it aside first.
-func LoadOrCreateSigningKey(ctx context.Context, path string, ks keystore.Keystore) (Signer, error) {
+func LoadOrCreateSigningKey(ctx context.Context, path string, ks Wrapper) (Signer, error) {
 	priv, err := loadSigningKey(ctx, path, ks)
 	if errors.Is(err, fs.ErrNotExist) {
 		pubPath := PublicKeyPath(path)
@@ -114,7 +122,7 @@ func LoadOrCreateSigningKey(ctx context.Context, path string, ks keystore.Keysto
 // signing key file at path (an error wrapping fs.ErrNotExist when there is
 // none). Root rotation reads it to learn which root wrapped it.
 func ReadWrappedSigningKey(path string) ([]byte, error) {
-	f, _, err := keystore.OpenPrivateFile(path, "signing key")
+	f, _, err := durable.OpenPrivate(path, "signing key")
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
@@ -138,7 +146,7 @@ func ReadWrappedSigningKey(path string) ([]byte, error) {
 // again with ks (a keystore.Ring wraps under its current root), replacing
 // the file atomically. The key itself, and so its public key, stays the
 // same.
-func RewrapSigningKey(ctx context.Context, path string, ks keystore.Keystore) error {
+func RewrapSigningKey(ctx context.Context, path string, ks Wrapper) error {
 	wrapped, err := ReadWrappedSigningKey(path)
 	if err != nil {
 		return err
@@ -153,14 +161,14 @@ func RewrapSigningKey(ctx context.Context, path string, ks keystore.Keystore) er
 		return fmt.Errorf("audit: wrapping signing key: %w", err)
 	}
 	content := signingKeyMagic + "\n" + base64.StdEncoding.EncodeToString(rewrapped) + "\n"
-	err = keystore.ReplaceFile(path, []byte(content), 0o600)
+	err = durable.Replace(path, []byte(content), 0o600)
 	if err != nil {
 		return fmt.Errorf("audit: rewrapping signing key: %w", err)
 	}
 	return nil
 }
 
-func loadSigningKey(ctx context.Context, path string, ks keystore.Keystore) (ed25519.PrivateKey, error) {
+func loadSigningKey(ctx context.Context, path string, ks Wrapper) (ed25519.PrivateKey, error) {
 	wrapped, err := ReadWrappedSigningKey(path)
 	if err != nil {
 		return nil, err
@@ -176,7 +184,7 @@ func loadSigningKey(ctx context.Context, path string, ks keystore.Keystore) (ed2
 	return ed25519.NewKeyFromSeed(seed), nil
 }
 
-func createSigningKey(ctx context.Context, path string, ks keystore.Keystore) error {
+func createSigningKey(ctx context.Context, path string, ks Wrapper) error {
 	seed := make([]byte, ed25519.SeedSize)
 	defer clear(seed)
 	if _, err := rand.Read(seed); err != nil {
@@ -187,7 +195,7 @@ func createSigningKey(ctx context.Context, path string, ks keystore.Keystore) er
 		return fmt.Errorf("audit: wrapping signing key: %w", err)
 	}
 	content := signingKeyMagic + "\n" + base64.StdEncoding.EncodeToString(wrapped) + "\n"
-	if err := keystore.CreateFileExclusive(path, []byte(content), 0o600); err != nil {
+	if err := durable.CreateExclusive(path, []byte(content), 0o600); err != nil {
 		return fmt.Errorf("audit: writing signing key: %w", err)
 	}
 	return nil
@@ -211,7 +219,7 @@ func ensurePublicKeyFile(path string, pub ed25519.PublicKey) error {
 		return fmt.Errorf("audit: encoding public key: %w", err)
 	}
 	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-	err = keystore.CreateFileExclusive(path, pemBytes, 0o644)
+	err = durable.CreateExclusive(path, pemBytes, 0o644)
 	if errors.Is(err, fs.ErrExist) {
 		return ensurePublicKeyFile(path, pub) // written concurrently: check it
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/kmsd/kmsd/internal/awserr"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/kms"
-	"github.com/kmsd/kmsd/internal/store/sqlite"
+	"github.com/kmsd/kmsd/internal/store/backend"
 )
 
 // newRoutes returns the routes of a real service on a temp data folder.
@@ -20,7 +20,7 @@ func newRoutes(tb testing.TB) (map[string]*Route, kms.Caller) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "kmsd.db"))
+	st, err := backend.Open(context.Background(), backend.Config{DataDir: dir})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/sigv4"
-	"github.com/kmsd/kmsd/internal/store/sqlite"
+	"github.com/kmsd/kmsd/internal/store/backend"
 )
 
 func TestAccessKeys(t *testing.T) {
@@ -21,7 +21,7 @@ func TestAccessKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "kmsd.db"))
+	st, err := backend.Open(ctx, backend.Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/kms"
 	"github.com/kmsd/kmsd/internal/sigv4"
-	"github.com/kmsd/kmsd/internal/store/sqlite"
+	"github.com/kmsd/kmsd/internal/store/backend"
 )
 
 func iamConfig(t *testing.T, src string) config.IAM {
@@ -113,7 +113,7 @@ func TestDirectoryReload(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	ks, _ := keystore.OpenFile(filepath.Join(dir, "root.key"))
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "kmsd.db"))
+	st, err := backend.Open(ctx, backend.Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+
+	"github.com/kmsd/kmsd/internal/durable"
 )
 
 // Wrapped output of FileKeystore, format version 1:
@@ -218,7 +220,7 @@ func (f *FileKeystore) additionalData(aad []byte) []byte {
 // readRootKey reads and checks an existing root key file. The returned
 // slice must be cleared by the caller.
 func readRootKey(path string) ([]byte, error) {
-	file, fi, err := OpenPrivateFile(path, "root key file")
+	file, fi, err := durable.OpenPrivate(path, "root key file")
 	if err != nil {
 		return nil, fmt.Errorf("keystore: %w", err)
 	}
@@ -261,7 +263,7 @@ func createRootKey(path string) (key []byte, err error) {
 		}
 	}()
 
-	if err := CreateFileExclusive(path, key, 0o600); err != nil {
+	if err := durable.CreateExclusive(path, key, 0o600); err != nil {
 		return nil, fmt.Errorf("keystore: creating root key file: %w", err)
 	}
 	return key, nil

@@ -17,6 +17,8 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/argon2"
+
+	"github.com/kmsd/kmsd/internal/durable"
 )
 
 // A sealed root key file holds a FileKeystore's root key encrypted under a
@@ -413,7 +415,7 @@ func readSealed(path string) (sealedFile, SealInfo, [rootIDSize]byte, error) {
 	var f sealedFile
 	var info SealInfo
 	var id [rootIDSize]byte
-	file, _, err := OpenPrivateFile(path, "sealed root key file")
+	file, _, err := durable.OpenPrivate(path, "sealed root key file")
 	if err != nil {
 		return f, info, id, fmt.Errorf("keystore: %w", err)
 	}
@@ -558,7 +560,7 @@ func writeSealed(path string, root []byte, k *SealKey) (*FileKeystore, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := CreateFileExclusive(path, data, 0o600); err != nil {
+	if err := durable.CreateExclusive(path, data, 0o600); err != nil {
 		return nil, fmt.Errorf("keystore: creating sealed root key file: %w", err)
 	}
 	// Read it back: a root sealed wrongly would be found only at the next

@@ -12,7 +12,7 @@ import (
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/policy"
 	"github.com/kmsd/kmsd/internal/store"
-	"github.com/kmsd/kmsd/internal/store/sqlite"
+	"github.com/kmsd/kmsd/internal/store/backend"
 )
 
 var authzNow = time.Date(2031, 2, 3, 4, 5, 6, 0, time.UTC)
@@ -25,7 +25,7 @@ func newAuthzService(t *testing.T) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "kmsd.db"))
+	st, err := backend.Open(context.Background(), backend.Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

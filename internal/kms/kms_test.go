@@ -11,7 +11,7 @@ import (
 
 	"github.com/kmsd/kmsd/internal/awserr"
 	"github.com/kmsd/kmsd/internal/keystore"
-	"github.com/kmsd/kmsd/internal/store/sqlite"
+	"github.com/kmsd/kmsd/internal/store/backend"
 )
 
 var admin = Caller{Account: "111122223333", ARN: "arn:aws:iam::111122223333:user/admin"}
@@ -23,7 +23,7 @@ func open(t *testing.T, dir string) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "kmsd.db"))
+	st, err := backend.Open(context.Background(), backend.Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/kmsd/kmsd/internal/keystore/pkcs11"
 	"github.com/kmsd/kmsd/internal/softhsmtest"
 	"github.com/kmsd/kmsd/internal/store"
-	"github.com/kmsd/kmsd/internal/store/sqlite"
+	"github.com/kmsd/kmsd/internal/store/backend"
 )
 
 // Decrypt with a cold and a warm material cache, on the PKCS#11 root of
@@ -97,7 +97,7 @@ type decryptBench struct {
 
 func benchDecryptCache(b *testing.B, root keystore.Keystore) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "kmsd.db"))
+	st, err := backend.Open(ctx, backend.Config{DataDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}

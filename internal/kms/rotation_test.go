@@ -9,7 +9,7 @@ import (
 
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/store"
-	"github.com/kmsd/kmsd/internal/store/sqlite"
+	"github.com/kmsd/kmsd/internal/store/backend"
 )
 
 // fakeClock is a settable clock shared by the nodes of a test.
@@ -39,7 +39,7 @@ func openNode(t *testing.T, dir string, clock *fakeClock) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "kmsd.db"))
+	st, err := backend.Open(context.Background(), backend.Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ import (
 	"github.com/kmsd/kmsd/internal/kms"
 	"github.com/kmsd/kmsd/internal/server"
 	"github.com/kmsd/kmsd/internal/sigv4"
-	"github.com/kmsd/kmsd/internal/store/sqlite"
+	"github.com/kmsd/kmsd/internal/store/backend"
 )
 
 // Account and Region of the test service.
@@ -111,7 +111,7 @@ func startIn(tb testing.TB, dir string, o options) *Env {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "kmsd.db"))
+	st, err := backend.Open(ctx, backend.Config{DataDir: dir})
 	if err != nil {
 		tb.Fatal(err)
 	}

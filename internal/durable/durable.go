@@ -1,4 +1,12 @@
-package keystore
+// Package durable writes files that must survive a crash whole (root keys,
+// the audit signing key, the roots manifest) and opens files that hold a
+// secret only when nobody but their owner can reach them.
+//
+// A write goes to a fresh temporary file next to its target, is fsynced,
+// then takes the target's name (a hard link, or a rename), and the
+// directory is fsynced: a reader or a crash sees the whole old file or the
+// whole new one, never a part.
+package durable
 
 import (
 	"errors"
@@ -9,12 +17,12 @@ import (
 	"runtime"
 )
 
-// OpenPrivateFile opens a file that holds a secret (a root key, a wrapped
+// OpenPrivate opens a file that holds a secret (a root key, a wrapped
 // signing key) for reading, and refuses it unless it is a regular file that
 // neither group nor others may access. The checks apply to the opened file
 // itself (Stat on the descriptor), not to whatever the path names later.
 // what names the file in errors.
-func OpenPrivateFile(path, what string) (*os.File, fs.FileInfo, error) {
+func OpenPrivate(path, what string) (*os.File, fs.FileInfo, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening %s: %w", what, err)
@@ -38,27 +46,26 @@ func OpenPrivateFile(path, what string) (*os.File, fs.FileInfo, error) {
 	return f, fi, nil
 }
 
-// CreateFileExclusive creates path holding data with mode: written and
-// fsynced under a temporary name, then hard-linked to path, which fails
-// with an error wrapping fs.ErrExist rather than replace an existing file;
-// then the directory is fsynced. So path appears only complete, never
-// replaces another file (two processes racing to create a root key agree on
-// one), and survives a crash once this returns.
-func CreateFileExclusive(path string, data []byte, mode os.FileMode) error {
-	return writeDurably(path, data, mode, os.Link)
+// CreateExclusive creates path holding data with mode: written and fsynced
+// under a temporary name, then hard-linked to path, which fails with an
+// error wrapping fs.ErrExist rather than replace an existing file; then the
+// directory is fsynced. So path appears only complete, never replaces
+// another file (two processes racing to create a root key agree on one),
+// and survives a crash once this returns.
+func CreateExclusive(path string, data []byte, mode os.FileMode) error {
+	return write(path, data, mode, os.Link)
 }
 
-// ReplaceFile replaces path with data and mode atomically (temporary file,
+// Replace replaces path with data and mode atomically (temporary file,
 // fsync, rename, directory fsync): a reader or a crash sees the old
 // content or the new one, never a mix.
-func ReplaceFile(path string, data []byte, mode os.FileMode) error {
-	return writeDurably(path, data, mode, os.Rename)
+func Replace(path string, data []byte, mode os.FileMode) error {
+	return write(path, data, mode, os.Rename)
 }
 
-// writeDurably writes data to a fresh temporary file next to path, fsyncs
-// it, gives it its name with place (link or rename), and fsyncs the
-// directory.
-func writeDurably(path string, data []byte, mode os.FileMode, place func(tmp, path string) error) error {
+// write writes data to a fresh temporary file next to path, fsyncs it,
+// gives it its name with place (link or rename), and fsyncs the directory.
+func write(path string, data []byte, mode os.FileMode, place func(tmp, path string) error) error {
 	dir := filepath.Dir(path)
 	// os.CreateTemp opens with O_CREATE|O_EXCL and mode 0600: a fresh file
 	// nobody else can have opened, never an existing one.

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/kmsd/kmsd/internal/config"
+	"github.com/kmsd/kmsd/internal/keystore"
+	"github.com/kmsd/kmsd/internal/rootmgr"
+	"github.com/kmsd/kmsd/internal/store"
+	"github.com/kmsd/kmsd/internal/store/backend"
+)
+
+// dataFolder is what kmsd serve, iam and root open in a data folder: its
+// roots of trust, the keystore they make and the store.
+type dataFolder struct {
+	manifest *rootmgr.FileManifest
+	roots    *rootmgr.Manager
+	// sealed is the seal of the roots when kmsd init sealed them, else
+	// nil.
+	sealed *keystore.SealInfo
+	// ks is the live ring of the roots; nil unless asked for, and nil
+	// while they are sealed (kmsd serve opens it once kmsd unseal gives
+	// the seal key, and sets it here to be closed with the rest).
+	ks *rootmgr.LiveRing
+	st store.Store
+}
+
+// openDataFolder creates the data folder of cfg (mode 0700) or checks an
+// existing one, and opens in it the roots of trust, the keystore when
+// withKeystore and the roots are not sealed, and the store, in that
+// order.
+func openDataFolder(ctx context.Context, cfg config.Config, getenv func(string) string, log *slog.Logger, withKeystore bool) (*dataFolder, error) {
+	if err := prepareDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	f := &dataFolder{manifest: rootmgr.NewFileManifest(cfg.DataDir)}
+	f.roots = rootmgr.New(rootmgr.Config{DataDir: cfg.DataDir, Keystore: cfg.Keystore, Getenv: getenv, Manifest: f.manifest})
+	var err error
+	if f.sealed, err = f.roots.SealInfo(ctx); err != nil {
+		return nil, err
+	}
+	if withKeystore && f.sealed == nil {
+		if f.ks, err = f.roots.OpenLiveRing(ctx, nil, log); err != nil {
+			return nil, err
+		}
+	}
+	if f.st, err = backend.Open(ctx, backend.Config{DataDir: cfg.DataDir}); err != nil {
+		f.close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return f, nil
+}
+
+// close closes the store and the keystore.
+func (f *dataFolder) close() {
+	if f.st != nil {
+		f.st.Close()
+	}
+	if f.ks != nil {
+		f.ks.Close()
+	}
+}
+
+// prepareDataDir creates the data folder with mode 0700, and refuses an
+// existing one that others can read.
+func prepareDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data folder: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("data folder %s has mode %o: it holds the root key, make it private (chmod 700 %s)", dir, fi.Mode().Perm(), dir)
+	}
+	return nil
+}

@@ -1,0 +1,7 @@
+//go:build !unix
+
+package rootmgr
+
+// Lock is a no-op where flock(2) is missing: run one kmsd root command at
+// a time.
+func (f *FileManifest) Lock() (unlock func(), err error) { return func() {}, nil }
