@@ -151,6 +151,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		log.Info("kmsd unsealed", "root_key", f.ks.ID())
 	}
 	go app.svc.RunReaper(ctx, time.Minute)
+	// Keeps the service's cached view current with changes other nodes
+	// (and kmsd commands such as kmsd root) make in the store.
+	go app.svc.Follow(ctx, 0)
 	rl := append([]reloader{}, app.reloaders...)
 	if reload != nil {
 		rl = append(rl, reloader{"TLS certificate", reload})

@@ -121,6 +121,11 @@ func startIn(tb testing.TB, dir string, o options) *Env {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	// The service follows the store's change feed, as kmsd serve's does.
+	fctx, stopFollow := context.WithCancel(ctx)
+	followed := make(chan struct{})
+	go func() { defer close(followed); svc.Follow(fctx, 0) }()
+	tb.Cleanup(func() { stopFollow(); <-followed })
 	if o.clusters != nil {
 		if err := svc.RestoreCustomKeyStores(ctx); err != nil {
 			tb.Fatal(err)
