@@ -15,9 +15,9 @@ import (
 // authorizeRequest passes a validated request through the route's
 // authorization. A route without an authorizer refuses every request: a
 // route must never run unauthorized.
-func (r *Route) authorizeRequest(ctx context.Context, c kms.Caller, in any) error {
+func (r *Route) authorizeRequest(ctx context.Context, c kms.Caller, in any) (kms.Caller, error) {
 	if r.authorize == nil {
-		return errors.New("awsjson: route " + r.Name + " has no authorizer")
+		return kms.Caller{}, errors.New("awsjson: route " + r.Name + " has no authorizer")
 	}
 	return r.authorize(ctx, c, r.Name, in)
 }

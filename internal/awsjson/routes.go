@@ -21,7 +21,7 @@ type Route struct {
 	serve     func(ctx context.Context, c kms.Caller, body []byte) (any, error)
 	// authorize is the gate every request passes after validation
 	// (kms.Service.Authorize); a Route without one refuses every request.
-	authorize func(ctx context.Context, c kms.Caller, op string, in any) error
+	authorize func(ctx context.Context, c kms.Caller, op string, in any) (kms.Caller, error)
 	newInput  func() any // a new, empty input of the operation (for tests)
 }
 
@@ -53,7 +53,11 @@ func op[In, Out any](name string, limit int64, validate func(*validator, *In), c
 		if err := v.err(); err != nil {
 			return nil, err
 		}
-		if err := r.authorizeRequest(ctx, c, in); err != nil {
+		// The operation runs with the Caller Authorize returns: it acts on
+		// the keys that were authorized (an alias moved since changes
+		// nothing).
+		c, err := r.authorizeRequest(ctx, c, in)
+		if err != nil {
 			return nil, err
 		}
 		out, err := call(ctx, c, in)

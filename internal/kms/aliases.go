@@ -90,14 +90,29 @@ func (s *Service) UpdateAlias(ctx context.Context, c Caller, in *AliasInput) err
 	if err != nil {
 		return internal("get alias", err)
 	}
+	// The alias moves from the key it pointed at when the request was
+	// authorized, and only from that one.
+	from := old.KeyID
+	cur := authorizedAliasTarget(c, in.AliasName)
+	if cur != nil {
+		from = cur.ID
+	} else if k, err := s.key(ctx, from); err == nil {
+		cur = k
+	}
+	if err := s.checkAliasAt(c, old, from); err != nil {
+		return err
+	}
 	k, err := s.aliasTargetKey(ctx, c, in.TargetKeyId)
 	if err != nil {
 		return err
 	}
-	if cur, err := s.key(ctx, old.KeyID); err == nil && (cur.KeySpec != k.KeySpec || cur.KeyUsage != k.KeyUsage) {
+	if cur != nil && (cur.KeySpec != k.KeySpec || cur.KeyUsage != k.KeyUsage) {
 		return awserr.Newf(awserr.Validation, "Alias %s points at a %s key with usage %s; it cannot be moved to a %s key with usage %s.",
 			in.AliasName, cur.KeySpec, cur.KeyUsage, k.KeySpec, k.KeyUsage)
 	}
+	// The store does not compare-and-set aliases yet, so checkAliasAt
+	// compared above; from is what its compare-and-set UpdateAlias will
+	// take, closing the window between that read and this write.
 	err = s.store.UpdateAlias(ctx, c.Account, s.region, in.AliasName, k.ID, s.now().UTC())
 	if errors.Is(err, store.ErrNotFound) {
 		return awserr.Newf(awserr.NotFound, "Alias %s is not found.", s.aliasARN(c.Account, in.AliasName))
@@ -114,6 +129,22 @@ func (s *Service) DeleteAlias(ctx context.Context, c Caller, in *DeleteAliasInpu
 	if err := checkAliasName(in.AliasName); err != nil {
 		return err
 	}
+	// The alias is deleted only while it points at the key it pointed at
+	// when the request was authorized.
+	if k := authorizedAliasTarget(c, in.AliasName); k != nil {
+		a, err := s.store.GetAlias(ctx, c.Account, s.region, in.AliasName)
+		if errors.Is(err, store.ErrNotFound) {
+			return awserr.Newf(awserr.NotFound, "Alias %s is not found.", s.aliasARN(c.Account, in.AliasName))
+		}
+		if err != nil {
+			return internal("get alias", err)
+		}
+		if err := s.checkAliasAt(c, a, k.ID); err != nil {
+			return err
+		}
+	}
+	// As in UpdateAlias: the store's compare-and-set DeleteAlias will take
+	// the key id checkAliasAt compared.
 	err := s.store.DeleteAlias(ctx, c.Account, s.region, in.AliasName)
 	if errors.Is(err, store.ErrNotFound) {
 		return awserr.Newf(awserr.NotFound, "Alias %s is not found.", s.aliasARN(c.Account, in.AliasName))
@@ -122,6 +153,15 @@ func (s *Service) DeleteAlias(ctx context.Context, c Caller, in *DeleteAliasInpu
 		return internal("delete alias", err)
 	}
 	s.aliasesChanged()
+	return nil
+}
+
+// checkAliasAt returns ConflictException unless alias a points at keyID:
+// the alias moved after the request was authorized against keyID.
+func (s *Service) checkAliasAt(c Caller, a *store.Alias, keyID string) error {
+	if a.KeyID != keyID {
+		return awserr.Newf(awserr.Conflict, "Alias %s changed while the request was being authorized. Try again.", s.aliasARN(c.Account, a.Name))
+	}
 	return nil
 }
 

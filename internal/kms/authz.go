@@ -284,6 +284,8 @@ type authzCall struct {
 	// observe, when set (by tests), sees every evaluation's action,
 	// resource and condition context.
 	observe func(action, resource string, pc policy.Context)
+	// resolved collects the keys the rule resolved (authorized.go).
+	resolved authorized
 }
 
 // rule is how one operation is authorized.
@@ -322,7 +324,7 @@ func onKey[In any](form resolveForm, cross bool, describe func(in *In, r *keyReq
 	return custom(func(a *authzCall, in *In) error {
 		r := &keyRequest{form: form, cross: cross}
 		describe(in, r)
-		k, err := a.s.resolve(a.ctx, *a.c, r.keyID, r.form)
+		k, err := a.resolve(r.keyID, r.form)
 		if err != nil {
 			return err
 		}
@@ -513,24 +515,36 @@ func describeDataKeyPair(in *GenerateDataKeyPairInput, r *keyRequest) {
 // lock the caller out is MalformedPolicyDocumentException) and the grant
 // tokens of a request (InvalidGrantTokenException).
 //
+// On success it returns c annotated with the keys the decision was made on
+// (authorized.go): the operation must be called with that Caller, so that
+// it acts on those very keys, even if an alias has moved since. The
+// annotated Caller is good for this one request only.
+//
 // The wire layer calls Authorize for every request; Service methods do not,
 // so code that calls them directly (tests, tools) acts with every
 // permission.
-func (s *Service) Authorize(ctx context.Context, c Caller, op string, in any) error {
+func (s *Service) Authorize(ctx context.Context, c Caller, op string, in any) (Caller, error) {
 	return s.authorize(ctx, c, op, in, nil)
 }
 
-func (s *Service) authorize(ctx context.Context, c Caller, op string, in any, observe func(action, resource string, pc policy.Context)) error {
+func (s *Service) authorize(ctx context.Context, c Caller, op string, in any, observe func(action, resource string, pc policy.Context)) (Caller, error) {
 	r := authzRules[op]
 	if r == nil {
-		return internal("authorize", fmt.Errorf("operation %s has no authorization rule", op))
+		return Caller{}, internal("authorize", fmt.Errorf("operation %s has no authorization rule", op))
 	}
+	// Keys resolved for an earlier request must not stand in for this
+	// one's.
+	c.authorized = nil
 	id, err := identityFor(&c)
 	if err != nil {
-		return internal("authorize", err)
+		return Caller{}, internal("authorize", err)
 	}
 	a := &authzCall{s: s, ctx: ctx, c: &c, id: id, rule: r, observe: observe}
-	return r.check(a, in)
+	if err := r.check(a, in); err != nil {
+		return Caller{}, err
+	}
+	c.authorized = &a.resolved
+	return c, nil
 }
 
 // CheckAuthorizationRule reports whether operation op has an authorization
@@ -708,6 +722,10 @@ func (a *authzCall) checkKey(action, grantOp string, k *store.Key, r *keyRequest
 // blobKey returns the key a symmetric ciphertext names (by key id, in any
 // account of this region): Decrypt and ReEncrypt without a KeyId.
 func (s *Service) blobKey(ctx context.Context, c Caller, id string) (*store.Key, error) {
+	if k := c.authorized.find(byBlob, 0, id); k != nil {
+		noteKey(ctx, k)
+		return k, nil
+	}
 	k, err := s.key(ctx, id)
 	if err == nil && k.Region == s.region {
 		return k, nil
@@ -723,7 +741,7 @@ func (s *Service) blobKey(ctx context.Context, c Caller, id string) (*store.Key,
 // those of the operation.
 func (a *authzCall) decryptKey(keyID string, blob []byte, dryRun bool, mods []string) (*store.Key, error) {
 	if keyID != "" {
-		return a.s.resolve(a.ctx, *a.c, keyID, anyKeyForm)
+		return a.resolve(keyID, anyKeyForm)
 	}
 	if blob == nil {
 		// Neither a key nor a ciphertext: the operation's own error.
@@ -737,7 +755,7 @@ func (a *authzCall) decryptKey(keyID string, blob []byte, dryRun bool, mods []st
 	if err != nil {
 		return nil, errInvalidCiphertext
 	}
-	return a.s.blobKey(a.ctx, *a.c, h.KeyID)
+	return a.blobKey(h.KeyID)
 }
 
 func authorizeDecrypt(a *authzCall, in *DecryptInput) error {
@@ -754,7 +772,7 @@ func authorizeDecrypt(a *authzCall, in *DecryptInput) error {
 // authorizeReEncrypt checks kms:ReEncryptFrom on the source key and
 // kms:ReEncryptTo on the destination key.
 func authorizeReEncrypt(a *authzCall, in *ReEncryptInput) error {
-	dst, err := a.s.resolve(a.ctx, *a.c, in.DestinationKeyId, anyKeyForm)
+	dst, err := a.resolve(in.DestinationKeyId, anyKeyForm)
 	if err != nil {
 		return err
 	}
@@ -823,7 +841,7 @@ func authorizeCreateKey(a *authzCall, in *CreateKeyInput) error {
 // authorizePutKeyPolicy checks kms:PutKeyPolicy under the current policy,
 // then the lockout safety check under the new one.
 func authorizePutKeyPolicy(a *authzCall, in *PutKeyPolicyInput) error {
-	k, err := a.s.resolve(a.ctx, *a.c, in.KeyId, idOrARN)
+	k, err := a.resolve(in.KeyId, idOrARN)
 	if err != nil {
 		return err
 	}
@@ -870,6 +888,7 @@ func (a *authzCall) currentAliasKey(name string) (*store.Key, error) {
 		}
 		return nil, internal("get key", err)
 	}
+	a.resolved.add(byAlias, 0, name, k)
 	return k, nil
 }
 
@@ -877,7 +896,7 @@ func authorizeCreateAlias(a *authzCall, in *AliasInput) error {
 	if err := a.checkIdentity("kms:CreateAlias", a.s.aliasARN(a.c.Account, in.AliasName), nil); err != nil {
 		return err
 	}
-	k, err := a.s.resolve(a.ctx, *a.c, in.TargetKeyId, idOrARN)
+	k, err := a.resolve(in.TargetKeyId, idOrARN)
 	if err != nil {
 		return err
 	}
@@ -895,7 +914,7 @@ func authorizeUpdateAlias(a *authzCall, in *AliasInput) error {
 	if err := a.aliasKey("kms:UpdateAlias", old); err != nil {
 		return err
 	}
-	k, err := a.s.resolve(a.ctx, *a.c, in.TargetKeyId, idOrARN)
+	k, err := a.resolve(in.TargetKeyId, idOrARN)
 	if err != nil {
 		return err
 	}

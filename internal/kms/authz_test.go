@@ -176,7 +176,7 @@ func TestConditionContext(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []eval
-			err := s.authorize(ctx, alice, tc.op, tc.in, func(action, resource string, pc policy.Context) {
+			_, err := s.authorize(ctx, alice, tc.op, tc.in, func(action, resource string, pc policy.Context) {
 				got = append(got, eval{action, resource, nil})
 				want := tc.evals[min(len(got), len(tc.evals))-1]
 				if action != want.action || resource != want.resource {
@@ -229,7 +229,7 @@ func TestCreateKeyContext(t *testing.T) {
 	}
 	for _, tc := range cases {
 		var actions []string
-		err := s.authorize(context.Background(), c, "CreateKey", &tc.in, func(action, resource string, pc policy.Context) {
+		_, err := s.authorize(context.Background(), c, "CreateKey", &tc.in, func(action, resource string, pc policy.Context) {
 			actions = append(actions, action)
 			if resource != "*" {
 				t.Errorf("%s on resource %q, want *", action, resource)
@@ -263,11 +263,11 @@ func TestAuthorizationRules(t *testing.T) {
 		t.Fatal("an unknown operation has a rule")
 	}
 	s := newAuthzService(t)
-	err := s.Authorize(context.Background(), admin, "NoSuchOperation", &KeyIdInput{})
+	_, err := s.Authorize(context.Background(), admin, "NoSuchOperation", &KeyIdInput{})
 	if err == nil || awserr.CodeOf(err) != "" {
 		t.Fatalf("unknown operation: %v, want an internal error", err)
 	}
-	err = s.Authorize(context.Background(), admin, "Encrypt", &DecryptInput{})
+	_, err = s.Authorize(context.Background(), admin, "Encrypt", &DecryptInput{})
 	if err == nil || awserr.CodeOf(err) != "" {
 		t.Fatalf("wrong input type: %v, want an internal error", err)
 	}
@@ -366,7 +366,7 @@ func TestConditionsSeeTheirKeys(t *testing.T) {
 			c := Caller{Account: "111122223333", ARN: user, SourceIP: "203.0.113.9", SecureTransport: true,
 				Identity: mustIdentity(t, IdentityConfig{ARN: user, Type: PrincipalTypeUser, UserName: "carol", UserID: "AIDACAROL",
 					Tags: map[string]string{"Team": "blue"}}, identityDoc)}
-			err := s.Authorize(ctx, c, tc.op, tc.in)
+			_, err := s.Authorize(ctx, c, tc.op, tc.in)
 			if allowed := err == nil; allowed == wrong {
 				t.Errorf("case %d identity policy %s: %v", i, cond, err)
 			}
@@ -381,7 +381,7 @@ func TestConditionsSeeTheirKeys(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.Identity = mustIdentity(t, IdentityConfig{ARN: user, Type: PrincipalTypeUser, UserName: "carol", UserID: "AIDACAROL", Tags: map[string]string{"Team": "blue"}})
-			err = s.Authorize(ctx, c, tc.op, tc.in)
+			_, err = s.Authorize(ctx, c, tc.op, tc.in)
 			if allowed := err == nil; allowed == wrong {
 				t.Errorf("case %d key policy %s: %v", i, cond, err)
 			}

@@ -785,7 +785,7 @@ func allowsSubGrant(g *store.Grant, in *CreateGrantInput) bool {
 // authorizeCreateGrant checks kms:CreateGrant with the grant's condition
 // keys; a grant that allows CreateGrant allows only grants within itself.
 func authorizeCreateGrant(a *authzCall, in *CreateGrantInput) error {
-	k, err := a.s.resolve(a.ctx, *a.c, in.KeyId, idOrARN)
+	k, err := a.resolve(in.KeyId, idOrARN)
 	if err != nil {
 		return err
 	}

@@ -38,6 +38,9 @@ type Caller struct {
 	// Identity is the principal's compiled identity (policies, tags, ids),
 	// set by package iam; see Authorize.
 	Identity *Identity
+	// authorized holds the keys Authorize resolved for this request
+	// (authorized.go); nil when the Caller did not come from Authorize.
+	authorized *authorized
 }
 
 // Config holds what a Service is built from.
@@ -192,6 +195,10 @@ const (
 // resolve finds the key named by keyID, as the caller sees it. Bare ids and
 // alias names are resolved in the caller's account; ARNs name their account.
 func (s *Service) resolve(ctx context.Context, c Caller, keyID string, form resolveForm) (*store.Key, error) {
+	if k := c.authorized.find(byName, form, keyID); k != nil {
+		noteKey(ctx, k)
+		return k, nil
+	}
 	account := c.Account
 	name := keyID
 	if strings.HasPrefix(keyID, "arn:") {
