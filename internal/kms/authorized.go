@@ -4,15 +4,15 @@ import "github.com/kmsd/kmsd/internal/store"
 
 // What an authorization resolved, for the operation that follows it.
 //
-// Authorize finds the keys a request acts on (a key named by alias, the key
-// a ciphertext names, an alias's current target) and decides on those very
-// key snapshots. Were the operation to resolve them again, an alias moved in
-// between would make it act on a key that was never authorized. So
-// Authorize returns the Caller annotated with what it resolved, and the
-// operation's lookups (resolve, blobKey, the alias operations) take those
-// first. A Caller that did not come from Authorize (tests, tools calling
-// Service methods directly) has no annotation, and lookups resolve as
-// usual.
+// An operation's Rule finds the keys a request acts on (a key named by
+// alias, the key a ciphertext names, an alias's current target) and decides
+// on those very key snapshots. Were the operation to resolve them again, an
+// alias moved in between would make it act on a key that was never
+// authorized. So Rule.Check returns the Caller annotated with what it
+// resolved, and the operation's lookups (resolve, blobKey, the alias
+// operations) take those first. A Caller that did not come from Rule.Check
+// (tests, tools calling Service methods directly) has no annotation, and
+// lookups resolve as usual.
 
 // resolvedBy says how a request named a key.
 type resolvedBy uint8

@@ -7,7 +7,7 @@ import (
 	"github.com/kmsd/kmsd/internal/awserr"
 )
 
-// TestOperationRunsOnTheAuthorizedKey: an alias moved between Authorize and
+// TestOperationRunsOnTheAuthorizedKey: an alias moved between authorization and
 // the operation must not redirect the operation to a key the caller was
 // never authorized for. Key B's policy denies the caller outright, so
 // running on B would be a request that no policy allows.
@@ -41,7 +41,7 @@ func TestOperationRunsOnTheAuthorizedKey(t *testing.T) {
 
 	t.Run("Encrypt", func(t *testing.T) {
 		in := &EncryptInput{KeyId: "alias/x", Plaintext: []byte("secret")}
-		authorized, err := s.Authorize(ctx, dave, "Encrypt", in)
+		authorized, err := AuthorizeEncrypt.Check(ctx, s, dave, in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +61,7 @@ func TestOperationRunsOnTheAuthorizedKey(t *testing.T) {
 			t.Fatal(err)
 		}
 		in := &ReEncryptInput{CiphertextBlob: blob.CiphertextBlob, SourceKeyId: "alias/x", DestinationKeyId: "alias/x"}
-		authorized, err := s.Authorize(ctx, dave, "ReEncrypt", in)
+		authorized, err := AuthorizeReEncrypt.Check(ctx, s, dave, in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,20 +84,22 @@ func TestOperationRunsOnTheAuthorizedKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	keyC := c.KeyMetadata.KeyId
+	update := &AliasInput{AliasName: "alias/x", TargetKeyId: keyC}
+	del := &DeleteAliasInput{AliasName: "alias/x"}
 	for _, tc := range []struct {
-		op  string
-		in  any
-		run func(Caller) error
+		op        string
+		authorize func(Caller) (Caller, error)
+		run       func(Caller) error
 	}{
-		{"UpdateAlias", &AliasInput{AliasName: "alias/x", TargetKeyId: keyC}, func(c Caller) error {
-			return s.UpdateAlias(ctx, c, &AliasInput{AliasName: "alias/x", TargetKeyId: keyC})
-		}},
-		{"DeleteAlias", &DeleteAliasInput{AliasName: "alias/x"}, func(c Caller) error {
-			return s.DeleteAlias(ctx, c, &DeleteAliasInput{AliasName: "alias/x"})
-		}},
+		{"UpdateAlias",
+			func(c Caller) (Caller, error) { return AuthorizeUpdateAlias.Check(ctx, s, c, update) },
+			func(c Caller) error { return s.UpdateAlias(ctx, c, update) }},
+		{"DeleteAlias",
+			func(c Caller) (Caller, error) { return AuthorizeDeleteAlias.Check(ctx, s, c, del) },
+			func(c Caller) error { return s.DeleteAlias(ctx, c, del) }},
 	} {
 		t.Run(tc.op, func(t *testing.T) {
-			authorized, err := s.Authorize(ctx, dave, tc.op, tc.in)
+			authorized, err := tc.authorize(dave)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -2,17 +2,17 @@ package kms
 
 // Authorization: who may call which operation on which key.
 //
-// The wire layer (package awsjson) calls Authorize for every request after
-// validating it and before running the operation; a Service method called
-// directly (as in tests) is not authorized. Authorize looks the operation up
-// in authzRules, a table keyed by operation name: each rule finds the key(s)
-// the request acts on the way the operation does, builds the condition
-// context and evaluates, with package policy, the key policy (compiled once
-// per key policy text and cached), the caller's identity policies (compiled
-// when iam loads its configuration) and the key's grants (cached per key,
-// replaced on every grant change), with AWS's rules (policy.Authorize). An
-// operation without a rule is refused: a new operation must get one (see
-// CheckAuthorizationRule and its test in package awsjson).
+// The wire layer (package awsjson) checks every request with its
+// operation's Rule after validating it and before running the operation; a
+// Service method called directly (as in tests) is not authorized. Each
+// operation has one Rule (AuthorizeEncrypt, …, declared below), which finds
+// the key(s) the request acts on the way the operation does, builds the
+// condition context and evaluates, with package policy, the key policy
+// (compiled once per key policy text and cached), the caller's identity
+// policies (compiled when iam loads its configuration) and the key's grants
+// (cached per key, replaced on every grant change), with AWS's rules
+// (policy.Authorize). The wire layer declares each operation with its Rule,
+// so an operation cannot be served without one.
 
 import (
 	"context"
@@ -274,13 +274,14 @@ func (r *keyRequest) requestTags(tags []Tag) {
 	r.setAll("aws:tagkeys", ks)
 }
 
-// authzCall is one Authorize call.
+// authzCall is one authorization.
 type authzCall struct {
-	s    *Service
-	ctx  context.Context
-	c    *Caller
-	id   *Identity
-	rule *rule
+	s       *Service
+	ctx     context.Context
+	c       *Caller
+	id      *Identity
+	action  string // kms:OPERATION
+	grantOp string // the grant operation that can allow it; "" when none
 	// observe, when set (by tests), sees every evaluation's action,
 	// resource and condition context.
 	observe func(action, resource string, pc policy.Context)
@@ -288,201 +289,193 @@ type authzCall struct {
 	resolved authorized
 }
 
-// rule is how one operation is authorized.
-type rule struct {
+// Rule is how requests of one operation, whose input is In, are
+// authorized. Each operation has one, declared below (AuthorizeEncrypt,
+// …); they are built by custom, identityOnly and onKey.
+type Rule[In any] struct {
+	op      string // the operation, e.g. "Encrypt"
 	action  string // kms:OPERATION
 	grantOp string // the grant operation that can allow it; "" when none
-	check   func(a *authzCall, in any) error
-	accepts func(in any) bool
+	check   func(a *authzCall, in *In) error
 }
 
-// custom makes a rule from a function of the operation's input.
-func custom[In any](f func(a *authzCall, in *In) error) *rule {
-	return &rule{
-		check: func(a *authzCall, in any) error {
-			x, ok := in.(*In)
-			if !ok {
-				return internal("authorize "+a.rule.action, fmt.Errorf("input of type %T, want %T", in, x))
-			}
-			return f(a, x)
-		},
-		accepts: func(in any) bool { _, ok := in.(*In); return ok },
+// Operation returns the name of the operation r authorizes.
+func (r *Rule[In]) Operation() string { return r.op }
+
+// custom makes the rule of operation op from a function of its input.
+func custom[In any](op string, f func(a *authzCall, in *In) error) *Rule[In] {
+	r := &Rule[In]{op: op, action: "kms:" + op, check: f}
+	if slices.Contains(GrantOperations, op) {
+		r.grantOp = op
 	}
+	return r
 }
 
 // identityOnly makes the rule of an operation that is not tied to a key
 // (ListKeys, GenerateRandom, …): identity policies alone decide, with
 // resource "*".
-func identityOnly[In any]() *rule {
-	return custom(func(a *authzCall, _ *In) error { return a.checkIdentity(a.rule.action, "*", nil) })
+func identityOnly[In any](op string) *Rule[In] {
+	return custom(op, func(a *authzCall, _ *In) error { return a.checkIdentity(a.action, "*", nil) })
 }
 
 // onKey makes the rule of an operation on one key, named in the request as
 // describe reads it: the key is resolved as the operation resolves it
 // (forms accepted), then authorized.
-func onKey[In any](form resolveForm, cross bool, describe func(in *In, r *keyRequest)) *rule {
-	return custom(func(a *authzCall, in *In) error {
+func onKey[In any](op string, form resolveForm, cross bool, describe func(in *In, r *keyRequest)) *Rule[In] {
+	return custom(op, func(a *authzCall, in *In) error {
 		r := &keyRequest{form: form, cross: cross}
 		describe(in, r)
 		k, err := a.resolve(r.keyID, r.form)
 		if err != nil {
 			return err
 		}
-		return a.checkKey(a.rule.action, a.rule.grantOp, k, r)
+		return a.checkKey(a.action, a.grantOp, k, r)
 	})
 }
 
 // keyIDOnly describes a request that names only its key.
 func keyIDOnly(in *KeyIdInput, r *keyRequest) { r.keyID, r.tokens = in.KeyId, in.GrantTokens }
 
-// authzRules is the table of every operation's authorization, keyed by
-// operation name. An operation missing here is refused.
-var authzRules = map[string]*rule{
+// The authorization rule of every operation, one each: the wire layer
+// declares each operation with its rule (package awsjson's operation
+// table), so an operation cannot be served without one.
+var (
 	// Keys.
-	"CreateKey":   custom(authorizeCreateKey),
-	"DescribeKey": onKey(anyKeyForm, crossAccount, keyIDOnly),
-	"ListKeys":    identityOnly[ListInput](),
-	"UpdateKeyDescription": onKey(idOrARN, sameAccount, func(in *UpdateKeyDescriptionInput, r *keyRequest) {
+	AuthorizeCreateKey            = custom("CreateKey", authorizeCreateKey)
+	AuthorizeDescribeKey          = onKey("DescribeKey", anyKeyForm, crossAccount, keyIDOnly)
+	AuthorizeListKeys             = identityOnly[ListInput]("ListKeys")
+	AuthorizeUpdateKeyDescription = onKey("UpdateKeyDescription", idOrARN, sameAccount, func(in *UpdateKeyDescriptionInput, r *keyRequest) {
 		r.keyID = in.KeyId
-	}),
-	"EnableKey":  onKey(idOrARN, sameAccount, keyIDOnly),
-	"DisableKey": onKey(idOrARN, sameAccount, keyIDOnly),
-	"ScheduleKeyDeletion": onKey(idOrARN, sameAccount, func(in *ScheduleKeyDeletionInput, r *keyRequest) {
+	})
+	AuthorizeEnableKey           = onKey("EnableKey", idOrARN, sameAccount, keyIDOnly)
+	AuthorizeDisableKey          = onKey("DisableKey", idOrARN, sameAccount, keyIDOnly)
+	AuthorizeScheduleKeyDeletion = onKey("ScheduleKeyDeletion", idOrARN, sameAccount, func(in *ScheduleKeyDeletionInput, r *keyRequest) {
 		r.keyID = in.KeyId
 		days := int32(30)
 		if in.PendingWindowInDays != nil {
 			days = *in.PendingWindowInDays
 		}
 		r.set("kms:schedulekeydeletionpendingwindowindays", strconv.Itoa(int(days)))
-	}),
-	"CancelKeyDeletion": onKey(idOrARN, sameAccount, keyIDOnly),
+	})
+	AuthorizeCancelKeyDeletion = onKey("CancelKeyDeletion", idOrARN, sameAccount, keyIDOnly)
 
 	// Rotation (rotation.go).
-	"EnableKeyRotation": onKey(idOrARN, sameAccount, func(in *EnableKeyRotationInput, r *keyRequest) {
+	AuthorizeEnableKeyRotation = onKey("EnableKeyRotation", idOrARN, sameAccount, func(in *EnableKeyRotationInput, r *keyRequest) {
 		r.keyID = in.KeyId
 		days := int32(DefaultRotationPeriodDays)
 		if in.RotationPeriodInDays != nil {
 			days = *in.RotationPeriodInDays
 		}
 		r.set("kms:rotationperiodindays", strconv.Itoa(int(days)))
-	}),
-	"DisableKeyRotation":   onKey(idOrARN, sameAccount, keyIDOnly),
-	"GetKeyRotationStatus": onKey(idOrARN, crossAccount, keyIDOnly),
-	"RotateKeyOnDemand":    onKey(idOrARN, sameAccount, keyIDOnly),
-	"ListKeyRotations":     onKey(idOrARN, sameAccount, func(in *ListKeyRotationsInput, r *keyRequest) { r.keyID = in.KeyId }),
+	})
+	AuthorizeDisableKeyRotation   = onKey("DisableKeyRotation", idOrARN, sameAccount, keyIDOnly)
+	AuthorizeGetKeyRotationStatus = onKey("GetKeyRotationStatus", idOrARN, crossAccount, keyIDOnly)
+	AuthorizeRotateKeyOnDemand    = onKey("RotateKeyOnDemand", idOrARN, sameAccount, keyIDOnly)
+	AuthorizeListKeyRotations     = onKey("ListKeyRotations", idOrARN, sameAccount, func(in *ListKeyRotationsInput, r *keyRequest) { r.keyID = in.KeyId })
 
 	// Imported key material (import.go).
-	"GetParametersForImport": onKey(idOrARN, sameAccount, func(in *GetParametersForImportInput, r *keyRequest) {
+	AuthorizeGetParametersForImport = onKey("GetParametersForImport", idOrARN, sameAccount, func(in *GetParametersForImportInput, r *keyRequest) {
 		r.keyID = in.KeyId
 		r.set("kms:wrappingalgorithm", in.WrappingAlgorithm)
 		r.set("kms:wrappingkeyspec", in.WrappingKeySpec)
-	}),
-	"ImportKeyMaterial": onKey(idOrARN, sameAccount, func(in *ImportKeyMaterialInput, r *keyRequest) {
+	})
+	AuthorizeImportKeyMaterial = onKey("ImportKeyMaterial", idOrARN, sameAccount, func(in *ImportKeyMaterialInput, r *keyRequest) {
 		r.keyID = in.KeyId
 		r.set("kms:expirationmodel", orDefault(in.ExpirationModel, ExpirationExpires))
 		if in.ValidTo != nil {
 			r.set("kms:validto", strconv.FormatInt(int64(*in.ValidTo), 10))
 		}
-	}),
-	"DeleteImportedKeyMaterial": onKey(idOrARN, sameAccount, func(in *DeleteImportedKeyMaterialInput, r *keyRequest) { r.keyID = in.KeyId }),
+	})
+	AuthorizeDeleteImportedKeyMaterial = onKey("DeleteImportedKeyMaterial", idOrARN, sameAccount, func(in *DeleteImportedKeyMaterialInput, r *keyRequest) { r.keyID = in.KeyId })
 
 	// Symmetric cryptography.
-	"Encrypt": onKey(anyKeyForm, crossAccount, func(in *EncryptInput, r *keyRequest) {
+	AuthorizeEncrypt = onKey("Encrypt", anyKeyForm, crossAccount, func(in *EncryptInput, r *keyRequest) {
 		r.keyID, r.tokens = in.KeyId, in.GrantTokens
 		r.encryptionContext(in.EncryptionContext)
 		r.set("kms:encryptionalgorithm", algOrDefault(in.EncryptionAlgorithm))
-	}),
-	"Decrypt":                         custom(authorizeDecrypt),
-	"ReEncrypt":                       custom(authorizeReEncrypt),
-	"GenerateDataKey":                 onKey(anyKeyForm, crossAccount, describeDataKey),
-	"GenerateDataKeyWithoutPlaintext": onKey(anyKeyForm, crossAccount, describeDataKey),
-	"GenerateRandom":                  identityOnly[GenerateRandomInput](),
+	})
+	AuthorizeDecrypt                         = custom("Decrypt", authorizeDecrypt)
+	AuthorizeReEncrypt                       = custom("ReEncrypt", authorizeReEncrypt)
+	AuthorizeGenerateDataKey                 = onKey("GenerateDataKey", anyKeyForm, crossAccount, describeDataKey)
+	AuthorizeGenerateDataKeyWithoutPlaintext = onKey("GenerateDataKeyWithoutPlaintext", anyKeyForm, crossAccount, describeDataKey)
+	AuthorizeGenerateRandom                  = identityOnly[GenerateRandomInput]("GenerateRandom")
 	// Custom key stores: IAM policies alone, like AWS (no key involved).
-	"CreateCustomKeyStore":     identityOnly[CreateCustomKeyStoreInput](),
-	"DescribeCustomKeyStores":  identityOnly[DescribeCustomKeyStoresInput](),
-	"UpdateCustomKeyStore":     identityOnly[UpdateCustomKeyStoreInput](),
-	"ConnectCustomKeyStore":    identityOnly[CustomKeyStoreIdInput](),
-	"DisconnectCustomKeyStore": identityOnly[CustomKeyStoreIdInput](),
-	"DeleteCustomKeyStore":     identityOnly[CustomKeyStoreIdInput](),
+	AuthorizeCreateCustomKeyStore     = identityOnly[CreateCustomKeyStoreInput]("CreateCustomKeyStore")
+	AuthorizeDescribeCustomKeyStores  = identityOnly[DescribeCustomKeyStoresInput]("DescribeCustomKeyStores")
+	AuthorizeUpdateCustomKeyStore     = identityOnly[UpdateCustomKeyStoreInput]("UpdateCustomKeyStore")
+	AuthorizeConnectCustomKeyStore    = identityOnly[CustomKeyStoreIdInput]("ConnectCustomKeyStore")
+	AuthorizeDisconnectCustomKeyStore = identityOnly[CustomKeyStoreIdInput]("DisconnectCustomKeyStore")
+	AuthorizeDeleteCustomKeyStore     = identityOnly[CustomKeyStoreIdInput]("DeleteCustomKeyStore")
 
 	// Asymmetric cryptography, HMAC, key agreement and encapsulation.
-	"Sign": onKey(anyKeyForm, crossAccount, func(in *SignInput, r *keyRequest) {
+	AuthorizeSign = onKey("Sign", anyKeyForm, crossAccount, func(in *SignInput, r *keyRequest) {
 		r.keyID, r.tokens = in.KeyId, in.GrantTokens
 		r.set("kms:signingalgorithm", in.SigningAlgorithm)
 		r.set("kms:messagetype", orDefault(in.MessageType, "RAW"))
-	}),
-	"Verify": onKey(anyKeyForm, crossAccount, func(in *VerifyInput, r *keyRequest) {
+	})
+	AuthorizeVerify = onKey("Verify", anyKeyForm, crossAccount, func(in *VerifyInput, r *keyRequest) {
 		r.keyID, r.tokens = in.KeyId, in.GrantTokens
 		r.set("kms:signingalgorithm", in.SigningAlgorithm)
 		r.set("kms:messagetype", orDefault(in.MessageType, "RAW"))
-	}),
-	"GetPublicKey":                        onKey(anyKeyForm, crossAccount, keyIDOnly),
-	"GenerateDataKeyPair":                 onKey(anyKeyForm, crossAccount, describeDataKeyPair),
-	"GenerateDataKeyPairWithoutPlaintext": onKey(anyKeyForm, crossAccount, describeDataKeyPair),
-	"GenerateMac": onKey(anyKeyForm, crossAccount, func(in *GenerateMacInput, r *keyRequest) {
+	})
+	AuthorizeGetPublicKey                        = onKey("GetPublicKey", anyKeyForm, crossAccount, keyIDOnly)
+	AuthorizeGenerateDataKeyPair                 = onKey("GenerateDataKeyPair", anyKeyForm, crossAccount, describeDataKeyPair)
+	AuthorizeGenerateDataKeyPairWithoutPlaintext = onKey("GenerateDataKeyPairWithoutPlaintext", anyKeyForm, crossAccount, describeDataKeyPair)
+	AuthorizeGenerateMac                         = onKey("GenerateMac", anyKeyForm, crossAccount, func(in *GenerateMacInput, r *keyRequest) {
 		r.keyID, r.tokens = in.KeyId, in.GrantTokens
 		r.set("kms:macalgorithm", in.MacAlgorithm)
-	}),
-	"VerifyMac": onKey(anyKeyForm, crossAccount, func(in *VerifyMacInput, r *keyRequest) {
+	})
+	AuthorizeVerifyMac = onKey("VerifyMac", anyKeyForm, crossAccount, func(in *VerifyMacInput, r *keyRequest) {
 		r.keyID, r.tokens = in.KeyId, in.GrantTokens
 		r.set("kms:macalgorithm", in.MacAlgorithm)
-	}),
-	"DeriveSharedSecret": onKey(anyKeyForm, crossAccount, func(in *DeriveSharedSecretInput, r *keyRequest) {
+	})
+	AuthorizeDeriveSharedSecret = onKey("DeriveSharedSecret", anyKeyForm, crossAccount, func(in *DeriveSharedSecretInput, r *keyRequest) {
 		r.keyID, r.tokens = in.KeyId, in.GrantTokens
 		r.set("kms:keyagreementalgorithm", in.KeyAgreementAlgorithm)
-	}),
-	"Encapsulate": onKey(anyKeyForm, crossAccount, func(in *EncapsulateInput, r *keyRequest) {
+	})
+	AuthorizeEncapsulate = onKey("Encapsulate", anyKeyForm, crossAccount, func(in *EncapsulateInput, r *keyRequest) {
 		r.keyID, r.tokens = in.KeyId, in.GrantTokens
-	}),
-	"Decapsulate": onKey(anyKeyForm, crossAccount, func(in *DecapsulateInput, r *keyRequest) {
+	})
+	AuthorizeDecapsulate = onKey("Decapsulate", anyKeyForm, crossAccount, func(in *DecapsulateInput, r *keyRequest) {
 		r.keyID, r.tokens = in.KeyId, in.GrantTokens
-	}),
+	})
 
 	// Aliases: the alias half is for identity policies, the key half for
 	// the key policy.
-	"CreateAlias": custom(authorizeCreateAlias),
-	"UpdateAlias": custom(authorizeUpdateAlias),
-	"DeleteAlias": custom(authorizeDeleteAlias),
-	"ListAliases": identityOnly[ListAliasesInput](),
+	AuthorizeCreateAlias = custom("CreateAlias", authorizeCreateAlias)
+	AuthorizeUpdateAlias = custom("UpdateAlias", authorizeUpdateAlias)
+	AuthorizeDeleteAlias = custom("DeleteAlias", authorizeDeleteAlias)
+	AuthorizeListAliases = identityOnly[ListAliasesInput]("ListAliases")
 
 	// Tags.
-	"TagResource": onKey(idOrARN, sameAccount, func(in *TagResourceInput, r *keyRequest) {
+	AuthorizeTagResource = onKey("TagResource", idOrARN, sameAccount, func(in *TagResourceInput, r *keyRequest) {
 		r.keyID = in.KeyId
 		r.requestTags(in.Tags)
-	}),
-	"UntagResource": onKey(idOrARN, sameAccount, func(in *UntagResourceInput, r *keyRequest) {
+	})
+	AuthorizeUntagResource = onKey("UntagResource", idOrARN, sameAccount, func(in *UntagResourceInput, r *keyRequest) {
 		r.keyID = in.KeyId
 		r.setAll("aws:tagkeys", in.TagKeys)
-	}),
-	"ListResourceTags": onKey(idOrARN, sameAccount, func(in *ListResourceTagsInput, r *keyRequest) { r.keyID = in.KeyId }),
+	})
+	AuthorizeListResourceTags = onKey("ListResourceTags", idOrARN, sameAccount, func(in *ListResourceTagsInput, r *keyRequest) { r.keyID = in.KeyId })
 
 	// Key policies.
-	"GetKeyPolicy":    onKey(idOrARN, sameAccount, func(in *GetKeyPolicyInput, r *keyRequest) { r.keyID = in.KeyId }),
-	"PutKeyPolicy":    custom(authorizePutKeyPolicy),
-	"ListKeyPolicies": onKey(idOrARN, sameAccount, func(in *ListKeyPoliciesInput, r *keyRequest) { r.keyID = in.KeyId }),
+	AuthorizeGetKeyPolicy    = onKey("GetKeyPolicy", idOrARN, sameAccount, func(in *GetKeyPolicyInput, r *keyRequest) { r.keyID = in.KeyId })
+	AuthorizePutKeyPolicy    = custom("PutKeyPolicy", authorizePutKeyPolicy)
+	AuthorizeListKeyPolicies = onKey("ListKeyPolicies", idOrARN, sameAccount, func(in *ListKeyPoliciesInput, r *keyRequest) { r.keyID = in.KeyId })
 
 	// Grants.
-	"CreateGrant": custom(authorizeCreateGrant),
-	"ListGrants": onKey(idOrARN, crossAccount, func(in *ListGrantsInput, r *keyRequest) {
+	AuthorizeCreateGrant = custom("CreateGrant", authorizeCreateGrant)
+	AuthorizeListGrants  = onKey("ListGrants", idOrARN, crossAccount, func(in *ListGrantsInput, r *keyRequest) {
 		r.keyID = in.KeyId
 		r.set("kms:grantisforawsresource", "false")
-	}),
-	"RevokeGrant": onKey(idOrARN, crossAccount, func(in *RevokeGrantInput, r *keyRequest) {
+	})
+	AuthorizeRevokeGrant = onKey("RevokeGrant", idOrARN, crossAccount, func(in *RevokeGrantInput, r *keyRequest) {
 		r.keyID = in.KeyId
 		r.set("kms:grantisforawsresource", "false")
-	}),
-	"RetireGrant":         custom(authorizeRetireGrant),
-	"ListRetirableGrants": custom(authorizeListRetirableGrants),
-}
-
-func init() {
-	for name, r := range authzRules {
-		r.action = "kms:" + name
-		if slices.Contains(GrantOperations, name) {
-			r.grantOp = name
-		}
-	}
-}
+	})
+	AuthorizeRetireGrant         = custom("RetireGrant", authorizeRetireGrant)
+	AuthorizeListRetirableGrants = custom("ListRetirableGrants", authorizeListRetirableGrants)
+)
 
 func orDefault(s, def string) string {
 	if s == "" {
@@ -504,62 +497,46 @@ func describeDataKeyPair(in *GenerateDataKeyPairInput, r *keyRequest) {
 	r.set("kms:datakeypairspec", in.KeyPairSpec)
 }
 
-// Authorize decides whether caller c may perform operation op with input in
-// (a pointer to the operation's input struct, validated). It returns nil
-// when the request is allowed, AccessDeniedException with AWS's message
-// when it is not, and the errors the operation itself would return when
-// the key it names cannot be found (NotFoundException, …), so that the
-// client sees the same answer whether or not it is authorized. Some checks
-// that depend on the caller are part of authorization: the key policy
-// lockout safety check of CreateKey and PutKeyPolicy (a policy that would
-// lock the caller out is MalformedPolicyDocumentException) and the grant
-// tokens of a request (InvalidGrantTokenException).
+// Check decides whether caller c may perform r's operation with input in
+// (validated) on service s. It returns an error when the request is not
+// allowed: AccessDeniedException with AWS's message, or the errors the
+// operation itself would return when the key it names cannot be found
+// (NotFoundException, …), so that the client sees the same answer whether
+// or not it is authorized. Some checks that depend on the caller are part
+// of authorization: the key policy lockout safety check of CreateKey and
+// PutKeyPolicy (a policy that would lock the caller out is
+// MalformedPolicyDocumentException) and the grant tokens of a request
+// (InvalidGrantTokenException).
 //
-// On success it returns c annotated with the keys the decision was made on
-// (authorized.go): the operation must be called with that Caller, so that
-// it acts on those very keys, even if an alias has moved since. The
-// annotated Caller is good for this one request only.
+// When the request is allowed, Check returns c annotated with the keys the
+// decision was made on (authorized.go): the operation must be called with
+// that Caller, so that it acts on those very keys, even if an alias has
+// moved since. The annotated Caller is good for this one request only.
 //
-// The wire layer calls Authorize for every request; Service methods do not,
-// so code that calls them directly (tests, tools) acts with every
-// permission.
-func (s *Service) Authorize(ctx context.Context, c Caller, op string, in any) (Caller, error) {
-	return s.authorize(ctx, c, op, in, nil)
+// The wire layer checks every request; Service methods do not, so code
+// that calls them directly (tests, tools) acts with every permission.
+func (r *Rule[In]) Check(ctx context.Context, s *Service, c Caller, in *In) (Caller, error) {
+	return r.authorize(ctx, s, c, in, nil)
 }
 
-func (s *Service) authorize(ctx context.Context, c Caller, op string, in any, observe func(action, resource string, pc policy.Context)) (Caller, error) {
-	r := authzRules[op]
-	if r == nil {
-		return Caller{}, internal("authorize", fmt.Errorf("operation %s has no authorization rule", op))
+func (r *Rule[In]) authorize(ctx context.Context, s *Service, c Caller, in *In, observe func(action, resource string, pc policy.Context)) (Caller, error) {
+	if r == nil || in == nil {
+		// A caller's bug, never the client's: refuse.
+		return Caller{}, internal("authorize", fmt.Errorf("no rule or no input (%T)", in))
 	}
 	// Keys resolved for an earlier request must not stand in for this
 	// one's.
 	c.authorized = nil
 	id, err := identityFor(&c)
 	if err != nil {
-		return Caller{}, internal("authorize", err)
+		return Caller{}, internal("authorize "+r.op, err)
 	}
-	a := &authzCall{s: s, ctx: ctx, c: &c, id: id, rule: r, observe: observe}
+	a := &authzCall{s: s, ctx: ctx, c: &c, id: id, action: r.action, grantOp: r.grantOp, observe: observe}
 	if err := r.check(a, in); err != nil {
 		return Caller{}, err
 	}
 	c.authorized = &a.resolved
 	return c, nil
-}
-
-// CheckAuthorizationRule reports whether operation op has an authorization
-// rule that accepts input in (a pointer to the operation's input struct).
-// The wire layer's tests call it for every route, so that an operation
-// added without a rule fails them (and would be refused at run time).
-func CheckAuthorizationRule(op string, in any) error {
-	r := authzRules[op]
-	if r == nil {
-		return fmt.Errorf("operation %s has no authorization rule", op)
-	}
-	if !r.accepts(in) {
-		return fmt.Errorf("the authorization rule of %s does not accept input of type %T", op, in)
-	}
-	return nil
 }
 
 // deny returns the AccessDeniedException of a verdict.

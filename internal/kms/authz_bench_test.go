@@ -31,12 +31,12 @@ func BenchmarkAuthorizeEncrypt(b *testing.B) {
 				b.Fatal(err)
 			}
 			in := &EncryptInput{KeyId: ck.KeyMetadata.KeyId, Plaintext: make([]byte, 32), EncryptionContext: map[string]string{"tenant": "t1"}}
-			if _, err := s.Authorize(ctx, bc.caller, "Encrypt", in); err != nil {
+			if _, err := AuthorizeEncrypt.Check(ctx, s, bc.caller, in); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := s.Authorize(ctx, bc.caller, "Encrypt", in); err != nil {
+				if _, err := AuthorizeEncrypt.Check(ctx, s, bc.caller, in); err != nil {
 					b.Fatal(err)
 				}
 			}

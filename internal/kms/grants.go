@@ -594,7 +594,7 @@ func (s *Service) grantToRetire(ctx context.Context, c Caller, in *RetireGrantIn
 }
 
 // RetireGrant deletes a grant named by its token, or by its key and id.
-// Who may retire it is decided by Authorize.
+// Who may retire it is decided by its Rule (AuthorizeRetireGrant).
 func (s *Service) RetireGrant(ctx context.Context, c Caller, in *RetireGrantInput) error {
 	g, k, err := s.grantToRetire(ctx, c, in)
 	if err != nil {
@@ -826,11 +826,11 @@ func authorizeRetireGrant(a *authzCall, in *RetireGrantInput) error {
 // authorizeListRetirableGrants: identity policies decide, for a retiring
 // principal of the caller's own account.
 func authorizeListRetirableGrants(a *authzCall, in *ListRetirableGrantsInput) error {
-	if err := a.checkIdentity(a.rule.action, "*", nil); err != nil {
+	if err := a.checkIdentity(a.action, "*", nil); err != nil {
 		return err
 	}
 	if p, err := policy.NewPrincipal(in.RetiringPrincipal); err == nil && p.Account != a.id.Principal.Account {
-		return deny(policy.Authorize(&policy.Authorization{Principal: a.id.Principal, Action: a.rule.action,
+		return deny(policy.Authorize(&policy.Authorization{Principal: a.id.Principal, Action: a.action,
 			Resource: in.RetiringPrincipal, KeyPolicy: &policy.Result{Statement: -1}}))
 	}
 	return nil

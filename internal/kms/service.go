@@ -36,10 +36,10 @@ type Caller struct {
 	SecureTransport bool
 	UserAgent       string
 	// Identity is the principal's compiled identity (policies, tags, ids),
-	// set by package iam; see Authorize.
+	// set by package iam; see Rule.Check.
 	Identity *Identity
-	// authorized holds the keys Authorize resolved for this request
-	// (authorized.go); nil when the Caller did not come from Authorize.
+	// authorized holds the keys authorization resolved for this request
+	// (authorized.go); nil when the Caller did not come from Rule.Check.
 	authorized *authorized
 }
 
@@ -248,7 +248,7 @@ func (s *Service) resolve(ctx context.Context, c Caller, keyID string, form reso
 	if err != nil {
 		return nil, internal("get key", err)
 	}
-	// A key of another account (named by ARN) resolves: Authorize decides
+	// A key of another account (named by ARN) resolves: authorization decides
 	// whether the operation may be used across accounts.
 	noteKey(ctx, k)
 	return k, nil
