@@ -44,7 +44,7 @@ func TestRouteWithoutAuthorizerRefuses(t *testing.T) {
 // after validation and before the operation runs.
 func TestDeniedBeforeTheOperation(t *testing.T) {
 	routes, admin := newRoutes(t)
-	nobody := kms.Caller{Account: "111122223333", ARN: "arn:aws:iam::111122223333:user/nobody"}
+	nobody := kms.Caller{Scope: testScope, ARN: "arn:aws:iam::111122223333:user/nobody"}
 	ctx := context.Background()
 	_, err := routes["CreateKey"].Serve(ctx, nobody, []byte(`{}`))
 	if awserr.CodeOf(err) != awserr.AccessDenied {

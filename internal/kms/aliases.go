@@ -65,10 +65,10 @@ func (s *Service) CreateAlias(ctx context.Context, c Caller, in *AliasInput) err
 		return awserr.Newf(awserr.LimitExceeded, "A KMS key can have at most %d aliases.", MaxAliasesPerKey)
 	}
 	now := s.now().UTC()
-	err = s.store.CreateAlias(ctx, &store.Alias{Account: c.Account, Region: s.region, Name: in.AliasName, KeyID: k.ID, Created: now, Updated: now})
+	err = s.store.CreateAlias(ctx, &store.Alias{Account: c.Account, Region: c.Region, Name: in.AliasName, KeyID: k.ID, Created: now, Updated: now})
 	switch {
 	case errors.Is(err, store.ErrExists):
-		return awserr.Newf(awserr.AlreadyExists, "An alias with the name %s already exists", s.aliasARN(c.Account, in.AliasName))
+		return awserr.Newf(awserr.AlreadyExists, "An alias with the name %s already exists", c.aliasARN(in.AliasName))
 	case errors.Is(err, store.ErrNotFound):
 		return notFoundKey(arnOf(k))
 	case err != nil:
@@ -83,9 +83,9 @@ func (s *Service) UpdateAlias(ctx context.Context, c Caller, in *AliasInput) err
 	if err := checkAliasName(in.AliasName); err != nil {
 		return err
 	}
-	old, err := s.store.GetAlias(ctx, c.Account, s.region, in.AliasName)
+	old, err := s.store.GetAlias(ctx, c.Account, c.Region, in.AliasName)
 	if errors.Is(err, store.ErrNotFound) {
-		return awserr.Newf(awserr.NotFound, "Alias %s is not found.", s.aliasARN(c.Account, in.AliasName))
+		return awserr.Newf(awserr.NotFound, "Alias %s is not found.", c.aliasARN(in.AliasName))
 	}
 	if err != nil {
 		return internal("get alias", err)
@@ -113,9 +113,9 @@ func (s *Service) UpdateAlias(ctx context.Context, c Caller, in *AliasInput) err
 	// The store does not compare-and-set aliases yet, so checkAliasAt
 	// compared above; from is what its compare-and-set UpdateAlias will
 	// take, closing the window between that read and this write.
-	err = s.store.UpdateAlias(ctx, c.Account, s.region, in.AliasName, k.ID, s.now().UTC())
+	err = s.store.UpdateAlias(ctx, c.Account, c.Region, in.AliasName, k.ID, s.now().UTC())
 	if errors.Is(err, store.ErrNotFound) {
-		return awserr.Newf(awserr.NotFound, "Alias %s is not found.", s.aliasARN(c.Account, in.AliasName))
+		return awserr.Newf(awserr.NotFound, "Alias %s is not found.", c.aliasARN(in.AliasName))
 	}
 	if err != nil {
 		return internal("update alias", err)
@@ -132,9 +132,9 @@ func (s *Service) DeleteAlias(ctx context.Context, c Caller, in *DeleteAliasInpu
 	// The alias is deleted only while it points at the key it pointed at
 	// when the request was authorized.
 	if k := authorizedAliasTarget(c, in.AliasName); k != nil {
-		a, err := s.store.GetAlias(ctx, c.Account, s.region, in.AliasName)
+		a, err := s.store.GetAlias(ctx, c.Account, c.Region, in.AliasName)
 		if errors.Is(err, store.ErrNotFound) {
-			return awserr.Newf(awserr.NotFound, "Alias %s is not found.", s.aliasARN(c.Account, in.AliasName))
+			return awserr.Newf(awserr.NotFound, "Alias %s is not found.", c.aliasARN(in.AliasName))
 		}
 		if err != nil {
 			return internal("get alias", err)
@@ -145,9 +145,9 @@ func (s *Service) DeleteAlias(ctx context.Context, c Caller, in *DeleteAliasInpu
 	}
 	// As in UpdateAlias: the store's compare-and-set DeleteAlias will take
 	// the key id checkAliasAt compared.
-	err := s.store.DeleteAlias(ctx, c.Account, s.region, in.AliasName)
+	err := s.store.DeleteAlias(ctx, c.Account, c.Region, in.AliasName)
 	if errors.Is(err, store.ErrNotFound) {
-		return awserr.Newf(awserr.NotFound, "Alias %s is not found.", s.aliasARN(c.Account, in.AliasName))
+		return awserr.Newf(awserr.NotFound, "Alias %s is not found.", c.aliasARN(in.AliasName))
 	}
 	if err != nil {
 		return internal("delete alias", err)
@@ -160,7 +160,7 @@ func (s *Service) DeleteAlias(ctx context.Context, c Caller, in *DeleteAliasInpu
 // the alias moved after the request was authorized against keyID.
 func (s *Service) checkAliasAt(c Caller, a *store.Alias, keyID string) error {
 	if a.KeyID != keyID {
-		return awserr.Newf(awserr.Conflict, "Alias %s changed while the request was being authorized. Try again.", s.aliasARN(c.Account, a.Name))
+		return awserr.Newf(awserr.Conflict, "Alias %s changed while the request was being authorized. Try again.", c.aliasARN(a.Name))
 	}
 	return nil
 }
@@ -203,7 +203,7 @@ func (s *Service) ListAliases(ctx context.Context, c Caller, in *ListAliasesInpu
 		keyID = k.ID
 	}
 	limit := limitOf(in.Limit, 50, 100)
-	as, err := s.store.ListAliases(ctx, c.Account, s.region, keyID, in.Marker, limit+1)
+	as, err := s.store.ListAliases(ctx, c.Account, c.Region, keyID, in.Marker, limit+1)
 	if err != nil {
 		return nil, internal("list aliases", err)
 	}
@@ -216,7 +216,7 @@ func (s *Service) ListAliases(ctx context.Context, c Caller, in *ListAliasesInpu
 	for _, a := range as {
 		out.Aliases = append(out.Aliases, AliasListEntry{
 			AliasName:       a.Name,
-			AliasArn:        s.aliasARN(a.Account, a.Name),
+			AliasArn:        aliasARNOf(a),
 			TargetKeyId:     a.KeyID,
 			CreationDate:    a.Created,
 			LastUpdatedDate: a.Updated,

@@ -15,7 +15,7 @@ func TestOperationRunsOnTheAuthorizedKey(t *testing.T) {
 	ctx := context.Background()
 	s := newAuthzService(t)
 	const user = "arn:aws:iam::111122223333:user/dave"
-	dave := Caller{Account: "111122223333", ARN: user,
+	dave := Caller{Scope: testScope, ARN: user,
 		Identity: mustIdentity(t, IdentityConfig{ARN: user, Type: PrincipalTypeUser, UserName: "dave"}, allowAll)}
 	denyDave := `{"Version": "2012-10-17", "Statement": [
 	  {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*", "Resource": "*"},
@@ -108,7 +108,7 @@ func TestOperationRunsOnTheAuthorizedKey(t *testing.T) {
 			if err := tc.run(authorized); awserr.CodeOf(err) != awserr.Conflict {
 				t.Errorf("%s after the alias moved: %v, want %s", tc.op, err, awserr.Conflict)
 			}
-			if id, err := s.aliasTarget(ctx, "111122223333", "alias/x"); err != nil || id != keyB {
+			if id, err := s.aliasTarget(ctx, testScope, "alias/x"); err != nil || id != keyB {
 				t.Errorf("alias/x -> %q, %v; want %s", id, err, keyB)
 			}
 		})

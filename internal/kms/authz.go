@@ -38,9 +38,6 @@ type authzState struct {
 	aliasGen atomic.Uint64 // bumped by every alias change
 	aliases  sync.Map      // key id -> *keyAliases (kms:ResourceAliases)
 	clock    atomic.Pointer[clockValues]
-
-	regionOnce sync.Once
-	region     []string
 }
 
 func (st *authzState) forgetKey(id string) {
@@ -171,11 +168,6 @@ func (s *Service) clockValues() *clockValues {
 	}
 	s.authz.clock.Store(v)
 	return v
-}
-
-func (s *Service) regionValues() []string {
-	s.authz.regionOnce.Do(func() { s.authz.region = []string{s.region} })
-	return s.authz.region
 }
 
 var (
@@ -590,7 +582,7 @@ func (a *authzCall) context(ka *keyAuthz, r *keyRequest, needs ctxNeeds) (policy
 			pc.Set("aws:sourceip", a.c.SourceIP)
 		}
 		pc.Set("aws:securetransport", boolVals(a.c.SecureTransport)...)
-		pc.Set("aws:requestedregion", a.s.regionValues()...)
+		pc.Set("aws:requestedregion", a.c.Region)
 		pc.Set("aws:viaawsservice", falseVals...)
 	}
 	if needs&needTime != 0 {
@@ -697,18 +689,18 @@ func (a *authzCall) checkKey(action, grantOp string, k *store.Key, r *keyRequest
 }
 
 // blobKey returns the key a symmetric ciphertext names (by key id, in any
-// account of this region): Decrypt and ReEncrypt without a KeyId.
+// account of the caller's Region): Decrypt and ReEncrypt without a KeyId.
 func (s *Service) blobKey(ctx context.Context, c Caller, id string) (*store.Key, error) {
 	if k := c.authorized.find(byBlob, 0, id); k != nil {
 		noteKey(ctx, k)
 		return k, nil
 	}
 	k, err := s.key(ctx, id)
-	if err == nil && k.Region == s.region {
+	if err == nil && k.Region == c.Region {
 		return k, nil
 	}
 	if err == nil || isNotFound(err) {
-		return nil, notFoundKey(s.keyARN(c.Account, id))
+		return nil, notFoundKey(c.keyARN(id))
 	}
 	return nil, internal("get key", err)
 }
@@ -812,7 +804,7 @@ func authorizeCreateKey(a *authzCall, in *CreateKeyInput) error {
 		return err
 	}
 	// The key does not exist yet: its ARN has every key id.
-	return checkLockout(pol, a.id, a.s.keyARN(a.c.Account, "*"), pc)
+	return checkLockout(pol, a.id, a.c.keyARN("*"), pc)
 }
 
 // authorizePutKeyPolicy checks kms:PutKeyPolicy under the current policy,
@@ -854,14 +846,14 @@ func (a *authzCall) aliasKey(action string, k *store.Key) error {
 // currentAliasKey returns the key an existing alias of the caller's account
 // points at.
 func (a *authzCall) currentAliasKey(name string) (*store.Key, error) {
-	id, err := a.s.aliasTarget(a.ctx, a.c.Account, name)
+	id, err := a.s.aliasTarget(a.ctx, a.c.Scope, name)
 	if err != nil {
 		return nil, err
 	}
 	k, err := a.s.key(a.ctx, id)
 	if err != nil {
 		if isNotFound(err) {
-			return nil, awserr.Newf(awserr.NotFound, "Alias %s is not found.", a.s.aliasARN(a.c.Account, name))
+			return nil, awserr.Newf(awserr.NotFound, "Alias %s is not found.", a.c.aliasARN(name))
 		}
 		return nil, internal("get key", err)
 	}
@@ -870,7 +862,7 @@ func (a *authzCall) currentAliasKey(name string) (*store.Key, error) {
 }
 
 func authorizeCreateAlias(a *authzCall, in *AliasInput) error {
-	if err := a.checkIdentity("kms:CreateAlias", a.s.aliasARN(a.c.Account, in.AliasName), nil); err != nil {
+	if err := a.checkIdentity("kms:CreateAlias", a.c.aliasARN(in.AliasName), nil); err != nil {
 		return err
 	}
 	k, err := a.resolve(in.TargetKeyId, idOrARN)
@@ -881,7 +873,7 @@ func authorizeCreateAlias(a *authzCall, in *AliasInput) error {
 }
 
 func authorizeUpdateAlias(a *authzCall, in *AliasInput) error {
-	if err := a.checkIdentity("kms:UpdateAlias", a.s.aliasARN(a.c.Account, in.AliasName), nil); err != nil {
+	if err := a.checkIdentity("kms:UpdateAlias", a.c.aliasARN(in.AliasName), nil); err != nil {
 		return err
 	}
 	old, err := a.currentAliasKey(in.AliasName)
@@ -899,7 +891,7 @@ func authorizeUpdateAlias(a *authzCall, in *AliasInput) error {
 }
 
 func authorizeDeleteAlias(a *authzCall, in *DeleteAliasInput) error {
-	if err := a.checkIdentity("kms:DeleteAlias", a.s.aliasARN(a.c.Account, in.AliasName), nil); err != nil {
+	if err := a.checkIdentity("kms:DeleteAlias", a.c.aliasARN(in.AliasName), nil); err != nil {
 		return err
 	}
 	k, err := a.currentAliasKey(in.AliasName)

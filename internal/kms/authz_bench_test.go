@@ -12,9 +12,9 @@ import (
 func BenchmarkAuthorizeEncrypt(b *testing.B) {
 	ctx := context.Background()
 	s := newAuthzService(&testing.T{})
-	adminCaller := Caller{Account: "111122223333", ARN: "arn:aws:iam::111122223333:user/admin", SourceIP: "127.0.0.1",
+	adminCaller := Caller{Scope: testScope, ARN: "arn:aws:iam::111122223333:user/admin", SourceIP: "127.0.0.1",
 		Identity: mustIdentity(&testing.T{}, IdentityConfig{ARN: "arn:aws:iam::111122223333:user/admin", Type: PrincipalTypeUser, UserName: "admin"}, allowAll)}
-	alice := Caller{Account: "111122223333", ARN: "arn:aws:iam::111122223333:user/alice", SourceIP: "127.0.0.1",
+	alice := Caller{Scope: testScope, ARN: "arn:aws:iam::111122223333:user/alice", SourceIP: "127.0.0.1",
 		Identity: mustIdentity(&testing.T{}, IdentityConfig{ARN: "arn:aws:iam::111122223333:user/alice", Type: PrincipalTypeUser, UserName: "alice"})}
 	named := `{"Version": "2012-10-17", "Statement": [
 	  {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*", "Resource": "*"},

@@ -30,7 +30,7 @@ func newAuthzService(t *testing.T) *Service {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	s, err := New(Config{Store: st, Keystore: ks, Region: "us-east-1", Now: func() time.Time { return authzNow }})
+	s, err := New(Config{Store: st, Keystore: ks, Now: func() time.Time { return authzNow }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestConditionContext(t *testing.T) {
 	ctx := context.Background()
 	s := newAuthzService(t)
 	alice := Caller{
-		Account: "111122223333", ARN: "arn:aws:iam::111122223333:user/alice", SourceIP: "203.0.113.9", SecureTransport: true,
+		Scope: testScope, ARN: "arn:aws:iam::111122223333:user/alice", SourceIP: "203.0.113.9", SecureTransport: true,
 		Identity: mustIdentity(t, IdentityConfig{
 			ARN: "arn:aws:iam::111122223333:user/alice", Type: PrincipalTypeUser, UserID: "AIDAALICE", UserName: "alice",
 			Tags: map[string]string{"Team": "payments"},
@@ -208,7 +208,7 @@ func TestConditionContext(t *testing.T) {
 // key: its request's (defaulted) properties stand in for the key's.
 func TestCreateKeyContext(t *testing.T) {
 	s := newAuthzService(t)
-	c := Caller{Account: "111122223333", ARN: "arn:aws:iam::111122223333:user/admin"}
+	c := Caller{Scope: testScope, ARN: "arn:aws:iam::111122223333:user/admin"}
 	cases := []struct {
 		in   CreateKeyInput
 		want map[string][]string
@@ -365,7 +365,7 @@ func TestConditionsSeeTheirKeys(t *testing.T) {
 			actions := `["` + strings.Join(append(extra, action), `", "`) + `"]`
 			// In an identity policy (the default key policy delegates to it).
 			identityDoc := `{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ` + actions + `, "Resource": "*", "Condition": ` + cond + `}]}`
-			c := Caller{Account: "111122223333", ARN: user, SourceIP: "203.0.113.9", SecureTransport: true,
+			c := Caller{Scope: testScope, ARN: user, SourceIP: "203.0.113.9", SecureTransport: true,
 				Identity: mustIdentity(t, IdentityConfig{ARN: user, Type: PrincipalTypeUser, UserName: "carol", UserID: "AIDACAROL",
 					Tags: map[string]string{"Team": "blue"}}, identityDoc)}
 			_, err := tc.req.run(ctx, s, c, nil)

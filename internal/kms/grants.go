@@ -165,8 +165,8 @@ func grantNotFound(id string) error {
 // checkGrantPrincipal accepts the principals a grant may name: IAM users
 // and roles, assumed-role sessions, federated users and account roots.
 func checkGrantPrincipal(field, p string) error {
-	if _, err := policy.NewPrincipal(p); err != nil || !strings.HasPrefix(p, "arn:aws:") {
-		return awserr.Newf(awserr.Validation, "%s '%s' is not a valid principal: use the ARN of an account (arn:aws:iam::ACCOUNT:root), an IAM user or role, or an assumed-role session.", field, p)
+	if _, err := policy.NewPrincipal(p); err != nil || !strings.HasPrefix(p, "arn:"+Partition+":") {
+		return awserr.Newf(awserr.Validation, "%s '%s' is not a valid principal: use the ARN of an account (%s), an IAM user or role, or an assumed-role session.", field, p, rootARN("ACCOUNT"))
 	}
 	return nil
 }
@@ -420,7 +420,7 @@ func (s *Service) CreateGrant(ctx context.Context, c Caller, in *CreateGrantInpu
 		Name:              in.Name,
 		GranteePrincipal:  in.GranteePrincipal,
 		RetiringPrincipal: in.RetiringPrincipal,
-		IssuingAccount:    "arn:aws:iam::" + k.Account + ":root",
+		IssuingAccount:    rootARN(k.Account),
 		Operations:        ops,
 		TokenHash:         tokenHash[:],
 		Created:           s.now().UTC(),
@@ -646,7 +646,7 @@ func (s *Service) deleteGrant(ctx context.Context, k *store.Key, id, msg string)
 
 // isRootOf reports whether p is the root ARN of account.
 func isRootOf(p, account string) bool {
-	const prefix = "arn:aws:iam::"
+	const prefix = "arn:" + Partition + ":iam::" // as rootARN builds it
 	return len(p) == len(prefix)+len(account)+len(":root") && strings.HasPrefix(p, prefix) &&
 		strings.HasSuffix(p, ":root") && p[len(prefix):len(prefix)+len(account)] == account
 }

@@ -24,9 +24,10 @@ import (
 	"github.com/kmsd/kmsd/internal/store"
 )
 
-// Caller is the authenticated principal making a request.
+// Caller is the authenticated principal making a request, in the scope of
+// its credentials.
 type Caller struct {
-	Account     string // 12-digit account id
+	Scope              // partition, Region and the principal's account
 	ARN         string // principal ARN, e.g. arn:aws:iam::111122223333:user/admin
 	UserName    string
 	AccessKeyID string
@@ -47,7 +48,6 @@ type Caller struct {
 type Config struct {
 	Store    store.Store
 	Keystore keystore.Keystore
-	Region   string           // the region this service serves, e.g. us-east-1
 	Now      func() time.Time // clock; time.Now when nil
 	Rand     io.Reader        // randomness; crypto/rand when nil
 	Logger   *slog.Logger
@@ -63,7 +63,6 @@ type Config struct {
 type Service struct {
 	store    store.Store
 	keystore keystore.Keystore
-	region   string
 	now      func() time.Time
 	rand     io.Reader
 	log      *slog.Logger
@@ -89,13 +88,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Store == nil || cfg.Keystore == nil {
 		return nil, errors.New("kms: Store and Keystore are required")
 	}
-	if cfg.Region == "" {
-		return nil, errors.New("kms: Region is required")
-	}
 	s := &Service{
 		store:     cfg.Store,
 		keystore:  cfg.Keystore,
-		region:    cfg.Region,
 		now:       cfg.Now,
 		rand:      cfg.Rand,
 		log:       cfg.Logger,
@@ -118,22 +113,6 @@ func New(cfg Config) (*Service, error) {
 // cache and how often it had to be unwrapped by the keystore.
 func (s *Service) CacheStats() (hits, misses uint64) {
 	return s.materials.hits.Load(), s.materials.misses.Load()
-}
-
-// Region returns the region the service serves.
-func (s *Service) Region() string { return s.region }
-
-// keyARN is the ARN of key id in account, in this service's region.
-func (s *Service) keyARN(account, id string) string {
-	return "arn:aws:kms:" + s.region + ":" + account + ":key/" + id
-}
-
-func (s *Service) aliasARN(account, name string) string {
-	return "arn:aws:kms:" + s.region + ":" + account + ":" + name
-}
-
-func arnOf(k *store.Key) string {
-	return "arn:aws:kms:" + k.Region + ":" + k.Account + ":key/" + k.ID
 }
 
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
@@ -192,14 +171,15 @@ const (
 	anyKeyForm                    // also alias name and alias ARN
 )
 
-// resolve finds the key named by keyID, as the caller sees it. Bare ids and
-// alias names are resolved in the caller's account; ARNs name their account.
+// resolve finds the key named by keyID, as the caller sees it: in the
+// caller's partition and Region. Bare ids and alias names are resolved in
+// the caller's account; ARNs name their account.
 func (s *Service) resolve(ctx context.Context, c Caller, keyID string, form resolveForm) (*store.Key, error) {
 	if k := c.authorized.find(byName, form, keyID); k != nil {
 		noteKey(ctx, k)
 		return k, nil
 	}
-	account := c.Account
+	sc := c.Scope // where the key is looked for: the account changes with an ARN
 	name := keyID
 	if strings.HasPrefix(keyID, "arn:") {
 		// arn:partition:kms:region:account:key/id or ...:alias/name
@@ -214,13 +194,13 @@ func (s *Service) resolve(ctx context.Context, c Caller, keyID string, form reso
 		if strings.HasPrefix(res, "alias/") && form != anyKeyForm {
 			return nil, invalidKeyID(keyID)
 		}
-		if region != s.region || parts[1] != "aws" {
+		if region != c.Region || parts[1] != c.Partition {
 			if strings.HasPrefix(res, "alias/") {
 				return nil, awserr.Newf(awserr.NotFound, "Alias %s is not found.", keyID)
 			}
 			return nil, notFoundKey(keyID)
 		}
-		account = acct
+		sc.Account = acct
 		name = res
 		if strings.HasPrefix(res, "key/") {
 			name = strings.TrimPrefix(res, "key/")
@@ -233,7 +213,7 @@ func (s *Service) resolve(ctx context.Context, c Caller, keyID string, form reso
 		if form != anyKeyForm {
 			return nil, invalidKeyID(keyID)
 		}
-		id, err := s.aliasTarget(ctx, account, name)
+		id, err := s.aliasTarget(ctx, sc, name)
 		if err != nil {
 			return nil, err
 		}
@@ -242,8 +222,8 @@ func (s *Service) resolve(ctx context.Context, c Caller, keyID string, form reso
 		return nil, invalidKeyID(keyID)
 	}
 	k, err := s.key(ctx, name)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && (k.Account != account || k.Region != s.region)) {
-		return nil, notFoundKey(s.keyARN(account, name))
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (k.Account != sc.Account || k.Region != sc.Region)) {
+		return nil, notFoundKey(sc.keyARN(name))
 	}
 	if err != nil {
 		return nil, internal("get key", err)
@@ -296,14 +276,16 @@ func noteKey(ctx context.Context, k *store.Key) {
 	ri.keys = append(ri.keys, k)
 }
 
-func (s *Service) aliasTarget(ctx context.Context, account, name string) (string, error) {
-	ck := aliasCacheKey{account, s.region, name}
+// aliasTarget returns the key id alias name of the scope's account points
+// at.
+func (s *Service) aliasTarget(ctx context.Context, sc Scope, name string) (string, error) {
+	ck := aliasCacheKey{sc.Account, sc.Region, name}
 	if v, ok := s.aliases.Load(ck); ok {
 		return v.(string), nil
 	}
-	a, err := s.store.GetAlias(ctx, account, s.region, name)
+	a, err := s.store.GetAlias(ctx, sc.Account, sc.Region, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", awserr.Newf(awserr.NotFound, "Alias %s is not found.", s.aliasARN(account, name))
+		return "", awserr.Newf(awserr.NotFound, "Alias %s is not found.", sc.aliasARN(name))
 	}
 	if err != nil {
 		return "", internal("get alias", err)

@@ -45,6 +45,7 @@ func (s *Server) audit(ctx context.Context, r *http.Request, ex *exchange) error
 	}
 	if ex.authed {
 		c := ex.caller
+		rec.AWSRegion = c.Region
 		rec.UserIdentity = audit.UserIdentity{Type: principalType(c.ARN), ARN: c.ARN, AccountID: c.Account,
 			AccessKeyID: c.AccessKeyID, UserName: c.UserName}
 		rec.RecipientAccountID = c.Account

@@ -43,7 +43,7 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// Audit, if set, receives a record of every request before its reply.
 	Audit  Auditor
-	Region string // for audit records
+	Region string // for the audit records of requests without a verified scope
 	// Gate, if set, is asked first for every API request, before its body
 	// is read or its signature verified: while it returns an error (an
 	// *awserr.Error), every API request is answered with that error and
@@ -240,6 +240,10 @@ func (s *Server) serve(r *http.Request, ex *exchange) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("look up caller: %w", err)
 	}
+	// The request acts in the scope its credentials were scoped to (the
+	// verifier accepts only the configured Region), as the principal's
+	// account.
+	caller.Scope = kms.Scope{Partition: kms.Partition, Region: res.Region, Account: caller.Account}
 	connectionFacts(&caller, r)
 	ex.caller, ex.authed = caller, true
 	if route == nil {
