@@ -99,7 +99,7 @@ func (s *Service) UpdateAlias(ctx context.Context, c Caller, in *AliasInput) err
 	} else if k, err := s.key(ctx, from); err == nil {
 		cur = k
 	}
-	if err := s.checkAliasAt(c, old, from); err != nil {
+	if err := checkAliasAt(c, old, from); err != nil {
 		return err
 	}
 	k, err := s.aliasTargetKey(ctx, c, in.TargetKeyId)
@@ -139,7 +139,7 @@ func (s *Service) DeleteAlias(ctx context.Context, c Caller, in *DeleteAliasInpu
 		if err != nil {
 			return internal("get alias", err)
 		}
-		if err := s.checkAliasAt(c, a, k.ID); err != nil {
+		if err := checkAliasAt(c, a, k.ID); err != nil {
 			return err
 		}
 	}
@@ -158,7 +158,7 @@ func (s *Service) DeleteAlias(ctx context.Context, c Caller, in *DeleteAliasInpu
 
 // checkAliasAt returns ConflictException unless alias a points at keyID:
 // the alias moved after the request was authorized against keyID.
-func (s *Service) checkAliasAt(c Caller, a *store.Alias, keyID string) error {
+func checkAliasAt(c Caller, a *store.Alias, keyID string) error {
 	if a.KeyID != keyID {
 		return awserr.Newf(awserr.Conflict, "Alias %s changed while the request was being authorized. Try again.", c.aliasARN(a.Name))
 	}
