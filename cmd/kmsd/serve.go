@@ -186,7 +186,7 @@ func startService(ctx context.Context, cfg config.Config, args []string, ks *roo
 	if err != nil {
 		return nil, err
 	}
-	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Region: cfg.Region, Logger: log, HSMClusters: clusters})
+	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Logger: log, HSMClusters: clusters})
 	if err != nil {
 		return nil, err
 	}

@@ -1,44 +1,13 @@
 package awsjson
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"regexp"
 
 	"github.com/kmsd/kmsd/internal/kms"
 )
 
-// Key policies and grants: their routes, model constraints and response
-// shapes, and the authorization gate of every route.
-
-// authorizeRequest passes a validated request through the route's
-// authorization. A route without an authorizer refuses every request: a
-// route must never run unauthorized.
-func (r *Route) authorizeRequest(ctx context.Context, c kms.Caller, in any) error {
-	if r.authorize == nil {
-		return errors.New("awsjson: route " + r.Name + " has no authorizer")
-	}
-	return r.authorize(ctx, c, r.Name, in)
-}
-
-// NewInput returns a new, empty request of the route's operation (the kms
-// input struct), for tests that check every route against its
-// authorization rule (kms.CheckAuthorizationRule).
-func (r *Route) NewInput() any { return r.newInput() }
-
-func authzRoutes(svc *kms.Service) []*Route {
-	return []*Route{
-		op("GetKeyPolicy", DefaultBodyLimit, validateGetKeyPolicy, svc.GetKeyPolicy, nil),
-		op("PutKeyPolicy", PolicyBodyLimit, validatePutKeyPolicy, noOutput(svc.PutKeyPolicy), nil),
-		op("ListKeyPolicies", DefaultBodyLimit, validateListKeyPolicies, svc.ListKeyPolicies, wireListKeyPolicies),
-		op("CreateGrant", DefaultBodyLimit, validateCreateGrant, svc.CreateGrant, nil),
-		op("ListGrants", DefaultBodyLimit, validateListGrants, svc.ListGrants, wireListGrants),
-		op("ListRetirableGrants", DefaultBodyLimit, validateListRetirableGrants, svc.ListRetirableGrants, wireListGrants),
-		op("RetireGrant", DefaultBodyLimit, validateRetireGrant, noOutput(svc.RetireGrant), nil),
-		op("RevokeGrant", DefaultBodyLimit, validateRevokeGrant, noOutput(svc.RevokeGrant), nil),
-	}
-}
+// Key policies and grants: their model constraints and response shapes.
 
 var (
 	policyNameRE  = regexp.MustCompile(`^[\w]+$`)

@@ -24,35 +24,16 @@ func adminIdentity(tb testing.TB) *kms.Identity {
 	return id
 }
 
-// TestEveryRouteIsAuthorized fails when an operation is served without an
-// authorization rule for its input: add the operation to kms.authzRules
-// (one line for an operation on one key, see onKey).
-func TestEveryRouteIsAuthorized(t *testing.T) {
-	routes, _ := newRoutes(t)
-	for name, r := range routes {
-		if r.authorize == nil {
-			t.Errorf("route %s has no authorizer", name)
-		}
-		if err := kms.CheckAuthorizationRule(name, r.NewInput()); err != nil {
-			t.Error(err)
-		}
-	}
-	for _, name := range []string{"GetKeyPolicy", "PutKeyPolicy", "ListKeyPolicies", "CreateGrant", "ListGrants",
-		"ListRetirableGrants", "RetireGrant", "RevokeGrant"} {
-		if routes[name] == nil {
-			t.Errorf("no route for %s", name)
-		}
-	}
-}
-
-// TestRouteWithoutAuthorizerRefuses: a route that somehow lacks its
-// authorizer never runs its operation.
+// TestRouteWithoutAuthorizerRefuses: an operation that somehow lacks its
+// authorization rule never runs.
 func TestRouteWithoutAuthorizerRefuses(t *testing.T) {
 	called := false
-	r := op("Encrypt", DefaultBodyLimit, validateEncrypt, func(context.Context, kms.Caller, *kms.EncryptInput) (*kms.EncryptOutput, error) {
-		called = true
-		return &kms.EncryptOutput{}, nil
-	}, nil)
+	o := op(opSpec[kms.EncryptInput, *kms.EncryptOutput]{Name: "Encrypt", Limit: DefaultBodyLimit, Validate: validateEncrypt,
+		Call: func(*kms.Service, context.Context, kms.Caller, *kms.EncryptInput) (*kms.EncryptOutput, error) {
+			called = true
+			return &kms.EncryptOutput{}, nil
+		}})
+	r := &Route{Name: o.name, BodyLimit: o.limit, op: o}
 	_, err := r.Serve(context.Background(), kms.Caller{}, []byte(`{"KeyId":"alias/a","Plaintext":"aGVsbG8="}`))
 	if err == nil || called {
 		t.Fatalf("Serve = %v, operation called: %v", err, called)
@@ -63,7 +44,7 @@ func TestRouteWithoutAuthorizerRefuses(t *testing.T) {
 // after validation and before the operation runs.
 func TestDeniedBeforeTheOperation(t *testing.T) {
 	routes, admin := newRoutes(t)
-	nobody := kms.Caller{Account: "111122223333", ARN: "arn:aws:iam::111122223333:user/nobody"}
+	nobody := kms.Caller{Scope: testScope, ARN: "arn:aws:iam::111122223333:user/nobody"}
 	ctx := context.Background()
 	_, err := routes["CreateKey"].Serve(ctx, nobody, []byte(`{}`))
 	if awserr.CodeOf(err) != awserr.AccessDenied {

@@ -8,18 +8,7 @@ import (
 	"github.com/kmsd/kmsd/internal/kms"
 )
 
-// Custom key stores: routes, model constraints and response shapes.
-
-func customKeyStoreRoutes(svc *kms.Service) []*Route {
-	return []*Route{
-		op("CreateCustomKeyStore", DefaultBodyLimit, validateCreateCustomKeyStore, svc.CreateCustomKeyStore, nil),
-		op("DescribeCustomKeyStores", DefaultBodyLimit, validateDescribeCustomKeyStores, svc.DescribeCustomKeyStores, wireDescribeCustomKeyStores),
-		op("UpdateCustomKeyStore", DefaultBodyLimit, validateUpdateCustomKeyStore, noOutput(svc.UpdateCustomKeyStore), nil),
-		op("ConnectCustomKeyStore", DefaultBodyLimit, validateCustomKeyStoreID, noOutput(svc.ConnectCustomKeyStore), nil),
-		op("DisconnectCustomKeyStore", DefaultBodyLimit, validateCustomKeyStoreID, noOutput(svc.DisconnectCustomKeyStore), nil),
-		op("DeleteCustomKeyStore", DefaultBodyLimit, validateCustomKeyStoreID, noOutput(svc.DeleteCustomKeyStore), nil),
-	}
-}
+// Custom key stores: model constraints and response shapes.
 
 var (
 	cloudHsmClusterIDRE = regexp.MustCompile(`^cluster-[2-7a-zA-Z]{11,16}$`)

@@ -12,6 +12,9 @@ import (
 	"github.com/kmsd/kmsd/internal/store/backend"
 )
 
+// testScope is where the tests' requests act.
+var testScope = kms.Scope{Partition: kms.Partition, Region: "us-east-1", Account: "111122223333"}
+
 // newRoutes returns the routes of a real service on a temp data folder.
 func newRoutes(tb testing.TB) (map[string]*Route, kms.Caller) {
 	tb.Helper()
@@ -25,11 +28,11 @@ func newRoutes(tb testing.TB) (map[string]*Route, kms.Caller) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { st.Close() })
-	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Region: "us-east-1"})
+	svc, err := kms.New(kms.Config{Store: st, Keystore: ks})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return Routes(svc), kms.Caller{Account: "111122223333", ARN: "arn:aws:iam::111122223333:user/admin", Identity: adminIdentity(tb)}
+	return Routes(svc), kms.Caller{Scope: testScope, ARN: "arn:aws:iam::111122223333:user/admin", Identity: adminIdentity(tb)}
 }
 
 // FuzzRequest feeds arbitrary bodies to every operation. A body may fail

@@ -2,15 +2,7 @@ package awsjson
 
 import "github.com/kmsd/kmsd/internal/kms"
 
-// Imported key material: routes, model constraints and response shapes.
-
-func importRoutes(svc *kms.Service) []*Route {
-	return []*Route{
-		op("GetParametersForImport", DefaultBodyLimit, validateGetParametersForImport, svc.GetParametersForImport, wireGetParametersForImport),
-		op("ImportKeyMaterial", DefaultBodyLimit, validateImportKeyMaterial, svc.ImportKeyMaterial, nil),
-		op("DeleteImportedKeyMaterial", DefaultBodyLimit, validateDeleteImportedKeyMaterial, svc.DeleteImportedKeyMaterial, nil),
-	}
-}
+// Imported key material: model constraints and response shapes.
 
 var (
 	wrappingAlgorithms = []string{"RSAES_PKCS1_V1_5", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256",

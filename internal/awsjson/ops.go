@@ -30,6 +30,10 @@ func validateKeyIDInput(v *validator, in *kms.KeyIdInput) {
 	v.grantTokens(in.GrantTokens)
 }
 
+func validateListKeys(v *validator, in *kms.ListInput) {
+	v.list(in.Limit, in.Marker)
+}
+
 func validateUpdateKeyDescription(v *validator, in *kms.UpdateKeyDescriptionInput) {
 	v.keyID("keyId", in.KeyId)
 	if in.Description == nil {

@@ -2,17 +2,7 @@ package awsjson
 
 import "github.com/kmsd/kmsd/internal/kms"
 
-// Key rotation: routes, model constraints and response shapes.
-
-func rotationRoutes(svc *kms.Service) []*Route {
-	return []*Route{
-		op("EnableKeyRotation", DefaultBodyLimit, validateEnableKeyRotation, noOutput(svc.EnableKeyRotation), nil),
-		op("DisableKeyRotation", DefaultBodyLimit, validateKeyIDOnly, noOutput(svc.DisableKeyRotation), nil),
-		op("GetKeyRotationStatus", DefaultBodyLimit, validateKeyIDOnly, svc.GetKeyRotationStatus, wireGetKeyRotationStatus),
-		op("RotateKeyOnDemand", DefaultBodyLimit, validateKeyIDOnly, svc.RotateKeyOnDemand, nil),
-		op("ListKeyRotations", DefaultBodyLimit, validateListKeyRotations, svc.ListKeyRotations, wireListKeyRotations),
-	}
-}
+// Key rotation: model constraints and response shapes.
 
 var includeKeyMaterials = []string{"ALL_KEY_MATERIAL", "ROTATIONS_ONLY"}
 

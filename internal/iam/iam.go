@@ -184,7 +184,9 @@ func (d *Directory) HasAccessKeys(ctx context.Context, account string) (bool, er
 }
 
 func callerFor(ak *store.AccessKey) kms.Caller {
-	c := kms.Caller{Account: ak.Account, ARN: ak.PrincipalARN}
+	// The account only: a request's partition and Region are those of
+	// its signature's credential scope, which the server adds.
+	c := kms.Caller{Scope: kms.Scope{Account: ak.Account}, ARN: ak.PrincipalARN}
 	if strings.Contains(ak.PrincipalARN, ":user/") {
 		c.UserName = ak.PrincipalARN[strings.LastIndexByte(ak.PrincipalARN, '/')+1:]
 	}

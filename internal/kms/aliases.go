@@ -65,16 +65,16 @@ func (s *Service) CreateAlias(ctx context.Context, c Caller, in *AliasInput) err
 		return awserr.Newf(awserr.LimitExceeded, "A KMS key can have at most %d aliases.", MaxAliasesPerKey)
 	}
 	now := s.now().UTC()
-	err = s.store.CreateAlias(ctx, &store.Alias{Account: c.Account, Region: s.region, Name: in.AliasName, KeyID: k.ID, Created: now, Updated: now})
+	err = s.store.CreateAlias(ctx, &store.Alias{Account: c.Account, Region: c.Region, Name: in.AliasName, KeyID: k.ID, Created: now, Updated: now})
 	switch {
 	case errors.Is(err, store.ErrExists):
-		return awserr.Newf(awserr.AlreadyExists, "An alias with the name %s already exists", s.aliasARN(c.Account, in.AliasName))
+		return awserr.Newf(awserr.AlreadyExists, "An alias with the name %s already exists", c.aliasARN(in.AliasName))
 	case errors.Is(err, store.ErrNotFound):
 		return notFoundKey(arnOf(k))
 	case err != nil:
 		return internal("create alias", err)
 	}
-	s.view.dropAlias(c.Account, s.region, in.AliasName)
+	s.view.dropAlias(c.Account, c.Region, in.AliasName)
 	return nil
 }
 
@@ -83,25 +83,34 @@ func (s *Service) UpdateAlias(ctx context.Context, c Caller, in *AliasInput) err
 	if err := checkAliasName(in.AliasName); err != nil {
 		return err
 	}
-	old, err := s.store.GetAlias(ctx, c.Account, s.region, in.AliasName)
-	if errors.Is(err, store.ErrNotFound) {
-		return awserr.Newf(awserr.NotFound, "Alias %s is not found.", s.aliasARN(c.Account, in.AliasName))
-	}
+	old, err := s.store.GetAlias(ctx, c.Account, c.Region, in.AliasName)
 	if err != nil {
-		return internal("get alias", err)
+		return s.aliasWriteError(c, in.AliasName, "get alias", err)
+	}
+	// The alias moves from the key it pointed at when the request was
+	// authorized, and only from that one.
+	from := old.KeyID
+	cur := authorizedAliasTarget(c, in.AliasName)
+	if cur != nil {
+		from = cur.ID
+	} else if k, err := s.key(ctx, from); err == nil {
+		cur = k
+	}
+	if err := checkAliasAt(c, old, from); err != nil {
+		return err
 	}
 	k, err := s.aliasTargetKey(ctx, c, in.TargetKeyId)
 	if err != nil {
 		return err
 	}
-	if cur, err := s.key(ctx, old.KeyID); err == nil && (cur.KeySpec != k.KeySpec || cur.KeyUsage != k.KeyUsage) {
+	if cur != nil && (cur.KeySpec != k.KeySpec || cur.KeyUsage != k.KeyUsage) {
 		return awserr.Newf(awserr.Validation, "Alias %s points at a %s key with usage %s; it cannot be moved to a %s key with usage %s.",
 			in.AliasName, cur.KeySpec, cur.KeyUsage, k.KeySpec, k.KeyUsage)
 	}
-	// Compare and set: the alias moves only if it still points at the
-	// key this request saw (and was authorized against).
-	err = s.store.UpdateAlias(ctx, c.Account, s.region, in.AliasName, old.KeyID, k.ID, s.now().UTC())
-	s.view.dropAlias(c.Account, s.region, in.AliasName)
+	// Compare and set in the store: a move by another request since the
+	// read above is refused, not overwritten.
+	err = s.store.UpdateAlias(ctx, c.Account, c.Region, in.AliasName, from, k.ID, s.now().UTC())
+	s.view.dropAlias(c.Account, c.Region, in.AliasName)
 	return s.aliasWriteError(c, in.AliasName, "update alias", err)
 }
 
@@ -110,26 +119,50 @@ func (s *Service) DeleteAlias(ctx context.Context, c Caller, in *DeleteAliasInpu
 	if err := checkAliasName(in.AliasName); err != nil {
 		return err
 	}
-	old, err := s.store.GetAlias(ctx, c.Account, s.region, in.AliasName)
-	if err == nil {
-		// Compare and set, as in UpdateAlias.
-		err = s.store.DeleteAlias(ctx, c.Account, s.region, in.AliasName, old.KeyID)
+	// The alias is deleted only while it points at the key it pointed at
+	// when the request was authorized (or, for a direct call, when read
+	// here): compare and set in the store.
+	var from string
+	if k := authorizedAliasTarget(c, in.AliasName); k != nil {
+		from = k.ID
+	} else {
+		a, err := s.store.GetAlias(ctx, c.Account, c.Region, in.AliasName)
+		if err != nil {
+			return s.aliasWriteError(c, in.AliasName, "get alias", err)
+		}
+		from = a.KeyID
 	}
-	s.view.dropAlias(c.Account, s.region, in.AliasName)
+	err := s.store.DeleteAlias(ctx, c.Account, c.Region, in.AliasName, from)
+	s.view.dropAlias(c.Account, c.Region, in.AliasName)
 	return s.aliasWriteError(c, in.AliasName, "delete alias", err)
 }
 
-// aliasWriteError maps the store's answer to an alias write.
+// aliasWriteError maps the store's answer about an alias to the
+// operation's error: a missing alias, or one moved since the request read
+// it (or was authorized against it).
 func (s *Service) aliasWriteError(c Caller, name, op string, err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, store.ErrNotFound):
-		return awserr.Newf(awserr.NotFound, "Alias %s is not found.", s.aliasARN(c.Account, name))
+		return awserr.Newf(awserr.NotFound, "Alias %s is not found.", c.aliasARN(name))
 	case errors.Is(err, store.ErrConflict):
-		return awserr.Newf(awserr.KMSInvalidState, "Alias %s was changed by another request while this one ran; retry.", s.aliasARN(c.Account, name))
+		return errAliasMoved(c, name)
 	}
 	return internal(op, err)
+}
+
+// checkAliasAt returns ConflictException unless alias a points at keyID:
+// the alias moved after the request was authorized against keyID.
+func checkAliasAt(c Caller, a *store.Alias, keyID string) error {
+	if a.KeyID != keyID {
+		return errAliasMoved(c, a.Name)
+	}
+	return nil
+}
+
+func errAliasMoved(c Caller, name string) error {
+	return awserr.Newf(awserr.Conflict, "Alias %s changed while the request was being authorized. Try again.", c.aliasARN(name))
 }
 
 // ListAliasesInput is the ListAliases request.
@@ -170,7 +203,7 @@ func (s *Service) ListAliases(ctx context.Context, c Caller, in *ListAliasesInpu
 		keyID = k.ID
 	}
 	limit := limitOf(in.Limit, 50, 100)
-	as, err := s.store.ListAliases(ctx, c.Account, s.region, keyID, in.Marker, limit+1)
+	as, err := s.store.ListAliases(ctx, c.Account, c.Region, keyID, in.Marker, limit+1)
 	if err != nil {
 		return nil, internal("list aliases", err)
 	}
@@ -183,7 +216,7 @@ func (s *Service) ListAliases(ctx context.Context, c Caller, in *ListAliasesInpu
 	for _, a := range as {
 		out.Aliases = append(out.Aliases, AliasListEntry{
 			AliasName:       a.Name,
-			AliasArn:        s.aliasARN(a.Account, a.Name),
+			AliasArn:        aliasARNOf(a),
 			TargetKeyId:     a.KeyID,
 			CreationDate:    a.Created,
 			LastUpdatedDate: a.Updated,

@@ -2,17 +2,17 @@ package kms
 
 // Authorization: who may call which operation on which key.
 //
-// The wire layer (package awsjson) calls Authorize for every request after
-// validating it and before running the operation; a Service method called
-// directly (as in tests) is not authorized. Authorize looks the operation up
-// in authzRules, a table keyed by operation name: each rule finds the key(s)
-// the request acts on the way the operation does, builds the condition
-// context and evaluates, with package policy, the key policy (compiled once
-// per key policy text and cached), the caller's identity policies (compiled
-// when iam loads its configuration) and the key's grants (cached per key,
-// replaced on every grant change), with AWS's rules (policy.Authorize). An
-// operation without a rule is refused: a new operation must get one (see
-// CheckAuthorizationRule and its test in package awsjson).
+// The wire layer (package awsjson) checks every request with its
+// operation's Rule after validating it and before running the operation; a
+// Service method called directly (as in tests) is not authorized. Each
+// operation has one Rule (AuthorizeEncrypt, …, declared below), which finds
+// the key(s) the request acts on the way the operation does, builds the
+// condition context and evaluates, with package policy, the key policy
+// (compiled once per key policy text and cached), the caller's identity
+// policies (compiled when iam loads its configuration) and the key's grants
+// (cached per key, replaced on every grant change), with AWS's rules
+// (policy.Authorize). The wire layer declares each operation with its Rule,
+// so an operation cannot be served without one.
 
 import (
 	"context"
@@ -21,7 +21,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,9 +33,6 @@ import (
 // (view.go): the clock's condition values. The zero value is ready to use.
 type authzState struct {
 	clock atomic.Pointer[clockValues]
-
-	regionOnce sync.Once
-	region     []string
 }
 
 // ctxEntry is one condition key with its values. Keys are lower-case, so
@@ -144,11 +140,6 @@ func (s *Service) clockValues() *clockValues {
 	return v
 }
 
-func (s *Service) regionValues() []string {
-	s.authz.regionOnce.Do(func() { s.authz.region = []string{s.region} })
-	return s.authz.region
-}
-
 var (
 	trueVals  = []string{"true"}
 	falseVals = []string{"false"}
@@ -245,213 +236,208 @@ func (r *keyRequest) requestTags(tags []Tag) {
 	r.setAll("aws:tagkeys", ks)
 }
 
-// authzCall is one Authorize call.
+// authzCall is one authorization.
 type authzCall struct {
-	s    *Service
-	ctx  context.Context
-	c    *Caller
-	id   *Identity
-	rule *rule
+	s       *Service
+	ctx     context.Context
+	c       *Caller
+	id      *Identity
+	action  string // kms:OPERATION
+	grantOp string // the grant operation that can allow it; "" when none
 	// observe, when set (by tests), sees every evaluation's action,
 	// resource and condition context.
 	observe func(action, resource string, pc policy.Context)
+	// resolved collects the keys the rule resolved (authorized.go).
+	resolved authorized
 }
 
-// rule is how one operation is authorized.
-type rule struct {
+// Rule is how requests of one operation, whose input is In, are
+// authorized. Each operation has one, declared below (AuthorizeEncrypt,
+// …); they are built by custom, identityOnly and onKey.
+type Rule[In any] struct {
+	op      string // the operation, e.g. "Encrypt"
 	action  string // kms:OPERATION
 	grantOp string // the grant operation that can allow it; "" when none
-	check   func(a *authzCall, in any) error
-	accepts func(in any) bool
+	check   func(a *authzCall, in *In) error
 }
 
-// custom makes a rule from a function of the operation's input.
-func custom[In any](f func(a *authzCall, in *In) error) *rule {
-	return &rule{
-		check: func(a *authzCall, in any) error {
-			x, ok := in.(*In)
-			if !ok {
-				return internal("authorize "+a.rule.action, fmt.Errorf("input of type %T, want %T", in, x))
-			}
-			return f(a, x)
-		},
-		accepts: func(in any) bool { _, ok := in.(*In); return ok },
+// Operation returns the name of the operation r authorizes.
+func (r *Rule[In]) Operation() string { return r.op }
+
+// custom makes the rule of operation op from a function of its input.
+func custom[In any](op string, f func(a *authzCall, in *In) error) *Rule[In] {
+	r := &Rule[In]{op: op, action: "kms:" + op, check: f}
+	if slices.Contains(GrantOperations, op) {
+		r.grantOp = op
 	}
+	return r
 }
 
 // identityOnly makes the rule of an operation that is not tied to a key
 // (ListKeys, GenerateRandom, …): identity policies alone decide, with
 // resource "*".
-func identityOnly[In any]() *rule {
-	return custom(func(a *authzCall, _ *In) error { return a.checkIdentity(a.rule.action, "*", nil) })
+func identityOnly[In any](op string) *Rule[In] {
+	return custom(op, func(a *authzCall, _ *In) error { return a.checkIdentity(a.action, "*", nil) })
 }
 
 // onKey makes the rule of an operation on one key, named in the request as
 // describe reads it: the key is resolved as the operation resolves it
 // (forms accepted), then authorized.
-func onKey[In any](form resolveForm, cross bool, describe func(in *In, r *keyRequest)) *rule {
-	return custom(func(a *authzCall, in *In) error {
+func onKey[In any](op string, form resolveForm, cross bool, describe func(in *In, r *keyRequest)) *Rule[In] {
+	return custom(op, func(a *authzCall, in *In) error {
 		r := &keyRequest{form: form, cross: cross}
 		describe(in, r)
-		k, err := a.s.resolve(a.ctx, *a.c, r.keyID, r.form)
+		k, err := a.resolve(r.keyID, r.form)
 		if err != nil {
 			return err
 		}
-		return a.checkKey(a.rule.action, a.rule.grantOp, k, r)
+		return a.checkKey(a.action, a.grantOp, k, r)
 	})
 }
 
 // keyIDOnly describes a request that names only its key.
 func keyIDOnly(in *KeyIdInput, r *keyRequest) { r.keyID, r.tokens = in.KeyId, in.GrantTokens }
 
-// authzRules is the table of every operation's authorization, keyed by
-// operation name. An operation missing here is refused.
-var authzRules = map[string]*rule{
+// The authorization rule of every operation, one each: the wire layer
+// declares each operation with its rule (package awsjson's operation
+// table), so an operation cannot be served without one.
+var (
 	// Keys.
-	"CreateKey":   custom(authorizeCreateKey),
-	"DescribeKey": onKey(anyKeyForm, crossAccount, keyIDOnly),
-	"ListKeys":    identityOnly[ListInput](),
-	"UpdateKeyDescription": onKey(idOrARN, sameAccount, func(in *UpdateKeyDescriptionInput, r *keyRequest) {
+	AuthorizeCreateKey            = custom("CreateKey", authorizeCreateKey)
+	AuthorizeDescribeKey          = onKey("DescribeKey", anyKeyForm, crossAccount, keyIDOnly)
+	AuthorizeListKeys             = identityOnly[ListInput]("ListKeys")
+	AuthorizeUpdateKeyDescription = onKey("UpdateKeyDescription", idOrARN, sameAccount, func(in *UpdateKeyDescriptionInput, r *keyRequest) {
 		r.keyID = in.KeyId
-	}),
-	"EnableKey":  onKey(idOrARN, sameAccount, keyIDOnly),
-	"DisableKey": onKey(idOrARN, sameAccount, keyIDOnly),
-	"ScheduleKeyDeletion": onKey(idOrARN, sameAccount, func(in *ScheduleKeyDeletionInput, r *keyRequest) {
+	})
+	AuthorizeEnableKey           = onKey("EnableKey", idOrARN, sameAccount, keyIDOnly)
+	AuthorizeDisableKey          = onKey("DisableKey", idOrARN, sameAccount, keyIDOnly)
+	AuthorizeScheduleKeyDeletion = onKey("ScheduleKeyDeletion", idOrARN, sameAccount, func(in *ScheduleKeyDeletionInput, r *keyRequest) {
 		r.keyID = in.KeyId
 		days := int32(30)
 		if in.PendingWindowInDays != nil {
 			days = *in.PendingWindowInDays
 		}
 		r.set("kms:schedulekeydeletionpendingwindowindays", strconv.Itoa(int(days)))
-	}),
-	"CancelKeyDeletion": onKey(idOrARN, sameAccount, keyIDOnly),
+	})
+	AuthorizeCancelKeyDeletion = onKey("CancelKeyDeletion", idOrARN, sameAccount, keyIDOnly)
 
 	// Rotation (rotation.go).
-	"EnableKeyRotation": onKey(idOrARN, sameAccount, func(in *EnableKeyRotationInput, r *keyRequest) {
+	AuthorizeEnableKeyRotation = onKey("EnableKeyRotation", idOrARN, sameAccount, func(in *EnableKeyRotationInput, r *keyRequest) {
 		r.keyID = in.KeyId
 		days := int32(DefaultRotationPeriodDays)
 		if in.RotationPeriodInDays != nil {
 			days = *in.RotationPeriodInDays
 		}
 		r.set("kms:rotationperiodindays", strconv.Itoa(int(days)))
-	}),
-	"DisableKeyRotation":   onKey(idOrARN, sameAccount, keyIDOnly),
-	"GetKeyRotationStatus": onKey(idOrARN, crossAccount, keyIDOnly),
-	"RotateKeyOnDemand":    onKey(idOrARN, sameAccount, keyIDOnly),
-	"ListKeyRotations":     onKey(idOrARN, sameAccount, func(in *ListKeyRotationsInput, r *keyRequest) { r.keyID = in.KeyId }),
+	})
+	AuthorizeDisableKeyRotation   = onKey("DisableKeyRotation", idOrARN, sameAccount, keyIDOnly)
+	AuthorizeGetKeyRotationStatus = onKey("GetKeyRotationStatus", idOrARN, crossAccount, keyIDOnly)
+	AuthorizeRotateKeyOnDemand    = onKey("RotateKeyOnDemand", idOrARN, sameAccount, keyIDOnly)
+	AuthorizeListKeyRotations     = onKey("ListKeyRotations", idOrARN, sameAccount, func(in *ListKeyRotationsInput, r *keyRequest) { r.keyID = in.KeyId })
 
 	// Imported key material (import.go).
-	"GetParametersForImport": onKey(idOrARN, sameAccount, func(in *GetParametersForImportInput, r *keyRequest) {
+	AuthorizeGetParametersForImport = onKey("GetParametersForImport", idOrARN, sameAccount, func(in *GetParametersForImportInput, r *keyRequest) {
 		r.keyID = in.KeyId
 		r.set("kms:wrappingalgorithm", in.WrappingAlgorithm)
 		r.set("kms:wrappingkeyspec", in.WrappingKeySpec)
-	}),
-	"ImportKeyMaterial": onKey(idOrARN, sameAccount, func(in *ImportKeyMaterialInput, r *keyRequest) {
+	})
+	AuthorizeImportKeyMaterial = onKey("ImportKeyMaterial", idOrARN, sameAccount, func(in *ImportKeyMaterialInput, r *keyRequest) {
 		r.keyID = in.KeyId
 		r.set("kms:expirationmodel", orDefault(in.ExpirationModel, ExpirationExpires))
 		if in.ValidTo != nil {
 			r.set("kms:validto", strconv.FormatInt(int64(*in.ValidTo), 10))
 		}
-	}),
-	"DeleteImportedKeyMaterial": onKey(idOrARN, sameAccount, func(in *DeleteImportedKeyMaterialInput, r *keyRequest) { r.keyID = in.KeyId }),
+	})
+	AuthorizeDeleteImportedKeyMaterial = onKey("DeleteImportedKeyMaterial", idOrARN, sameAccount, func(in *DeleteImportedKeyMaterialInput, r *keyRequest) { r.keyID = in.KeyId })
 
 	// Symmetric cryptography.
-	"Encrypt": onKey(anyKeyForm, crossAccount, func(in *EncryptInput, r *keyRequest) {
+	AuthorizeEncrypt = onKey("Encrypt", anyKeyForm, crossAccount, func(in *EncryptInput, r *keyRequest) {
 		r.keyID, r.tokens = in.KeyId, in.GrantTokens
 		r.encryptionContext(in.EncryptionContext)
 		r.set("kms:encryptionalgorithm", algOrDefault(in.EncryptionAlgorithm))
-	}),
-	"Decrypt":                         custom(authorizeDecrypt),
-	"ReEncrypt":                       custom(authorizeReEncrypt),
-	"GenerateDataKey":                 onKey(anyKeyForm, crossAccount, describeDataKey),
-	"GenerateDataKeyWithoutPlaintext": onKey(anyKeyForm, crossAccount, describeDataKey),
-	"GenerateRandom":                  identityOnly[GenerateRandomInput](),
+	})
+	AuthorizeDecrypt                         = custom("Decrypt", authorizeDecrypt)
+	AuthorizeReEncrypt                       = custom("ReEncrypt", authorizeReEncrypt)
+	AuthorizeGenerateDataKey                 = onKey("GenerateDataKey", anyKeyForm, crossAccount, describeDataKey)
+	AuthorizeGenerateDataKeyWithoutPlaintext = onKey("GenerateDataKeyWithoutPlaintext", anyKeyForm, crossAccount, describeDataKey)
+	AuthorizeGenerateRandom                  = identityOnly[GenerateRandomInput]("GenerateRandom")
 	// Custom key stores: IAM policies alone, like AWS (no key involved).
-	"CreateCustomKeyStore":     identityOnly[CreateCustomKeyStoreInput](),
-	"DescribeCustomKeyStores":  identityOnly[DescribeCustomKeyStoresInput](),
-	"UpdateCustomKeyStore":     identityOnly[UpdateCustomKeyStoreInput](),
-	"ConnectCustomKeyStore":    identityOnly[CustomKeyStoreIdInput](),
-	"DisconnectCustomKeyStore": identityOnly[CustomKeyStoreIdInput](),
-	"DeleteCustomKeyStore":     identityOnly[CustomKeyStoreIdInput](),
+	AuthorizeCreateCustomKeyStore     = identityOnly[CreateCustomKeyStoreInput]("CreateCustomKeyStore")
+	AuthorizeDescribeCustomKeyStores  = identityOnly[DescribeCustomKeyStoresInput]("DescribeCustomKeyStores")
+	AuthorizeUpdateCustomKeyStore     = identityOnly[UpdateCustomKeyStoreInput]("UpdateCustomKeyStore")
+	AuthorizeConnectCustomKeyStore    = identityOnly[CustomKeyStoreIdInput]("ConnectCustomKeyStore")
+	AuthorizeDisconnectCustomKeyStore = identityOnly[CustomKeyStoreIdInput]("DisconnectCustomKeyStore")
+	AuthorizeDeleteCustomKeyStore     = identityOnly[CustomKeyStoreIdInput]("DeleteCustomKeyStore")
 
 	// Asymmetric cryptography, HMAC, key agreement and encapsulation.
-	"Sign": onKey(anyKeyForm, crossAccount, func(in *SignInput, r *keyRequest) {
+	AuthorizeSign = onKey("Sign", anyKeyForm, crossAccount, func(in *SignInput, r *keyRequest) {
 		r.keyID, r.tokens = in.KeyId, in.GrantTokens
 		r.set("kms:signingalgorithm", in.SigningAlgorithm)
 		r.set("kms:messagetype", orDefault(in.MessageType, "RAW"))
-	}),
-	"Verify": onKey(anyKeyForm, crossAccount, func(in *VerifyInput, r *keyRequest) {
+	})
+	AuthorizeVerify = onKey("Verify", anyKeyForm, crossAccount, func(in *VerifyInput, r *keyRequest) {
 		r.keyID, r.tokens = in.KeyId, in.GrantTokens
 		r.set("kms:signingalgorithm", in.SigningAlgorithm)
 		r.set("kms:messagetype", orDefault(in.MessageType, "RAW"))
-	}),
-	"GetPublicKey":                        onKey(anyKeyForm, crossAccount, keyIDOnly),
-	"GenerateDataKeyPair":                 onKey(anyKeyForm, crossAccount, describeDataKeyPair),
-	"GenerateDataKeyPairWithoutPlaintext": onKey(anyKeyForm, crossAccount, describeDataKeyPair),
-	"GenerateMac": onKey(anyKeyForm, crossAccount, func(in *GenerateMacInput, r *keyRequest) {
+	})
+	AuthorizeGetPublicKey                        = onKey("GetPublicKey", anyKeyForm, crossAccount, keyIDOnly)
+	AuthorizeGenerateDataKeyPair                 = onKey("GenerateDataKeyPair", anyKeyForm, crossAccount, describeDataKeyPair)
+	AuthorizeGenerateDataKeyPairWithoutPlaintext = onKey("GenerateDataKeyPairWithoutPlaintext", anyKeyForm, crossAccount, describeDataKeyPair)
+	AuthorizeGenerateMac                         = onKey("GenerateMac", anyKeyForm, crossAccount, func(in *GenerateMacInput, r *keyRequest) {
 		r.keyID, r.tokens = in.KeyId, in.GrantTokens
 		r.set("kms:macalgorithm", in.MacAlgorithm)
-	}),
-	"VerifyMac": onKey(anyKeyForm, crossAccount, func(in *VerifyMacInput, r *keyRequest) {
+	})
+	AuthorizeVerifyMac = onKey("VerifyMac", anyKeyForm, crossAccount, func(in *VerifyMacInput, r *keyRequest) {
 		r.keyID, r.tokens = in.KeyId, in.GrantTokens
 		r.set("kms:macalgorithm", in.MacAlgorithm)
-	}),
-	"DeriveSharedSecret": onKey(anyKeyForm, crossAccount, func(in *DeriveSharedSecretInput, r *keyRequest) {
+	})
+	AuthorizeDeriveSharedSecret = onKey("DeriveSharedSecret", anyKeyForm, crossAccount, func(in *DeriveSharedSecretInput, r *keyRequest) {
 		r.keyID, r.tokens = in.KeyId, in.GrantTokens
 		r.set("kms:keyagreementalgorithm", in.KeyAgreementAlgorithm)
-	}),
-	"Encapsulate": onKey(anyKeyForm, crossAccount, func(in *EncapsulateInput, r *keyRequest) {
+	})
+	AuthorizeEncapsulate = onKey("Encapsulate", anyKeyForm, crossAccount, func(in *EncapsulateInput, r *keyRequest) {
 		r.keyID, r.tokens = in.KeyId, in.GrantTokens
-	}),
-	"Decapsulate": onKey(anyKeyForm, crossAccount, func(in *DecapsulateInput, r *keyRequest) {
+	})
+	AuthorizeDecapsulate = onKey("Decapsulate", anyKeyForm, crossAccount, func(in *DecapsulateInput, r *keyRequest) {
 		r.keyID, r.tokens = in.KeyId, in.GrantTokens
-	}),
+	})
 
 	// Aliases: the alias half is for identity policies, the key half for
 	// the key policy.
-	"CreateAlias": custom(authorizeCreateAlias),
-	"UpdateAlias": custom(authorizeUpdateAlias),
-	"DeleteAlias": custom(authorizeDeleteAlias),
-	"ListAliases": identityOnly[ListAliasesInput](),
+	AuthorizeCreateAlias = custom("CreateAlias", authorizeCreateAlias)
+	AuthorizeUpdateAlias = custom("UpdateAlias", authorizeUpdateAlias)
+	AuthorizeDeleteAlias = custom("DeleteAlias", authorizeDeleteAlias)
+	AuthorizeListAliases = identityOnly[ListAliasesInput]("ListAliases")
 
 	// Tags.
-	"TagResource": onKey(idOrARN, sameAccount, func(in *TagResourceInput, r *keyRequest) {
+	AuthorizeTagResource = onKey("TagResource", idOrARN, sameAccount, func(in *TagResourceInput, r *keyRequest) {
 		r.keyID = in.KeyId
 		r.requestTags(in.Tags)
-	}),
-	"UntagResource": onKey(idOrARN, sameAccount, func(in *UntagResourceInput, r *keyRequest) {
+	})
+	AuthorizeUntagResource = onKey("UntagResource", idOrARN, sameAccount, func(in *UntagResourceInput, r *keyRequest) {
 		r.keyID = in.KeyId
 		r.setAll("aws:tagkeys", in.TagKeys)
-	}),
-	"ListResourceTags": onKey(idOrARN, sameAccount, func(in *ListResourceTagsInput, r *keyRequest) { r.keyID = in.KeyId }),
+	})
+	AuthorizeListResourceTags = onKey("ListResourceTags", idOrARN, sameAccount, func(in *ListResourceTagsInput, r *keyRequest) { r.keyID = in.KeyId })
 
 	// Key policies.
-	"GetKeyPolicy":    onKey(idOrARN, sameAccount, func(in *GetKeyPolicyInput, r *keyRequest) { r.keyID = in.KeyId }),
-	"PutKeyPolicy":    custom(authorizePutKeyPolicy),
-	"ListKeyPolicies": onKey(idOrARN, sameAccount, func(in *ListKeyPoliciesInput, r *keyRequest) { r.keyID = in.KeyId }),
+	AuthorizeGetKeyPolicy    = onKey("GetKeyPolicy", idOrARN, sameAccount, func(in *GetKeyPolicyInput, r *keyRequest) { r.keyID = in.KeyId })
+	AuthorizePutKeyPolicy    = custom("PutKeyPolicy", authorizePutKeyPolicy)
+	AuthorizeListKeyPolicies = onKey("ListKeyPolicies", idOrARN, sameAccount, func(in *ListKeyPoliciesInput, r *keyRequest) { r.keyID = in.KeyId })
 
 	// Grants.
-	"CreateGrant": custom(authorizeCreateGrant),
-	"ListGrants": onKey(idOrARN, crossAccount, func(in *ListGrantsInput, r *keyRequest) {
+	AuthorizeCreateGrant = custom("CreateGrant", authorizeCreateGrant)
+	AuthorizeListGrants  = onKey("ListGrants", idOrARN, crossAccount, func(in *ListGrantsInput, r *keyRequest) {
 		r.keyID = in.KeyId
 		r.set("kms:grantisforawsresource", "false")
-	}),
-	"RevokeGrant": onKey(idOrARN, crossAccount, func(in *RevokeGrantInput, r *keyRequest) {
+	})
+	AuthorizeRevokeGrant = onKey("RevokeGrant", idOrARN, crossAccount, func(in *RevokeGrantInput, r *keyRequest) {
 		r.keyID = in.KeyId
 		r.set("kms:grantisforawsresource", "false")
-	}),
-	"RetireGrant":         custom(authorizeRetireGrant),
-	"ListRetirableGrants": custom(authorizeListRetirableGrants),
-}
-
-func init() {
-	for name, r := range authzRules {
-		r.action = "kms:" + name
-		if slices.Contains(GrantOperations, name) {
-			r.grantOp = name
-		}
-	}
-}
+	})
+	AuthorizeRetireGrant         = custom("RetireGrant", authorizeRetireGrant)
+	AuthorizeListRetirableGrants = custom("ListRetirableGrants", authorizeListRetirableGrants)
+)
 
 func orDefault(s, def string) string {
 	if s == "" {
@@ -473,50 +459,46 @@ func describeDataKeyPair(in *GenerateDataKeyPairInput, r *keyRequest) {
 	r.set("kms:datakeypairspec", in.KeyPairSpec)
 }
 
-// Authorize decides whether caller c may perform operation op with input in
-// (a pointer to the operation's input struct, validated). It returns nil
-// when the request is allowed, AccessDeniedException with AWS's message
-// when it is not, and the errors the operation itself would return when
-// the key it names cannot be found (NotFoundException, …), so that the
-// client sees the same answer whether or not it is authorized. Some checks
-// that depend on the caller are part of authorization: the key policy
-// lockout safety check of CreateKey and PutKeyPolicy (a policy that would
-// lock the caller out is MalformedPolicyDocumentException) and the grant
-// tokens of a request (InvalidGrantTokenException).
+// Check decides whether caller c may perform r's operation with input in
+// (validated) on service s. It returns an error when the request is not
+// allowed: AccessDeniedException with AWS's message, or the errors the
+// operation itself would return when the key it names cannot be found
+// (NotFoundException, …), so that the client sees the same answer whether
+// or not it is authorized. Some checks that depend on the caller are part
+// of authorization: the key policy lockout safety check of CreateKey and
+// PutKeyPolicy (a policy that would lock the caller out is
+// MalformedPolicyDocumentException) and the grant tokens of a request
+// (InvalidGrantTokenException).
 //
-// The wire layer calls Authorize for every request; Service methods do not,
-// so code that calls them directly (tests, tools) acts with every
-// permission.
-func (s *Service) Authorize(ctx context.Context, c Caller, op string, in any) error {
-	return s.authorize(ctx, c, op, in, nil)
+// When the request is allowed, Check returns c annotated with the keys the
+// decision was made on (authorized.go): the operation must be called with
+// that Caller, so that it acts on those very keys, even if an alias has
+// moved since. The annotated Caller is good for this one request only.
+//
+// The wire layer checks every request; Service methods do not, so code
+// that calls them directly (tests, tools) acts with every permission.
+func (r *Rule[In]) Check(ctx context.Context, s *Service, c Caller, in *In) (Caller, error) {
+	return r.authorize(ctx, s, c, in, nil)
 }
 
-func (s *Service) authorize(ctx context.Context, c Caller, op string, in any, observe func(action, resource string, pc policy.Context)) error {
-	r := authzRules[op]
-	if r == nil {
-		return internal("authorize", fmt.Errorf("operation %s has no authorization rule", op))
+func (r *Rule[In]) authorize(ctx context.Context, s *Service, c Caller, in *In, observe func(action, resource string, pc policy.Context)) (Caller, error) {
+	if r == nil || in == nil {
+		// A caller's bug, never the client's: refuse.
+		return Caller{}, internal("authorize", fmt.Errorf("no rule or no input (%T)", in))
 	}
+	// Keys resolved for an earlier request must not stand in for this
+	// one's.
+	c.authorized = nil
 	id, err := identityFor(&c)
 	if err != nil {
-		return internal("authorize", err)
+		return Caller{}, internal("authorize "+r.op, err)
 	}
-	a := &authzCall{s: s, ctx: ctx, c: &c, id: id, rule: r, observe: observe}
-	return r.check(a, in)
-}
-
-// CheckAuthorizationRule reports whether operation op has an authorization
-// rule that accepts input in (a pointer to the operation's input struct).
-// The wire layer's tests call it for every route, so that an operation
-// added without a rule fails them (and would be refused at run time).
-func CheckAuthorizationRule(op string, in any) error {
-	r := authzRules[op]
-	if r == nil {
-		return fmt.Errorf("operation %s has no authorization rule", op)
+	a := &authzCall{s: s, ctx: ctx, c: &c, id: id, action: r.action, grantOp: r.grantOp, observe: observe}
+	if err := r.check(a, in); err != nil {
+		return Caller{}, err
 	}
-	if !r.accepts(in) {
-		return fmt.Errorf("the authorization rule of %s does not accept input of type %T", op, in)
-	}
-	return nil
+	c.authorized = &a.resolved
+	return c, nil
 }
 
 // deny returns the AccessDeniedException of a verdict.
@@ -570,7 +552,7 @@ func (a *authzCall) context(ka *keyAuthz, r *keyRequest, needs ctxNeeds) (policy
 			pc.Set("aws:sourceip", a.c.SourceIP)
 		}
 		pc.Set("aws:securetransport", boolVals(a.c.SecureTransport)...)
-		pc.Set("aws:requestedregion", a.s.regionValues()...)
+		pc.Set("aws:requestedregion", a.c.Region)
 		pc.Set("aws:viaawsservice", falseVals...)
 	}
 	if needs&needTime != 0 {
@@ -677,14 +659,18 @@ func (a *authzCall) checkKey(action, grantOp string, k *store.Key, r *keyRequest
 }
 
 // blobKey returns the key a symmetric ciphertext names (by key id, in any
-// account of this region): Decrypt and ReEncrypt without a KeyId.
+// account of the caller's Region): Decrypt and ReEncrypt without a KeyId.
 func (s *Service) blobKey(ctx context.Context, c Caller, id string) (*store.Key, error) {
+	if k := c.authorized.find(byBlob, 0, id); k != nil {
+		noteKey(ctx, k)
+		return k, nil
+	}
 	k, err := s.key(ctx, id)
-	if err == nil && k.Region == s.region {
+	if err == nil && k.Region == c.Region {
 		return k, nil
 	}
 	if err == nil || isNotFound(err) {
-		return nil, notFoundKey(s.keyARN(c.Account, id))
+		return nil, notFoundKey(c.keyARN(id))
 	}
 	return nil, internal("get key", err)
 }
@@ -694,7 +680,7 @@ func (s *Service) blobKey(ctx context.Context, c Caller, id string) (*store.Key,
 // those of the operation.
 func (a *authzCall) decryptKey(keyID string, blob []byte, dryRun bool, mods []string) (*store.Key, error) {
 	if keyID != "" {
-		return a.s.resolve(a.ctx, *a.c, keyID, anyKeyForm)
+		return a.resolve(keyID, anyKeyForm)
 	}
 	if blob == nil {
 		// Neither a key nor a ciphertext: the operation's own error.
@@ -708,7 +694,7 @@ func (a *authzCall) decryptKey(keyID string, blob []byte, dryRun bool, mods []st
 	if err != nil {
 		return nil, errInvalidCiphertext
 	}
-	return a.s.blobKey(a.ctx, *a.c, h.KeyID)
+	return a.blobKey(h.KeyID)
 }
 
 func authorizeDecrypt(a *authzCall, in *DecryptInput) error {
@@ -725,7 +711,7 @@ func authorizeDecrypt(a *authzCall, in *DecryptInput) error {
 // authorizeReEncrypt checks kms:ReEncryptFrom on the source key and
 // kms:ReEncryptTo on the destination key.
 func authorizeReEncrypt(a *authzCall, in *ReEncryptInput) error {
-	dst, err := a.s.resolve(a.ctx, *a.c, in.DestinationKeyId, anyKeyForm)
+	dst, err := a.resolve(in.DestinationKeyId, anyKeyForm)
 	if err != nil {
 		return err
 	}
@@ -788,13 +774,13 @@ func authorizeCreateKey(a *authzCall, in *CreateKeyInput) error {
 		return err
 	}
 	// The key does not exist yet: its ARN has every key id.
-	return checkLockout(pol, a.id, a.s.keyARN(a.c.Account, "*"), pc)
+	return checkLockout(pol, a.id, a.c.keyARN("*"), pc)
 }
 
 // authorizePutKeyPolicy checks kms:PutKeyPolicy under the current policy,
 // then the lockout safety check under the new one.
 func authorizePutKeyPolicy(a *authzCall, in *PutKeyPolicyInput) error {
-	k, err := a.s.resolve(a.ctx, *a.c, in.KeyId, idOrARN)
+	k, err := a.resolve(in.KeyId, idOrARN)
 	if err != nil {
 		return err
 	}
@@ -830,25 +816,26 @@ func (a *authzCall) aliasKey(action string, k *store.Key) error {
 // currentAliasKey returns the key an existing alias of the caller's account
 // points at.
 func (a *authzCall) currentAliasKey(name string) (*store.Key, error) {
-	id, err := a.s.aliasTarget(a.ctx, a.c.Account, name)
+	id, err := a.s.aliasTarget(a.ctx, a.c.Scope, name)
 	if err != nil {
 		return nil, err
 	}
 	k, err := a.s.key(a.ctx, id)
 	if err != nil {
 		if isNotFound(err) {
-			return nil, awserr.Newf(awserr.NotFound, "Alias %s is not found.", a.s.aliasARN(a.c.Account, name))
+			return nil, awserr.Newf(awserr.NotFound, "Alias %s is not found.", a.c.aliasARN(name))
 		}
 		return nil, internal("get key", err)
 	}
+	a.resolved.add(byAlias, 0, name, k)
 	return k, nil
 }
 
 func authorizeCreateAlias(a *authzCall, in *AliasInput) error {
-	if err := a.checkIdentity("kms:CreateAlias", a.s.aliasARN(a.c.Account, in.AliasName), nil); err != nil {
+	if err := a.checkIdentity("kms:CreateAlias", a.c.aliasARN(in.AliasName), nil); err != nil {
 		return err
 	}
-	k, err := a.s.resolve(a.ctx, *a.c, in.TargetKeyId, idOrARN)
+	k, err := a.resolve(in.TargetKeyId, idOrARN)
 	if err != nil {
 		return err
 	}
@@ -856,7 +843,7 @@ func authorizeCreateAlias(a *authzCall, in *AliasInput) error {
 }
 
 func authorizeUpdateAlias(a *authzCall, in *AliasInput) error {
-	if err := a.checkIdentity("kms:UpdateAlias", a.s.aliasARN(a.c.Account, in.AliasName), nil); err != nil {
+	if err := a.checkIdentity("kms:UpdateAlias", a.c.aliasARN(in.AliasName), nil); err != nil {
 		return err
 	}
 	old, err := a.currentAliasKey(in.AliasName)
@@ -866,7 +853,7 @@ func authorizeUpdateAlias(a *authzCall, in *AliasInput) error {
 	if err := a.aliasKey("kms:UpdateAlias", old); err != nil {
 		return err
 	}
-	k, err := a.s.resolve(a.ctx, *a.c, in.TargetKeyId, idOrARN)
+	k, err := a.resolve(in.TargetKeyId, idOrARN)
 	if err != nil {
 		return err
 	}
@@ -874,7 +861,7 @@ func authorizeUpdateAlias(a *authzCall, in *AliasInput) error {
 }
 
 func authorizeDeleteAlias(a *authzCall, in *DeleteAliasInput) error {
-	if err := a.checkIdentity("kms:DeleteAlias", a.s.aliasARN(a.c.Account, in.AliasName), nil); err != nil {
+	if err := a.checkIdentity("kms:DeleteAlias", a.c.aliasARN(in.AliasName), nil); err != nil {
 		return err
 	}
 	k, err := a.currentAliasKey(in.AliasName)

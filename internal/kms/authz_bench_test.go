@@ -12,9 +12,9 @@ import (
 func BenchmarkAuthorizeEncrypt(b *testing.B) {
 	ctx := context.Background()
 	s := newAuthzService(&testing.T{})
-	adminCaller := Caller{Account: "111122223333", ARN: "arn:aws:iam::111122223333:user/admin", SourceIP: "127.0.0.1",
+	adminCaller := Caller{Scope: testScope, ARN: "arn:aws:iam::111122223333:user/admin", SourceIP: "127.0.0.1",
 		Identity: mustIdentity(&testing.T{}, IdentityConfig{ARN: "arn:aws:iam::111122223333:user/admin", Type: PrincipalTypeUser, UserName: "admin"}, allowAll)}
-	alice := Caller{Account: "111122223333", ARN: "arn:aws:iam::111122223333:user/alice", SourceIP: "127.0.0.1",
+	alice := Caller{Scope: testScope, ARN: "arn:aws:iam::111122223333:user/alice", SourceIP: "127.0.0.1",
 		Identity: mustIdentity(&testing.T{}, IdentityConfig{ARN: "arn:aws:iam::111122223333:user/alice", Type: PrincipalTypeUser, UserName: "alice"})}
 	named := `{"Version": "2012-10-17", "Statement": [
 	  {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*", "Resource": "*"},
@@ -31,12 +31,12 @@ func BenchmarkAuthorizeEncrypt(b *testing.B) {
 				b.Fatal(err)
 			}
 			in := &EncryptInput{KeyId: ck.KeyMetadata.KeyId, Plaintext: make([]byte, 32), EncryptionContext: map[string]string{"tenant": "t1"}}
-			if err := s.Authorize(ctx, bc.caller, "Encrypt", in); err != nil {
+			if _, err := AuthorizeEncrypt.Check(ctx, s, bc.caller, in); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := s.Authorize(ctx, bc.caller, "Encrypt", in); err != nil {
+				if _, err := AuthorizeEncrypt.Check(ctx, s, bc.caller, in); err != nil {
 					b.Fatal(err)
 				}
 			}

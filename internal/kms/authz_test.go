@@ -30,7 +30,7 @@ func newAuthzService(t *testing.T) *Service {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	s, err := New(Config{Store: st, Keystore: ks, Region: "us-east-1", Now: func() time.Time { return authzNow }})
+	s, err := New(Config{Store: st, Keystore: ks, Now: func() time.Time { return authzNow }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestConditionContext(t *testing.T) {
 	ctx := context.Background()
 	s := newAuthzService(t)
 	alice := Caller{
-		Account: "111122223333", ARN: "arn:aws:iam::111122223333:user/alice", SourceIP: "203.0.113.9", SecureTransport: true,
+		Scope: testScope, ARN: "arn:aws:iam::111122223333:user/alice", SourceIP: "203.0.113.9", SecureTransport: true,
 		Identity: mustIdentity(t, IdentityConfig{
 			ARN: "arn:aws:iam::111122223333:user/alice", Type: PrincipalTypeUser, UserID: "AIDAALICE", UserName: "alice",
 			Tags: map[string]string{"Team": "payments"},
@@ -119,12 +119,11 @@ func TestConditionContext(t *testing.T) {
 	}
 	cases := []struct {
 		name  string
-		op    string
-		in    any
+		req   authzRequest
 		evals []eval
 	}{
-		{"Encrypt by alias with a context", "Encrypt", &EncryptInput{KeyId: "alias/orders", Plaintext: []byte("x"),
-			EncryptionContext: map[string]string{"Department": "IT", "project": "Apollo"}},
+		{"Encrypt by alias with a context", req(AuthorizeEncrypt, &EncryptInput{KeyId: "alias/orders", Plaintext: []byte("x"),
+			EncryptionContext: map[string]string{"Department": "IT", "project": "Apollo"}}),
 			[]eval{{"kms:Encrypt", keyARN, map[string][]string{
 				"kms:encryptioncontext:department": {"IT"},
 				"kms:EncryptionContext:Project":    {"Apollo"},
@@ -132,34 +131,34 @@ func TestConditionContext(t *testing.T) {
 				"kms:encryptionalgorithm":          {"SYMMETRIC_DEFAULT"},
 				"kms:requestalias":                 {"alias/orders"},
 			}}}},
-		{"Encrypt by id without a context", "Encrypt", &EncryptInput{KeyId: keyID, Plaintext: []byte("x")},
+		{"Encrypt by id without a context", req(AuthorizeEncrypt, &EncryptInput{KeyId: keyID, Plaintext: []byte("x")}),
 			[]eval{{"kms:Encrypt", keyARN, map[string][]string{
 				"kms:encryptioncontextkeys": nil, "kms:requestalias": nil,
 			}}}},
-		{"Decrypt finds the key in the blob", "Decrypt", &DecryptInput{CiphertextBlob: blob.CiphertextBlob, EncryptionContext: map[string]string{"a": "1"}},
+		{"Decrypt finds the key in the blob", req(AuthorizeDecrypt, &DecryptInput{CiphertextBlob: blob.CiphertextBlob, EncryptionContext: map[string]string{"a": "1"}}),
 			[]eval{{"kms:Decrypt", keyARN, map[string][]string{"kms:encryptioncontext:a": {"1"}, "kms:encryptionalgorithm": {"SYMMETRIC_DEFAULT"}}}}},
-		{"ReEncrypt checks both keys", "ReEncrypt", &ReEncryptInput{CiphertextBlob: blob.CiphertextBlob, SourceEncryptionContext: map[string]string{"a": "1"},
-			DestinationKeyId: other.KeyMetadata.Arn, DestinationEncryptionContext: map[string]string{"b": "2"}},
+		{"ReEncrypt checks both keys", req(AuthorizeReEncrypt, &ReEncryptInput{CiphertextBlob: blob.CiphertextBlob, SourceEncryptionContext: map[string]string{"a": "1"},
+			DestinationKeyId: other.KeyMetadata.Arn, DestinationEncryptionContext: map[string]string{"b": "2"}}),
 			[]eval{
 				{"kms:ReEncryptFrom", keyARN, map[string][]string{"kms:encryptioncontext:a": {"1"}, "kms:encryptioncontext:b": nil, "kms:reencryptonsamekey": {"false"}}},
 				{"kms:ReEncryptTo", other.KeyMetadata.Arn, map[string][]string{"kms:encryptioncontext:b": {"2"}, "kms:encryptioncontext:a": nil,
 					"kms:requestalias": nil, "aws:resourcetag/env": nil, "kms:resourcealiases": nil}},
 			}},
-		{"GenerateDataKey", "GenerateDataKey", &GenerateDataKeyInput{KeyId: keyARN, KeySpec: "AES_256", EncryptionContext: map[string]string{"k": "v"}},
+		{"GenerateDataKey", req(AuthorizeGenerateDataKey, &GenerateDataKeyInput{KeyId: keyARN, KeySpec: "AES_256", EncryptionContext: map[string]string{"k": "v"}}),
 			[]eval{{"kms:GenerateDataKey", keyARN, map[string][]string{"kms:encryptioncontext:k": {"v"}, "kms:encryptionalgorithm": {"SYMMETRIC_DEFAULT"}}}}},
-		{"DescribeKey by alias ARN", "DescribeKey", &KeyIdInput{KeyId: "arn:aws:kms:us-east-1:111122223333:alias/orders"},
+		{"DescribeKey by alias ARN", req(AuthorizeDescribeKey, &KeyIdInput{KeyId: "arn:aws:kms:us-east-1:111122223333:alias/orders"}),
 			[]eval{{"kms:DescribeKey", keyARN, map[string][]string{"kms:requestalias": {"alias/orders"}}}}},
-		{"ScheduleKeyDeletion default window", "ScheduleKeyDeletion", &ScheduleKeyDeletionInput{KeyId: keyID},
+		{"ScheduleKeyDeletion default window", req(AuthorizeScheduleKeyDeletion, &ScheduleKeyDeletionInput{KeyId: keyID}),
 			[]eval{{"kms:ScheduleKeyDeletion", keyARN, map[string][]string{"kms:schedulekeydeletionpendingwindowindays": {"30"}}}}},
-		{"ScheduleKeyDeletion 7 days", "ScheduleKeyDeletion", &ScheduleKeyDeletionInput{KeyId: keyID, PendingWindowInDays: ptr(int32(7))},
+		{"ScheduleKeyDeletion 7 days", req(AuthorizeScheduleKeyDeletion, &ScheduleKeyDeletionInput{KeyId: keyID, PendingWindowInDays: ptr(int32(7))}),
 			[]eval{{"kms:ScheduleKeyDeletion", keyARN, map[string][]string{"kms:schedulekeydeletionpendingwindowindays": {"7"}}}}},
-		{"TagResource", "TagResource", &TagResourceInput{KeyId: keyID, Tags: []Tag{{"Owner", "ops"}, {"cost", "1"}}},
+		{"TagResource", req(AuthorizeTagResource, &TagResourceInput{KeyId: keyID, Tags: []Tag{{"Owner", "ops"}, {"cost", "1"}}}),
 			[]eval{{"kms:TagResource", keyARN, map[string][]string{"aws:requesttag/owner": {"ops"}, "aws:requesttag/cost": {"1"}, "aws:tagkeys": {"Owner", "cost"}}}}},
-		{"UntagResource", "UntagResource", &UntagResourceInput{KeyId: keyID, TagKeys: []string{"Env"}},
+		{"UntagResource", req(AuthorizeUntagResource, &UntagResourceInput{KeyId: keyID, TagKeys: []string{"Env"}}),
 			[]eval{{"kms:UntagResource", keyARN, map[string][]string{"aws:tagkeys": {"Env"}}}}},
-		{"CreateGrant", "CreateGrant", &CreateGrantInput{KeyId: keyID, GranteePrincipal: "arn:aws:iam::111122223333:role/app",
+		{"CreateGrant", req(AuthorizeCreateGrant, &CreateGrantInput{KeyId: keyID, GranteePrincipal: "arn:aws:iam::111122223333:role/app",
 			RetiringPrincipal: "arn:aws:iam::111122223333:user/ops", Operations: []string{"Encrypt", "Decrypt"},
-			Constraints: &GrantConstraints{EncryptionContextSubset: map[string]string{"Tenant": "t1"}}},
+			Constraints: &GrantConstraints{EncryptionContextSubset: map[string]string{"Tenant": "t1"}}}),
 			[]eval{{"kms:CreateGrant", keyARN, map[string][]string{
 				"kms:grantoperations":                {"Encrypt", "Decrypt"},
 				"kms:granteeprincipal":               {"arn:aws:iam::111122223333:role/app"},
@@ -170,13 +169,13 @@ func TestConditionContext(t *testing.T) {
 				"kms:encryptioncontextkeys":          {"Tenant"},
 				"kms:bypasspolicylockoutsafetycheck": nil,
 			}}}},
-		{"PutKeyPolicy", "PutKeyPolicy", &PutKeyPolicyInput{KeyId: keyID, Policy: DefaultKeyPolicy("111122223333")},
+		{"PutKeyPolicy", req(AuthorizePutKeyPolicy, &PutKeyPolicyInput{KeyId: keyID, Policy: DefaultKeyPolicy("111122223333")}),
 			[]eval{{"kms:PutKeyPolicy", keyARN, map[string][]string{"kms:bypasspolicylockoutsafetycheck": {"false"}}}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []eval
-			err := s.authorize(ctx, alice, tc.op, tc.in, func(action, resource string, pc policy.Context) {
+			_, err := tc.req.run(ctx, s, alice, func(action, resource string, pc policy.Context) {
 				got = append(got, eval{action, resource, nil})
 				want := tc.evals[min(len(got), len(tc.evals))-1]
 				if action != want.action || resource != want.resource {
@@ -209,7 +208,7 @@ func TestConditionContext(t *testing.T) {
 // key: its request's (defaulted) properties stand in for the key's.
 func TestCreateKeyContext(t *testing.T) {
 	s := newAuthzService(t)
-	c := Caller{Account: "111122223333", ARN: "arn:aws:iam::111122223333:user/admin"}
+	c := Caller{Scope: testScope, ARN: "arn:aws:iam::111122223333:user/admin"}
 	cases := []struct {
 		in   CreateKeyInput
 		want map[string][]string
@@ -229,7 +228,7 @@ func TestCreateKeyContext(t *testing.T) {
 	}
 	for _, tc := range cases {
 		var actions []string
-		err := s.authorize(context.Background(), c, "CreateKey", &tc.in, func(action, resource string, pc policy.Context) {
+		_, err := AuthorizeCreateKey.authorize(context.Background(), s, c, &tc.in, func(action, resource string, pc policy.Context) {
 			actions = append(actions, action)
 			if resource != "*" {
 				t.Errorf("%s on resource %q, want *", action, resource)
@@ -250,26 +249,29 @@ func TestCreateKeyContext(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// TestAuthorizationRules: every rule accepts its operation's input, and an
-// unknown operation is refused.
-func TestAuthorizationRules(t *testing.T) {
-	if err := CheckAuthorizationRule("Encrypt", &EncryptInput{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := CheckAuthorizationRule("Encrypt", &DecryptInput{}); err == nil {
-		t.Fatal("Encrypt's rule accepts a DecryptInput")
-	}
-	if err := CheckAuthorizationRule("NoSuchOperation", &KeyIdInput{}); err == nil {
-		t.Fatal("an unknown operation has a rule")
-	}
+// authzRequest is a request to authorize, for table-driven tests: a rule
+// with its input.
+type authzRequest struct {
+	op  string
+	run func(ctx context.Context, s *Service, c Caller, observe func(action, resource string, pc policy.Context)) (Caller, error)
+}
+
+func req[In any](r *Rule[In], in *In) authzRequest {
+	return authzRequest{op: r.Operation(), run: func(ctx context.Context, s *Service, c Caller, observe func(string, string, policy.Context)) (Caller, error) {
+		return r.authorize(ctx, s, c, in, observe)
+	}}
+}
+
+// TestRuleWithoutInputRefuses: a rule called without a rule or an input
+// (a bug of its caller) refuses, as an internal error.
+func TestRuleWithoutInputRefuses(t *testing.T) {
 	s := newAuthzService(t)
-	err := s.Authorize(context.Background(), admin, "NoSuchOperation", &KeyIdInput{})
-	if err == nil || awserr.CodeOf(err) != "" {
-		t.Fatalf("unknown operation: %v, want an internal error", err)
+	if _, err := AuthorizeEncrypt.Check(context.Background(), s, admin, nil); err == nil || awserr.CodeOf(err) != "" {
+		t.Fatalf("no input: %v, want an internal error", err)
 	}
-	err = s.Authorize(context.Background(), admin, "Encrypt", &DecryptInput{})
-	if err == nil || awserr.CodeOf(err) != "" {
-		t.Fatalf("wrong input type: %v, want an internal error", err)
+	var none *Rule[EncryptInput]
+	if _, err := none.Check(context.Background(), s, admin, &EncryptInput{}); err == nil || awserr.CodeOf(err) != "" {
+		t.Fatalf("no rule: %v, want an internal error", err)
 	}
 }
 
@@ -315,39 +317,39 @@ func TestConditionsSeeTheirKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	const user = "arn:aws:iam::111122223333:user/carol"
-	in := &EncryptInput{KeyId: "alias/orders", Plaintext: []byte("x"), EncryptionContext: map[string]string{"Dept": "IT"}}
+	in := req(AuthorizeEncrypt, &EncryptInput{KeyId: "alias/orders", Plaintext: []byte("x"), EncryptionContext: map[string]string{"Dept": "IT"}})
 	cases := []struct {
-		op, cond, wrong string
-		in              any
+		cond, wrong string
+		req         authzRequest
 	}{
-		{"Encrypt", `{"StringEquals": {"aws:PrincipalArn": "` + user + `"}}`, `{"StringEquals": {"aws:PrincipalArn": "x"}}`, in},
-		{"Encrypt", `{"StringEquals": {"aws:PrincipalArn": "arn:aws:iam::111122223333:user/${aws:username}"}}`, `{"StringEquals": {"aws:PrincipalArn": "${aws:userid}"}}`, in},
-		{"Encrypt", `{"StringEquals": {"kms:CallerAccount": "111122223333"}}`, `{"StringEquals": {"kms:CallerAccount": "444455556666"}}`, in},
-		{"Encrypt", `{"StringEquals": {"aws:PrincipalTag/Team": "blue"}}`, `{"StringEquals": {"aws:PrincipalTag/Team": "red"}}`, in},
-		{"Encrypt", `{"IpAddress": {"aws:SourceIp": "203.0.113.0/24"}}`, `{"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}`, in},
-		{"Encrypt", `{"Bool": {"aws:SecureTransport": "true"}}`, `{"Bool": {"aws:SecureTransport": "false"}}`, in},
-		{"Encrypt", `{"StringEquals": {"aws:RequestedRegion": "us-east-1"}}`, `{"StringEquals": {"aws:RequestedRegion": "eu-west-1"}}`, in},
-		{"Encrypt", `{"DateGreaterThan": {"aws:CurrentTime": "2030-01-01T00:00:00Z"}}`, `{"DateLessThan": {"aws:CurrentTime": "2030-01-01T00:00:00Z"}}`, in},
-		{"Encrypt", `{"NumericGreaterThan": {"aws:EpochTime": "1900000000"}}`, `{"NumericLessThan": {"aws:EpochTime": "1900000000"}}`, in},
-		{"Encrypt", `{"StringEquals": {"kms:KeySpec": "SYMMETRIC_DEFAULT", "kms:KeyUsage": "ENCRYPT_DECRYPT"}}`, `{"StringEquals": {"kms:KeySpec": "RSA_2048"}}`, in},
-		{"Encrypt", `{"StringEquals": {"aws:ResourceTag/Env": "prod"}}`, `{"StringEquals": {"aws:ResourceTag/Env": "dev"}}`, in},
-		{"Encrypt", `{"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/orders"}}`, `{"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/other"}}`, in},
-		{"Encrypt", `{"StringEquals": {"kms:RequestAlias": "alias/orders"}}`, `{"StringEquals": {"kms:RequestAlias": "alias/x"}}`, in},
-		{"Encrypt", `{"StringEquals": {"kms:EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}}`, `{"StringEquals": {"kms:EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}}`, in},
-		{"Encrypt", `{"StringEquals": {"kms:EncryptionContext:Dept": "IT"}}`, `{"StringEquals": {"kms:EncryptionContext:Dept": "HR"}}`, in},
-		{"Encrypt", `{"ForAllValues:StringEquals": {"kms:EncryptionContextKeys": ["Dept"]}, "Null": {"kms:EncryptionContextKeys": "false"}}`,
+		{`{"StringEquals": {"aws:PrincipalArn": "` + user + `"}}`, `{"StringEquals": {"aws:PrincipalArn": "x"}}`, in},
+		{`{"StringEquals": {"aws:PrincipalArn": "arn:aws:iam::111122223333:user/${aws:username}"}}`, `{"StringEquals": {"aws:PrincipalArn": "${aws:userid}"}}`, in},
+		{`{"StringEquals": {"kms:CallerAccount": "111122223333"}}`, `{"StringEquals": {"kms:CallerAccount": "444455556666"}}`, in},
+		{`{"StringEquals": {"aws:PrincipalTag/Team": "blue"}}`, `{"StringEquals": {"aws:PrincipalTag/Team": "red"}}`, in},
+		{`{"IpAddress": {"aws:SourceIp": "203.0.113.0/24"}}`, `{"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}`, in},
+		{`{"Bool": {"aws:SecureTransport": "true"}}`, `{"Bool": {"aws:SecureTransport": "false"}}`, in},
+		{`{"StringEquals": {"aws:RequestedRegion": "us-east-1"}}`, `{"StringEquals": {"aws:RequestedRegion": "eu-west-1"}}`, in},
+		{`{"DateGreaterThan": {"aws:CurrentTime": "2030-01-01T00:00:00Z"}}`, `{"DateLessThan": {"aws:CurrentTime": "2030-01-01T00:00:00Z"}}`, in},
+		{`{"NumericGreaterThan": {"aws:EpochTime": "1900000000"}}`, `{"NumericLessThan": {"aws:EpochTime": "1900000000"}}`, in},
+		{`{"StringEquals": {"kms:KeySpec": "SYMMETRIC_DEFAULT", "kms:KeyUsage": "ENCRYPT_DECRYPT"}}`, `{"StringEquals": {"kms:KeySpec": "RSA_2048"}}`, in},
+		{`{"StringEquals": {"aws:ResourceTag/Env": "prod"}}`, `{"StringEquals": {"aws:ResourceTag/Env": "dev"}}`, in},
+		{`{"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/orders"}}`, `{"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/other"}}`, in},
+		{`{"StringEquals": {"kms:RequestAlias": "alias/orders"}}`, `{"StringEquals": {"kms:RequestAlias": "alias/x"}}`, in},
+		{`{"StringEquals": {"kms:EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}}`, `{"StringEquals": {"kms:EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}}`, in},
+		{`{"StringEquals": {"kms:EncryptionContext:Dept": "IT"}}`, `{"StringEquals": {"kms:EncryptionContext:Dept": "HR"}}`, in},
+		{`{"ForAllValues:StringEquals": {"kms:EncryptionContextKeys": ["Dept"]}, "Null": {"kms:EncryptionContextKeys": "false"}}`,
 			`{"Null": {"kms:EncryptionContextKeys": "true"}}`, in},
 		// JSON escapes cannot hide a key.
-		{"Encrypt", `{"StringEquals": {"\u0061ws:SourceIp": "203.0.113.9"}}`, `{"StringEquals": {"\u0061ws:SourceIp": "203.0.113.10"}}`, in},
-		{"ScheduleKeyDeletion", `{"NumericGreaterThanEquals": {"kms:ScheduleKeyDeletionPendingWindowInDays": "30"}}`,
-			`{"NumericLessThan": {"kms:ScheduleKeyDeletionPendingWindowInDays": "30"}}`, &ScheduleKeyDeletionInput{KeyId: keyID}},
-		{"CreateGrant", `{"ForAllValues:StringEquals": {"kms:GrantOperations": ["Encrypt"]}, "Bool": {"kms:GrantIsForAWSResource": "false"}}`,
+		{`{"StringEquals": {"\u0061ws:SourceIp": "203.0.113.9"}}`, `{"StringEquals": {"\u0061ws:SourceIp": "203.0.113.10"}}`, in},
+		{`{"NumericGreaterThanEquals": {"kms:ScheduleKeyDeletionPendingWindowInDays": "30"}}`,
+			`{"NumericLessThan": {"kms:ScheduleKeyDeletionPendingWindowInDays": "30"}}`, req(AuthorizeScheduleKeyDeletion, &ScheduleKeyDeletionInput{KeyId: keyID})},
+		{`{"ForAllValues:StringEquals": {"kms:GrantOperations": ["Encrypt"]}, "Bool": {"kms:GrantIsForAWSResource": "false"}}`,
 			`{"Bool": {"kms:GrantIsForAWSResource": "true"}}`,
-			&CreateGrantInput{KeyId: keyID, GranteePrincipal: user, Operations: []string{"Encrypt"}}},
-		{"CreateKey", `{"StringEquals": {"kms:KeySpec": "SYMMETRIC_DEFAULT", "aws:RequestTag/Env": "dev"}}`, `{"StringEquals": {"kms:KeySpec": "HMAC_256"}}`,
-			&CreateKeyInput{Tags: []Tag{{"Env", "dev"}}}},
-		{"CreateKey", `{"StringEquals": {"kms:KeySpec": "HMAC_256"}}`, `{"StringEquals": {"kms:KeySpec": "SYMMETRIC_DEFAULT"}}`,
-			&CreateKeyInput{KeySpec: "HMAC_256", KeyUsage: "GENERATE_VERIFY_MAC"}},
+			req(AuthorizeCreateGrant, &CreateGrantInput{KeyId: keyID, GranteePrincipal: user, Operations: []string{"Encrypt"}})},
+		{`{"StringEquals": {"kms:KeySpec": "SYMMETRIC_DEFAULT", "aws:RequestTag/Env": "dev"}}`, `{"StringEquals": {"kms:KeySpec": "HMAC_256"}}`,
+			req(AuthorizeCreateKey, &CreateKeyInput{Tags: []Tag{{"Env", "dev"}}})},
+		{`{"StringEquals": {"kms:KeySpec": "HMAC_256"}}`, `{"StringEquals": {"kms:KeySpec": "SYMMETRIC_DEFAULT"}}`,
+			req(AuthorizeCreateKey, &CreateKeyInput{KeySpec: "HMAC_256", KeyUsage: "GENERATE_VERIFY_MAC"})},
 	}
 	for i, tc := range cases {
 		for _, wrong := range []bool{false, true} {
@@ -355,22 +357,22 @@ func TestConditionsSeeTheirKeys(t *testing.T) {
 			if wrong {
 				cond = tc.wrong
 			}
-			action := "kms:" + tc.op
+			action := "kms:" + tc.req.op
 			extra := []string{}
-			if tc.op == "CreateKey" {
+			if tc.req.op == "CreateKey" {
 				extra = append(extra, "kms:TagResource") // CreateKey with Tags
 			}
 			actions := `["` + strings.Join(append(extra, action), `", "`) + `"]`
 			// In an identity policy (the default key policy delegates to it).
 			identityDoc := `{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ` + actions + `, "Resource": "*", "Condition": ` + cond + `}]}`
-			c := Caller{Account: "111122223333", ARN: user, SourceIP: "203.0.113.9", SecureTransport: true,
+			c := Caller{Scope: testScope, ARN: user, SourceIP: "203.0.113.9", SecureTransport: true,
 				Identity: mustIdentity(t, IdentityConfig{ARN: user, Type: PrincipalTypeUser, UserName: "carol", UserID: "AIDACAROL",
 					Tags: map[string]string{"Team": "blue"}}, identityDoc)}
-			err := s.Authorize(ctx, c, tc.op, tc.in)
+			_, err := tc.req.run(ctx, s, c, nil)
 			if allowed := err == nil; allowed == wrong {
 				t.Errorf("case %d identity policy %s: %v", i, cond, err)
 			}
-			if tc.op == "CreateKey" {
+			if tc.req.op == "CreateKey" {
 				continue // no key policy
 			}
 			// In a key policy that names the caller (no identity policy).
@@ -381,7 +383,7 @@ func TestConditionsSeeTheirKeys(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.Identity = mustIdentity(t, IdentityConfig{ARN: user, Type: PrincipalTypeUser, UserName: "carol", UserID: "AIDACAROL", Tags: map[string]string{"Team": "blue"}})
-			err = s.Authorize(ctx, c, tc.op, tc.in)
+			_, err = tc.req.run(ctx, s, c, nil)
 			if allowed := err == nil; allowed == wrong {
 				t.Errorf("case %d key policy %s: %v", i, cond, err)
 			}

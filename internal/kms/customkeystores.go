@@ -178,7 +178,7 @@ func cksInvalidState(cks *store.CustomKeyStore, op, need string) error {
 // or CustomKeyStoreNotFoundException.
 func (s *Service) customKeyStore(ctx context.Context, c Caller, id string) (*store.CustomKeyStore, error) {
 	cks, err := s.store.GetCustomKeyStore(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && (cks.Account != c.Account || cks.Region != s.region)) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (cks.Account != c.Account || cks.Region != c.Region)) {
 		return nil, cksNotFound(id)
 	}
 	if err != nil {
@@ -230,6 +230,9 @@ var errXKS = awserr.New(awserr.UnsupportedOperation, "External key stores (EXTER
 // a configured cluster. It starts DISCONNECTED; ConnectCustomKeyStore logs
 // in.
 func (s *Service) CreateCustomKeyStore(ctx context.Context, c Caller, in *CreateCustomKeyStoreInput) (*CreateCustomKeyStoreOutput, error) {
+	if err := c.Scope.check(); err != nil {
+		return nil, internal("create custom key store", err)
+	}
 	typ := in.CustomKeyStoreType
 	if typ == "" {
 		typ = CustomKeyStoreCloudHSM
@@ -249,7 +252,7 @@ func (s *Service) CreateCustomKeyStore(ctx context.Context, c Caller, in *Create
 	if err := s.checkCluster(in.CloudHsmClusterId, in.TrustAnchorCertificate); err != nil {
 		return nil, err
 	}
-	existing, err := s.store.ListCustomKeyStores(ctx, c.Account, s.region, "", MaxCustomKeyStores+1)
+	existing, err := s.store.ListCustomKeyStores(ctx, c.Account, c.Region, "", MaxCustomKeyStores+1)
 	if err != nil {
 		return nil, internal("list custom key stores", err)
 	}
@@ -265,12 +268,12 @@ func (s *Service) CreateCustomKeyStore(ctx context.Context, c Caller, in *Create
 		return nil, internal("generate custom key store id", err)
 	}
 	id := "cks-" + hex.EncodeToString(raw[:9])[:17]
-	wrapped, err := s.keystore.Wrap(ctx, []byte(in.KeyStorePassword), cksPasswordAAD(c.Account, s.region, id))
+	wrapped, err := s.keystore.Wrap(ctx, []byte(in.KeyStorePassword), cksPasswordAAD(c.Account, c.Region, id))
 	if err != nil {
 		return nil, internal("wrap key store password", err)
 	}
 	cks := &store.CustomKeyStore{
-		ID: id, Account: c.Account, Region: s.region, Name: in.CustomKeyStoreName, Type: typ,
+		ID: id, Account: c.Account, Region: c.Region, Name: in.CustomKeyStoreName, Type: typ,
 		ClusterID: in.CloudHsmClusterId, TrustAnchor: in.TrustAnchorCertificate, WrappedPassword: wrapped,
 		Created: s.now().UTC(), ConnectionState: ConnectionDisconnected,
 	}
@@ -336,7 +339,7 @@ func certDER(p string) ([]byte, error) {
 // updated, "" on creation).
 func (s *Service) checkCKSConflicts(ctx context.Context, c Caller, self, name, cluster string) error {
 	if name != "" {
-		mine, err := s.listAllCKS(ctx, c.Account, s.region)
+		mine, err := s.listAllCKS(ctx, c.Account, c.Region)
 		if err != nil {
 			return err
 		}
@@ -429,7 +432,7 @@ func (s *Service) DescribeCustomKeyStores(ctx context.Context, c Caller, in *Des
 		return &DescribeCustomKeyStoresOutput{CustomKeyStores: []CustomKeyStoresListEntry{entryOf(cks)}}, nil
 	}
 	if in.CustomKeyStoreName != "" {
-		all, err := s.listAllCKS(ctx, c.Account, s.region)
+		all, err := s.listAllCKS(ctx, c.Account, c.Region)
 		if err != nil {
 			return nil, err
 		}
@@ -448,7 +451,7 @@ func (s *Service) DescribeCustomKeyStores(ctx context.Context, c Caller, in *Des
 		}
 		after = in.Marker
 	}
-	page, err := s.store.ListCustomKeyStores(ctx, c.Account, s.region, after, limit+1)
+	page, err := s.store.ListCustomKeyStores(ctx, c.Account, c.Region, after, limit+1)
 	if err != nil {
 		return nil, internal("list custom key stores", err)
 	}

@@ -164,8 +164,8 @@ func grantNotFound(id string) error {
 // checkGrantPrincipal accepts the principals a grant may name: IAM users
 // and roles, assumed-role sessions, federated users and account roots.
 func checkGrantPrincipal(field, p string) error {
-	if _, err := policy.NewPrincipal(p); err != nil || !strings.HasPrefix(p, "arn:aws:") {
-		return awserr.Newf(awserr.Validation, "%s '%s' is not a valid principal: use the ARN of an account (arn:aws:iam::ACCOUNT:root), an IAM user or role, or an assumed-role session.", field, p)
+	if _, err := policy.NewPrincipal(p); err != nil || !strings.HasPrefix(p, "arn:"+Partition+":") {
+		return awserr.Newf(awserr.Validation, "%s '%s' is not a valid principal: use the ARN of an account (%s), an IAM user or role, or an assumed-role session.", field, p, rootARN("ACCOUNT"))
 	}
 	return nil
 }
@@ -383,7 +383,7 @@ func (s *Service) CreateGrant(ctx context.Context, c Caller, in *CreateGrantInpu
 		Name:              in.Name,
 		GranteePrincipal:  in.GranteePrincipal,
 		RetiringPrincipal: in.RetiringPrincipal,
-		IssuingAccount:    "arn:aws:iam::" + k.Account + ":root",
+		IssuingAccount:    rootARN(k.Account),
 		Operations:        ops,
 		TokenHash:         tokenHash[:],
 		Created:           s.now().UTC(),
@@ -557,7 +557,7 @@ func (s *Service) grantToRetire(ctx context.Context, c Caller, in *RetireGrantIn
 }
 
 // RetireGrant deletes a grant named by its token, or by its key and id.
-// Who may retire it is decided by Authorize.
+// Who may retire it is decided by its Rule (AuthorizeRetireGrant).
 func (s *Service) RetireGrant(ctx context.Context, c Caller, in *RetireGrantInput) error {
 	g, k, err := s.grantToRetire(ctx, c, in)
 	if err != nil {
@@ -609,7 +609,7 @@ func (s *Service) deleteGrant(ctx context.Context, k *store.Key, id, msg string)
 
 // isRootOf reports whether p is the root ARN of account.
 func isRootOf(p, account string) bool {
-	const prefix = "arn:aws:iam::"
+	const prefix = "arn:" + Partition + ":iam::" // as rootARN builds it
 	return len(p) == len(prefix)+len(account)+len(":root") && strings.HasPrefix(p, prefix) &&
 		strings.HasSuffix(p, ":root") && p[len(prefix):len(prefix)+len(account)] == account
 }
@@ -748,7 +748,7 @@ func allowsSubGrant(g *store.Grant, in *CreateGrantInput) bool {
 // authorizeCreateGrant checks kms:CreateGrant with the grant's condition
 // keys; a grant that allows CreateGrant allows only grants within itself.
 func authorizeCreateGrant(a *authzCall, in *CreateGrantInput) error {
-	k, err := a.s.resolve(a.ctx, *a.c, in.KeyId, idOrARN)
+	k, err := a.resolve(in.KeyId, idOrARN)
 	if err != nil {
 		return err
 	}
@@ -789,11 +789,11 @@ func authorizeRetireGrant(a *authzCall, in *RetireGrantInput) error {
 // authorizeListRetirableGrants: identity policies decide, for a retiring
 // principal of the caller's own account.
 func authorizeListRetirableGrants(a *authzCall, in *ListRetirableGrantsInput) error {
-	if err := a.checkIdentity(a.rule.action, "*", nil); err != nil {
+	if err := a.checkIdentity(a.action, "*", nil); err != nil {
 		return err
 	}
 	if p, err := policy.NewPrincipal(in.RetiringPrincipal); err == nil && p.Account != a.id.Principal.Account {
-		return deny(policy.Authorize(&policy.Authorization{Principal: a.id.Principal, Action: a.rule.action,
+		return deny(policy.Authorize(&policy.Authorization{Principal: a.id.Principal, Action: a.action,
 			Resource: in.RetiringPrincipal, KeyPolicy: &policy.Result{Statement: -1}}))
 	}
 	return nil

@@ -82,7 +82,7 @@ type PutKeyPolicyInput struct {
 
 // PutKeyPolicy replaces a key's policy. The new policy takes effect with the
 // next request. The lockout safety check is part of authorization (it
-// depends on the caller): see Authorize.
+// depends on the caller): see Rule.Check.
 func (s *Service) PutKeyPolicy(ctx context.Context, c Caller, in *PutKeyPolicyInput) error {
 	if err := checkPolicyName(in.PolicyName); err != nil {
 		return err

@@ -14,7 +14,10 @@ import (
 	"github.com/kmsd/kmsd/internal/store/backend"
 )
 
-var admin = Caller{Account: "111122223333", ARN: "arn:aws:iam::111122223333:user/admin"}
+// testScope is where the tests' requests act.
+var testScope = Scope{Partition: Partition, Region: "us-east-1", Account: "111122223333"}
+
+var admin = Caller{Scope: testScope, ARN: "arn:aws:iam::111122223333:user/admin"}
 
 // open builds a Service on the data folder dir, as kmsd serve does.
 func open(t *testing.T, dir string) *Service {
@@ -28,7 +31,7 @@ func open(t *testing.T, dir string) *Service {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	s, err := New(Config{Store: st, Keystore: ks, Region: "us-east-1"})
+	s, err := New(Config{Store: st, Keystore: ks})
 	if err != nil {
 		t.Fatal(err)
 	}

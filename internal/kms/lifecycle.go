@@ -104,7 +104,7 @@ func DefaultKeyPolicy(account string) string {
     "Sid" : "Enable IAM User Permissions",
     "Effect" : "Allow",
     "Principal" : {
-      "AWS" : "arn:aws:iam::` + account + `:root"
+      "AWS" : "` + rootARN(account) + `"
     },
     "Action" : "kms:*",
     "Resource" : "*"
@@ -135,6 +135,9 @@ type CreateKeyOutput struct {
 // CreateKey creates a customer managed key of any spec kmsd implements
 // (see specs.go), with fresh material.
 func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (*CreateKeyOutput, error) {
+	if err := c.Scope.check(); err != nil {
+		return nil, internal("create key", err)
+	}
 	spec := in.KeySpec
 	if spec != "" && in.CustomerMasterKeySpec != "" {
 		return nil, awserr.New(awserr.Validation, "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated.")
@@ -189,7 +192,7 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 	k := &store.Key{
 		ID:          id.String(),
 		Account:     c.Account,
-		Region:      s.region,
+		Region:      c.Region,
 		Description: in.Description,
 		KeySpec:     spec,
 		KeyUsage:    usage,
@@ -287,7 +290,7 @@ func (s *Service) ListKeys(ctx context.Context, c Caller, in *ListInput) (*ListK
 		return nil, errBadMarker
 	}
 	limit := limitOf(in.Limit, 100, 1000)
-	ks, err := s.store.ListKeys(ctx, c.Account, s.region, in.Marker, limit+1)
+	ks, err := s.store.ListKeys(ctx, c.Account, c.Region, in.Marker, limit+1)
 	if err != nil {
 		return nil, internal("list keys", err)
 	}

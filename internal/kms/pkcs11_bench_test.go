@@ -125,7 +125,7 @@ func benchDecryptCache(b *testing.B, root keystore.Keystore) {
 // service returns a new Service on the shared store and keystore, with
 // its own (empty) caches.
 func (d *decryptBench) service(b *testing.B, cacheSize int) *Service {
-	s, err := New(Config{Store: d.st, Keystore: d.ks, Region: "us-east-1", MaterialCacheSize: cacheSize})
+	s, err := New(Config{Store: d.st, Keystore: d.ks, MaterialCacheSize: cacheSize})
 	if err != nil {
 		b.Fatal(err)
 	}

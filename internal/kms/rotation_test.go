@@ -44,7 +44,7 @@ func openNode(t *testing.T, dir string, clock *fakeClock) *Service {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	s, err := New(Config{Store: st, Keystore: ks, Region: "us-east-1", Now: clock.now})
+	s, err := New(Config{Store: st, Keystore: ks, Now: clock.now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,9 +26,10 @@ import (
 	"github.com/kmsd/kmsd/internal/store"
 )
 
-// Caller is the authenticated principal making a request.
+// Caller is the authenticated principal making a request, in the scope of
+// its credentials.
 type Caller struct {
-	Account     string // 12-digit account id
+	Scope              // partition, Region and the principal's account
 	ARN         string // principal ARN, e.g. arn:aws:iam::111122223333:user/admin
 	UserName    string
 	AccessKeyID string
@@ -38,15 +39,17 @@ type Caller struct {
 	SecureTransport bool
 	UserAgent       string
 	// Identity is the principal's compiled identity (policies, tags, ids),
-	// set by package iam; see Authorize.
+	// set by package iam; see Rule.Check.
 	Identity *Identity
+	// authorized holds the keys authorization resolved for this request
+	// (authorized.go); nil when the Caller did not come from Rule.Check.
+	authorized *authorized
 }
 
 // Config holds what a Service is built from.
 type Config struct {
 	Store    store.Store
 	Keystore keystore.Keystore
-	Region   string           // the region this service serves, e.g. us-east-1
 	Now      func() time.Time // clock; time.Now when nil
 	Rand     io.Reader        // randomness; crypto/rand when nil
 	Logger   *slog.Logger
@@ -69,7 +72,6 @@ type Config struct {
 type Service struct {
 	store    store.Store
 	keystore keystore.Keystore
-	region   string
 	now      func() time.Time
 	rand     io.Reader
 	log      *slog.Logger
@@ -89,13 +91,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Store == nil || cfg.Keystore == nil {
 		return nil, errors.New("kms: Store and Keystore are required")
 	}
-	if cfg.Region == "" {
-		return nil, errors.New("kms: Region is required")
-	}
 	s := &Service{
 		store:     cfg.Store,
 		keystore:  cfg.Keystore,
-		region:    cfg.Region,
 		now:       cfg.Now,
 		rand:      cfg.Rand,
 		log:       cfg.Logger,
@@ -119,22 +117,6 @@ func New(cfg Config) (*Service, error) {
 // cache and how often it had to be unwrapped by the keystore.
 func (s *Service) CacheStats() (hits, misses uint64) {
 	return s.materials.hits.Load(), s.materials.misses.Load()
-}
-
-// Region returns the region the service serves.
-func (s *Service) Region() string { return s.region }
-
-// keyARN is the ARN of key id in account, in this service's region.
-func (s *Service) keyARN(account, id string) string {
-	return "arn:aws:kms:" + s.region + ":" + account + ":key/" + id
-}
-
-func (s *Service) aliasARN(account, name string) string {
-	return "arn:aws:kms:" + s.region + ":" + account + ":" + name
-}
-
-func arnOf(k *store.Key) string {
-	return "arn:aws:kms:" + k.Region + ":" + k.Account + ":key/" + k.ID
 }
 
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
@@ -189,10 +171,15 @@ const (
 	anyKeyForm                    // also alias name and alias ARN
 )
 
-// resolve finds the key named by keyID, as the caller sees it. Bare ids and
-// alias names are resolved in the caller's account; ARNs name their account.
+// resolve finds the key named by keyID, as the caller sees it: in the
+// caller's partition and Region. Bare ids and alias names are resolved in
+// the caller's account; ARNs name their account.
 func (s *Service) resolve(ctx context.Context, c Caller, keyID string, form resolveForm) (*store.Key, error) {
-	account := c.Account
+	if k := c.authorized.find(byName, form, keyID); k != nil {
+		noteKey(ctx, k)
+		return k, nil
+	}
+	sc := c.Scope // where the key is looked for: the account changes with an ARN
 	name := keyID
 	if strings.HasPrefix(keyID, "arn:") {
 		// arn:partition:kms:region:account:key/id or ...:alias/name
@@ -207,13 +194,13 @@ func (s *Service) resolve(ctx context.Context, c Caller, keyID string, form reso
 		if strings.HasPrefix(res, "alias/") && form != anyKeyForm {
 			return nil, invalidKeyID(keyID)
 		}
-		if region != s.region || parts[1] != "aws" {
+		if region != c.Region || parts[1] != c.Partition {
 			if strings.HasPrefix(res, "alias/") {
 				return nil, awserr.Newf(awserr.NotFound, "Alias %s is not found.", keyID)
 			}
 			return nil, notFoundKey(keyID)
 		}
-		account = acct
+		sc.Account = acct
 		name = res
 		if strings.HasPrefix(res, "key/") {
 			name = strings.TrimPrefix(res, "key/")
@@ -226,7 +213,7 @@ func (s *Service) resolve(ctx context.Context, c Caller, keyID string, form reso
 		if form != anyKeyForm {
 			return nil, invalidKeyID(keyID)
 		}
-		id, err := s.aliasTarget(ctx, account, name)
+		id, err := s.aliasTarget(ctx, sc, name)
 		if err != nil {
 			return nil, err
 		}
@@ -235,13 +222,13 @@ func (s *Service) resolve(ctx context.Context, c Caller, keyID string, form reso
 		return nil, invalidKeyID(keyID)
 	}
 	k, err := s.key(ctx, name)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && (k.Account != account || k.Region != s.region)) {
-		return nil, notFoundKey(s.keyARN(account, name))
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (k.Account != sc.Account || k.Region != sc.Region)) {
+		return nil, notFoundKey(sc.keyARN(name))
 	}
 	if err != nil {
 		return nil, internal("get key", err)
 	}
-	// A key of another account (named by ARN) resolves: Authorize decides
+	// A key of another account (named by ARN) resolves: authorization decides
 	// whether the operation may be used across accounts.
 	noteKey(ctx, k)
 	return k, nil
@@ -289,10 +276,12 @@ func noteKey(ctx context.Context, k *store.Key) {
 	ri.keys = append(ri.keys, k)
 }
 
-func (s *Service) aliasTarget(ctx context.Context, account, name string) (string, error) {
-	id, err := s.view.aliasTarget(ctx, account, s.region, name)
+// aliasTarget returns the key id alias name of the scope's account points
+// at.
+func (s *Service) aliasTarget(ctx context.Context, sc Scope, name string) (string, error) {
+	id, err := s.view.aliasTarget(ctx, sc.Account, sc.Region, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", awserr.Newf(awserr.NotFound, "Alias %s is not found.", s.aliasARN(account, name))
+		return "", awserr.Newf(awserr.NotFound, "Alias %s is not found.", sc.aliasARN(name))
 	}
 	if err != nil {
 		return "", internal("get alias", err)

@@ -73,7 +73,7 @@ func newNodes(t *testing.T, n int, now func() time.Time) []*node {
 		}
 		t.Cleanup(func() { st.Close() })
 		hs := &hookStore{Store: st}
-		s, err := New(Config{Store: hs, Keystore: ks, Region: "us-east-1", Now: now})
+		s, err := New(Config{Store: hs, Keystore: ks, Now: now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,7 +125,7 @@ func TestChangesReachEveryNode(t *testing.T) {
 	nodes := newNodes(t, 2, func() time.Time { return *clock.Load() })
 	a, b := nodes[0], nodes[1]
 
-	bob := Caller{Account: "111122223333", ARN: "arn:aws:iam::111122223333:user/bob",
+	bob := Caller{Scope: testScope, ARN: "arn:aws:iam::111122223333:user/bob",
 		Identity: mustIdentity(t, IdentityConfig{ARN: "arn:aws:iam::111122223333:user/bob", Type: PrincipalTypeUser, UserName: "bob"})}
 	k1, err := a.CreateKey(ctx, admin, &CreateKeyInput{})
 	if err != nil {
@@ -143,7 +143,8 @@ func TestChangesReachEveryNode(t *testing.T) {
 		return n.Encrypt(ctx, admin, &EncryptInput{KeyId: keyID, Plaintext: []byte("x")})
 	}
 	bobEncrypt := func(n *node) error {
-		return authorize(ctx, n.Service, bob, "Encrypt", &EncryptInput{KeyId: id1, Plaintext: []byte("x")})
+		_, err := AuthorizeEncrypt.Check(ctx, n.Service, bob, &EncryptInput{KeyId: id1, Plaintext: []byte("x")})
+		return err
 	}
 
 	// Warm b's caches, once b has read the changes above (which would
@@ -324,7 +325,7 @@ func TestViewIsBounded(t *testing.T) {
 	}
 	defer st.Close()
 	const bound = 50
-	s, err := New(Config{Store: st, Keystore: ks, Region: "us-east-1", KeyCacheSize: bound})
+	s, err := New(Config{Store: st, Keystore: ks, KeyCacheSize: bound})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,9 +351,4 @@ func TestViewIsBounded(t *testing.T) {
 	if n := s.view.policies.len(); n != 1 {
 		t.Errorf("%d compiled policies, want 1", n)
 	}
-}
-
-// authorize runs the authorization of op as the wire layer does.
-func authorize(ctx context.Context, s *Service, c Caller, op string, in any) error {
-	return s.Authorize(ctx, c, op, in)
 }

@@ -117,7 +117,7 @@ func startIn(tb testing.TB, dir string, o options) *Env {
 	}
 	tb.Cleanup(func() { st.Close() })
 	clock := NewClock(time.Now().UTC())
-	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Region: Region, Now: clock.Now, HSMClusters: o.clusters})
+	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Now: clock.Now, HSMClusters: o.clusters})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -26,7 +26,7 @@ func mustJSON(t *testing.T, v any) []byte {
 	return b
 }
 
-var admin = kms.Caller{Account: "111122223333", ARN: "arn:aws:iam::111122223333:user/admin"}
+var admin = kms.Caller{Scope: kms.Scope{Partition: kms.Partition, Region: "us-east-1", Account: "111122223333"}, ARN: "arn:aws:iam::111122223333:user/admin"}
 
 // folder is a data folder with wrapped secrets of every common kind: key
 // material (a ciphertext under each key), access key secrets and the audit
@@ -53,7 +53,7 @@ func populate(t *testing.T, dir string, seal *keystore.SealKey) *folder {
 		t.Fatal(err)
 	}
 	defer ks.Close()
-	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Region: "us-east-1"})
+	svc, err := kms.New(kms.Config{Store: st, Keystore: ks})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func (f *folder) check(t *testing.T, seal *keystore.SealKey) {
 		t.Fatal(err)
 	}
 	defer ks.Close()
-	svc, err := kms.New(kms.Config{Store: f.st, Keystore: ks, Region: "us-east-1"})
+	svc, err := kms.New(kms.Config{Store: f.st, Keystore: ks})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,14 +3,11 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/kmsd/kmsd/internal/audit"
 	"github.com/kmsd/kmsd/internal/awserr"
@@ -25,43 +22,6 @@ type Auditor interface {
 
 var _ Auditor = (*audit.Log)(nil)
 
-// auditedMembers are the request and response members that may appear in an
-// audit record, as CloudTrail records them. It is an allow-list: plaintext,
-// ciphertext, messages, signatures, MACs, public keys, import material and
-// grant tokens (bearer credentials) are never copied, whatever the
-// operation, and a member added to the API later stays out until it is
-// listed here.
-var auditedMembers = map[string]bool{
-	"KeyId": true, "KeyArn": true, "EncryptionContext": true, "EncryptionAlgorithm": true,
-	"KeySpec": true, "NumberOfBytes": true, "KeyUsage": true, "Description": true, "Origin": true,
-	"CustomerMasterKeySpec": true, "CustomKeyStoreId": true, "MultiRegion": true,
-	"BypassPolicyLockoutSafetyCheck": true, "Policy": true, "PolicyName": true, "Tags": true, "TagKeys": true,
-	"AliasName": true, "TargetKeyId": true, "PendingWindowInDays": true, "Limit": true, "Marker": true,
-	"SourceKeyId": true, "DestinationKeyId": true, "SourceEncryptionContext": true,
-	"DestinationEncryptionContext": true, "SourceEncryptionAlgorithm": true, "DestinationEncryptionAlgorithm": true,
-	"DryRun": true, "DryRunModifiers": true, "SigningAlgorithm": true, "MessageType": true, "MacAlgorithm": true,
-	"KeyPairSpec": true, "KeyAgreementAlgorithm": true, "EncapsulationAlgorithm": true,
-	"GranteePrincipal": true, "RetiringPrincipal": true, "Operations": true, "Constraints": true,
-	"Name": true, "GrantId": true, "RotationPeriodInDays": true, "WrappingAlgorithm": true,
-	"WrappingKeySpec": true, "ExpirationModel": true, "ValidTo": true, "ImportType": true,
-	// Custom key stores (never KeyStorePassword: it is the token's PIN).
-	"CustomKeyStoreName": true, "NewCustomKeyStoreName": true, "CustomKeyStoreType": true, "CloudHsmClusterId": true,
-	// Response members.
-	"KeyMetadata": true, "DeletionDate": true, "KeyState": true, "KeyMaterialId": true,
-}
-
-// readOnlyOps are the operations CloudTrail marks readOnly: they change no
-// state (the cryptographic ones only compute).
-var readOnlyOps = map[string]bool{
-	"DescribeKey": true, "ListKeys": true, "ListAliases": true, "ListResourceTags": true,
-	"DescribeCustomKeyStores": true, "GetKeyPolicy": true, "ListKeyPolicies": true, "ListGrants": true, "ListRetirableGrants": true,
-	"GetPublicKey": true, "GetKeyRotationStatus": true, "ListKeyRotations": true, "GetKeyLastUsage": true,
-	"Encrypt": true, "Decrypt": true, "ReEncrypt": true, "GenerateDataKey": true,
-	"GenerateDataKeyWithoutPlaintext": true, "GenerateDataKeyPair": true,
-	"GenerateDataKeyPairWithoutPlaintext": true, "GenerateRandom": true, "Sign": true, "Verify": true,
-	"GenerateMac": true, "VerifyMac": true, "DeriveSharedSecret": true, "Encapsulate": true, "Decapsulate": true,
-}
-
 // audit records one request. It returns an error only when the record
 // could not be made durable.
 func (s *Server) audit(ctx context.Context, r *http.Request, ex *exchange) error {
@@ -69,17 +29,23 @@ func (s *Server) audit(ctx context.Context, r *http.Request, ex *exchange) error
 		return nil
 	}
 	rec := &audit.Record{
-		EventTime:         ex.start,
-		EventName:         eventName(ex.op),
-		AWSRegion:         s.region,
-		SourceIPAddress:   sourceIP(r),
-		UserAgent:         truncate(r.UserAgent(), 256),
-		RequestID:         ex.requestID,
-		ReadOnly:          readOnlyOps[ex.op],
-		RequestParameters: auditedMembersOf(ex.body),
+		EventTime:       ex.start,
+		EventName:       eventName(ex.op),
+		AWSRegion:       s.region,
+		SourceIPAddress: sourceIP(r),
+		UserAgent:       truncate(r.UserAgent(), 256),
+		RequestID:       ex.requestID,
+	}
+	// What an operation's record may carry of its request and response is
+	// the operation's own allow-list (awsjson's operation table); a request
+	// for no known operation carries none of its body.
+	if ex.route != nil {
+		rec.ReadOnly = ex.route.ReadOnly()
+		rec.RequestParameters = ex.route.AuditedRequest(ex.body)
 	}
 	if ex.authed {
 		c := ex.caller
+		rec.AWSRegion = c.Region
 		rec.UserIdentity = audit.UserIdentity{Type: principalType(c.ARN), ARN: c.ARN, AccountID: c.Account,
 			AccessKeyID: c.AccessKeyID, UserName: c.UserName}
 		rec.RecipientAccountID = c.Account
@@ -92,8 +58,8 @@ func (s *Server) audit(ctx context.Context, r *http.Request, ex *exchange) error
 		if rec.ErrorCode == "" {
 			rec.ErrorCode, rec.ErrorMessage = awserr.KMSInternal, "internal error"
 		}
-	} else if !rec.ReadOnly {
-		rec.ResponseElements = auditedMembersOf(ex.out)
+	} else if ex.route != nil && !rec.ReadOnly {
+		rec.ResponseElements = ex.route.AuditedResponse(ex.out)
 	}
 	arns, accounts := ex.info.Keys()
 	for i, arn := range arns {
@@ -110,38 +76,6 @@ func (s *Server) audit(ctx context.Context, r *http.Request, ex *exchange) error
 	err := s.auditor.Append(ctx, rec)
 	s.metrics.ObserveAudit(time.Since(start))
 	return err
-}
-
-// auditedMembersOf returns the allow-listed top-level members of a JSON
-// object, with CloudTrail's lower-camel-case names; nil if there are none
-// or the body is not a JSON object.
-func auditedMembersOf(body []byte) map[string]any {
-	if len(body) == 0 {
-		return nil
-	}
-	var m map[string]json.RawMessage
-	if json.Unmarshal(body, &m) != nil {
-		return nil
-	}
-	var out map[string]any
-	for k, raw := range m {
-		if !auditedMembers[k] {
-			continue
-		}
-		if out == nil {
-			out = make(map[string]any)
-		}
-		// The member's JSON goes into the record as it came (compacted by
-		// the encoder): no second decoding on the request path.
-		out[lowerFirst(k)] = raw
-	}
-	return out
-}
-
-// lowerFirst turns a member name into CloudTrail's form: KeyId → keyId.
-func lowerFirst(s string) string {
-	r, n := utf8.DecodeRuneInString(s)
-	return string(unicode.ToLower(r)) + s[n:]
 }
 
 // eventName is the operation name, or a bounded, printable version of an

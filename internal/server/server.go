@@ -43,7 +43,7 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// Audit, if set, receives a record of every request before its reply.
 	Audit  Auditor
-	Region string // for audit records
+	Region string // for the audit records of requests without a verified scope
 	// Gate, if set, is asked first for every API request, before its body
 	// is read or its signature verified: while it returns an error (an
 	// *awserr.Error), every API request is answered with that error and
@@ -102,7 +102,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, info := kms.WithRequestInfo(logging.WithRequestID(r.Context(), reqID))
 	r = r.WithContext(ctx)
 	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
-	ex := &exchange{op: op, requestID: reqID, start: start, info: info}
+	ex := &exchange{op: op, route: s.routes[op], requestID: reqID, start: start, info: info}
 	ex.out, ex.err = s.serve(r, ex)
 	if err := s.audit(ctx, r, ex); err != nil {
 		if ex.err == nil {
@@ -134,7 +134,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			outcome = awserr.KMSInternal
 		}
 	}
-	if _, known := s.routes[op]; !known {
+	if ex.route == nil {
 		op = "unknown"
 	}
 	elapsed := time.Since(start)
@@ -146,6 +146,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // exchange is one request as it goes through the server.
 type exchange struct {
 	op        string
+	route     *awsjson.Route // nil for an unknown operation
 	requestID string
 	start     time.Time
 	info      *kms.RequestInfo
@@ -218,7 +219,7 @@ func (s *Server) serve(r *http.Request, ex *exchange) ([]byte, error) {
 	if r.Method != http.MethodPost {
 		return nil, awserr.Newf(awserr.UnknownOperation, "Method %s is not supported: AWS KMS requests are POST.", r.Method)
 	}
-	route := s.routes[ex.op]
+	route := ex.route
 	limit := int64(awsjson.DefaultBodyLimit)
 	if route != nil {
 		limit = route.BodyLimit
@@ -239,6 +240,10 @@ func (s *Server) serve(r *http.Request, ex *exchange) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("look up caller: %w", err)
 	}
+	// The request acts in the scope its credentials were scoped to (the
+	// verifier accepts only the configured Region), as the principal's
+	// account.
+	caller.Scope = kms.Scope{Partition: kms.Partition, Region: res.Region, Account: caller.Account}
 	connectionFacts(&caller, r)
 	ex.caller, ex.authed = caller, true
 	if route == nil {

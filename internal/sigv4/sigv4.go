@@ -115,7 +115,8 @@ type Verifier struct {
 // Result is what a verified request proves.
 type Result struct {
 	AccessKeyID string    // the access key whose secret signed the request
-	Region      string    // region of the credential scope (always Verifier.Region)
+	Region      string    // Region of the credential scope (always Verifier.Region)
+	Service     string    // service of the credential scope (always Verifier.Service)
 	SigningTime time.Time // the request date the client signed, UTC
 }
 
@@ -199,6 +200,7 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (Re
 			return Result{
 				AccessKeyID: auth.accessKeyID,
 				Region:      auth.region,
+				Service:     auth.service,
 				SigningTime: signingTime,
 			}, nil
 		}

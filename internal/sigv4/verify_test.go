@@ -444,7 +444,7 @@ func TestVerify(t *testing.T) {
 						if err != nil {
 							t.Fatalf("Verify: %v", err)
 						}
-						want := Result{AccessKeyID: testAccessKey, Region: testRegion, SigningTime: t0}
+						want := Result{AccessKeyID: testAccessKey, Region: testRegion, Service: "kms", SigningTime: t0}
 						if res != want {
 							t.Errorf("Result = %+v, want %+v", res, want)
 						}

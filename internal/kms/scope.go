@@ -1,0 +1,67 @@
+package kms
+
+import (
+	"errors"
+
+	"github.com/kmsd/kmsd/internal/store"
+)
+
+// Scope is where a request acts: the partition and Region its credentials
+// are scoped to (SigV4's credential scope) and the account of its
+// principal. The service serves every Region its store holds keys of; a
+// request sees the keys, aliases and custom key stores of its own scope's
+// Region (and, by ARN, other accounts' keys there).
+type Scope struct {
+	Partition string // e.g. "aws"
+	Region    string // e.g. "us-east-1"
+	Account   string // 12-digit account id
+}
+
+// check refuses an incomplete scope before anything is created in it: a
+// Caller built without one (by code that does not come through the
+// server) would otherwise store a key or custom key store in no Region.
+func (sc Scope) check() error {
+	if sc.Partition == "" || sc.Region == "" || sc.Account == "" {
+		return errors.New("the caller's scope lacks a partition, Region or account")
+	}
+	return nil
+}
+
+// Partition is the partition of every key kmsd holds. Keys do not record
+// one, and a key's ARN is bound into its wrapped material (materialAAD),
+// so a key's ARN must never change: a second partition would first have to
+// be stored with each key.
+const Partition = "aws"
+
+// kmsARN is the ARN of a KMS resource ("key/ID" or "alias/NAME"). Every
+// KMS ARN the service shows is built here.
+func kmsARN(partition, region, account, resource string) string {
+	return "arn:" + partition + ":kms:" + region + ":" + account + ":" + resource
+}
+
+// keyARN is the ARN of key id in the scope's account and Region.
+func (sc Scope) keyARN(id string) string {
+	return kmsARN(sc.Partition, sc.Region, sc.Account, "key/"+id)
+}
+
+// aliasARN is the ARN of alias name ("alias/…") in the scope's account and
+// Region.
+func (sc Scope) aliasARN(name string) string {
+	return kmsARN(sc.Partition, sc.Region, sc.Account, name)
+}
+
+// arnOf is the ARN of key k, in its own account and Region.
+func arnOf(k *store.Key) string {
+	return kmsARN(Partition, k.Region, k.Account, "key/"+k.ID)
+}
+
+// aliasARNOf is the ARN of alias a, in its own account and Region.
+func aliasARNOf(a *store.Alias) string {
+	return kmsARN(Partition, a.Region, a.Account, a.Name)
+}
+
+// rootARN is the ARN of the root principal of account, which stands for
+// the whole account in key policies and grants.
+func rootARN(account string) string {
+	return "arn:" + Partition + ":iam::" + account + ":root"
+}
