@@ -16,8 +16,7 @@ import (
 // dataFolder is what kmsd serve, iam and root open in a data folder: its
 // roots of trust, the keystore they make and the store.
 type dataFolder struct {
-	manifest *rootmgr.FileManifest
-	roots    *rootmgr.Manager
+	roots *rootmgr.Manager
 	// sealed is the seal of the roots when kmsd init sealed them, else
 	// nil.
 	sealed *keystore.SealInfo
@@ -29,27 +28,34 @@ type dataFolder struct {
 }
 
 // openDataFolder creates the data folder of cfg (mode 0700) or checks an
-// existing one, and opens in it the roots of trust, the keystore when
-// withKeystore and the roots are not sealed, and the store, in that
-// order.
+// existing one, and opens the store, the roots of trust (whose manifest
+// the store holds) and, when withKeystore and the roots are not sealed,
+// the keystore, in that order.
 func openDataFolder(ctx context.Context, cfg config.Config, getenv func(string) string, log *slog.Logger, withKeystore bool) (*dataFolder, error) {
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	f := &dataFolder{manifest: rootmgr.NewFileManifest(cfg.DataDir)}
-	f.roots = rootmgr.New(rootmgr.Config{DataDir: cfg.DataDir, Keystore: cfg.Keystore, Getenv: getenv, Manifest: f.manifest})
+	f := &dataFolder{}
 	var err error
+	if f.st, err = backend.Open(ctx, backend.Config{DataDir: cfg.DataDir}); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	// The roots manifest lives in the store, which every node shares; a
+	// manifest file left by an earlier kmsd moves there first.
+	if err := rootmgr.ImportManifestFile(ctx, f.st, cfg.DataDir); err != nil {
+		f.close()
+		return nil, err
+	}
+	f.roots = rootmgr.New(rootmgr.Config{DataDir: cfg.DataDir, Keystore: cfg.Keystore, Getenv: getenv, Manifest: rootmgr.NewStoreManifest(f.st)})
 	if f.sealed, err = f.roots.SealInfo(ctx); err != nil {
+		f.close()
 		return nil, err
 	}
 	if withKeystore && f.sealed == nil {
 		if f.ks, err = f.roots.OpenLiveRing(ctx, nil, log); err != nil {
+			f.close()
 			return nil, err
 		}
-	}
-	if f.st, err = backend.Open(ctx, backend.Config{DataDir: cfg.DataDir}); err != nil {
-		f.close()
-		return nil, fmt.Errorf("open store: %w", err)
 	}
 	return f, nil
 }

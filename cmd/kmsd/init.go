@@ -15,6 +15,7 @@ import (
 	"github.com/kmsd/kmsd/internal/durable"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/rootmgr"
+	"github.com/kmsd/kmsd/internal/store/backend"
 	"github.com/kmsd/kmsd/internal/shamir"
 )
 
@@ -78,18 +79,26 @@ func initMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return err
 	}
-	manifest := rootmgr.NewFileManifest(cfg.DataDir)
-	unlock, err := manifest.Lock()
+	unlock, err := rootmgr.Lock(cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	st, err := backend.Open(ctx, backend.Config{DataDir: cfg.DataDir})
+	if err != nil {
+		return fmt.Errorf("kmsd init: open store: %w", err)
+	}
+	defer st.Close()
+	if err := rootmgr.ImportManifestFile(ctx, st, cfg.DataDir); err != nil {
+		return fmt.Errorf("kmsd init: %w", err)
+	}
+	manifest := rootmgr.NewStoreManifest(st)
 
 	plain := filepath.Join(cfg.DataDir, rootmgr.RootKeyFile)
 	sealed := filepath.Join(cfg.DataDir, rootmgr.SealedRootFile)
 	switch _, _, err := manifest.Load(ctx); {
 	case err == nil:
-		return fmt.Errorf("kmsd init: %s has a roots manifest (%s): its root was rotated, and sealing a ring of roots is not supported; run kmsd init on a new data folder", cfg.DataDir, rootmgr.ManifestFile)
+		return fmt.Errorf("kmsd init: %s has a roots manifest: its root was rotated, and sealing a ring of roots is not supported; run kmsd init on a new data folder", cfg.DataDir)
 	case !errors.Is(err, rootmgr.ErrNoManifest):
 		return fmt.Errorf("kmsd init: %w", err)
 	}

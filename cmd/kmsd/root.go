@@ -90,7 +90,7 @@ func rootMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	defer f.close()
 	if cmd != "status" {
-		unlock, err := f.manifest.Lock()
+		unlock, err := rootmgr.Lock(cfg.DataDir)
 		if err != nil {
 			return err
 		}

@@ -137,7 +137,7 @@ func rootCounts(t *testing.T, data string) map[string]int {
 
 func mustManifest(t *testing.T, data string) rootmgr.Manifest {
 	t.Helper()
-	m, _, err := rootmgr.NewFileManifest(data).Load(context.Background())
+	m, _, err := rootmgr.NewStoreManifest(openTestStore(t, data)).Load(context.Background())
 	if err != nil {
 		t.Fatalf("roots manifest: %v", err)
 	}
@@ -390,7 +390,7 @@ func TestRootRotateWhileServing(t *testing.T) {
 }
 
 // TestRootServeFollowsManifest: a running kmsd that meets no secret under
-// the new root still notices the rotation (it watches roots.json) and
+// the new root still notices the rotation (it watches the roots manifest in the store) and
 // wraps new keys under the new root within a few seconds.
 func TestRootServeFollowsManifest(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")

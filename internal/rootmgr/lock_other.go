@@ -4,4 +4,4 @@ package rootmgr
 
 // Lock is a no-op where flock(2) is missing: run one kmsd root command at
 // a time.
-func (f *FileManifest) Lock() (unlock func(), err error) { return func() {}, nil }
+func Lock(dataDir string) (unlock func(), err error) { return func() {}, nil }

@@ -10,9 +10,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/kmsd/kmsd/internal/durable"
+	"github.com/kmsd/kmsd/internal/store"
 )
 
 // Kinds of root.
@@ -66,8 +69,10 @@ var (
 	ErrManifestChanged = errors.New("the roots manifest changed since it was read")
 )
 
-// ManifestStore holds a data folder's roots manifest. The file in the
-// data folder is one (FileManifest); the shared store is another.
+// ManifestStore holds the roots manifest. kmsd keeps it in the shared
+// store (StoreManifest), so that every node follows a rotation; the file
+// in the data folder (FileManifest) is where kmsd kept it before, which
+// ImportManifestFile moves into the store.
 type ManifestStore interface {
 	// Load returns the stored manifest and its revision, or an error
 	// wrapping ErrNoManifest when there is none.
@@ -185,4 +190,100 @@ func (m Manifest) check() error {
 		return errors.New("it names no current root")
 	}
 	return nil
+}
+
+// lockFile is the lock of Lock in the data folder (named after the
+// manifest file that once held the roots).
+const lockFile = ManifestFile + ".lock"
+
+// StoreManifest is the ManifestStore every kmsd node sharing a store
+// sees: the setting store.SettingRootManifest. Its revision is the
+// setting's.
+type StoreManifest struct {
+	st store.Settings
+}
+
+var (
+	_ ManifestStore = (*StoreManifest)(nil)
+	_ ManifestStore = (*FileManifest)(nil)
+)
+
+// NewStoreManifest returns the manifest kept in st.
+func NewStoreManifest(st store.Settings) *StoreManifest { return &StoreManifest{st: st} }
+
+// Load reads the manifest from the store.
+func (s *StoreManifest) Load(ctx context.Context) (Manifest, Rev, error) {
+	set, err := s.st.GetSetting(ctx, store.SettingRootManifest)
+	if errors.Is(err, store.ErrNotFound) {
+		return Manifest{}, NoRev, fmt.Errorf("store: %w", ErrNoManifest)
+	}
+	if err != nil {
+		return Manifest{}, NoRev, fmt.Errorf("read the roots manifest: %w", err)
+	}
+	m, err := decodeManifest(set.Value)
+	if err != nil {
+		return Manifest{}, NoRev, fmt.Errorf("roots manifest in the store: %w", err)
+	}
+	return m, Rev(strconv.FormatInt(set.Revision, 10)), nil
+}
+
+// Save writes the manifest to the store by compare and set on its
+// revision.
+func (s *StoreManifest) Save(ctx context.Context, m Manifest, rev Rev) (Rev, error) {
+	if err := m.check(); err != nil {
+		return NoRev, fmt.Errorf("roots manifest: %w", err)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return NoRev, err
+	}
+	var cur int64
+	if rev != NoRev {
+		if cur, err = strconv.ParseInt(string(rev), 10, 64); err != nil {
+			return NoRev, fmt.Errorf("roots manifest revision %q: %w", rev, ErrManifestChanged)
+		}
+	}
+	next, err := s.st.PutSetting(ctx, store.SettingRootManifest, b, cur)
+	if errors.Is(err, store.ErrConflict) {
+		return NoRev, fmt.Errorf("store: %w", ErrManifestChanged)
+	}
+	if err != nil {
+		return NoRev, fmt.Errorf("write the roots manifest: %w", err)
+	}
+	return Rev(strconv.FormatInt(next, 10)), nil
+}
+
+// ImportedManifestFile is what ImportManifestFile renames the manifest
+// file of a data folder to once the store holds its content.
+const ImportedManifestFile = ManifestFile + ".imported"
+
+// ImportManifestFile moves the roots manifest of a data folder written
+// by an earlier kmsd (ManifestFile) into the store, where every node sees
+// it: when the store has no manifest yet, the file's is saved there and
+// the file renamed to ImportedManifestFile. When the store already has
+// one, the file is refused: two manifests that may disagree about which
+// root wraps cannot both be right.
+func ImportManifestFile(ctx context.Context, st store.Settings, dataDir string) error {
+	file := NewFileManifest(dataDir)
+	m, _, err := file.Load(ctx)
+	if errors.Is(err, ErrNoManifest) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	sm := NewStoreManifest(st)
+	switch _, _, err := sm.Load(ctx); {
+	case err == nil:
+		return fmt.Errorf("%s holds a roots manifest and so does the store: remove the file if the store's is right (kmsd root status shows it)", file.path)
+	case !errors.Is(err, ErrNoManifest):
+		return err
+	}
+	if _, err := sm.Save(ctx, m, NoRev); err != nil {
+		return err
+	}
+	if err := os.Rename(file.path, filepath.Join(dataDir, ImportedManifestFile)); err != nil {
+		return fmt.Errorf("the roots manifest is now in the store; rename %s: %w", file.path, err)
+	}
+	return durable.SyncDir(dataDir)
 }

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/kmsd/kmsd/internal/store/backend"
 )
 
 func TestFileManifest(t *testing.T) {
@@ -109,17 +111,78 @@ func TestFileManifestLock(t *testing.T) {
 		t.Skip("no flock on Windows")
 	}
 	dir := t.TempDir()
-	unlock, err := NewFileManifest(dir).Lock()
+	unlock, err := Lock(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewFileManifest(dir).Lock(); err == nil || !strings.Contains(err.Error(), "another kmsd root command") {
+	if _, err := Lock(dir); err == nil || !strings.Contains(err.Error(), "another kmsd root command") {
 		t.Fatalf("a second lock while the first is held: %v", err)
 	}
 	unlock()
-	unlock, err = NewFileManifest(dir).Lock()
+	unlock, err = Lock(dir)
 	if err != nil {
 		t.Fatalf("lock after unlock: %v", err)
 	}
 	unlock()
+}
+
+// TestStoreManifest: the manifest every node shares is kept in the store,
+// written by compare and set; a manifest file left by an earlier kmsd
+// moves there once.
+func TestStoreManifest(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := backend.Open(ctx, backend.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+
+	// An earlier kmsd's manifest file.
+	old := Manifest{Current: Ref{Kind: KindFile, File: "root-2.key", ID: "2222"}, Kept: []Ref{{Kind: KindFile, File: RootKeyFile, ID: "1111"}}}
+	if _, err := NewFileManifest(dir).Save(ctx, old, NoRev); err != nil {
+		t.Fatal(err)
+	}
+	if err := ImportManifestFile(ctx, st, dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ManifestFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("manifest file still there after the import: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ImportedManifestFile)); err != nil {
+		t.Errorf("imported manifest file: %v", err)
+	}
+	sm := NewStoreManifest(st)
+	got, rev, err := sm.Load(ctx)
+	if err != nil || got.Current != old.Current || len(got.Kept) != 1 {
+		t.Fatalf("store manifest after import: %+v, %v", got, err)
+	}
+	// A second import finds no file: nothing changes.
+	if err := ImportManifestFile(ctx, st, dir); err != nil {
+		t.Fatal(err)
+	}
+
+	// Compare and set: a writer that read an older revision is refused.
+	next := Manifest{Current: Ref{Kind: KindFile, File: "root-3.key", ID: "3333"}, Kept: append(got.Kept, got.Current)}
+	rev2, err := sm.Save(ctx, next, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sm.Save(ctx, got, rev); !errors.Is(err, ErrManifestChanged) {
+		t.Fatalf("save over a stale revision: %v, want ErrManifestChanged", err)
+	}
+	if _, err := sm.Save(ctx, got, NoRev); !errors.Is(err, ErrManifestChanged) {
+		t.Fatalf("save as new over an existing manifest: %v, want ErrManifestChanged", err)
+	}
+	if m, r, err := sm.Load(ctx); err != nil || r != rev2 || m.Current.ID != "3333" {
+		t.Fatalf("after the refused saves: %+v %q %v", m, r, err)
+	}
+
+	// A manifest file appearing beside the store's is refused, not merged.
+	if _, err := NewFileManifest(dir).Save(ctx, old, NoRev); err != nil {
+		t.Fatal(err)
+	}
+	if err := ImportManifestFile(ctx, st, dir); err == nil || !strings.Contains(err.Error(), "so does the store") {
+		t.Fatalf("a second manifest: %v", err)
+	}
 }
