@@ -15,8 +15,8 @@ import (
 	"github.com/kmsd/kmsd/internal/durable"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/rootmgr"
-	"github.com/kmsd/kmsd/internal/store/backend"
 	"github.com/kmsd/kmsd/internal/shamir"
+	"github.com/kmsd/kmsd/internal/store/backend"
 )
 
 const initUsage = `usage: kmsd init [--config FILE] [--data-dir DIR] (--passphrase [--passphrase-file FILE] | --shares N --threshold K) [--seal-existing]
