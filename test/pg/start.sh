@@ -11,8 +11,10 @@
 # DIR/data, its log in DIR/postgres.log and its unix socket in DIR itself.
 # It listens on no TCP address at all (listen_addresses=''), lets local
 # socket connections in without a password (trust: only users of this
-# machine who can reach DIR can connect) and keeps fsync on, so that the
-# durability the store promises is what the tests exercise.
+# machine who can reach DIR can connect; but the role kmsd_password_test,
+# which the tests of a wrong password use, must give its password) and
+# keeps fsync on, so that the durability the store promises is what the
+# tests exercise.
 #
 # initdb and postgres refuse to run as root; run as root, the script runs
 # them as the postgres user (runuser) and gives that user DIR, which must
@@ -47,8 +49,10 @@ if ! "${as[@]}" "$bindir/initdb" -D "$dir/data" -U postgres --auth-local=trust -
   exit 1
 fi
 
-# Local socket connections only, with trust; nothing over TCP.
-printf 'local all all trust\n' >"$dir/data/pg_hba.conf"
+# Local socket connections only, with trust; nothing over TCP. The one
+# exception, kmsd_password_test, must give its password: the tests of a
+# wrong password create that role.
+printf 'local all kmsd_password_test scram-sha-256\nlocal all all trust\n' >"$dir/data/pg_hba.conf"
 cat >>"$dir/data/postgresql.conf" <<CONF
 
 # test/pg/start.sh: a private test cluster.
