@@ -1,7 +1,8 @@
 // Package postgres is the shared backend of package store: one PostgreSQL
-// (15 or later) database behind any number of kmsd nodes, reached with
-// github.com/jackc/pgx/v5 through a connection pool. The contracts it keeps
-// are those of store.Store; what follows is specific to this backend.
+// database (release 15, which the tests run against) behind any number of
+// kmsd nodes, reached with github.com/jackc/pgx/v5 through a connection
+// pool. The contracts it keeps are those of store.Store; what follows is
+// specific to this backend.
 //
 // # Durability and concurrency
 //
@@ -13,12 +14,15 @@
 // UpdateCustomKeyStore) read the record with SELECT … FOR UPDATE.
 //
 // Every write transaction first locks the one row of the table change_seq
-// (see beginWrite): write transactions of every node run one at a time, as
-// SQLite's do, which is what makes the change feed visible in Seq order and
-// rules out deadlocks between them. A transaction that PostgreSQL aborts
-// anyway with a serialization failure or a deadlock (another client of the
-// database may take locks in its own order) is retried a few times; so is
-// one whose connection failed before it sent anything.
+// (see lockChangeFeed): write transactions of every node run one at a time,
+// as SQLite's do, which is what makes the change feed visible in Seq order
+// and rules out deadlocks between them. Unless the DSN sets it otherwise, a
+// session idle inside a transaction for 60s is ended by the server, so that
+// a node that stalls there does not stop the others' writes. A transaction
+// that PostgreSQL aborts anyway with a serialization failure or a deadlock
+// (another client of the database may take locks in its own order) is
+// retried a few times; so is one whose connection failed before it sent
+// anything.
 //
 // # Change notifications
 //
@@ -71,6 +75,15 @@ import (
 // notifyChannel is the channel of LISTEN/NOTIFY that announces commits of
 // changes.
 const notifyChannel = "kmsd_changes"
+
+// idleInTransactionTimeout is the idle_in_transaction_session_timeout of
+// the Store's sessions when the DSN sets none. Every write transaction holds
+// the change feed's lock (lockChangeFeed) until it ends, so a node that
+// stalls or vanishes inside one would stop the writes of every node: the
+// server ends such a session, and its lock, after this long. A transaction
+// is idle only while its node runs Go code between two statements (fn of
+// UpdateKey, of Update…), which takes far less.
+const idleInTransactionTimeout = "60s"
 
 // defaultConnectTimeout bounds a connection attempt when the DSN sets no
 // connect_timeout, so that an unreachable server fails Open rather than
@@ -131,6 +144,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = idleInTransactionTimeout
 	}
 	s := &Store{connConfig: cfg.ConnConfig, secrets: secretsOf(cfg.ConnConfig), now: time.Now}
 	for _, o := range opts {

@@ -689,3 +689,23 @@ func TestNULInText(t *testing.T) {
 		t.Errorf("GetKey = %+v, %v; want tags %q", got, err, k.Tags)
 	}
 }
+
+// TestIdleInTransactionTimeout: the Store's sessions end a transaction
+// left idle (60s unless the DSN says otherwise), so that a stalled node
+// cannot hold the change feed's lock for ever.
+func TestIdleInTransactionTimeout(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	for _, c := range []struct{ dsn, want string }{
+		{dsn, "1min"},
+		{withParam(dsn, "idle_in_transaction_session_timeout", "5s"), "5s"},
+	} {
+		s := openAt(t, c.dsn)
+		var got string
+		if err := s.db.QueryRow(t.Context(), `SHOW idle_in_transaction_session_timeout`).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("idle_in_transaction_session_timeout = %s, want %s", got, c.want)
+		}
+	}
+}
