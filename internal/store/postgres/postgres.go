@@ -62,6 +62,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -186,31 +187,20 @@ func describe(c *pgx.ConnConfig) string {
 	return fmt.Sprintf("(user %s, database %s at %s)", c.User, c.Database, host)
 }
 
-// secretsOf lists the passwords of c, as they could appear in an error: as
-// given and escaped as in a URL.
+// secretsOf lists the password of c as it could appear in an error: as
+// given, and escaped as in a URL.
 func secretsOf(c *pgx.ConnConfig) []string {
+	pw := c.Password
+	if pw == "" {
+		return nil
+	}
 	var out []string
-	add := func(pw string) {
-		if pw == "" {
-			return
-		}
-		for _, v := range []string{pw, url.QueryEscape(pw), url.PathEscape(pw), url.UserPassword("", pw).String()[1:]} {
-			if v != "" && !containsString(out, v) {
-				out = append(out, v)
-			}
+	for _, v := range []string{pw, url.QueryEscape(pw), url.PathEscape(pw), strings.TrimPrefix(url.UserPassword("", pw).String(), ":")} {
+		if v != "" && !slices.Contains(out, v) {
+			out = append(out, v)
 		}
 	}
-	add(c.Password)
 	return out
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // redactedError is an error whose text had secrets masked. It still wraps
