@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -51,6 +52,8 @@ type Config struct {
 	AllowInsecureListen bool `yaml:"allow_insecure_listen"`
 	// IAM declares principals and their identity policies (iam.go).
 	IAM IAM `yaml:"iam"`
+	// Store selects where kmsd keeps its state.
+	Store Store `yaml:"store"`
 	// Keystore selects the root of trust.
 	Keystore Keystore `yaml:"keystore"`
 	// HSMClusters are the PKCS#11 tokens that custom key stores (AWS
@@ -91,6 +94,66 @@ func validateHSMClusters(cs []HSMCluster) error {
 	}
 	return nil
 }
+
+// Store selects kmsd's store: "sqlite" (the default: an embedded database
+// in the data folder) or "postgres" (a PostgreSQL database that any number
+// of kmsd nodes share, named by DSN).
+type Store struct {
+	Type string `yaml:"type"`
+	// DSN is the PostgreSQL connection string (keyword/value or URL) of a
+	// postgres store. It may hold a password, so it is a Secret.
+	DSN Secret `yaml:"dsn"`
+}
+
+// Validate checks the store section.
+func (s Store) Validate() error {
+	switch s.Type {
+	case "sqlite":
+		if s.DSN != "" {
+			return errors.New("store: a DSN is set but the store type is sqlite; set the type to postgres (store.type, KMSD_STORE or --store), or unset the DSN")
+		}
+	case "postgres":
+		if s.DSN == "" {
+			return errors.New("store: type postgres needs a DSN, the PostgreSQL connection string (store.dsn, KMSD_STORE_DSN or --store-dsn)")
+		}
+	default:
+		return fmt.Errorf("store.type %q is not sqlite or postgres", s.Type)
+	}
+	return nil
+}
+
+// Secret is a setting that must not be shown, such as a DSN with a
+// password: it prints (with fmt's %v, %+v, %#v and %s, alone or in a
+// struct), logs (slog) and marshals (JSON, YAML) as "[redacted]", or as ""
+// when empty. Reveal returns the value itself.
+type Secret string
+
+const redacted = "[redacted]"
+
+// Reveal returns the secret's value.
+func (s Secret) Reveal() string { return string(s) }
+
+func (s Secret) shown() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// String implements fmt.Stringer.
+func (s Secret) String() string { return s.shown() }
+
+// GoString implements fmt.GoStringer.
+func (s Secret) GoString() string { return fmt.Sprintf("%q", s.shown()) }
+
+// LogValue implements slog.LogValuer.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.shown()) }
+
+// MarshalJSON implements json.Marshaler.
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(fmt.Sprintf("%q", s.shown())), nil }
+
+// MarshalYAML implements yaml.Marshaler.
+func (s Secret) MarshalYAML() (any, error) { return s.shown(), nil }
 
 // Keystore selects kmsd's root of trust: "file" (the default: a root key
 // file in the data folder) or "pkcs11" (an AES-256 key inside an HSM).
@@ -184,6 +247,7 @@ func Defaults() Config {
 	c.Region = "us-east-1"
 	c.Log.Level = "info"
 	c.Log.Format = "text"
+	c.Store.Type = "sqlite"
 	c.Keystore.Type = "file"
 	return c
 }
@@ -217,6 +281,8 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	devTLS := fs.Bool("dev-tls", false, "serve HTTPS with a local development CA created in the data folder")
 	auditStdout := fs.Bool("audit-stdout", false, "copy every audit record to standard output too")
 	metricsListen := fs.String("metrics-listen", "", "address of the Prometheus metrics listener (env KMSD_METRICS_LISTEN; default off)")
+	storeType := fs.String("store", "", "store type: sqlite or postgres (env KMSD_STORE; default sqlite)")
+	storeDSN := fs.String("store-dsn", "", "PostgreSQL connection string of a postgres store (env KMSD_STORE_DSN; a password in it shows in the process list: prefer the environment or the YAML file)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -258,6 +324,10 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	set(&c.TLS.CertFile, "KMSD_TLS_CERT", *tlsCert)
 	set(&c.TLS.KeyFile, "KMSD_TLS_KEY", *tlsKey)
 	set(&c.MetricsListen, "KMSD_METRICS_LISTEN", *metricsListen)
+	set(&c.Store.Type, "KMSD_STORE", *storeType)
+	dsn := c.Store.DSN.Reveal()
+	set(&dsn, "KMSD_STORE_DSN", *storeDSN)
+	c.Store.DSN = Secret(dsn)
 	if *insecure {
 		c.AllowInsecureListen = true
 	}
@@ -323,6 +393,9 @@ func (c Config) Validate() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("log format %q is not text or json", c.Log.Format)
+	}
+	if err := c.Store.Validate(); err != nil {
+		return err
 	}
 	if err := c.Keystore.Validate(); err != nil {
 		return err

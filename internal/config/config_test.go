@@ -1,10 +1,16 @@
 package config
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func env(m map[string]string) func(string) string {
@@ -182,5 +188,93 @@ func TestHSMClustersSection(t *testing.T) {
 		if _, err := load(tc.yaml); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error mentioning %q", name, err, tc.want)
 		}
+	}
+}
+
+func TestStoreSection(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "kmsd.yaml")
+	const fileDSN = "host=db.example user=kmsd password=from-file dbname=kmsd"
+	if err := os.WriteFile(file, []byte("store:\n  type: postgres\n  dsn: "+fileDSN+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		typ, dsn string
+	}{
+		{"default", nil, nil, "sqlite", ""},
+		{"file", []string{"--config", file}, nil, "postgres", fileDSN},
+		{"env over file", []string{"--config", file}, map[string]string{"KMSD_STORE_DSN": "postgres://env@db/kmsd"}, "postgres", "postgres://env@db/kmsd"},
+		{"env", nil, map[string]string{"KMSD_STORE": "postgres", "KMSD_STORE_DSN": "host=env"}, "postgres", "host=env"},
+		{"flag over env", []string{"--store-dsn", "host=flag"}, map[string]string{"KMSD_STORE": "postgres", "KMSD_STORE_DSN": "host=env"}, "postgres", "host=flag"},
+		{"flags", []string{"--store", "postgres", "--store-dsn", "host=flag"}, nil, "postgres", "host=flag"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(tc.args, env(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Store.Type != tc.typ || c.Store.DSN.Reveal() != tc.dsn {
+				t.Errorf("store = %q, %q; want %q, %q", c.Store.Type, c.Store.DSN.Reveal(), tc.typ, tc.dsn)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--store", "mysql"}, nil, `"mysql" is not sqlite or postgres`},
+		{[]string{"--store", "postgres"}, nil, "needs a DSN"},
+		{nil, map[string]string{"KMSD_STORE": "postgres"}, "needs a DSN"},
+		{nil, map[string]string{"KMSD_STORE_DSN": "host=db"}, "store type is sqlite"},
+		// The file's DSN stays: a DSN meant for postgres is not silently
+		// ignored.
+		{[]string{"--config", file, "--store", "sqlite"}, nil, "store type is sqlite"},
+	} {
+		if _, err := Load(tc.args, env(tc.env)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Load(%v, %v) = %v, want an error mentioning %q", tc.args, tc.env, err, tc.want)
+		}
+	}
+}
+
+// TestDSNNeverShown: the DSN, which may hold a password, does not show when
+// the configuration is printed, logged or marshalled.
+func TestDSNNeverShown(t *testing.T) {
+	const password = "S3cret-Config-pw"
+	c, err := Load(nil, env(map[string]string{"KMSD_STORE": "postgres", "KMSD_STORE_DSN": "host=db user=kmsd password=" + password}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outs []string
+	for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
+		outs = append(outs, fmt.Sprintf(format, c), fmt.Sprintf(format, c.Store), fmt.Sprintf(format, c.Store.DSN))
+	}
+	var logged bytes.Buffer
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("config", "store", c.Store, "dsn", c.Store.DSN)
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "dsn", c.Store.DSN)
+	outs = append(outs, logged.String())
+	j, err := json.Marshal(c.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := yaml.Marshal(c.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs = append(outs, string(j), string(y))
+	for _, out := range outs {
+		if strings.Contains(out, password) {
+			t.Errorf("the DSN's password shows in %s", out)
+		}
+	}
+	if !strings.Contains(string(j), "[redacted]") || !strings.Contains(fmt.Sprintf("%+v", c), "[redacted]") {
+		t.Errorf("the DSN does not show as [redacted]: %s, %+v", j, c)
+	}
+	if c.Store.DSN.Reveal() != "host=db user=kmsd password="+password {
+		t.Errorf("Reveal = %q", c.Store.DSN.Reveal())
 	}
 }

@@ -9,12 +9,14 @@ import (
 	"path/filepath"
 
 	"github.com/kmsd/kmsd/internal/store"
+	"github.com/kmsd/kmsd/internal/store/postgres"
 	"github.com/kmsd/kmsd/internal/store/sqlite"
 )
 
 // Types of store.
 const (
-	SQLite = "sqlite" // embedded, one file in the data folder (the default)
+	SQLite   = "sqlite"   // embedded, one file in the data folder (the default)
+	Postgres = "postgres" // a PostgreSQL database shared by any number of nodes
 )
 
 // DatabaseFile is the SQLite database's name in the data folder.
@@ -22,11 +24,27 @@ const DatabaseFile = "kmsd.db"
 
 // Config names a store.
 type Config struct {
-	// Type is SQLite ("" means SQLite).
+	// Type is SQLite or Postgres ("" means SQLite).
 	Type string
 	// DataDir is the data folder; the SQLite database is DatabaseFile in it.
 	DataDir string
+	// DSN is the PostgreSQL connection string (keyword/value or URL) of
+	// a Postgres store. It may hold a password: String and GoString leave
+	// it out, and no error of Open shows it.
+	DSN string
 }
+
+// String describes c without its DSN, which may hold a password.
+func (c Config) String() string {
+	dsn := "unset"
+	if c.DSN != "" {
+		dsn = "set (not shown)"
+	}
+	return fmt.Sprintf("{Type:%s DataDir:%s DSN:%s}", c.Type, c.DataDir, dsn)
+}
+
+// GoString is String, so that %#v does not show the DSN either.
+func (c Config) GoString() string { return "backend.Config" + c.String() }
 
 // Open opens (creating when needed) and migrates the store cfg names.
 func Open(ctx context.Context, cfg Config) (store.Store, error) {
@@ -36,7 +54,12 @@ func Open(ctx context.Context, cfg Config) (store.Store, error) {
 			return nil, errors.New("open store: no data folder")
 		}
 		return sqlite.Open(ctx, filepath.Join(cfg.DataDir, DatabaseFile))
+	case Postgres:
+		if cfg.DSN == "" {
+			return nil, errors.New("open store: type postgres needs a DSN (the PostgreSQL connection string)")
+		}
+		return postgres.Open(ctx, cfg.DSN)
 	default:
-		return nil, fmt.Errorf("open store: unknown store type %q (known: %s)", cfg.Type, SQLite)
+		return nil, fmt.Errorf("open store: unknown store type %q (known: %s, %s)", cfg.Type, SQLite, Postgres)
 	}
 }
