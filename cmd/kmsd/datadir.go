@@ -37,7 +37,7 @@ func openDataFolder(ctx context.Context, cfg config.Config, getenv func(string) 
 	}
 	f := &dataFolder{}
 	var err error
-	if f.st, err = backend.Open(ctx, backend.Config{DataDir: cfg.DataDir}); err != nil {
+	if f.st, err = backend.Open(ctx, storeConfig(cfg)); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	// The roots manifest lives in the store, which every node shares; a
@@ -84,4 +84,10 @@ func prepareDataDir(dir string) error {
 		return fmt.Errorf("data folder %s has mode %o: it holds the root key, make it private (chmod 700 %s)", dir, fi.Mode().Perm(), dir)
 	}
 	return nil
+}
+
+// storeConfig is the store cfg names: the SQLite database in the data
+// folder, or a PostgreSQL database shared by every node.
+func storeConfig(cfg config.Config) backend.Config {
+	return backend.Config{Type: cfg.Store.Type, DataDir: cfg.DataDir, DSN: cfg.Store.DSN.Reveal()}
 }

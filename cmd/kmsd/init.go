@@ -84,7 +84,7 @@ func initMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	defer unlock()
-	st, err := backend.Open(ctx, backend.Config{DataDir: cfg.DataDir})
+	st, err := backend.Open(ctx, storeConfig(cfg))
 	if err != nil {
 		return fmt.Errorf("kmsd init: open store: %w", err)
 	}
