@@ -14,6 +14,7 @@ import (
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/store"
 	"github.com/kmsd/kmsd/internal/store/backend"
+	"github.com/kmsd/kmsd/internal/store/backendtest"
 )
 
 // node is one kmsd node of a test cluster: a Service on its own handle of a
@@ -66,8 +67,9 @@ func newNodes(t *testing.T, n int, now func() time.Time) []*node {
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	var nodes []*node
+	cfg := backendtest.Config(t, dir)
 	for range n {
-		st, err := backend.Open(context.Background(), backend.Config{DataDir: dir})
+		st, err := backend.Open(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

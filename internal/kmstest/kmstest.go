@@ -22,7 +22,7 @@ import (
 	"github.com/kmsd/kmsd/internal/kms"
 	"github.com/kmsd/kmsd/internal/server"
 	"github.com/kmsd/kmsd/internal/sigv4"
-	"github.com/kmsd/kmsd/internal/store/backend"
+	"github.com/kmsd/kmsd/internal/store/backendtest"
 )
 
 // Account and Region of the test service.
@@ -111,11 +111,7 @@ func startIn(tb testing.TB, dir string, o options) *Env {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	st, err := backend.Open(ctx, backend.Config{DataDir: dir})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { st.Close() })
+	st := backendtest.Open(tb, dir)
 	clock := NewClock(time.Now().UTC())
 	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Now: clock.Now, HSMClusters: o.clusters})
 	if err != nil {

@@ -17,6 +17,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kmsd/kmsd/internal/store/backend"
+	"github.com/kmsd/kmsd/internal/store/backendtest"
 )
 
 // The AWS CLI every scenario drives, and how to install it.
@@ -64,6 +67,12 @@ func Run(t *testing.T, name string, env []string, need ...string) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", script, bin, tmp)
 	cmd.Env = append(os.Environ(), env...) // CI decides whether a missing boto3 fails or skips
+	if os.Getenv(backendtest.Env) == backend.Postgres {
+		// The scenario's kmsd keeps its state in a fresh PostgreSQL
+		// database (package backendtest).
+		cfg := backendtest.Config(t, filepath.Join(tmp, "store"))
+		cmd.Env = append(cmd.Env, "KMSD_STORE=postgres", "KMSD_STORE_DSN="+cfg.DSN)
+	}
 	// On timeout, SIGTERM (not SIGKILL) the script so that its trap stops
 	// kmsd; WaitDelay kills it if it does not exit soon after.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
