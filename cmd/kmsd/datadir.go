@@ -56,6 +56,10 @@ func openDataFolder(ctx context.Context, cfg config.Config, getenv func(string) 
 			f.close()
 			return nil, err
 		}
+		if err := f.ks.CheckStore(ctx, f.st); err != nil {
+			f.close()
+			return nil, err
+		}
 	}
 	return f, nil
 }

@@ -129,6 +129,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 			if err != nil {
 				return err
 			}
+			if err := ks.CheckStore(ctx, st); err != nil {
+				ks.Close()
+				return err
+			}
 			a, err := startService(ctx, cfg, args, ks, st, m, stdout, getenv, log)
 			if err != nil {
 				ks.Close()

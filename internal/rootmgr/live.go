@@ -3,12 +3,14 @@ package rootmgr
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kmsd/kmsd/internal/keystore"
+	"github.com/kmsd/kmsd/internal/store"
 )
 
 // LiveRing is the keystore of kmsd serve: a keystore.Ring of the roots
@@ -189,4 +191,33 @@ func (l *LiveRing) Close() {
 	if l.seal != nil {
 		l.seal.Wipe()
 	}
+}
+
+// CheckStore refuses a store whose secrets this ring cannot unwrap: one of
+// another kmsd deployment (another root key), or a node given the wrong
+// root. It looks at the first stored access key (every deployment has
+// one from its first start) and, failing that, the first key material.
+// An empty store passes.
+func (l *LiveRing) CheckStore(ctx context.Context, st store.WrappedSecrets) error {
+	for _, kind := range []string{store.WrappedAccessKey, store.WrappedMaterial} {
+		ws, err := st.ListWrapped(ctx, kind, store.WrappedRef{}, 1)
+		if err != nil {
+			return fmt.Errorf("check the store against the root of trust: %w", err)
+		}
+		if len(ws) == 0 {
+			continue
+		}
+		id, ok := keystore.WrappedRootID(ws[0].Blob)
+		if !ok {
+			return fmt.Errorf("check the store against the root of trust: a stored %s is too short to be wrapped", kind)
+		}
+		r := l.ring.Load()
+		if r.Has(id) || l.reloadFor(ctx, id) {
+			return nil
+		}
+		return fmt.Errorf("the store belongs to another kmsd deployment, or this node has the wrong root of trust: "+
+			"its secrets are wrapped under root key %s, which this node does not have (its root key is %s); "+
+			"give this node that deployment's root key (the same root key file or PKCS#11 key), or point it at its own store", id, r.ID())
+	}
+	return nil
 }

@@ -8,8 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kmsd/kmsd/internal/keystore"
+	"github.com/kmsd/kmsd/internal/store"
+	"github.com/kmsd/kmsd/internal/store/backend"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -202,5 +205,38 @@ func TestSealedRoots(t *testing.T) {
 	newFileRoot(t, dir, RootKeyFile)
 	if _, err := g.SealInfo(ctx); err == nil || !strings.Contains(err.Error(), "both") {
 		t.Fatalf("both root.key and root.key.sealed: %v", err)
+	}
+}
+
+// TestCheckStore: a node refuses a store whose secrets another root
+// wrapped (another deployment's database, or a node given the wrong root
+// key), and accepts its own and an empty one.
+func TestCheckStore(t *testing.T) {
+	ctx := context.Background()
+	mine, theirs := t.TempDir(), t.TempDir()
+	st, err := backend.Open(ctx, backend.Config{DataDir: theirs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l := openLive(t, New(Config{DataDir: mine}))
+	if err := l.CheckStore(ctx, st); err != nil {
+		t.Fatalf("empty store: %v", err)
+	}
+	other := openLive(t, New(Config{DataDir: theirs}))
+	secret, err := other.Wrap(ctx, []byte("secret access key"), []byte("aad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutAccessKey(ctx, &store.AccessKey{ID: "AKIAOTHER", Account: "111122223333",
+		PrincipalARN: "arn:aws:iam::111122223333:user/admin", WrappedSecret: secret, Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	err = l.CheckStore(ctx, st)
+	if err == nil || !strings.Contains(err.Error(), "another kmsd deployment") || !strings.Contains(err.Error(), other.ID()) {
+		t.Fatalf("another deployment's store: %v", err)
+	}
+	if err := other.CheckStore(ctx, st); err != nil {
+		t.Fatalf("its own store: %v", err)
 	}
 }
