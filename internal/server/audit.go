@@ -73,6 +73,8 @@ func (s *Server) audit(ctx context.Context, r *http.Request, ex *exchange) error
 			ClientProvidedHostHeader: truncate(r.Host, 256)}
 	}
 	start := time.Now()
+	// ctx is the request's, which no client can cancel (ServeHTTP): the
+	// record of a committed change is written even if the client left.
 	err := s.auditor.Append(ctx, rec)
 	s.metrics.ObserveAudit(time.Since(start))
 	return err

@@ -99,7 +99,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	ctx, info := kms.WithRequestInfo(logging.WithRequestID(r.Context(), reqID))
+	// Once a request has arrived, it runs to its end and is audited
+	// whatever its client does: a context that the client's reset or a
+	// timed-out body read cancels would let an operation commit and then
+	// skip its audit record (Append returns at once on a done context), or
+	// stop an operation between two of its steps (a key made in an HSM but
+	// never stored). The body read is bounded by the server's ReadTimeout,
+	// not by this context.
+	ctx, info := kms.WithRequestInfo(logging.WithRequestID(context.WithoutCancel(r.Context()), reqID))
 	r = r.WithContext(ctx)
 	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
 	ex := &exchange{op: op, route: s.routes[op], requestID: reqID, start: start, info: info}
