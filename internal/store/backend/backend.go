@@ -28,6 +28,13 @@ type Config struct {
 	DataDir string
 }
 
+// InDataFolder reports whether the store lives in the data folder (an
+// SQLite database there), rather than outside it and shared by several
+// nodes: a data folder is then judged together with its database.
+func (c Config) InDataFolder() bool {
+	return c.Type == "" || c.Type == SQLite
+}
+
 // Open opens (creating when needed) and migrates the store cfg names.
 func Open(ctx context.Context, cfg Config) (store.Store, error) {
 	switch cfg.Type {
