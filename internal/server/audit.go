@@ -106,18 +106,7 @@ func principalType(arn string) string {
 
 // claimedAccessKey is the access key id an unauthenticated request claims
 // in its Authorization header (it proves nothing; it helps investigation).
-func claimedAccessKey(r *http.Request) string {
-	a := r.Header.Get("Authorization")
-	i := strings.Index(a, "Credential=")
-	if i < 0 {
-		return ""
-	}
-	id := a[i+len("Credential="):]
-	if j := strings.IndexAny(id, "/, "); j >= 0 {
-		id = id[:j]
-	}
-	return eventName(truncate(id, 128))
-}
+func claimedAccessKey(r *http.Request) string { return claimedScope(r).accessKey }
 
 func sourceIP(r *http.Request) string {
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
