@@ -308,13 +308,14 @@ func copyTree(t *testing.T, src, dst string) {
 // restarted at sequence 1. The store's anchor now catches each.
 func TestServeRefusesARolledBackAuditLog(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		damage func(t *testing.T, dir, older string)
+		name    string
+		damage  func(t *testing.T, dir, older string)
+		refusal string // what kmsd serve's refusal says
 	}{
 		{"replaced by an older copy", func(t *testing.T, dir, older string) {
 			removeFiles(t, dir, "audit")
 			copyTree(t, older, filepath.Join(dir, "audit"))
-		}},
+		}, "does not reach its anchor"},
 		{"cut after an earlier close digest", func(t *testing.T, dir, older string) {
 			files, _ := filepath.Glob(filepath.Join(dir, "audit", "audit-*.jsonl"))
 			olderFiles, _ := filepath.Glob(filepath.Join(older, "audit-*.jsonl"))
@@ -325,7 +326,10 @@ func TestServeRefusesARolledBackAuditLog(t *testing.T) {
 			if err := os.Truncate(files[0], fi.Size()); err != nil {
 				t.Fatal(err)
 			}
-		}},
+		}, "does not reach its anchor"},
+		{"removed", func(t *testing.T, dir, _ string) {
+			removeFiles(t, dir, "audit")
+		}, "audit/ is missing"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir, akid, secret := populated(t)
@@ -339,7 +343,7 @@ func TestServeRefusesARolledBackAuditLog(t *testing.T) {
 				t.Fatalf("kmsd audit verify of a rolled-back log: %v\n%s", err, out)
 			}
 			before := snapshot(t, dir)
-			if _, err := tryServe(t, "--data-dir", dir, "--listen", "127.0.0.1:0"); err == nil || !strings.Contains(err.Error(), "does not reach its anchor") || !strings.Contains(err.Error(), "accept-reset") {
+			if _, err := tryServe(t, "--data-dir", dir, "--listen", "127.0.0.1:0"); err == nil || !strings.Contains(err.Error(), tc.refusal) || !strings.Contains(err.Error(), "accept-reset") {
 				t.Fatalf("kmsd serve on a rolled-back log: %v", err)
 			}
 			if d := diffSnapshots(before, snapshot(t, dir)); len(d) > 0 {
@@ -444,5 +448,22 @@ func TestStoreCheck(t *testing.T) {
 	}
 	if _, err := runKmsd(t, "store", "check", "--data-dir", t.TempDir()); err == nil {
 		t.Fatal("store check of a folder without a store succeeded")
+	}
+}
+
+// TestInitRefusesAPartialFolder: kmsd init used to make a sealed root in a
+// folder whose store is in use but whose root key is gone, a root that
+// unwraps nothing of the store.
+func TestInitRefusesAPartialFolder(t *testing.T) {
+	dir, _, _ := populated(t)
+	removeFiles(t, dir, "root.key")
+	before := snapshot(t, dir)
+	pass := writeSecret(t, t.TempDir(), "pass", "a long enough passphrase")
+	out, err := runKmsd(t, "init", "--data-dir", dir, "--passphrase-file", pass)
+	if err == nil || !strings.Contains(err.Error(), "root key root.key is missing") {
+		t.Fatalf("kmsd init on a folder without its root key: %v\n%s", err, out)
+	}
+	if d := diffSnapshots(before, snapshot(t, dir)); len(d) > 0 {
+		t.Errorf("kmsd init wrote to the folder it refused: %v", d)
 	}
 }

@@ -41,6 +41,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		return err
 	}
 	log := newLogger(stderr, cfg)
+	// A mistake in the configuration is reported before anything is
+	// created, not after a first start made half a data folder.
+	if _, err := iam.Compile(cfg.IAM, cfg.Account); err != nil {
+		return fmt.Errorf("iam configuration: %w", err)
+	}
+	if _, err := hsmClusters(cfg); err != nil {
+		return err
+	}
 	// What the data folder and its store hold decides, before anything is
 	// written, between a first start, a start and a refusal.
 	f, err := checkDataFolder(ctx, cfg, false)
@@ -211,21 +219,9 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 	if err != nil {
 		return nil, err
 	}
-	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Logger: log, HSMClusters: clusters})
-	if err != nil {
-		return nil, err
-	}
-	// Custom key stores that were connected are connected again; one that
-	// cannot be becomes FAILED, and kmsd serves on.
-	if err := svc.RestoreCustomKeyStores(ctx); err != nil {
-		return nil, err
-	}
-	dir := iam.NewDirectory(st, ks, nil)
-	if err := loadIdentities(dir, cfg); err != nil {
-		return nil, err
-	}
-	// The audit log opens before anything is written: it is the last
-	// check (its anchor), and every change must have its record.
+	// The audit log opens before anything is written (custom key stores
+	// reconnected, the admin access key): opening it is the last check
+	// (its anchor), and every change must have its record.
 	alog, err := openAudit(ctx, cfg, ks, f, stdout, log)
 	if err != nil {
 		return nil, err
@@ -235,9 +231,27 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 		defer cancel()
 		alog.Close(cctx)
 	}
+	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Logger: log, HSMClusters: clusters})
+	if err != nil {
+		closeAudit()
+		return nil, err
+	}
+	// Custom key stores that were connected are connected again; one that
+	// cannot be becomes FAILED, and kmsd serves on.
+	if err := svc.RestoreCustomKeyStores(ctx); err != nil {
+		closeAudit()
+		return nil, err
+	}
+	dir := iam.NewDirectory(st, ks, nil)
+	if err := loadIdentities(dir, cfg); err != nil {
+		closeAudit()
+		svc.CloseCustomKeyStores()
+		return nil, err
+	}
 	akid, secret, err := bootstrapAdmin(ctx, dir, cfg.Account)
 	if err != nil {
 		closeAudit()
+		svc.CloseCustomKeyStores()
 		return nil, err
 	}
 	if f.facts.Installation == nil {
@@ -246,6 +260,7 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 		// with this one, with the Region it is started with.
 		if err := recordInstallation(ctx, st, cfg.Region, time.Now()); err != nil {
 			closeAudit()
+			svc.CloseCustomKeyStores()
 			return nil, err
 		}
 		if f.kind == existingStart {
