@@ -60,7 +60,7 @@ func TestServeAudits(t *testing.T) {
 	}
 
 	var out, errOut bytes.Buffer
-	if err := auditMain(ctx, []string{"verify", "--data-dir", dir}, &out, &errOut); err != nil {
+	if err := auditMain(ctx, []string{"verify", "--data-dir", dir}, &out, &errOut, noEnv); err != nil {
 		t.Fatalf("audit verify: %v\n%s%s", err, out.String(), errOut.String())
 	}
 	if !strings.Contains(out.String(), "OK: 6 records") {
@@ -102,7 +102,7 @@ func TestServeAudits(t *testing.T) {
 	lines[2][i] ^= 0x20
 	os.WriteFile(f, bytes.Join(lines, nil), 0o600)
 	out.Reset()
-	err = auditMain(ctx, []string{"verify", "--data-dir", dir}, &out, &errOut)
+	err = auditMain(ctx, []string{"verify", "--data-dir", dir}, &out, &errOut, noEnv)
 	if err == nil || !strings.Contains(out.String()+errOut.String()+err.Error(), "sequence 3") {
 		t.Fatalf("verify of an altered log: %v\n%s%s", err, out.String(), errOut.String())
 	}

@@ -40,6 +40,20 @@ iam:
 		return stdout.String(), stderr.String(), err
 	}
 
+	// kmsd iam works on a data folder kmsd serve made, and never makes
+	// one itself: a folder of access keys without its audit log would be
+	// refused by kmsd serve as incomplete.
+	if _, _, err := kmsdIAM("create-access-key", "--user", "alice", "--config", cfgFile); err == nil || !strings.Contains(err.Error(), "kmsd serve creates it") {
+		t.Fatalf("kmsd iam on an empty data folder: %v", err)
+	}
+	if _, err := os.Stat(data); err == nil {
+		t.Fatalf("kmsd iam created the data folder")
+	}
+	_, stop := start(t, data)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
 	out, _, err := kmsdIAM("create-access-key", "--user", "alice", "--config", cfgFile)
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +78,8 @@ iam:
 		}
 	}
 	out, _, err = kmsdIAM("list-access-keys", "--config", cfgFile)
-	if err != nil || !strings.Contains(out, m[1]) || strings.Contains(out, m[2]) || strings.Count(out, "\n") != 2 {
+	// alice's key, the role session's and the admin's of the first start.
+	if err != nil || !strings.Contains(out, m[1]) || strings.Contains(out, m[2]) || strings.Count(out, "\n") != 3 {
 		t.Fatalf("list-access-keys: %v\n%s", err, out)
 	}
 	out, _, err = kmsdIAM("check", "--config", cfgFile)

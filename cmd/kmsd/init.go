@@ -76,6 +76,16 @@ func initMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if cfg.Keystore.Type != "file" {
 		return fmt.Errorf("kmsd init: keystore.type is %s: a sealed root is a file root of trust, for machines without an HSM", cfg.Keystore.Type)
 	}
+	// kmsd init prepares an empty folder for its first start, or seals the
+	// root of a whole one: never a partial folder.
+	f, err := checkDataFolder(ctx, cfg, false)
+	if err != nil {
+		return fmt.Errorf("kmsd init: %w", err)
+	}
+	defer f.close()
+	if f.kind == joinStart {
+		return fmt.Errorf("kmsd init: the store of %s is in use by other nodes: their roots are in its manifest", cfg.DataDir)
+	}
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return err
 	}
@@ -84,11 +94,12 @@ func initMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	defer unlock()
-	st, err := backend.Open(ctx, storeConfig(cfg))
-	if err != nil {
-		return fmt.Errorf("kmsd init: open store: %w", err)
+	if f.st == nil {
+		if f.st, err = backend.Open(ctx, storeConfig(cfg)); err != nil {
+			return fmt.Errorf("kmsd init: open store: %w", err)
+		}
 	}
-	defer st.Close()
+	st := f.st
 	if err := rootmgr.ImportManifestFile(ctx, st, cfg.DataDir); err != nil {
 		return fmt.Errorf("kmsd init: %w", err)
 	}

@@ -8,6 +8,8 @@
 //	kmsd encrypt / decrypt      envelope-encrypt files or streams with KMS keys
 //	kmsd iam create-access-key  create an access key for a declared user or role
 //	kmsd audit verify           verify the audit log's hash chain and signatures
+//	kmsd audit accept-reset     accept an audit log that no longer reaches its anchor
+//	kmsd store check            check the integrity of the store
 //	kmsd version                print the version
 package main
 
@@ -42,7 +44,9 @@ commands:
   unseal                   give a sealed kmsd serve its passphrase or one Shamir share
   encrypt, decrypt         envelope encryption of files or streams (AWS Encryption SDK format)
   iam create-access-key    create an access key for a user or role declared in the configuration
-  audit verify             verify the audit log
+  audit verify             verify the audit log (and that it reaches its anchor)
+  audit accept-reset       accept, on the record, an audit log that was cut back or lost
+  store check              check the integrity of the whole store
   root rotate|migrate|status|retire   rotate the root of trust, move between file and PKCS#11 roots
   version                  print the version
 
@@ -68,7 +72,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	case "root":
 		return rootMain(ctx, args[1:], stdout, stderr, getenv)
 	case "audit":
-		return auditMain(ctx, args[1:], stdout, stderr)
+		return auditMain(ctx, args[1:], stdout, stderr, getenv)
+	case "store":
+		return storeMain(ctx, args[1:], stdout, stderr, getenv)
 	case "version":
 		fmt.Fprintln(stdout, "kmsd", version)
 		return nil

@@ -459,8 +459,12 @@ func TestUnsealWithoutSealedServer(t *testing.T) {
 // sealed root, and says so.
 func TestIAMOnSealedFolder(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
+	_, stop := start(t, data)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
 	pass := writeSecret(t, t.TempDir(), "pass", "a long enough passphrase")
-	if err := run(context.Background(), []string{"init", "--data-dir", data, "--passphrase-file", pass}, io.Discard, io.Discard, func(string) string { return "" }); err != nil {
+	if err := run(context.Background(), []string{"init", "--seal-existing", "--data-dir", data, "--passphrase-file", pass}, io.Discard, io.Discard, func(string) string { return "" }); err != nil {
 		t.Fatal(err)
 	}
 	err := run(context.Background(), []string{"iam", "list-access-keys", "--data-dir", data}, io.Discard, io.Discard, func(string) string { return "" })

@@ -41,12 +41,51 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		return err
 	}
 	log := newLogger(stderr, cfg)
-	// A sealed root (kmsd init) is opened only by kmsd unseal, below.
-	f, err := openDataFolder(ctx, cfg, getenv, log, true)
+	// A mistake in the configuration is reported before anything is
+	// created, not after a first start made half a data folder.
+	if _, err := iam.Compile(cfg.IAM, cfg.Account); err != nil {
+		return fmt.Errorf("iam configuration: %w", err)
+	}
+	if _, err := hsmClusters(cfg); err != nil {
+		return err
+	}
+	// What the data folder and its store hold decides, before anything is
+	// written, between a first start, a start and a refusal.
+	f, err := checkDataFolder(ctx, cfg, false)
 	if err != nil {
 		return err
 	}
 	defer f.close()
+	// Bind before creating anything: a first start that cannot listen
+	// must leave nothing behind, least of all an admin access key whose
+	// secret was never shown.
+	ln, mln, err := bind(cfg)
+	if err != nil {
+		return err
+	}
+	closeListeners := func() {
+		ln.Close()
+		if mln != nil {
+			mln.Close()
+		}
+	}
+	if f.kind == firstStart {
+		if err := prepareDataDir(cfg.DataDir); err != nil {
+			closeListeners()
+			return err
+		}
+	}
+	api, caFile, reload, err := withTLS(cfg, ln)
+	if err != nil {
+		closeListeners()
+		return err
+	}
+	ln = api
+	// A sealed root (kmsd init) is opened only by kmsd unseal, below.
+	if err := f.open(ctx, getenv, log, true); err != nil {
+		closeListeners()
+		return err
+	}
 	seal, st := f.sealed, f.st
 
 	// The metrics read the service once it exists (after unseal, when
@@ -63,7 +102,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	front := &frontHandler{}
 	var app *service
 	if seal == nil {
-		if app, err = startService(ctx, cfg, args, f.ks, st, m, stdout, getenv, log); err != nil {
+		if app, err = startService(ctx, cfg, args, f, f.ks, m, stdout, getenv, log); err != nil {
+			closeListeners()
 			return err
 		}
 		defer app.close()
@@ -73,16 +113,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		front.set(sealedServer(cfg, m, log))
 	}
 
-	ln, caFile, reload, err := listen(cfg)
-	if err != nil {
-		return err
-	}
-	if cfg.MetricsListen != "" {
-		mln, err := net.Listen("tcp", cfg.MetricsListen)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("metrics listen: %w", err)
-		}
+	if mln != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", m.Handler())
 		mux.Handle("/healthz", front)
@@ -129,11 +160,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 			if err != nil {
 				return err
 			}
-			if err := ks.CheckStore(ctx, st); err != nil {
+			if err := ks.CheckStore(ctx, f.st); err != nil {
 				ks.Close()
 				return err
 			}
-			a, err := startService(ctx, cfg, args, ks, st, m, stdout, getenv, log)
+			a, err := startService(ctx, cfg, args, f, ks, m, stdout, getenv, log)
 			if err != nil {
 				ks.Close()
 				return err
@@ -182,34 +213,63 @@ type service struct {
 }
 
 // startService builds the service on an open root of trust: the kms
-// service, the iam directory (whose secrets the root wraps), the admin
-// access key on first start, the audit log (its signing key is wrapped by
-// the root) and the HTTP server.
-func startService(ctx context.Context, cfg config.Config, args []string, ks *rootmgr.LiveRing, st store.Store, m *metrics.Metrics, stdout io.Writer, getenv func(string) string, log *slog.Logger) (*service, error) {
+// service, the iam directory (whose secrets the root wraps), the audit
+// log (its signing key is wrapped by the root), the admin access key on
+// the first start of an account, the installation record on the first
+// start of the store, and the HTTP server.
+func startService(ctx context.Context, cfg config.Config, args []string, f *dataFolder, ks *rootmgr.LiveRing, m *metrics.Metrics, stdout io.Writer, getenv func(string) string, log *slog.Logger) (*service, error) {
+	st := f.st
 	clusters, err := hsmClusters(cfg)
 	if err != nil {
 		return nil, err
 	}
+	// The audit log opens before anything is written (custom key stores
+	// reconnected, the admin access key): opening it is the last check
+	// (its anchor), and every change must have its record.
+	alog, err := openAudit(ctx, cfg, ks, f, stdout, log)
+	if err != nil {
+		return nil, err
+	}
+	closeAudit := func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		alog.Close(cctx)
+	}
 	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Logger: log, HSMClusters: clusters})
 	if err != nil {
+		closeAudit()
 		return nil, err
 	}
 	// Custom key stores that were connected are connected again; one that
 	// cannot be becomes FAILED, and kmsd serves on.
 	if err := svc.RestoreCustomKeyStores(ctx); err != nil {
+		closeAudit()
 		return nil, err
 	}
 	dir := iam.NewDirectory(st, ks, nil)
 	if err := loadIdentities(dir, cfg); err != nil {
+		closeAudit()
+		svc.CloseCustomKeyStores()
 		return nil, err
 	}
 	akid, secret, err := bootstrapAdmin(ctx, dir, cfg.Account)
 	if err != nil {
+		closeAudit()
+		svc.CloseCustomKeyStores()
 		return nil, err
 	}
-	alog, err := openAudit(ctx, cfg, ks, stdout)
-	if err != nil {
-		return nil, err
+	if f.facts.Installation == nil {
+		// Written last: a store that has it went through a whole first
+		// start. A store of an earlier kmsd gets it on its first start
+		// with this one, with the Region it is started with.
+		if err := recordInstallation(ctx, st, cfg.Region, time.Now()); err != nil {
+			closeAudit()
+			svc.CloseCustomKeyStores()
+			return nil, err
+		}
+		if f.kind == existingStart {
+			log.Warn("recorded the Region of this data folder in its store (kept by an earlier kmsd, which did not record it); kmsd will refuse to serve it as another Region", "region", cfg.Region)
+		}
 	}
 	h := server.New(server.Config{
 		Routes:   awsjson.Routes(svc),
@@ -277,32 +337,76 @@ func sealedServer(cfg config.Config, m *metrics.Metrics, log *slog.Logger) http.
 }
 
 // openAudit opens the audit log in the data folder, with its signing key
-// wrapped by the root of trust.
-func openAudit(ctx context.Context, cfg config.Config, ks keystore.Keystore, stdout io.Writer) (*audit.Log, error) {
-	signer, err := audit.LoadOrCreateSigningKey(ctx, filepath.Join(cfg.DataDir, audit.SigningKeyFile), ks)
+// wrapped by the root of trust and its anchor kept in the store. Only a
+// first start, or a new node of a shared store, makes a signing key and a
+// log; otherwise both must be there and the log must reach its anchor.
+func openAudit(ctx context.Context, cfg config.Config, ks keystore.Keystore, f *dataFolder, stdout io.Writer, log *slog.Logger) (*audit.Log, error) {
+	keyPath := filepath.Join(cfg.DataDir, audit.SigningKeyFile)
+	var signer audit.Signer
+	var err error
+	if f.kind == existingStart {
+		signer, err = audit.LoadSigningKey(ctx, keyPath, ks)
+	} else {
+		signer, err = audit.LoadOrCreateSigningKey(ctx, keyPath, ks)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("audit signing key: %w", err)
 	}
-	opts := audit.Options{
-		Dir:          filepath.Join(cfg.DataDir, audit.DirName),
-		Signer:       signer,
-		MaxFileBytes: cfg.Audit.MaxFileMB << 20,
-		MaxFileAge:   cfg.Audit.MaxFileAge,
-	}
+	opts := auditOptions(cfg, signer, f.st, log)
+	// A log without an anchor is started only when it is new, or kept by
+	// an earlier kmsd (the store has no installation record yet).
+	opts.AllowUnanchored = f.kind != existingStart || f.facts.Installation == nil
 	if cfg.Audit.Stdout {
 		opts.Stdout = stdout
 	}
 	l, err := audit.Open(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("open audit log: %w", err)
+		return nil, fmt.Errorf("open audit log: %w", behindHint(err, cfg.DataDir))
 	}
 	return l, nil
 }
 
-// listen opens the API listener, with TLS when configured. It returns the
-// CA bundle clients need for a development certificate, and the function
-// that reloads the certificate (nil without TLS).
-func listen(cfg config.Config) (ln net.Listener, caFile string, reload func() error, err error) {
+// auditOptions are the options of the data folder's audit log: its
+// folder, rotation, anchor and digest copies.
+func auditOptions(cfg config.Config, signer audit.Signer, st store.Settings, log *slog.Logger) audit.Options {
+	opts := audit.Options{
+		Dir:          filepath.Join(cfg.DataDir, audit.DirName),
+		Signer:       signer,
+		MaxFileBytes: cfg.Audit.MaxFileMB << 20,
+		MaxFileAge:   cfg.Audit.MaxFileAge,
+		Anchors:      storeAnchors{st},
+		Logger:       log,
+	}
+	if cfg.Audit.DigestFile != "" {
+		opts.Sinks = append(opts.Sinks, audit.FileSink{Path: cfg.Audit.DigestFile})
+	}
+	if len(cfg.Audit.DigestCommand) > 0 {
+		opts.Sinks = append(opts.Sinks, audit.CommandSink{Argv: cfg.Audit.DigestCommand})
+	}
+	return opts
+}
+
+// bind opens the API listener and, when configured, the metrics one,
+// before kmsd creates or opens anything.
+func bind(cfg config.Config) (api, metricsLn net.Listener, err error) {
+	api, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen: %w", err)
+	}
+	if cfg.MetricsListen != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			api.Close()
+			return nil, nil, fmt.Errorf("metrics listen: %w", err)
+		}
+	}
+	return api, metricsLn, nil
+}
+
+// withTLS wraps the API listener in TLS when configured. It returns the
+// CA bundle clients need for a development certificate (made in the data
+// folder, which must exist), and the function that reloads the
+// certificate (nil without TLS).
+func withTLS(cfg config.Config, ln net.Listener) (tlsLn net.Listener, caFile string, reload func() error, err error) {
 	certFile, keyFile := cfg.TLS.CertFile, cfg.TLS.KeyFile
 	if cfg.TLS.Dev {
 		f, err := tlsutil.DevCertificates(filepath.Join(cfg.DataDir, devTLSDir), time.Now())
@@ -311,16 +415,11 @@ func listen(cfg config.Config) (ln net.Listener, caFile string, reload func() er
 		}
 		certFile, keyFile, caFile = f.Cert, f.Key, f.CA
 	}
-	ln, err = net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, "", nil, fmt.Errorf("listen: %w", err)
-	}
 	if certFile == "" {
 		return ln, "", nil, nil
 	}
 	rl, err := tlsutil.NewReloader(certFile, keyFile)
 	if err != nil {
-		ln.Close()
 		return nil, "", nil, err
 	}
 	return tls.NewListener(ln, rl.Config()), caFile, rl.Reload, nil

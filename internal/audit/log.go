@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -59,6 +60,24 @@ type Options struct {
 	// Now is the clock (default time.Now): event times, digest times,
 	// file names and ages.
 	Now func() time.Time
+	// Anchors, if set, keeps the log's anchor outside its folder (see
+	// Anchor): Open refuses a log that does not reach its anchor (an
+	// error wrapping ErrBehindAnchor, see AcceptReset), anchors the end
+	// it opened at, and each digest moves the anchor on once durable, in
+	// the background.
+	Anchors Anchors
+	// AllowUnanchored lets Open start a log that has no anchor yet (a new
+	// log, or one written before anchors existed) and anchor it. Without
+	// it, Open refuses such a log (an error wrapping ErrNoAnchor) when
+	// Anchors is set: a log whose anchor vanished is not trusted.
+	AllowUnanchored bool
+	// Sinks receive a copy of every digest once it is durable (see
+	// DigestSink), in the background, in log order.
+	Sinks []DigestSink
+	// Logger receives what fails in the background: anchor updates and
+	// digest deliveries (nil: discarded). The log keeps running: the
+	// anchor catches up at the next digest.
+	Logger *slog.Logger
 
 	// For tests: the most records one write takes (0: no limit; 1 is
 	// fsync per record), and a hook that wraps every file opened.
@@ -92,6 +111,31 @@ type Log struct {
 	closeErr  error
 
 	w writer // owned by the writer goroutine once Open returns
+	// openedAt is the last record of the log Open found (0: none).
+	openedAt uint64
+
+	pub publisher
+}
+
+// publisher hands durable digests to the anchor and the sinks, away from
+// the writer: a slow store or sink never holds up a record.
+type publisher struct {
+	on    bool // Options.Anchors or Options.Sinks is set
+	mu    sync.Mutex
+	queue []digestEvent
+	wake  chan struct{}
+	stop  chan struct{} // closed once no more digests will come
+	done  chan struct{} // closed when the publisher goroutine has finished
+
+	// Owned by the publisher goroutine (and Open before starting it).
+	anchorRev int64  // revision of the stored anchor, 0 if none
+	anchored  uint64 // its sequence
+}
+
+// digestEvent is one durable digest, for the publisher.
+type digestEvent struct {
+	anchor Anchor
+	line   []byte
 }
 
 // pending is one Append waiting for its batch to be durable.
@@ -118,7 +162,10 @@ type writer struct {
 	digestAt   time.Time
 	endsClosed bool // the last line written is a close digest
 	buf        []byte
-	syncs      int // fsyncs of log files, for the benchmark
+	// unpublished are the digests appended since the last flush; flush
+	// hands them to the publisher once they are durable.
+	unpublished []digestEvent
+	syncs       int // fsyncs of log files, for the benchmark
 }
 
 // Open opens the log in opts.Dir for appending, continuing the chain of
@@ -135,7 +182,16 @@ type writer struct {
 //
 // Only one Log may be open on a directory at a time (a lock file, .lock,
 // enforces it on Unix).
+//
+// With Options.Anchors, Open first checks, before it changes anything,
+// that the log reaches its anchor (see Anchor), and refuses it otherwise.
 func Open(ctx context.Context, opts Options) (*Log, error) {
+	return open(ctx, opts, false)
+}
+
+// open is Open; acceptReset skips the anchor check and leaves the anchor
+// alone (AcceptReset moves it itself).
+func open(ctx context.Context, opts Options, acceptReset bool) (*Log, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("audit: Options.Dir is empty")
 	}
@@ -160,8 +216,23 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if acceptReset {
+		opts.Anchors = nil
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
+	}
+	keyID := KeyID(opts.Signer.PublicKey())
+	// Checked before anything is created or repaired. Without the lock:
+	// another process may be appending, but a log only grows past its
+	// anchor, so the check cannot fail because of it (and the lock below
+	// then refuses the second process anyway).
+	anchorRev, anchored, err := checkAnchor(ctx, opts, keyID)
+	if err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: creating the log directory: %w", err)
@@ -179,21 +250,66 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 	}
 	l := &Log{
 		opts:   opts,
-		keyID:  KeyID(opts.Signer.PublicKey()),
+		keyID:  keyID,
 		lock:   lock,
 		wake:   make(chan struct{}, 1),
 		closed: make(chan struct{}),
 		done:   make(chan struct{}),
+		pub: publisher{
+			on:   opts.Anchors != nil || len(opts.Sinks) > 0,
+			wake: make(chan struct{}, 1),
+			stop: make(chan struct{}),
+			done: make(chan struct{}),
+
+			anchorRev: anchorRev,
+			anchored:  anchored,
+		},
 	}
-	if err := l.openTail(); err != nil {
+	err = l.openTail()
+	if err == nil && opts.Anchors != nil {
+		// The end Open found (signed by the close or recover digest) is
+		// durable: anchor it before serving, so that an older copy of
+		// this log can never be opened in its place.
+		err = publishAnchor(ctx, opts.Anchors, l.anchorOf(opts.Now().UTC().Format(time.RFC3339Nano)), &l.pub.anchorRev, &l.pub.anchored)
+	}
+	if err != nil {
 		if l.w.file != nil {
 			l.w.file.Close()
 		}
 		lock.Close()
 		return nil, err
 	}
+	l.openedAt = l.w.nextSeq - 1
+	if l.pub.on {
+		go l.publish()
+	} else {
+		close(l.pub.done)
+	}
 	go l.run()
 	return l, nil
+}
+
+// checkAnchor refuses a log that does not reach its stored anchor, or
+// that has none unless opts.AllowUnanchored, and returns the anchor's
+// revision and sequence (0, 0 when none is stored). It reads only.
+func checkAnchor(ctx context.Context, opts Options, keyID string) (rev int64, seq uint64, err error) {
+	if opts.Anchors == nil {
+		return 0, 0, nil
+	}
+	a, rev, err := opts.Anchors.LoadAnchor(ctx, keyID)
+	switch {
+	case errors.Is(err, ErrNoAnchor):
+		if !opts.AllowUnanchored {
+			return 0, 0, fmt.Errorf("audit: the log in %s (signing key %s) has no anchor: its anchor was removed, or this log and its signing key are not the ones whose anchor is kept: %w", opts.Dir, keyID, ErrNoAnchor)
+		}
+		return 0, 0, nil
+	case err != nil:
+		return 0, 0, fmt.Errorf("audit: reading the log's anchor: %w", err)
+	}
+	if err := CheckAnchor(opts.Dir, a); err != nil {
+		return 0, 0, err
+	}
+	return rev, a.Sequence, nil
 }
 
 // openTail loads the end of the existing log and repairs it if needed.
@@ -345,6 +461,10 @@ func (l *Log) run() {
 		case <-l.closed:
 			l.drain()
 			l.closeErr = l.finish()
+			// The close digest's anchor and copies go out before Close
+			// returns (or its context ends).
+			close(l.pub.stop)
+			<-l.pub.done
 			return
 		}
 	}
@@ -505,6 +625,12 @@ func (l *Log) appendDigest(buf []byte, reason string, discarded int64) ([]byte, 
 		return buf, fmt.Errorf("audit: encoding a digest: %w", err)
 	}
 	line = append(line, '\n')
+	if l.pub.on {
+		w.unpublished = append(w.unpublished, digestEvent{
+			anchor: Anchor{LogID: l.keyID, Sequence: d.Sequence, Hash: d.Hash, Time: d.Time},
+			line:   line,
+		})
+	}
 	w.lastDigest = lineHash(line)
 	w.unsigned = 0
 	w.digestAt = now
@@ -531,6 +657,10 @@ func (l *Log) flush(buf []byte) error {
 		if _, err := l.opts.Stdout.Write(buf); err != nil {
 			return fmt.Errorf("audit: copying records to stdout: %w", err)
 		}
+	}
+	if len(w.unpublished) > 0 {
+		l.enqueue(w.unpublished)
+		w.unpublished = nil
 	}
 	return nil
 }

@@ -118,6 +118,22 @@ func LoadOrCreateSigningKey(ctx context.Context, path string, ks Wrapper) (Signe
 	return s, nil
 }
 
+// LoadSigningKey is LoadOrCreateSigningKey for a log that exists: it
+// never creates a signing key (an error wrapping fs.ErrNotExist when the
+// key file is missing), since a new key would start another log. It
+// rewrites a missing public key file.
+func LoadSigningKey(ctx context.Context, path string, ks Wrapper) (Signer, error) {
+	priv, err := loadSigningKey(ctx, path, ks)
+	if err != nil {
+		return nil, err
+	}
+	s := NewSigner(priv)
+	if err := ensurePublicKeyFile(PublicKeyPath(path), s.PublicKey()); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
 // ReadWrappedSigningKey returns the keystore-wrapped seed held by the
 // signing key file at path (an error wrapping fs.ErrNotExist when there is
 // none). Root rotation reads it to learn which root wrapped it.

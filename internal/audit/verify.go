@@ -47,7 +47,21 @@ const (
 	ProblemSignature ProblemKind = "signature"  // a digest's signature is invalid: the digest was altered or forged
 	ProblemDigest    ProblemKind = "digest"     // a valid digest does not match the records before it
 	ProblemUnclosed  ProblemKind = "unclosed"   // the log does not end with a close digest
+	// ProblemAnchor: a record that a checkpoint (the store's anchor, a
+	// digest kept off the machine) vouches for is missing or different:
+	// the log was cut back, replaced by an older copy, or removed.
+	ProblemAnchor ProblemKind = "anchor"
 )
+
+// Checkpoint is a point the log is known to have reached, from outside
+// the log: the store's anchor (Anchor), or a digest a DigestSink kept off
+// the machine (ReadDigests). A log that does not hold record Sequence with
+// line hash Hash was rolled back.
+type Checkpoint struct {
+	Sequence uint64
+	Hash     string // hex SHA-256 of the record's line
+	Source   string // where it comes from, for messages
+}
 
 // Problem is the first thing found wrong in a log: where, and what.
 type Problem struct {
@@ -75,16 +89,22 @@ func (p *Problem) Error() string {
 }
 
 // Verify checks the log in dir (its files audit-*.jsonl in name order)
-// against the signing public key pub; see VerifyFiles.
-func Verify(dir string, pub ed25519.PublicKey) (*Report, error) {
+// against the signing public key pub and the checkpoints; see
+// VerifyFiles.
+func Verify(dir string, pub ed25519.PublicKey, checkpoints ...Checkpoint) (*Report, error) {
 	files, err := LogFiles(dir)
-	if err != nil {
+	if err != nil && !(errors.Is(err, os.ErrNotExist) && len(checkpoints) > 0) {
 		return &Report{}, err
 	}
 	if len(files) == 0 {
+		v := &verifier{rep: &Report{}}
+		v.setCheckpoints(checkpoints)
+		if p := v.missedCheckpoint(); p != nil {
+			return v.rep, p
+		}
 		return &Report{}, &Problem{Kind: ProblemNoLog, Message: fmt.Sprintf("no audit log files (audit-*.jsonl) in %s", dir)}
 	}
-	return VerifyFiles(files, pub)
+	return VerifyFiles(files, pub, checkpoints...)
 }
 
 // VerifyFiles checks a log made of the files at paths, in that order (for
@@ -101,15 +121,19 @@ func Verify(dir string, pub ed25519.PublicKey) (*Report, error) {
 //   - every digest is signed by pub, names the record just before it and
 //     that record's hash, and carries the hash of the previous digest line
 //     (GenesisHash for the first);
+//   - the log holds every record a checkpoint names, with the checkpoint's
+//     hash (ProblemAnchor otherwise: it was rolled back), except records
+//     older than the oldest file present (Report.Notes say so);
 //   - the last line is a close digest. A log that kmsd is still writing,
 //     or that was not closed cleanly, or whose end was cut off, fails this
 //     with ProblemUnclosed, and only this (Report says how many records
 //     follow the last digest unsigned).
-func VerifyFiles(paths []string, pub ed25519.PublicKey) (*Report, error) {
+func VerifyFiles(paths []string, pub ed25519.PublicKey, checkpoints ...Checkpoint) (*Report, error) {
 	v := &verifier{pub: pub, keyID: KeyID(pub), rep: &Report{}}
 	if len(pub) != ed25519.PublicKeySize {
 		return v.rep, errors.New("audit: the public key is not an Ed25519 key")
 	}
+	v.setCheckpoints(checkpoints)
 	for _, path := range paths {
 		if err := v.file(path); err != nil {
 			return v.rep, err
@@ -118,7 +142,56 @@ func VerifyFiles(paths []string, pub ed25519.PublicKey) (*Report, error) {
 	if v.pending != nil {
 		return v.rep, v.pending(nil)
 	}
+	if p := v.missedCheckpoint(); p != nil {
+		return v.rep, p
+	}
 	return v.rep, v.end()
+}
+
+// setCheckpoints indexes the checkpoints by sequence.
+func (v *verifier) setCheckpoints(cps []Checkpoint) {
+	for _, c := range cps {
+		if c.Sequence == 0 {
+			continue
+		}
+		if v.checkpoints == nil {
+			v.checkpoints = map[uint64][]Checkpoint{}
+		}
+		v.checkpoints[c.Sequence] = append(v.checkpoints[c.Sequence], c)
+		if c.Sequence > v.lastCheckpoint.Sequence {
+			v.lastCheckpoint = c
+		}
+	}
+}
+
+// checkpoint checks the record just read against the checkpoints that
+// name its sequence.
+func (v *verifier) checkpoint(loc location, seq uint64, hash [32]byte) error {
+	h := hex.EncodeToString(hash[:])
+	for _, c := range v.checkpoints[seq] {
+		if c.Hash != h {
+			return v.problem(ProblemAnchor, loc, seq, "record %d is not the one %s vouches for (it hashes to %.16s…, not %.16s…): the log was replaced from here on", seq, c.Source, h, c.Hash)
+		}
+	}
+	return nil
+}
+
+// missedCheckpoint reports a checkpoint past the log's last record, and
+// notes checkpoints before its first one (files removed by retention).
+func (v *verifier) missedCheckpoint() *Problem {
+	for seq := range v.checkpoints {
+		if v.haveRecord && seq < v.rep.FirstSequence {
+			v.rep.Notes = append(v.rep.Notes, fmt.Sprintf("a checkpoint names record %d, which is older than the oldest file present: not checked", seq))
+		}
+	}
+	c := v.lastCheckpoint
+	if c.Sequence == 0 || (v.haveRecord && c.Sequence <= v.lastSeq) {
+		return nil
+	}
+	if !v.haveRecord {
+		return &Problem{Kind: ProblemAnchor, Sequence: c.Sequence, Message: fmt.Sprintf("the log holds no record, but %s shows it had reached record %d: the log was removed or replaced", c.Source, c.Sequence)}
+	}
+	return v.problem(ProblemAnchor, v.lastLoc, v.lastSeq, "the log ends at record %d, but %s shows it had reached record %d: %s removed from its end (the log was cut back, or replaced by an older copy)", v.lastSeq, c.Source, c.Sequence, records(v.lastSeq+1, c.Sequence)+verb(v.lastSeq+1, c.Sequence, " was", " were"))
 }
 
 type location struct {
@@ -164,6 +237,9 @@ type verifier struct {
 
 	unsignedFrom    uint64 // the first record after the last digest, 0 if none
 	unsignedFromLoc location
+
+	checkpoints    map[uint64][]Checkpoint
+	lastCheckpoint Checkpoint // the one with the highest sequence
 
 	// pending, when set, is a problem found at the last line, whose
 	// culprit the next line tells (nil: there is none, or it is unusable).
@@ -335,6 +411,9 @@ func (v *verifier) record(loc location, line []byte, p parsedLine) error {
 	}
 	v.haveRecord = true
 	v.lastSeq, v.lastHash, v.lastLoc = seq, lineHash(line), loc
+	if err := v.checkpoint(loc, seq, v.lastHash); err != nil {
+		return err
+	}
 	v.lastIsDigest = false
 	if v.unsignedFrom == 0 {
 		v.unsignedFrom, v.unsignedFromLoc = seq, loc

@@ -44,6 +44,15 @@ type Config struct {
 		// age (0: 64 MiB and 24h).
 		MaxFileMB  int64         `yaml:"max_file_mb"`
 		MaxFileAge time.Duration `yaml:"max_file_age"`
+		// DigestFile, if set, receives a copy of every signed digest as
+		// it is made (appended and fsynced): put it where this machine
+		// can add to it but not rewrite it, for kmsd audit verify
+		// --digests to detect a rolled-back log.
+		DigestFile string `yaml:"digest_file"`
+		// DigestCommand, if set, runs for every signed digest with the
+		// digest line on its standard input (no shell): a hook that ships
+		// it off the machine.
+		DigestCommand []string `yaml:"digest_command"`
 	} `yaml:"audit"`
 	// MetricsListen is the address of the Prometheus /metrics listener;
 	// empty disables it.
@@ -306,6 +315,9 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 		if f := c.Keystore.PKCS11.PINFile; f != "" && !filepath.IsAbs(f) {
 			c.Keystore.PKCS11.PINFile = filepath.Join(c.IAM.BaseDir, f)
 		}
+		if f := c.Audit.DigestFile; f != "" && !filepath.IsAbs(f) {
+			c.Audit.DigestFile = filepath.Join(c.IAM.BaseDir, f)
+		}
 	}
 	set := func(dst *string, env, flagVal string) {
 		if v := getenv(env); v != "" {
@@ -396,6 +408,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Store.Validate(); err != nil {
 		return err
+	}
+	if len(c.Audit.DigestCommand) > 0 && c.Audit.DigestCommand[0] == "" {
+		return errors.New("audit.digest_command: the command is empty")
 	}
 	if err := c.Keystore.Validate(); err != nil {
 		return err

@@ -278,3 +278,23 @@ func TestDSNNeverShown(t *testing.T) {
 		t.Errorf("Reveal = %q", c.Store.DSN.Reveal())
 	}
 }
+
+// TestAuditDigestCopies: audit.digest_file is relative to the
+// configuration file, like every file it names; digest_command is a
+// command and its arguments, which must name a command.
+func TestAuditDigestCopies(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "kmsd.yaml")
+	os.WriteFile(file, []byte("audit:\n  digest_file: digests/kmsd.jsonl\n  digest_command: [/usr/local/bin/ship, --to, vault]\n"), 0o600)
+	c, err := Load([]string{"--config", file}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Audit.DigestFile != filepath.Join(dir, "digests", "kmsd.jsonl") || strings.Join(c.Audit.DigestCommand, " ") != "/usr/local/bin/ship --to vault" {
+		t.Errorf("audit = %+v", c.Audit)
+	}
+	os.WriteFile(file, []byte("audit:\n  digest_command: [\"\"]\n"), 0o600)
+	if _, err := Load([]string{"--config", file}, env(nil)); err == nil || !strings.Contains(err.Error(), "digest_command") {
+		t.Errorf("an empty digest command: %v", err)
+	}
+}

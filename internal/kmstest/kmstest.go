@@ -5,6 +5,7 @@ package kmstest
 
 import (
 	"context"
+	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
 	"sync"
@@ -89,6 +90,13 @@ func StartWithAuditor(tb testing.TB, a server.Auditor) *Env {
 	return startIn(tb, tb.TempDir(), options{auditor: a})
 }
 
+// StartWithLogger starts kmsd in a fresh data folder whose server logs to
+// log.
+func StartWithLogger(tb testing.TB, log *slog.Logger) *Env {
+	tb.Helper()
+	return startIn(tb, tb.TempDir(), options{logger: log})
+}
+
 // StartWithClusters starts kmsd in data folder dir with the HSM clusters
 // that custom key stores connect to (see package hsmcluster). Like kmsd
 // serve, it reconnects the custom key stores that were connected.
@@ -102,6 +110,7 @@ type options struct {
 	iam      config.IAM
 	auditor  server.Auditor
 	clusters kms.HSMClusters
+	logger   *slog.Logger
 }
 
 func startIn(tb testing.TB, dir string, o options) *Env {
@@ -149,6 +158,7 @@ func startIn(tb testing.TB, dir string, o options) *Env {
 		Callers:  dirIAM,
 		Audit:    o.auditor,
 		Region:   Region,
+		Logger:   o.logger,
 	})
 	ts := httptest.NewServer(env.Handler)
 	tb.Cleanup(ts.Close)

@@ -58,6 +58,11 @@ type Config struct {
 	// Manifest holds the roots manifest (nil: the FileManifest of
 	// DataDir).
 	Manifest ManifestStore
+	// CreateRoot lets the configured root be created when there is no
+	// manifest and its file is missing: on the first start of an empty
+	// data folder only. Otherwise a missing root key file is an error: a
+	// new root could unwrap nothing the store holds.
+	CreateRoot bool
 }
 
 // Manager opens and changes the roots of one data folder.
@@ -211,6 +216,17 @@ func (g *Manager) openRoots(ctx context.Context, seal *keystore.SealKey, m *Mani
 		}
 	}
 	for i, r := range append([]Ref{m.Current}, m.Kept...) {
+		if i == 0 && r.ID == "" && r.Kind == KindFile && !g.cfg.CreateRoot {
+			// The implicit root, which openRoot would create.
+			path := filepath.Join(g.cfg.DataDir, r.File)
+			if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+				closeAll()
+				return nil, nil, fmt.Errorf("root key file %s is missing: restore it from the copy you keep apart from the backups (kmsd creates a root key only on the first start of an empty data folder)", path)
+			} else if err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("root key file: %w", err)
+			}
+		}
 		root, c, err := g.openRoot(ctx, seal, r)
 		if err != nil {
 			closeAll()
@@ -223,6 +239,29 @@ func (g *Manager) openRoots(ctx context.Context, seal *keystore.SealKey, m *Mani
 		}
 	}
 	return roots, closeAll, nil
+}
+
+// MissingRoots returns the root key files (relative to the data folder)
+// that the manifest in force names, or without one the configuration,
+// and that are not in the data folder. Roots in a PKCS#11 token are not
+// looked at: only opening them tells.
+func (g *Manager) MissingRoots(ctx context.Context) ([]string, error) {
+	m, _, _, err := g.manifest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, r := range append([]Ref{m.Current}, m.Kept...) {
+		if r.Kind != KindFile {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(g.cfg.DataDir, r.File)); errors.Is(err, fs.ErrNotExist) {
+			missing = append(missing, r.File)
+		} else if err != nil {
+			return nil, fmt.Errorf("root key %s: %w", r.File, err)
+		}
+	}
+	return missing, nil
 }
 
 // newRootName returns a fresh name for a new root: a file name in the data

@@ -45,11 +45,25 @@ func newFileRoot(t *testing.T, dir, name string) *keystore.FileKeystore {
 func TestLiveRingImplicitRoot(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	g := New(Config{DataDir: dir})
+	// Only a first start creates the root: a missing root.key is
+	// otherwise refused, and nothing is written.
+	if _, err := New(Config{DataDir: dir}).OpenLiveRing(ctx, nil, quiet); err == nil || !strings.Contains(err.Error(), "root.key is missing") {
+		t.Fatalf("OpenLiveRing without root.key: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("a refused OpenLiveRing wrote %v", entries)
+	}
+	if missing, err := New(Config{DataDir: dir}).MissingRoots(ctx); err != nil || len(missing) != 1 || missing[0] != RootKeyFile {
+		t.Fatalf("MissingRoots = %v, %v", missing, err)
+	}
+	g := New(Config{DataDir: dir, CreateRoot: true})
 	if info, err := g.SealInfo(ctx); err != nil || info != nil {
 		t.Fatalf("SealInfo of a plain folder: %v, %v", info, err)
 	}
 	l := openLive(t, g)
+	if missing, err := g.MissingRoots(ctx); err != nil || len(missing) != 0 {
+		t.Fatalf("MissingRoots after the first start = %v, %v", missing, err)
+	}
 	// The first start creates root.key; no manifest is written.
 	root := newFileRoot(t, dir, RootKeyFile)
 	if l.ID() != root.ID() {
@@ -73,7 +87,7 @@ func TestLiveRingImplicitRoot(t *testing.T) {
 func TestLiveRingFollowsManifest(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	g := New(Config{DataDir: dir})
+	g := New(Config{DataDir: dir, CreateRoot: true})
 	l := openLive(t, g)
 	old := l.ID()
 	oldBlob, err := l.Wrap(ctx, []byte("old"), nil)
@@ -219,11 +233,11 @@ func TestCheckStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	l := openLive(t, New(Config{DataDir: mine}))
+	l := openLive(t, New(Config{DataDir: mine, CreateRoot: true}))
 	if err := l.CheckStore(ctx, st); err != nil {
 		t.Fatalf("empty store: %v", err)
 	}
-	other := openLive(t, New(Config{DataDir: theirs}))
+	other := openLive(t, New(Config{DataDir: theirs, CreateRoot: true}))
 	secret, err := other.Wrap(ctx, []byte("secret access key"), []byte("aad"))
 	if err != nil {
 		t.Fatal(err)

@@ -48,7 +48,8 @@ func populate(t *testing.T, dir string, seal *keystore.SealKey) *folder {
 	}
 	t.Cleanup(func() { st.Close() })
 	f := &folder{dir: dir, st: st, accessKeys: map[string]string{}}
-	ks, err := New(Config{DataDir: dir}).OpenLiveRing(ctx, seal, quiet)
+	// The first start of the folder creates its root.
+	ks, err := New(Config{DataDir: dir, CreateRoot: true}).OpenLiveRing(ctx, seal, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}

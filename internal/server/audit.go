@@ -73,6 +73,8 @@ func (s *Server) audit(ctx context.Context, r *http.Request, ex *exchange) error
 			ClientProvidedHostHeader: truncate(r.Host, 256)}
 	}
 	start := time.Now()
+	// ctx is the request's, which no client can cancel (ServeHTTP): the
+	// record of a committed change is written even if the client left.
 	err := s.auditor.Append(ctx, rec)
 	s.metrics.ObserveAudit(time.Since(start))
 	return err
@@ -104,18 +106,7 @@ func principalType(arn string) string {
 
 // claimedAccessKey is the access key id an unauthenticated request claims
 // in its Authorization header (it proves nothing; it helps investigation).
-func claimedAccessKey(r *http.Request) string {
-	a := r.Header.Get("Authorization")
-	i := strings.Index(a, "Credential=")
-	if i < 0 {
-		return ""
-	}
-	id := a[i+len("Credential="):]
-	if j := strings.IndexAny(id, "/, "); j >= 0 {
-		id = id[:j]
-	}
-	return eventName(truncate(id, 128))
-}
+func claimedAccessKey(r *http.Request) string { return claimedScope(r).accessKey }
 
 func sourceIP(r *http.Request) string {
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {

@@ -51,6 +51,9 @@ type Config struct {
 	// kmsd serve uses it while its root of trust is sealed, when no
 	// secret to verify a signature with is available.
 	Gate func() error
+	// RefusalLogRate bounds the lines a second that log refused
+	// authentications (0: DefaultRefusalLogRate); the rest are counted.
+	RefusalLogRate int
 }
 
 // Server is an http.Handler serving the AWS KMS API.
@@ -65,6 +68,7 @@ type Server struct {
 	auditor  Auditor
 	region   string
 	gate     func() error
+	refusals *refusalLog
 }
 
 // New returns a Server.
@@ -77,6 +81,11 @@ func New(cfg Config) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	rate := cfg.RefusalLogRate
+	if rate <= 0 {
+		rate = DefaultRefusalLogRate
+	}
+	s.refusals = &refusalLog{log: s.log, now: s.now, limit: rate}
 	return s
 }
 
@@ -99,7 +108,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	ctx, info := kms.WithRequestInfo(logging.WithRequestID(r.Context(), reqID))
+	// Once a request has arrived, it runs to its end and is audited
+	// whatever its client does: a context that the client's reset or a
+	// timed-out body read cancels would let an operation commit and then
+	// skip its audit record (Append returns at once on a done context), or
+	// stop an operation between two of its steps (a key made in an HSM but
+	// never stored). The body read is bounded by the server's ReadTimeout,
+	// not by this context.
+	ctx, info := kms.WithRequestInfo(logging.WithRequestID(context.WithoutCancel(r.Context()), reqID))
 	r = r.WithContext(ctx)
 	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
 	ex := &exchange{op: op, route: s.routes[op], requestID: reqID, start: start, info: info}
@@ -109,6 +125,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			clear(ex.out)
 		}
 		ex.out, ex.err = nil, fmt.Errorf("audit: %w", err)
+	}
+
+	if !ex.authed && authFailure(ex.err) {
+		s.refusals.refused(ctx, r, ex.err, s.region)
 	}
 
 	status := http.StatusOK

@@ -415,7 +415,28 @@ const (
 	// SettingRootManifest is the root of trust manifest: which roots exist
 	// and which one wraps (JSON, written by kmsd root).
 	SettingRootManifest = "root-manifest"
+	// SettingInstallation records the first start of kmsd on this store:
+	// the Region it serves and when (JSON, written once by kmsd serve). A
+	// store that has it has been in use.
+	SettingInstallation = "installation"
+	// SettingAuditAnchorPrefix starts the name of the anchor of each
+	// audit log kept with this store: "audit-anchor/" + the log's id (its
+	// signing key id). The anchor is how far the log had durably come
+	// (JSON, moved on by kmsd serve after each digest), so that a log cut
+	// back or replaced by an older copy is refused.
+	SettingAuditAnchorPrefix = "audit-anchor/"
 )
+
+// Checker is implemented by a backend that can check the integrity of
+// its stored data (SQLite's quick_check and integrity_check), so that
+// kmsd refuses to start on a damaged store rather than fail every request.
+type Checker interface {
+	// Check returns nil when the store is intact, or an error naming
+	// what is damaged. Without full it is a quick check, fit for every
+	// start; with full it checks everything (indexes included) and may
+	// take as long as reading the whole store.
+	Check(ctx context.Context, full bool) error
+}
 
 // ChangeFeed tells what changed since a point, so that every node sharing
 // the store can drop what it cached of a changed record.

@@ -46,6 +46,13 @@ func (c Config) String() string {
 // GoString is String, so that %#v does not show the DSN either.
 func (c Config) GoString() string { return "backend.Config" + c.String() }
 
+// InDataFolder reports whether the store lives in the data folder (an
+// SQLite database there), rather than outside it and shared by several
+// nodes: a data folder is then judged together with its database.
+func (c Config) InDataFolder() bool {
+	return c.Type == "" || c.Type == SQLite
+}
+
 // Open opens (creating when needed) and migrates the store cfg names.
 func Open(ctx context.Context, cfg Config) (store.Store, error) {
 	switch cfg.Type {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/kmsd/kmsd/internal/store"
@@ -352,9 +353,76 @@ func (s *Store) CountKeysByState(ctx context.Context) (map[string]int, error) {
 }
 
 // Ping implements store.Store.
+//
+// Beyond a connection, it reads the first row of every table, so that a
+// database whose pages were damaged ("database disk image is malformed")
+// is reported as unhealthy, not ready, although it opens: readiness then
+// reflects what requests will meet. Reading one row touches a table's root
+// page and one leaf: cheap enough for every readiness probe.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.db.PingContext(ctx); err != nil {
 		return fmt.Errorf("ping sqlite: %w", err)
+	}
+	for _, table := range pingTables {
+		if err := s.readFirstRow(ctx, table); err != nil {
+			return fmt.Errorf("ping sqlite %s: reading table %s: %w", s.path, table, err)
+		}
+	}
+	return nil
+}
+
+// readFirstRow reads the first row of a table. Every column is selected,
+// so that SQLite reads the table itself rather than a smaller index that
+// covers a narrower query.
+func (s *Store) readFirstRow(ctx context.Context, table string) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT * FROM `+table+` LIMIT 1`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+	}
+	return rows.Err()
+}
+
+// pingTables are the tables Ping reads a row of.
+var pingTables = []string{"schema_version", "keys", "materials", "aliases", "access_keys", "grants",
+	"import_params", "custom_key_stores", "changes", "settings"}
+
+var _ store.Checker = (*Store)(nil)
+
+// maxCheckProblems bounds the problems Check reports.
+const maxCheckProblems = 20
+
+// Check runs SQLite's quick_check (O(N) in the size of the database: every
+// page is read and checked, but indexes are not compared with their
+// tables), or with full, integrity_check, which also compares every index
+// with its table. The error lists the problems SQLite found.
+func (s *Store) Check(ctx context.Context, full bool) error {
+	pragma := fmt.Sprintf("PRAGMA quick_check(%d)", maxCheckProblems)
+	if full {
+		pragma = fmt.Sprintf("PRAGMA integrity_check(%d)", maxCheckProblems)
+	}
+	rows, err := s.db.QueryContext(ctx, pragma)
+	if err != nil {
+		return fmt.Errorf("check sqlite %s: %w", s.path, err)
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return fmt.Errorf("check sqlite %s: %w", s.path, err)
+		}
+		if line != "ok" {
+			problems = append(problems, line)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("check sqlite %s: %w", s.path, err)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("check sqlite %s: the database is damaged: %s", s.path, strings.Join(problems, "; "))
 	}
 	return nil
 }
