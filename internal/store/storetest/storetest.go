@@ -117,6 +117,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpdateRollsBack", testUpdateRollsBack},
 		{"UpdateFailedCallInside", testUpdateFailedCallInside},
 		{"UpdateConcurrentCompareAndSet", testUpdateConcurrentCompareAndSet},
+		{"ListAllKeys", testListAllKeys},
+		{"ListImportParams", testListImportParams},
+		{"ListAliasesOfKey", testListAliasesOfKey},
+		{"ListAllAccessKeys", testListAllAccessKeys},
+		{"ListSettings", testListSettings},
+		{"EnumerateInUpdate", testEnumerateInUpdate},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
