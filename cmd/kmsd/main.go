@@ -8,6 +8,8 @@
 //	kmsd encrypt / decrypt      envelope-encrypt files or streams with KMS keys
 //	kmsd iam create-access-key  create an access key for a declared user or role
 //	kmsd audit verify           verify the audit log's hash chain and signatures
+//	kmsd backup -o FILE         write a consistent snapshot of the store
+//	kmsd restore FILE           load a snapshot into an empty store
 //	kmsd version                print the version
 package main
 
@@ -44,6 +46,9 @@ commands:
   iam create-access-key    create an access key for a user or role declared in the configuration
   audit verify             verify the audit log
   root rotate|migrate|status|retire   rotate the root of trust, move between file and PKCS#11 roots
+  backup -o FILE           write a consistent snapshot of the store (SQLite or PostgreSQL); the
+                           root key is not in it: back it up separately
+  restore FILE             load a snapshot into an empty store (SQLite or PostgreSQL)
   version                  print the version
 
 Run "kmsd <command> -h" for the flags of a command.
@@ -69,6 +74,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return rootMain(ctx, args[1:], stdout, stderr, getenv)
 	case "audit":
 		return auditMain(ctx, args[1:], stdout, stderr)
+	case "backup":
+		return backupMain(ctx, args[1:], stdout, stderr, getenv)
+	case "restore":
+		return restoreMain(ctx, args[1:], os.Stdin, stdout, stderr, getenv)
 	case "version":
 		fmt.Fprintln(stdout, "kmsd", version)
 		return nil

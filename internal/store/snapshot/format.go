@@ -449,7 +449,7 @@ func (d *decoder) next() ([]byte, error) {
 			return nil, io.EOF
 		case errors.Is(err, io.EOF):
 			d.n++
-			return nil, fmt.Errorf("%w: the last line does not end with a newline", io.ErrUnexpectedEOF)
+			return nil, fmt.Errorf("%w: the snapshot is truncated (its last line has no newline)", io.ErrUnexpectedEOF)
 		default:
 			return nil, err
 		}
