@@ -10,9 +10,12 @@ import (
 )
 
 // dataDirFlags are the --config and --data-dir flags that the subcommands
-// working on a data folder (iam, root, init, unseal) share.
+// working on a data folder (iam, root, init, unseal, backup, restore)
+// share, and the --store and --store-dsn flags of those that add them.
 type dataDirFlags struct {
 	configFile, dataDir *string
+	// storeType and storeDSN are nil unless addStoreFlags added them.
+	storeType, storeDSN *string
 }
 
 func addDataDirFlags(fs *flag.FlagSet) dataDirFlags {
@@ -22,14 +25,24 @@ func addDataDirFlags(fs *flag.FlagSet) dataDirFlags {
 	}
 }
 
+// addStoreFlags adds --store and --store-dsn, which kmsd serve has too, for
+// a command whose purpose is to name a store (backup, restore); the others
+// take the store from the configuration file and the environment only.
+func (d *dataDirFlags) addStoreFlags(fs *flag.FlagSet) {
+	d.storeType = fs.String("store", "", "store type: sqlite or postgres (env KMSD_STORE; default sqlite)")
+	d.storeDSN = fs.String("store-dsn", "", "PostgreSQL connection string of a postgres store (env KMSD_STORE_DSN; a password in it shows in the process list: prefer the environment or the YAML file)")
+}
+
 // load resolves the configuration as kmsd serve would, with these flags.
 func (d dataDirFlags) load(getenv func(string) string) (config.Config, error) {
 	var args []string
-	if *d.configFile != "" {
-		args = append(args, "--config", *d.configFile)
-	}
-	if *d.dataDir != "" {
-		args = append(args, "--data-dir", *d.dataDir)
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"--config", d.configFile}, {"--data-dir", d.dataDir}, {"--store", d.storeType}, {"--store-dsn", d.storeDSN}} {
+		if f.v != nil && *f.v != "" {
+			args = append(args, f.name, *f.v)
+		}
 	}
 	return config.Load(args, getenv)
 }

@@ -10,6 +10,8 @@
 //	kmsd audit verify           verify the audit log's hash chain and signatures
 //	kmsd audit accept-reset     accept an audit log that no longer reaches its anchor
 //	kmsd store check            check the integrity of the store
+//	kmsd backup -o FILE         write a consistent snapshot of the store
+//	kmsd restore FILE           load a snapshot into an empty store
 //	kmsd version                print the version
 package main
 
@@ -48,6 +50,9 @@ commands:
   audit accept-reset       accept, on the record, an audit log that was cut back or lost
   store check              check the integrity of the whole store
   root rotate|migrate|status|retire   rotate the root of trust, move between file and PKCS#11 roots
+  backup -o FILE           write a consistent snapshot of the store (SQLite or PostgreSQL); the
+                           root key is not in it: back it up separately
+  restore FILE             load a snapshot into an empty store (SQLite or PostgreSQL)
   version                  print the version
 
 Run "kmsd <command> -h" for the flags of a command.
@@ -75,6 +80,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return auditMain(ctx, args[1:], stdout, stderr, getenv)
 	case "store":
 		return storeMain(ctx, args[1:], stdout, stderr, getenv)
+		return auditMain(ctx, args[1:], stdout, stderr)
+	case "backup":
+		return backupMain(ctx, args[1:], stdout, stderr, getenv)
+	case "restore":
+		return restoreMain(ctx, args[1:], os.Stdin, stdout, stderr, getenv)
 	case "version":
 		fmt.Fprintln(stdout, "kmsd", version)
 		return nil

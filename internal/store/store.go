@@ -200,7 +200,13 @@ type Grant struct {
 //     so that every node can drop what it cached of that record.
 //   - Paging: list methods return up to limit records (limit <= 0: no limit)
 //     whose sort key is greater than after ("" starts at the beginning):
-//     keys and custom key stores by ID, aliases by Name, grants by ID.
+//     keys, access keys and custom key stores by ID, aliases by Name,
+//     grants by ID. Identifiers and names sort in byte order.
+//   - Enumeration: every record can be reached whatever its account or
+//     region (ListAllKeys, ListAllAccessKeys, ListCustomKeyStores with
+//     account "", ListSettings, and per key ListMaterials, ListImportParams,
+//     ListGrants, ListAliasesOfKey), so that one Update can read the whole
+//     store at one point in time (package store/snapshot).
 //   - Times come back in UTC, exact to the nanosecond, between the years 1678
 //     and 2262.
 //   - Secrets: the store never sees key material or a secret in plaintext;
@@ -255,6 +261,10 @@ type Keys interface {
 	DeleteKey(ctx context.Context, id string, revision int64) error
 	// ListKeys lists the keys of one account and region, ordered by ID.
 	ListKeys(ctx context.Context, account, region, after string, limit int) ([]*Key, error)
+	// ListAllKeys lists the keys of every account and region, in every
+	// state, ordered by ID: what spans the whole store (a backup) pages
+	// through it.
+	ListAllKeys(ctx context.Context, after string, limit int) ([]*Key, error)
 	// KeysPendingDeletion returns the keys (of every account) in state
 	// PendingDeletion whose DeletionDate is at or before t.
 	KeysPendingDeletion(ctx context.Context, t time.Time) ([]*Key, error)
@@ -297,6 +307,10 @@ type Materials interface {
 	PutImportParams(ctx context.Context, p *ImportParams) error
 	// GetImportParams returns import parameters of a key, or ErrNotFound.
 	GetImportParams(ctx context.Context, keyID, id string) (*ImportParams, error)
+	// ListImportParams returns every import parameters of a key ordered by
+	// ID, expired ones included until DeleteExpiredImportParams removes
+	// them; none for a missing key.
+	ListImportParams(ctx context.Context, keyID string) ([]*ImportParams, error)
 	// DeleteExpiredImportParams removes the import parameters (of every
 	// key) whose ValidTo is at or before t and returns how many.
 	DeleteExpiredImportParams(ctx context.Context, t time.Time) (int, error)
@@ -322,6 +336,10 @@ type Aliases interface {
 	ListAliases(ctx context.Context, account, region, keyID, after string, limit int) ([]*Alias, error)
 	// CountAliases returns how many aliases point at keyID.
 	CountAliases(ctx context.Context, keyID string) (int, error)
+	// ListAliasesOfKey returns every alias that points at keyID, whatever
+	// its account and region (the store does not check that they are the
+	// key's), ordered by (Account, Region, Name); none for a missing key.
+	ListAliasesOfKey(ctx context.Context, keyID string) ([]*Alias, error)
 }
 
 // Grants are the grants on keys. A grant never changes: it is created and
@@ -350,6 +368,9 @@ type AccessKeys interface {
 	GetAccessKey(ctx context.Context, id string) (*AccessKey, error)
 	// ListAccessKeys returns every access key of an account, ordered by ID.
 	ListAccessKeys(ctx context.Context, account string) ([]*AccessKey, error)
+	// ListAllAccessKeys lists the access keys of every account, ordered by
+	// ID.
+	ListAllAccessKeys(ctx context.Context, after string, limit int) ([]*AccessKey, error)
 }
 
 // CustomKeyStores are the custom key stores, with the connection state
@@ -400,6 +421,8 @@ type Settings interface {
 	// revision (0: it must not exist yet), and returns the new revision:
 	// ErrConflict otherwise.
 	PutSetting(ctx context.Context, name string, value []byte, revision int64) (int64, error)
+	// ListSettings returns every setting, ordered by name.
+	ListSettings(ctx context.Context) ([]*Setting, error)
 }
 
 // Setting is one shared document.

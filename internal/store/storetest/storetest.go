@@ -34,6 +34,12 @@
 //   - UpdateWrapped records the material (ChangeMaterial), access key or
 //     custom key store it rewraps, and a rewrapped custom key store password
 //     is one more revision of the custom key store.
+//   - The enumerations (ListAllKeys, ListAllAccessKeys, ListSettings,
+//     ListImportParams, ListAliasesOfKey) sort in byte order ("B" before
+//     "a") whatever the database's collation, list records in every state
+//     and, inside Update, see its writes; a write outside the Update waits
+//     until it ends, so that one Update reads one state of the store (what
+//     a backup relies on).
 package storetest
 
 import (
@@ -117,6 +123,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpdateRollsBack", testUpdateRollsBack},
 		{"UpdateFailedCallInside", testUpdateFailedCallInside},
 		{"UpdateConcurrentCompareAndSet", testUpdateConcurrentCompareAndSet},
+		{"ListAllKeys", testListAllKeys},
+		{"ListImportParams", testListImportParams},
+		{"ListAliasesOfKey", testListAliasesOfKey},
+		{"ListAllAccessKeys", testListAllAccessKeys},
+		{"ListSettings", testListSettings},
+		{"EnumerateInUpdate", testEnumerateInUpdate},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
