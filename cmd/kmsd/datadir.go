@@ -77,6 +77,10 @@ type storeFacts struct {
 	AccessKeys   bool // any access key
 	Manifest     bool // a roots manifest
 	Installation *installation
+	// Restored: kmsd restore filled the store and no audit log has
+	// started on it yet (store.SettingRestored).
+	Restored    bool
+	restoredRev int64
 }
 
 // inUse reports whether the store holds anything a first start would
@@ -102,7 +106,8 @@ var preparedByInit = []string{rootmgr.SealedRootFile, backend.DatabaseFile, back
 //   - The store is in use: the folder must be whole (every root key file
 //     the roots name, the audit log folder, the audit signing key). With a
 //     shared store, a folder with no audit log and no signing key is a new
-//     node joining it. Anything missing: refused.
+//     node joining it; so is one on a store kmsd restore just filled, once
+//     (store.SettingRestored). Anything missing: refused.
 //
 // A folder holding only entries kmsd does not know is refused as well: a
 // first start needs an empty folder.
@@ -139,7 +144,9 @@ func classifyDataFolder(f folderFacts, s storeFacts) (startKind, error) {
 			f.Dir, what, strings.Join(leftovers, ", "), restore)
 	}
 
-	if f.Shared && !f.Audit && !f.SigningKey && !f.PublicKey && len(f.MissingRoots) == 0 {
+	if (f.Shared || s.Restored) && !f.Audit && !f.SigningKey && !f.PublicKey && len(f.MissingRoots) == 0 {
+		// A new node of a shared store, or the first start on a store
+		// kmsd restore just filled: a new audit log begins.
 		return joinStart, nil
 	}
 	var missing []string
@@ -226,10 +233,33 @@ func readStoreFacts(ctx context.Context, st store.Store) (storeFacts, error) {
 	case !errors.Is(err, store.ErrNotFound):
 		return s, fmt.Errorf("read the store: %w", err)
 	}
+	switch r, err := st.GetSetting(ctx, store.SettingRestored); {
+	case err == nil:
+		s.Restored, s.restoredRev = !strings.HasPrefix(string(r.Value), consumedPrefix), r.Revision
+	case !errors.Is(err, store.ErrNotFound):
+		return s, fmt.Errorf("read the store: %w", err)
+	}
 	if s.Installation, _, err = loadInstallation(ctx, st); err != nil {
 		return s, err
 	}
 	return s, nil
+}
+
+// consumedPrefix starts the value of store.SettingRestored once an audit
+// log has started on the restored store.
+const consumedPrefix = "consumed by log "
+
+// consumeRestored records that the audit log keyID started on a restored
+// store, so that no other log can start on it as a new one.
+func (f *dataFolder) consumeRestored(ctx context.Context, keyID string) error {
+	if !f.facts.Restored {
+		return nil
+	}
+	if _, err := f.st.PutSetting(ctx, store.SettingRestored, []byte(consumedPrefix+keyID), f.facts.restoredRev); err != nil {
+		return fmt.Errorf("record the audit log started on the restored store: %w", err)
+	}
+	f.facts.Restored = false
+	return nil
 }
 
 // dataFolder is a data folder that checkDataFolder found fit to start,

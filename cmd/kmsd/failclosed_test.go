@@ -81,10 +81,10 @@ func session(t *testing.T, dir, akid, secret string) {
 	}
 }
 
-// snapshot maps every file under dir to a hash of its content, leaving
+// folderHashes maps every file under dir to a hash of its content, leaving
 // out SQLite's -wal and -shm companions (opening a database in WAL mode
 // makes them, and closing it folds them back).
-func snapshot(t *testing.T, dir string) map[string]string {
+func folderHashes(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	m := map[string]string{}
 	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -203,7 +203,7 @@ func TestServeRefusesAPartialDataFolder(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir, _, _ := populated(t)
 			tc.damage(t, dir)
-			before := snapshot(t, dir)
+			before := folderHashes(t, dir)
 			banner, err := tryServe(t, "--data-dir", dir, "--listen", "127.0.0.1:0")
 			if err == nil {
 				t.Fatalf("kmsd serve started on a data folder with its %s:\n%s", tc.name, banner)
@@ -213,7 +213,7 @@ func TestServeRefusesAPartialDataFolder(t *testing.T) {
 					t.Errorf("the refusal does not say %q:\n%v", w, err)
 				}
 			}
-			if d := diffSnapshots(before, snapshot(t, dir)); len(d) > 0 {
+			if d := diffSnapshots(before, folderHashes(t, dir)); len(d) > 0 {
 				t.Errorf("kmsd serve wrote to the folder it refused: %v", d)
 			}
 		})
@@ -245,7 +245,7 @@ func TestFirstStartThatCannotBindCreatesNothing(t *testing.T) {
 		t.Fatalf("kmsd serve on a taken port: %v", err)
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Fatalf("a first start that could not listen left the data folder behind (%v): %v", err, snapshot(t, dir))
+		t.Fatalf("a first start that could not listen left the data folder behind (%v): %v", err, folderHashes(t, dir))
 	}
 	// The next start is the first start: it prints the admin secret.
 	banner, err := tryServe(t, "--data-dir", dir, "--listen", "127.0.0.1:0")
@@ -259,12 +259,12 @@ func TestFirstStartThatCannotBindCreatesNothing(t *testing.T) {
 // serve, its keys silently out of sight.
 func TestServeRefusesAnotherRegion(t *testing.T) {
 	dir, _, _ := populated(t)
-	before := snapshot(t, dir)
+	before := folderHashes(t, dir)
 	_, err := tryServe(t, "--data-dir", dir, "--listen", "127.0.0.1:0", "--region", "eu-west-1")
 	if err == nil || !strings.Contains(err.Error(), "Region us-east-1") || !strings.Contains(err.Error(), "eu-west-1") || !strings.Contains(err.Error(), "--region us-east-1") {
 		t.Fatalf("kmsd serve --region eu-west-1 on a us-east-1 folder: %v", err)
 	}
-	if d := diffSnapshots(before, snapshot(t, dir)); len(d) > 0 {
+	if d := diffSnapshots(before, folderHashes(t, dir)); len(d) > 0 {
 		t.Errorf("kmsd serve wrote to the folder it refused: %v", d)
 	}
 	if _, err := tryServe(t, "--data-dir", dir, "--listen", "127.0.0.1:0", "--region", "us-east-1"); err != nil {
@@ -272,7 +272,8 @@ func TestServeRefusesAnotherRegion(t *testing.T) {
 	}
 }
 
-func runKmsd(t *testing.T, args ...string) (string, error) {
+// runKmsdCombined runs kmsd with its standard output and error in one string.
+func runKmsdCombined(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
 	err := run(context.Background(), args, &out, &out, noEnv)
@@ -338,32 +339,32 @@ func TestServeRefusesARolledBackAuditLog(t *testing.T) {
 			session(t, dir, akid, secret)
 			tc.damage(t, dir, older)
 
-			out, err := runKmsd(t, "audit", "verify", "--data-dir", dir)
+			out, err := runKmsdCombined(t, "audit", "verify", "--data-dir", dir)
 			if err == nil || !strings.Contains(out, "FAILED") || !strings.Contains(out, "anchor") {
 				t.Fatalf("kmsd audit verify of a rolled-back log: %v\n%s", err, out)
 			}
-			before := snapshot(t, dir)
+			before := folderHashes(t, dir)
 			if _, err := tryServe(t, "--data-dir", dir, "--listen", "127.0.0.1:0"); err == nil || !strings.Contains(err.Error(), tc.refusal) || !strings.Contains(err.Error(), "accept-reset") {
 				t.Fatalf("kmsd serve on a rolled-back log: %v", err)
 			}
-			if d := diffSnapshots(before, snapshot(t, dir)); len(d) > 0 {
+			if d := diffSnapshots(before, folderHashes(t, dir)); len(d) > 0 {
 				t.Errorf("kmsd serve wrote to the folder it refused: %v", d)
 			}
 
 			// The operator accepts the loss, on the record; kmsd starts.
-			if out, err := runKmsd(t, "audit", "accept-reset", "--data-dir", dir); err == nil || !strings.Contains(err.Error(), "--reason") {
+			if out, err := runKmsdCombined(t, "audit", "accept-reset", "--data-dir", dir); err == nil || !strings.Contains(err.Error(), "--reason") {
 				t.Fatalf("accept-reset without a reason: %v\n%s", err, out)
 			}
-			out, err = runKmsd(t, "audit", "accept-reset", "--data-dir", dir, "--reason", "restored from a stale backup")
+			out, err = runKmsdCombined(t, "audit", "accept-reset", "--data-dir", dir, "--reason", "restored from a stale backup")
 			if err != nil || !strings.Contains(out, "Accepted") {
 				t.Fatalf("accept-reset: %v\n%s", err, out)
 			}
 			session(t, dir, akid, secret)
-			out, err = runKmsd(t, "audit", "verify", "--data-dir", dir)
+			out, err = runKmsdCombined(t, "audit", "verify", "--data-dir", dir)
 			if err != nil || !strings.Contains(out, "the log reaches its anchor in the store") {
 				t.Fatalf("verify after the accepted reset: %v\n%s", err, out)
 			}
-			log := readAll(t, filepath.Join(dir, "audit"))
+			log := readFolder(t, filepath.Join(dir, "audit"))
 			if !strings.Contains(log, `"eventName":"AcceptAuditLogReset"`) || !strings.Contains(log, `"reason":"restored from a stale backup"`) || !strings.Contains(log, `"replacedAnchor"`) {
 				t.Errorf("the log lacks the record of the accepted reset")
 			}
@@ -371,7 +372,7 @@ func TestServeRefusesARolledBackAuditLog(t *testing.T) {
 	}
 }
 
-func readAll(t *testing.T, dir string) string {
+func readFolder(t *testing.T, dir string) string {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(dir, "audit-*.jsonl"))
 	var b strings.Builder
@@ -422,15 +423,15 @@ func TestDigestFileDetectsARollback(t *testing.T) {
 	// no store.
 	pub := filepath.Join(dir, "audit-signing.pub")
 	nowhere := t.TempDir()
-	out, err := runKmsd(t, "audit", "verify", "--data-dir", nowhere, "--public-key", pub, "--dir", filepath.Join(dir, "audit"), "--digests", digests)
+	out, err := runKmsdCombined(t, "audit", "verify", "--data-dir", nowhere, "--public-key", pub, "--dir", filepath.Join(dir, "audit"), "--digests", digests)
 	if err != nil || !strings.Contains(out, "the log reaches every digest in") {
 		t.Fatalf("the intact log against the digest file: %v\n%s", err, out)
 	}
-	out, err = runKmsd(t, "audit", "verify", "--data-dir", nowhere, "--public-key", pub, "--dir", older)
+	out, err = runKmsdCombined(t, "audit", "verify", "--data-dir", nowhere, "--public-key", pub, "--dir", older)
 	if err != nil {
 		t.Fatalf("the older copy alone verifies (that is the problem): %v\n%s", err, out)
 	}
-	out, err = runKmsd(t, "audit", "verify", "--data-dir", nowhere, "--public-key", pub, "--dir", older, "--digests", digests)
+	out, err = runKmsdCombined(t, "audit", "verify", "--data-dir", nowhere, "--public-key", pub, "--dir", older, "--digests", digests)
 	if err == nil || !strings.Contains(out, "FAILED") || !strings.Contains(out, "removed from its end") {
 		t.Fatalf("the older copy against the digest file: %v\n%s", err, out)
 	}
@@ -439,14 +440,14 @@ func TestDigestFileDetectsARollback(t *testing.T) {
 // TestStoreCheck: kmsd store check runs the full integrity check.
 func TestStoreCheck(t *testing.T) {
 	dir, _, _ := populated(t)
-	if out, err := runKmsd(t, "store", "check", "--data-dir", dir); err != nil || !strings.Contains(out, "OK") {
+	if out, err := runKmsdCombined(t, "store", "check", "--data-dir", dir); err != nil || !strings.Contains(out, "OK") {
 		t.Fatalf("store check of a sound store: %v\n%s", err, out)
 	}
 	damageKeysTable(t, filepath.Join(dir, "kmsd.db"))
-	if out, err := runKmsd(t, "store", "check", "--data-dir", dir); err == nil || !strings.Contains(out, "FAILED") {
+	if out, err := runKmsdCombined(t, "store", "check", "--data-dir", dir); err == nil || !strings.Contains(out, "FAILED") {
 		t.Fatalf("store check of a damaged store: %v\n%s", err, out)
 	}
-	if _, err := runKmsd(t, "store", "check", "--data-dir", t.TempDir()); err == nil {
+	if _, err := runKmsdCombined(t, "store", "check", "--data-dir", t.TempDir()); err == nil {
 		t.Fatal("store check of a folder without a store succeeded")
 	}
 }
@@ -457,13 +458,13 @@ func TestStoreCheck(t *testing.T) {
 func TestInitRefusesAPartialFolder(t *testing.T) {
 	dir, _, _ := populated(t)
 	removeFiles(t, dir, "root.key")
-	before := snapshot(t, dir)
+	before := folderHashes(t, dir)
 	pass := writeSecret(t, t.TempDir(), "pass", "a long enough passphrase")
-	out, err := runKmsd(t, "init", "--data-dir", dir, "--passphrase-file", pass)
+	out, err := runKmsdCombined(t, "init", "--data-dir", dir, "--passphrase-file", pass)
 	if err == nil || !strings.Contains(err.Error(), "root key root.key is missing") {
 		t.Fatalf("kmsd init on a folder without its root key: %v\n%s", err, out)
 	}
-	if d := diffSnapshots(before, snapshot(t, dir)); len(d) > 0 {
+	if d := diffSnapshots(before, folderHashes(t, dir)); len(d) > 0 {
 		t.Errorf("kmsd init wrote to the folder it refused: %v", d)
 	}
 }

@@ -80,7 +80,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return auditMain(ctx, args[1:], stdout, stderr, getenv)
 	case "store":
 		return storeMain(ctx, args[1:], stdout, stderr, getenv)
-		return auditMain(ctx, args[1:], stdout, stderr)
 	case "backup":
 		return backupMain(ctx, args[1:], stdout, stderr, getenv)
 	case "restore":

@@ -363,6 +363,10 @@ func openAudit(ctx context.Context, cfg config.Config, ks keystore.Keystore, f *
 	if err != nil {
 		return nil, fmt.Errorf("open audit log: %w", behindHint(err, cfg.DataDir))
 	}
+	if err := f.consumeRestored(ctx, audit.KeyID(signer.PublicKey())); err != nil {
+		l.Close(ctx)
+		return nil, err
+	}
 	return l, nil
 }
 

@@ -448,6 +448,12 @@ const (
 	// (JSON, moved on by kmsd serve after each digest), so that a log cut
 	// back or replaced by an older copy is refused.
 	SettingAuditAnchorPrefix = "audit-anchor/"
+	// SettingRestored marks a store that kmsd restore filled from a
+	// snapshot and that no audit log has started on yet: the one data
+	// folder whose store is in use and that may start a new audit log
+	// (and signing key) without being a node of a shared store. The first
+	// log started on it sets its value to "consumed by log KEYID".
+	SettingRestored = "restored"
 )
 
 // Checker is implemented by a backend that can check the integrity of

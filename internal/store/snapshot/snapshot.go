@@ -233,9 +233,18 @@ func checkEmpty(ctx context.Context, tx store.Tx) error {
 
 func restore(ctx context.Context, tx store.Tx, s *Snapshot) error {
 	for _, st := range s.Settings {
+		if st.Name == store.SettingRestored {
+			continue // this restore writes its own, below
+		}
 		if _, err := tx.PutSetting(ctx, st.Name, st.Value, 0); err != nil {
 			return err
 		}
+	}
+	// The restored store may start a new audit log once (the audit logs of
+	// the snapshot's source stay with their nodes).
+	marker := fmt.Sprintf("restored from a snapshot of %s", s.Created.UTC().Format(time.RFC3339))
+	if _, err := tx.PutSetting(ctx, store.SettingRestored, []byte(marker), 0); err != nil {
+		return err
 	}
 	for _, c := range s.CustomKeyStores {
 		if err := tx.CreateCustomKeyStore(ctx, c); err != nil {
