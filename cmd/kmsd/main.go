@@ -44,6 +44,7 @@ commands:
   iam create-access-key    create an access key for a user or role declared in the configuration
   audit verify             verify the audit log
   root rotate|migrate|status|retire   rotate the root of trust, move between file and PKCS#11 roots
+  bench                    load-test a kmsd (or --spawn one), optionally against a bare --floor server
   version                  print the version
 
 Run "kmsd <command> -h" for the flags of a command.
@@ -56,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	switch args[0] {
 	case "serve":
-		return serve(ctx, args[1:], stdout, stderr, getenv)
+		return serveWithPprof(ctx, args[1:], stdout, stderr, getenv)
 	case "init":
 		return initMain(ctx, args[1:], stdout, stderr, getenv)
 	case "unseal":
@@ -69,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return rootMain(ctx, args[1:], stdout, stderr, getenv)
 	case "audit":
 		return auditMain(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return benchMain(ctx, args[1:], stdout, stderr, getenv)
 	case "version":
 		fmt.Fprintln(stdout, "kmsd", version)
 		return nil
