@@ -109,7 +109,7 @@ func ServeFloor(ctx context.Context, ln net.Listener, h http.Handler) error {
 // ServeHTTP answers one request.
 func (f *Floor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
-	var out any
+	var out *floorOut
 	if err != nil {
 		err = awserr.New(awserr.Validation, "request body too large or unreadable")
 	} else if _, err = f.verifier.Verify(r.Context(), r, body); err == nil {
@@ -156,7 +156,46 @@ type floorIn struct {
 	MacAlgorithm      string
 }
 
-func (f *Floor) serve(op string, body []byte) (any, error) {
+// floorOut is every answer of the floor: the members of each operation's
+// output it sends, the others omitted.
+type floorOut struct {
+	KeyId               string         `json:",omitempty"`
+	CiphertextBlob      []byte         `json:",omitempty"`
+	Plaintext           []byte         `json:",omitempty"`
+	EncryptionAlgorithm string         `json:",omitempty"`
+	Signature           []byte         `json:",omitempty"`
+	SignatureValid      bool           `json:",omitempty"`
+	SigningAlgorithm    string         `json:",omitempty"`
+	Mac                 []byte         `json:",omitempty"`
+	MacAlgorithm        string         `json:",omitempty"`
+	PublicKey           []byte         `json:",omitempty"`
+	KeySpec             string         `json:",omitempty"`
+	KeyUsage            string         `json:",omitempty"`
+	SigningAlgorithms   []string       `json:",omitempty"`
+	KeyMetadata         *floorMetadata `json:",omitempty"`
+}
+
+// floorMetadata is KeyMetadata as the floor fills it.
+type floorMetadata struct {
+	AWSAccountId          string
+	KeyId                 string
+	Arn                   string
+	CreationDate          int64
+	Enabled               bool
+	Description           string
+	KeyUsage              string
+	KeyState              string
+	Origin                string
+	KeyManager            string
+	KeySpec               string
+	CustomerMasterKeySpec string
+	MultiRegion           bool
+	EncryptionAlgorithms  []string `json:",omitempty"`
+	SigningAlgorithms     []string `json:",omitempty"`
+	MacAlgorithms         []string `json:",omitempty"`
+}
+
+func (f *Floor) serve(op string, body []byte) (*floorOut, error) {
 	var in floorIn
 	if err := json.Unmarshal(body, &in); err != nil {
 		return nil, awserr.New(awserr.Serialization, "the request body is not a JSON object of the operation's shape")
@@ -167,7 +206,7 @@ func (f *Floor) serve(op string, body []byte) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return map[string]any{"KeyMetadata": k.metadata(in.Description)}, nil
+		return &floorOut{KeyMetadata: k.metadata(in.Description)}, nil
 	case "Decrypt":
 		return f.decrypt(in)
 	}
@@ -177,7 +216,7 @@ func (f *Floor) serve(op string, body []byte) (any, error) {
 	}
 	switch op {
 	case "DescribeKey":
-		return map[string]any{"KeyMetadata": k.metadata("")}, nil
+		return &floorOut{KeyMetadata: k.metadata("")}, nil
 	case "GetPublicKey":
 		if k.signer == nil {
 			return nil, awserr.New(awserr.UnsupportedOperation, "not an asymmetric key")
@@ -186,14 +225,14 @@ func (f *Floor) serve(op string, body []byte) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return map[string]any{"KeyId": k.arn, "PublicKey": der, "KeySpec": k.spec, "KeyUsage": k.usage,
-			"SigningAlgorithms": []string{signingAlgorithms[k.spec]}}, nil
+		return &floorOut{KeyId: k.arn, PublicKey: der, KeySpec: k.spec, KeyUsage: k.usage,
+			SigningAlgorithms: []string{signingAlgorithms[k.spec]}}, nil
 	case "Encrypt":
 		blob, err := k.seal(in.Plaintext, in.EncryptionContext)
 		if err != nil {
 			return nil, err
 		}
-		return map[string]any{"KeyId": k.arn, "CiphertextBlob": blob, "EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}, nil
+		return &floorOut{KeyId: k.arn, CiphertextBlob: blob, EncryptionAlgorithm: specSymmetric}, nil
 	case "GenerateDataKey":
 		n := in.NumberOfBytes
 		switch in.KeySpec {
@@ -211,7 +250,7 @@ func (f *Floor) serve(op string, body []byte) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return map[string]any{"KeyId": k.arn, "Plaintext": dk, "CiphertextBlob": blob}, nil
+		return &floorOut{KeyId: k.arn, Plaintext: dk, CiphertextBlob: blob}, nil
 	case "Sign", "Verify":
 		if k.signer == nil || in.SigningAlgorithm != signingAlgorithms[k.spec] || in.MessageType != "RAW" {
 			return nil, awserr.New(awserr.InvalidKeyUsage, "the floor signs RAW messages with the spec's first algorithm only")
@@ -221,19 +260,19 @@ func (f *Floor) serve(op string, body []byte) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			return map[string]any{"KeyId": k.arn, "Signature": sig, "SigningAlgorithm": in.SigningAlgorithm}, nil
+			return &floorOut{KeyId: k.arn, Signature: sig, SigningAlgorithm: in.SigningAlgorithm}, nil
 		}
 		if verifyLocally(k.signer.Public(), in.SigningAlgorithm, in.Message, in.Signature) != nil {
 			return nil, awserr.New(awserr.KMSInvalidSignature, "")
 		}
-		return map[string]any{"KeyId": k.arn, "SignatureValid": true, "SigningAlgorithm": in.SigningAlgorithm}, nil
+		return &floorOut{KeyId: k.arn, SignatureValid: true, SigningAlgorithm: in.SigningAlgorithm}, nil
 	case "GenerateMac":
 		if k.hmacKey == nil || in.MacAlgorithm != macAlgorithms[k.spec] {
 			return nil, awserr.New(awserr.InvalidKeyUsage, "not an HMAC key of that algorithm")
 		}
 		m := hmac.New(hmacHash(k.spec), k.hmacKey)
 		m.Write(in.Message)
-		return map[string]any{"KeyId": k.arn, "Mac": m.Sum(nil), "MacAlgorithm": in.MacAlgorithm}, nil
+		return &floorOut{KeyId: k.arn, Mac: m.Sum(nil), MacAlgorithm: in.MacAlgorithm}, nil
 	}
 	return nil, awserr.Newf(awserr.UnknownOperation, "the floor does not answer %q", op)
 }
@@ -311,20 +350,19 @@ func (f *Floor) key(keyID string) (*floorKey, error) {
 	return k, nil
 }
 
-func (k *floorKey) metadata(description string) map[string]any {
-	m := map[string]any{
-		"AWSAccountId": FloorAccount, "KeyId": k.id, "Arn": k.arn, "CreationDate": k.created.Unix(),
-		"Enabled": true, "Description": description, "KeyUsage": k.usage, "KeyState": "Enabled",
-		"Origin": "AWS_KMS", "KeyManager": "CUSTOMER", "KeySpec": k.spec, "CustomerMasterKeySpec": k.spec,
-		"MultiRegion": false,
+func (k *floorKey) metadata(description string) *floorMetadata {
+	m := &floorMetadata{
+		AWSAccountId: FloorAccount, KeyId: k.id, Arn: k.arn, CreationDate: k.created.Unix(),
+		Enabled: true, Description: description, KeyUsage: k.usage, KeyState: "Enabled",
+		Origin: "AWS_KMS", KeyManager: "CUSTOMER", KeySpec: k.spec, CustomerMasterKeySpec: k.spec,
 	}
 	switch {
 	case k.aead != nil:
-		m["EncryptionAlgorithms"] = []string{"SYMMETRIC_DEFAULT"}
+		m.EncryptionAlgorithms = []string{specSymmetric}
 	case k.hmacKey != nil:
-		m["MacAlgorithms"] = []string{macAlgorithms[k.spec]}
+		m.MacAlgorithms = []string{macAlgorithms[k.spec]}
 	default:
-		m["SigningAlgorithms"] = []string{signingAlgorithms[k.spec]}
+		m.SigningAlgorithms = []string{signingAlgorithms[k.spec]}
 	}
 	return m
 }
@@ -348,7 +386,7 @@ func (k *floorKey) seal(plaintext []byte, encCtx map[string]string) ([]byte, err
 	return k.aead.Seal(out, out[17:floorHeader], plaintext, contextAAD(out[:floorHeader], encCtx)), nil
 }
 
-func (f *Floor) decrypt(in floorIn) (any, error) {
+func (f *Floor) decrypt(in floorIn) (*floorOut, error) {
 	blob := in.CiphertextBlob
 	if len(blob) < floorHeader+16 || blob[0] != 1 {
 		return nil, awserr.New(awserr.InvalidCiphertext, "")
@@ -362,7 +400,7 @@ func (f *Floor) decrypt(in floorIn) (any, error) {
 	if err != nil {
 		return nil, awserr.New(awserr.InvalidCiphertext, "")
 	}
-	return map[string]any{"KeyId": k.arn, "Plaintext": pt, "EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}, nil
+	return &floorOut{KeyId: k.arn, Plaintext: pt, EncryptionAlgorithm: specSymmetric}, nil
 }
 
 // contextAAD is the header followed by the encryption context's pairs,

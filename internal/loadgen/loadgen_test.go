@@ -98,7 +98,9 @@ func TestRunEveryOp(t *testing.T) {
 				t.Errorf("%s on %s: %d errors: %v %v", op.Op, r.Target, r.Errors, r.ErrorCodes, r.ErrorSamples)
 			}
 			l := r.Latency
-			if r.Requests == 0 || r.OpsPerSec <= 0 || len(r.RoundOpsPerSec) != 2 || r.Seconds < 0.4 || r.Seconds > 0.7 {
+			// Each window lasts at least its round (a loaded machine may
+			// stretch it: no upper bound).
+			if r.Requests == 0 || r.OpsPerSec <= 0 || len(r.RoundOpsPerSec) != 2 || r.Seconds < 0.5 {
 				t.Errorf("%s on %s: %d requests, %.0f ops/s in %.2fs, rounds %v", op.Op, r.Target, r.Requests, r.OpsPerSec, r.Seconds, r.RoundOpsPerSec)
 			}
 			if !(0 < l.P50 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.Max) {
