@@ -53,6 +53,7 @@ commands:
   backup -o FILE           write a consistent snapshot of the store (SQLite or PostgreSQL); the
                            root key is not in it: back it up separately
   restore FILE             load a snapshot into an empty store (SQLite or PostgreSQL)
+  bench                    load-test a kmsd (or --spawn one), optionally against a bare --floor server
   version                  print the version
 
 Run "kmsd <command> -h" for the flags of a command.
@@ -65,7 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	switch args[0] {
 	case "serve":
-		return serve(ctx, args[1:], stdout, stderr, getenv)
+		return serveWithPprof(ctx, args[1:], stdout, stderr, getenv)
 	case "init":
 		return initMain(ctx, args[1:], stdout, stderr, getenv)
 	case "unseal":
@@ -84,6 +85,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return backupMain(ctx, args[1:], stdout, stderr, getenv)
 	case "restore":
 		return restoreMain(ctx, args[1:], os.Stdin, stdout, stderr, getenv)
+	case "bench":
+		return benchMain(ctx, args[1:], stdout, stderr, getenv)
 	case "version":
 		fmt.Fprintln(stdout, "kmsd", version)
 		return nil

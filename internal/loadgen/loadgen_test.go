@@ -1,0 +1,205 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/kmsd/kmsd/internal/kmstest"
+	"github.com/kmsd/kmsd/internal/sigv4"
+)
+
+// TestSignerMatchesSDK signs one request with Signer and with
+// aws-sdk-go-v2's signer: the Authorization headers must be equal, and
+// internal/sigv4 must accept it.
+func TestSignerMatchesSDK(t *testing.T) {
+	body := []byte(`{"KeyId":"alias/x","Plaintext":"AAAA"}`)
+	now := time.Date(2026, 12, 6, 21, 39, 56, 0, time.UTC)
+	newReq := func() *http.Request {
+		r, err := http.NewRequest(http.MethodPost, "http://127.0.0.1:4599/", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Header.Set("Content-Type", contentType)
+		r.Header.Set("X-Amz-Target", "TrentService.Encrypt")
+		r.Header.Set("Amz-Sdk-Invocation-Id", "a2383344-53d6-4e07-8ab4-ed94cd1bd3ae")
+		r.Header.Set("Amz-Sdk-Request", "attempt=1; max=3")
+		return r
+	}
+	const akid, secret = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+
+	mine := newReq()
+	NewSigner(akid, secret, "us-east-1", "kms").Sign(mine, body, now)
+	sdk := newReq()
+	sum := sha256.Sum256(body)
+	if err := v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: akid, SecretAccessKey: secret}, sdk,
+		hex.EncodeToString(sum[:]), "kms", "us-east-1", now); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := mine.Header.Get("Authorization"), sdk.Header.Get("Authorization"); got != want {
+		t.Fatalf("Authorization\n got %s\nwant %s", got, want)
+	}
+
+	v := &sigv4.Verifier{Service: "kms", Region: "us-east-1", Now: func() time.Time { return now },
+		Lookup: func(context.Context, string) ([]byte, error) { return []byte(secret), nil }}
+	mine.Host = mine.URL.Host
+	if _, err := v.Verify(context.Background(), mine, body); err != nil {
+		t.Fatalf("sigv4 refuses the signature: %v", err)
+	}
+}
+
+// startFloor serves a floor for the test and returns its target.
+func startFloor(t *testing.T) Target {
+	t.Helper()
+	const akid, secret = "AKIAFLOORTEST0000000", "floor-test-secret"
+	ts := httptest.NewServer(NewFloor(kmstest.Region, akid, secret))
+	t.Cleanup(ts.Close)
+	return Target{Name: "floor", Endpoint: ts.URL, Region: kmstest.Region, AccessKeyID: akid, SecretAccessKey: secret, PID: os.Getpid()}
+}
+
+// TestRunEveryOp runs every op for a second (half on an in-process kmsd,
+// half on the floor, alternating), two requests in flight: no answer may
+// fail its check, and the report must be sane. It checks correctness, not
+// speed.
+func TestRunEveryOp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for about 12 seconds")
+	}
+	env := kmstest.Start(t)
+	kmsd := Target{Name: "kmsd", Endpoint: env.URL, Region: kmstest.Region, AccessKeyID: env.AccessKeyID, SecretAccessKey: env.Secret, PID: os.Getpid()}
+	ops, err := ParseOps("encrypt,decrypt,generate-data-key,describe-key,sign,sign:ECC_NIST_EDWARDS25519,sign:RSA_2048,verify,generate-mac,create-key,mixed", specP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	rep, err := Run(context.Background(), []Target{kmsd, startFloor(t)}, Options{
+		Ops: ops, Concurrency: 2, Duration: 500 * time.Millisecond, Round: 250 * time.Millisecond,
+		Warmup: 50 * time.Millisecond, Progress: &progress,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Ops) != len(ops) {
+		t.Fatalf("%d op reports for %d ops", len(rep.Ops), len(ops))
+	}
+	for _, op := range rep.Ops {
+		for _, r := range op.Targets {
+			if r.Errors != 0 {
+				t.Errorf("%s on %s: %d errors: %v %v", op.Op, r.Target, r.Errors, r.ErrorCodes, r.ErrorSamples)
+			}
+			l := r.Latency
+			// Each window lasts at least its round (a loaded machine may
+			// stretch it: no upper bound).
+			if r.Requests == 0 || r.OpsPerSec <= 0 || len(r.RoundOpsPerSec) != 2 || r.Seconds < 0.5 {
+				t.Errorf("%s on %s: %d requests, %.0f ops/s in %.2fs, rounds %v", op.Op, r.Target, r.Requests, r.OpsPerSec, r.Seconds, r.RoundOpsPerSec)
+			}
+			if !(0 < l.P50 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.Max) {
+				t.Errorf("%s on %s: latency %+v", op.Op, r.Target, l)
+			}
+			if r.ServerCPU == nil || *r.ServerCPU <= 0 {
+				t.Errorf("%s on %s: no server CPU", op.Op, r.Target)
+			}
+		}
+		if op.Ratio == nil || op.Ratio.OpsPerSec <= 0 || op.Ratio.ServerCPU == nil {
+			t.Errorf("%s: ratio %+v", op.Op, op.Ratio)
+		}
+	}
+	mixed := rep.Ops[len(rep.Ops)-1].Targets[0]
+	if len(mixed.Breakdown) != 4 || mixed.Breakdown[0].Op != "decrypt" || mixed.Breakdown[0].Requests <= mixed.Breakdown[3].Requests {
+		t.Errorf("mixed breakdown %+v", mixed.Breakdown)
+	}
+
+	var text, js bytes.Buffer
+	if err := rep.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"sign:ECC_NIST_EDWARDS25519", "kmsd/floor", "server µs/req"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, text.String())
+		}
+	}
+	for _, out := range []string{text.String(), js.String(), progress.String()} {
+		if strings.Contains(out, env.Secret) {
+			t.Fatal("a report shows the secret access key")
+		}
+	}
+	t.Logf("\n%s", text.String())
+}
+
+// TestRunWithKey drives an existing key given by alias.
+func TestRunWithKey(t *testing.T) {
+	env := kmstest.Start(t)
+	ctx := context.Background()
+	ts := &targetState{keys: map[string]*key{}}
+	var err error
+	if ts.c, err = newClient(Target{Name: "kmsd", Endpoint: env.URL, AccessKeyID: env.AccessKeyID, SecretAccessKey: env.Secret}, 1); err != nil {
+		t.Fatal(err)
+	}
+	k, err := ts.keyFor(ctx, specSymmetric)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.c.call(ctx, "CreateAlias", map[string]string{"AliasName": "alias/bench", "TargetKeyId": k.id}, &struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	kmsd := Target{Name: "kmsd", Endpoint: env.URL, AccessKeyID: env.AccessKeyID, SecretAccessKey: env.Secret, KeyID: "alias/bench"}
+	rep, err := Run(ctx, []Target{kmsd, startFloor(t)}, Options{Ops: []Op{{"decrypt", specSymmetric}}, Concurrency: 2,
+		Duration: 100 * time.Millisecond, Round: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := rep.Ops[0].Targets[0]; r.Errors != 0 || r.Requests == 0 {
+		t.Fatalf("%+v", r)
+	}
+	// A signing op cannot use a symmetric key.
+	if _, err := Run(ctx, []Target{kmsd}, Options{Ops: []Op{{"sign", specP256}}, Duration: 50 * time.Millisecond, Round: 50 * time.Millisecond}); err == nil ||
+		!strings.Contains(err.Error(), "SYMMETRIC_DEFAULT key") {
+		t.Fatalf("sign with a symmetric --key: %v", err)
+	}
+}
+
+// TestRunReportsAWSErrors checks that a refused request is reported with
+// its AWS error code, and never with the secret.
+func TestRunReportsAWSErrors(t *testing.T) {
+	floor := startFloor(t)
+	floor.SecretAccessKey = "not-the-secret"
+	_, err := Run(context.Background(), []Target{floor}, Options{Ops: []Op{{"encrypt", specSymmetric}}, Duration: 50 * time.Millisecond, Round: 50 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "InvalidSignatureException") {
+		t.Fatalf("wrong secret: %v", err)
+	}
+	if strings.Contains(err.Error(), floor.SecretAccessKey) {
+		t.Fatalf("the error shows the secret: %v", err)
+	}
+}
+
+func TestParseOps(t *testing.T) {
+	ops, err := ParseOps("encrypt, sign, sign:ECC_NIST_EDWARDS25519,generate-mac,create-key:ECC_NIST_P384", "ECC_NIST_P384")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, op := range ops {
+		got = append(got, op.String())
+	}
+	if s := strings.Join(got, ","); s != "encrypt,sign:ECC_NIST_P384,sign:ECC_NIST_EDWARDS25519,generate-mac,create-key:ECC_NIST_P384" {
+		t.Fatalf("ParseOps: %s", s)
+	}
+	for _, bad := range []string{"", "frob", "encrypt:ECC_NIST_P256", "sign:SYMMETRIC_DEFAULT", "generate-mac:RSA_2048"} {
+		if _, err := ParseOps(bad, specP256); err == nil {
+			t.Errorf("ParseOps(%q) accepted", bad)
+		}
+	}
+}
