@@ -8,6 +8,7 @@
 //	kmsd encrypt / decrypt      envelope-encrypt files or streams with KMS keys
 //	kmsd iam create-access-key  create an access key for a declared user or role
 //	kmsd audit verify           verify the audit log's hash chain and signatures
+//	kmsd bench                  load-test a kmsd, optionally against a bare floor server
 //	kmsd version                print the version
 package main
 
