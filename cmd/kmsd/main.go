@@ -12,6 +12,7 @@
 //	kmsd store check            check the integrity of the store
 //	kmsd backup -o FILE         write a consistent snapshot of the store
 //	kmsd restore FILE           load a snapshot into an empty store
+//	kmsd bench                  load-test a kmsd, optionally against a bare floor server
 //	kmsd version                print the version
 package main
 

@@ -131,8 +131,16 @@ func SpawnKmsd(ctx context.Context, cfg SpawnConfig) (*Process, Target, error) {
 }
 
 // SpawnFloor starts the floor in a process of its own ("kmsd bench
-// --floor-server", binary being kmsd), so that its CPU time is measured
-// from /proc like kmsd's, and returns it with its target.
+// --floor-server", binary being kmsd) and returns it with its target.
+//
+// A process of its own is what makes the floor's figures honest. Run in
+// the load generator's process, its CPU time could only be estimated as
+// the process's total minus the client's share, with the client's cost
+// per request itself changing with the load; and the two would share one
+// heap and one garbage collector, so that the floor would pay for the
+// client's garbage and the client for the floor's. As a child process it
+// is measured exactly as kmsd is, from /proc/PID/stat, and it runs as a
+// bare server would: its own runtime, GOMAXPROCS and GC.
 func SpawnFloor(ctx context.Context, binary, region string) (*Process, Target, error) {
 	cmd := exec.Command(binary, "bench", "--floor-server", "--region", region)
 	cmd.Stderr = os.Stderr

@@ -24,8 +24,9 @@ func TestVerifyAllocs(t *testing.T) {
 	v := newTestVerifier(t0)
 	ctx := context.Background()
 	// 57 today: the signing key derived again on every request 28 (four
-	// HMAC-SHA256 at 6 allocations each: a new HMAC, its two SHA-256
-	// states, the sum; and the key buffer), the HMAC of the string to
+	// HMAC-SHA256 at 6 allocations each: a new HMAC, its SHA-256 states,
+	// the sum; and 4 for the key buffer and the date, region and service
+	// as byte slices), the HMAC of the string to
 	// sign 6, the canonical request and string to sign 12 (below), the
 	// rest 11 (the Authorization header and date parsed, the other
 	// header lookups, the secret lookup).
