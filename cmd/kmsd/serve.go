@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -164,7 +165,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	}
 	reloaders.Store(&rl)
 
-	log.Info("kmsd listening", "endpoint", endpoint, "account", cfg.Account, "region", cfg.Region, "data_dir", cfg.DataDir, "root_key", f.ks.ID())
+	log.Info("kmsd listening", "endpoint", endpoint, "account", cfg.Account, "region", cfg.Region, "regions", len(cfg.Regions), "data_dir", cfg.DataDir, "root_key", f.ks.ID())
 	printBanner(stdout, endpoint, caFile, cfg, app.akid, app.secret)
 	<-runDone
 	log.Info("kmsd stopped")
@@ -190,7 +191,7 @@ func startService(ctx context.Context, cfg config.Config, args []string, ks *roo
 	if err != nil {
 		return nil, err
 	}
-	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Logger: log, HSMClusters: clusters})
+	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Logger: log, HSMClusters: clusters, Regions: cfg.Regions})
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +214,7 @@ func startService(ctx context.Context, cfg config.Config, args []string, ks *roo
 	}
 	h := server.New(server.Config{
 		Routes:   awsjson.Routes(svc),
-		Verifier: &sigv4.Verifier{Service: "kms", Region: cfg.Region, Lookup: dir.Secret, Now: time.Now},
+		Verifier: &sigv4.Verifier{Service: "kms", Regions: cfg.Regions, Lookup: dir.Secret, Now: time.Now},
 		Callers:  dir,
 		Logger:   log,
 		Metrics:  m,
@@ -367,7 +368,8 @@ func bootstrapAdmin(ctx context.Context, dir *iam.Directory, account string) (ak
 }
 
 func printBanner(w io.Writer, endpoint, caFile string, cfg config.Config, akid, secret string) {
-	fmt.Fprintf(w, "kmsd is serving the AWS KMS API at %s (account %s, region %s, data in %s)\n\n", endpoint, cfg.Account, cfg.Region, cfg.DataDir)
+	fmt.Fprintf(w, "kmsd is serving the AWS KMS API at %s (account %s, region %s, data in %s)\n", endpoint, cfg.Account, cfg.Region, cfg.DataDir)
+	fmt.Fprintf(w, "Regions served: %s\n\n", strings.Join(cfg.Regions, " "))
 	if secret != "" {
 		fmt.Fprintf(w, "An access key was created for arn:aws:iam::%s:user/admin. Its secret is shown only this once:\n\n", cfg.Account)
 		fmt.Fprintf(w, "export AWS_ACCESS_KEY_ID=%s\n", akid)

@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -66,6 +67,11 @@ type Config struct {
 	// HSMClusters are the tokens custom key stores connect to; nil means
 	// none are configured (customkeystores.go).
 	HSMClusters HSMClusters
+	// Regions are the Regions the deployment serves (the verifier accepts
+	// requests for these only): ReplicateKey and UpdatePrimaryRegion name
+	// a Region in their request, which must be one of them. Empty means
+	// any Region name (a Service used without a server, as in tests).
+	Regions []string
 }
 
 // Service implements the AWS KMS operations. It is safe for concurrent use.
@@ -84,6 +90,8 @@ type Service struct {
 	authz authzState
 	// cks holds the connections of custom key stores (customkeystores.go).
 	cks cksState
+	// regions are the served Regions (Config.Regions).
+	regions []string
 }
 
 // New returns a Service.
@@ -99,6 +107,7 @@ func New(cfg Config) (*Service, error) {
 		log:       cfg.Logger,
 		materials: newMaterialCache(cfg.MaterialCacheSize),
 		view:      newView(cfg.Store, cfg.KeyCacheSize, cfg.StaleAfter),
+		regions:   slices.Clone(cfg.Regions),
 	}
 	s.cks.clusters = cfg.HSMClusters
 	if s.now == nil {
