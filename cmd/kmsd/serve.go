@@ -156,6 +156,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		log.Info("kmsd unsealed", "root_key", f.ks.ID())
 	}
 	go app.svc.RunReaper(ctx, time.Minute)
+	// Writes the keys' last uses (GetKeyLastUsage) to the store, off the
+	// request path; close writes the last ones.
+	go app.svc.RunKeyUsageRecorder(ctx, kms.DefaultUsageFlushInterval)
 	// Keeps the service's cached view current with changes other nodes
 	// (and kmsd commands such as kmsd root) make in the store.
 	go app.svc.Follow(ctx, 0)
@@ -241,6 +244,9 @@ func (a *service) close() {
 	// a context of their own.
 	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if err := a.svc.FlushKeyUsage(cctx); err != nil {
+		a.log.Error("recording the last key usage", "err", err)
+	}
 	if err := a.alog.Close(cctx); err != nil {
 		a.log.Error("closing the audit log", "err", err)
 	}

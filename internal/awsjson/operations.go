@@ -35,6 +35,9 @@ var operations = []*operation{
 	op(opSpec[kms.KeyIdInput, *kms.CancelKeyDeletionOutput]{Name: "CancelKeyDeletion", Limit: DefaultBodyLimit,
 		Validate: validateKeyIDInput, Authorize: kms.AuthorizeCancelKeyDeletion, Call: (*kms.Service).CancelKeyDeletion,
 		Audit: []string{"KeyId"}, AuditResponse: []string{"KeyId"}}),
+	op(opSpec[kms.GetKeyLastUsageInput, *kms.GetKeyLastUsageOutput]{Name: "GetKeyLastUsage", Limit: DefaultBodyLimit, ReadOnly: true,
+		Validate: validateGetKeyLastUsage, Authorize: kms.AuthorizeGetKeyLastUsage, Call: (*kms.Service).GetKeyLastUsage,
+		Wire: wireGetKeyLastUsage, Audit: []string{"KeyId"}}),
 
 	// Symmetric cryptography.
 	op(opSpec[kms.EncryptInput, *kms.EncryptOutput]{Name: "Encrypt", Limit: DefaultBodyLimit, ReadOnly: true,

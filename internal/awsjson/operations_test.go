@@ -14,7 +14,7 @@ import (
 var cloudTrailReadOnly = []string{
 	"DescribeKey", "ListKeys", "ListAliases", "ListResourceTags", "DescribeCustomKeyStores", "GetKeyPolicy",
 	"ListKeyPolicies", "ListGrants", "ListRetirableGrants", "GetPublicKey", "GetKeyRotationStatus", "ListKeyRotations",
-	"GetParametersForImport",
+	"GetParametersForImport", "GetKeyLastUsage",
 	"Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "GenerateDataKeyPair",
 	"GenerateDataKeyPairWithoutPlaintext", "GenerateRandom", "Sign", "Verify", "GenerateMac", "VerifyMac",
 	"DeriveSharedSecret", "Encapsulate", "Decapsulate",

@@ -191,3 +191,7 @@ func validateDecapsulate(v *validator, in *kms.DecapsulateInput) {
 	v.blob("sharedSecretCiphertextBlob", in.SharedSecretCiphertextBlob, true, 1, 6144)
 	v.grantTokens(in.GrantTokens)
 }
+
+func validateGetKeyLastUsage(v *validator, in *kms.GetKeyLastUsageInput) {
+	v.keyID("keyId", in.KeyId)
+}

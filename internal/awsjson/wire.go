@@ -167,3 +167,25 @@ type dataKeyPairWithoutPlaintextResponse struct {
 func wireDataKeyPairWithoutPlaintext(o *kms.GenerateDataKeyPairOutput) any {
 	return dataKeyPairWithoutPlaintextResponse{o.PrivateKeyCiphertextBlob, o.PublicKey, o.KeyId, o.KeyPairSpec, o.KeyMaterialId}
 }
+
+type keyLastUsageData struct {
+	Operation         string
+	Timestamp         epoch
+	KmsRequestId      string `json:",omitempty"`
+	CloudTrailEventId string `json:",omitempty"`
+}
+
+type getKeyLastUsageResponse struct {
+	KeyId             string
+	KeyCreationDate   epoch
+	TrackingStartDate epoch
+	KeyLastUsage      *keyLastUsageData `json:",omitempty"`
+}
+
+func wireGetKeyLastUsage(o *kms.GetKeyLastUsageOutput) any {
+	r := getKeyLastUsageResponse{KeyId: o.KeyId, KeyCreationDate: epoch(o.KeyCreationDate), TrackingStartDate: epoch(o.TrackingStartDate)}
+	if u := o.KeyLastUsage; u != nil {
+		r.KeyLastUsage = &keyLastUsageData{u.Operation, epoch(u.Timestamp), u.KmsRequestId, u.CloudTrailEventId}
+	}
+	return r
+}

@@ -199,7 +199,10 @@ type keyRequest struct {
 	// newGrant is the grant a CreateGrant request asks for: a grant that
 	// allows CreateGrant allows only grants within itself.
 	newGrant *CreateGrantInput
-	buf      [6]ctxEntry
+	// usageDays asks for kms:TrailingDaysWithoutKeyUsage, which reads the
+	// key's last use (DisableKey, ScheduleKeyDeletion).
+	usageDays bool
+	buf       [6]ctxEntry
 }
 
 func (r *keyRequest) set(key, value string) {

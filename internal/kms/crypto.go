@@ -199,6 +199,7 @@ func (s *Service) Encrypt(ctx context.Context, c Caller, in *EncryptInput) (*Enc
 	if err != nil {
 		return nil, err
 	}
+	s.noteUse(ctx, k, useEncrypt)
 	return &EncryptOutput{CiphertextBlob: blob, KeyId: arnOf(k), EncryptionAlgorithm: algOrDefault(in.EncryptionAlgorithm)}, nil
 }
 
@@ -237,6 +238,7 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in *DecryptInput) (*Dec
 	if err != nil {
 		return nil, err
 	}
+	s.noteUse(ctx, k, useDecrypt)
 	return &DecryptOutput{KeyId: arnOf(k), Plaintext: pt, EncryptionAlgorithm: algOrDefault(in.EncryptionAlgorithm), KeyMaterialId: mid}, nil
 }
 
@@ -321,6 +323,8 @@ func (s *Service) ReEncrypt(ctx context.Context, c Caller, in *ReEncryptInput) (
 	if err != nil {
 		return nil, err
 	}
+	s.noteUse(ctx, src, useReEncrypt)
+	s.noteUse(ctx, dst, useReEncrypt)
 	return &ReEncryptOutput{
 		CiphertextBlob:                 blob,
 		SourceKeyId:                    arnOf(src),
@@ -410,8 +414,10 @@ func (s *Service) generateDataKey(ctx context.Context, c Caller, in *GenerateDat
 	out := &GenerateDataKeyOutput{CiphertextBlob: blob, KeyId: arnOf(k), KeyMaterialId: k.CurrentMaterial}
 	if withPlaintext {
 		out.Plaintext = dk
+		s.noteUse(ctx, k, useGenerateDataKey)
 	} else {
 		clear(dk)
+		s.noteUse(ctx, k, useGenerateDataKeyWithoutPlaintext)
 	}
 	return out, nil
 }

@@ -54,6 +54,13 @@ func onKey[In any](op string, form resolveForm, cross bool, describe func(in *In
 		if err != nil {
 			return err
 		}
+		if r.usageDays {
+			days, err := a.s.trailingDaysWithoutUse(a.ctx, k)
+			if err != nil {
+				return err
+			}
+			r.set("kms:trailingdayswithoutkeyusage", strconv.FormatInt(days, 10))
+		}
 		return a.checkKey(a.action, a.grantOp, k, r)
 	})
 }
@@ -72,10 +79,14 @@ var (
 	AuthorizeUpdateKeyDescription = onKey("UpdateKeyDescription", idOrARN, sameAccount, func(in *UpdateKeyDescriptionInput, r *keyRequest) {
 		r.keyID = in.KeyId
 	})
-	AuthorizeEnableKey           = onKey("EnableKey", idOrARN, sameAccount, keyIDOnly)
-	AuthorizeDisableKey          = onKey("DisableKey", idOrARN, sameAccount, keyIDOnly)
+	AuthorizeEnableKey  = onKey("EnableKey", idOrARN, sameAccount, keyIDOnly)
+	AuthorizeDisableKey = onKey("DisableKey", idOrARN, sameAccount, func(in *KeyIdInput, r *keyRequest) {
+		r.keyID, r.tokens = in.KeyId, in.GrantTokens
+		r.usageDays = true
+	})
 	AuthorizeScheduleKeyDeletion = onKey("ScheduleKeyDeletion", idOrARN, sameAccount, func(in *ScheduleKeyDeletionInput, r *keyRequest) {
 		r.keyID = in.KeyId
+		r.usageDays = true
 		days := int32(30)
 		if in.PendingWindowInDays != nil {
 			days = *in.PendingWindowInDays
@@ -83,6 +94,7 @@ var (
 		r.set("kms:schedulekeydeletionpendingwindowindays", strconv.Itoa(int(days)))
 	})
 	AuthorizeCancelKeyDeletion = onKey("CancelKeyDeletion", idOrARN, sameAccount, keyIDOnly)
+	AuthorizeGetKeyLastUsage   = onKey("GetKeyLastUsage", idOrARN, sameAccount, func(in *GetKeyLastUsageInput, r *keyRequest) { r.keyID = in.KeyId })
 
 	// Rotation (rotation.go).
 	AuthorizeEnableKeyRotation = onKey("EnableKeyRotation", idOrARN, sameAccount, func(in *EnableKeyRotationInput, r *keyRequest) {
@@ -396,6 +408,11 @@ func (a *authzCall) currentAliasKey(name string) (*store.Key, error) {
 }
 
 func authorizeCreateAlias(a *authzCall, in *AliasInput) error {
+	// A name no one may use is refused before authorization, as AWS
+	// validates a request before authorizing it.
+	if err := checkAliasName(in.AliasName); err != nil {
+		return err
+	}
 	if err := a.checkIdentity("kms:CreateAlias", a.c.aliasARN(in.AliasName), nil); err != nil {
 		return err
 	}
@@ -407,6 +424,11 @@ func authorizeCreateAlias(a *authzCall, in *AliasInput) error {
 }
 
 func authorizeUpdateAlias(a *authzCall, in *AliasInput) error {
+	// A name no one may use is refused before authorization, as AWS
+	// validates a request before authorizing it.
+	if err := checkAliasName(in.AliasName); err != nil {
+		return err
+	}
 	if err := a.checkIdentity("kms:UpdateAlias", a.c.aliasARN(in.AliasName), nil); err != nil {
 		return err
 	}
@@ -425,6 +447,11 @@ func authorizeUpdateAlias(a *authzCall, in *AliasInput) error {
 }
 
 func authorizeDeleteAlias(a *authzCall, in *DeleteAliasInput) error {
+	// A name no one may use is refused before authorization, as AWS
+	// validates a request before authorizing it.
+	if err := checkAliasName(in.AliasName); err != nil {
+		return err
+	}
 	if err := a.checkIdentity("kms:DeleteAlias", a.c.aliasARN(in.AliasName), nil); err != nil {
 		return err
 	}

@@ -52,7 +52,16 @@ func (sc Scope) aliasARN(name string) string {
 
 // arnOf is the ARN of key k, in its own account and Region.
 func arnOf(k *store.Key) string {
-	return kmsARN(Partition, k.Region, k.Account, "key/"+k.ID)
+	return kmsARN(Partition, k.Region, k.Account, "key/"+keyIDOf(k))
+}
+
+// keyIDOf is the key id of k as clients see it: its ID, or for a key of a
+// multi-Region key the id the related keys share.
+func keyIDOf(k *store.Key) string {
+	if k.MultiRegionKeyID != "" {
+		return k.MultiRegionKeyID
+	}
+	return k.ID
 }
 
 // aliasARNOf is the ARN of alias a, in its own account and Region.

@@ -22,6 +22,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/kmsd/kmsd/internal/awserr"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/store"
@@ -92,6 +94,8 @@ type Service struct {
 	cks cksState
 	// regions are the served Regions (Config.Regions).
 	regions []string
+	// usage holds the key uses not yet written to the store (usage.go).
+	usage usageState
 }
 
 // New returns a Service.
@@ -244,10 +248,29 @@ func (s *Service) resolve(ctx context.Context, c Caller, keyID string, form reso
 }
 
 // RequestInfo collects what a request touched, for the layers above the
-// service (the audit log names the keys of every request).
+// service (the audit log names the keys of every request), and the eventID
+// of its audit record, which GetKeyLastUsage reports.
 type RequestInfo struct {
-	mu   sync.Mutex
-	keys []*store.Key // in the order resolved, without repeats
+	mu      sync.Mutex
+	keys    []*store.Key // in the order resolved, without repeats
+	eventID string
+}
+
+// EventID returns the request's audit eventID: a random UUID, made on first
+// use. The audit record of the request carries it, and so does the key
+// usage the request records (GetKeyLastUsage's CloudTrailEventId).
+func (ri *RequestInfo) EventID() string {
+	ri.mu.Lock()
+	defer ri.mu.Unlock()
+	if ri.eventID == "" {
+		ri.eventID = uuid.NewString()
+	}
+	return ri.eventID
+}
+
+func requestInfoOf(ctx context.Context) *RequestInfo {
+	ri, _ := ctx.Value(requestInfoKey{}).(*RequestInfo)
+	return ri
 }
 
 type requestInfoKey struct{}
@@ -271,7 +294,7 @@ func (ri *RequestInfo) Keys() (arns, accounts []string) {
 }
 
 func noteKey(ctx context.Context, k *store.Key) {
-	ri, _ := ctx.Value(requestInfoKey{}).(*RequestInfo)
+	ri := requestInfoOf(ctx)
 	if ri == nil {
 		return
 	}

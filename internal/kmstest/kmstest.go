@@ -121,9 +121,11 @@ func startIn(tb testing.TB, dir string, o options) *Env {
 	}
 	// The service follows the store's change feed, as kmsd serve's does.
 	fctx, stopFollow := context.WithCancel(ctx)
-	followed := make(chan struct{})
+	followed, recorded := make(chan struct{}), make(chan struct{})
 	go func() { defer close(followed); svc.Follow(fctx, 0) }()
-	tb.Cleanup(func() { stopFollow(); <-followed })
+	// And records key usage, as kmsd serve does.
+	go func() { defer close(recorded); svc.RunKeyUsageRecorder(fctx, 0) }()
+	tb.Cleanup(func() { stopFollow(); <-followed; <-recorded })
 	if o.clusters != nil {
 		if err := svc.RestoreCustomKeyStores(ctx); err != nil {
 			tb.Fatal(err)

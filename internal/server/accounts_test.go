@@ -224,6 +224,10 @@ var sameAccountOps = []keyOp{
 		_, err := c.UpdateKeyDescription(ctx, &awskms.UpdateKeyDescriptionInput{KeyId: name, Description: aws.String("mine")})
 		return err
 	}},
+	{"GetKeyLastUsage", sym, func(ctx context.Context, c *awskms.Client, _ *crossAccountKeys, name *string) error {
+		_, err := c.GetKeyLastUsage(ctx, &awskms.GetKeyLastUsageInput{KeyId: name})
+		return err
+	}},
 	{"GetKeyPolicy", sym, func(ctx context.Context, c *awskms.Client, _ *crossAccountKeys, name *string) error {
 		_, err := c.GetKeyPolicy(ctx, &awskms.GetKeyPolicyInput{KeyId: name})
 		return err
