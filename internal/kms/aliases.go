@@ -226,7 +226,7 @@ func (s *Service) ListAliases(ctx context.Context, c Caller, in *ListAliasesInpu
 		out.Aliases = append(out.Aliases, AliasListEntry{
 			AliasName:       a.Name,
 			AliasArn:        aliasARNOf(a),
-			TargetKeyId:     a.KeyID,
+			TargetKeyId:     keyIDFromRecord(a.KeyID),
 			CreationDate:    a.Created,
 			LastUpdatedDate: a.Updated,
 		})

@@ -93,7 +93,10 @@ func keyContext(k *store.Key) (props, tags []ctxEntry) {
 		{"kms:keyusage", usage},
 		{"kms:customermasterkeyusage", usage},
 		{"kms:keyorigin", one(k.Origin)},
-		{"kms:multiregion", falseVals},
+		{"kms:multiregion", boolVals(isMultiRegion(k))},
+	}
+	if t := multiRegionKeyType(k); t != "" {
+		ctx = append(ctx, ctxEntry{"kms:multiregionkeytype", one(t)})
 	}
 	for _, t := range k.Tags {
 		tags = append(tags, ctxEntry{"aws:resourcetag/" + strings.ToLower(t.Key), []string{t.Value}})

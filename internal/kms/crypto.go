@@ -74,7 +74,7 @@ func (s *Service) seal(ctx context.Context, k *store.Key, plaintext []byte, ec m
 		return nil, err
 	}
 	defer m.release()
-	blob, err := keys.Seal(s.rand, m.key, keys.Header{KeyID: k.ID, MaterialID: k.CurrentMaterial}, plaintext, ec)
+	blob, err := keys.Seal(s.rand, m.key, keys.Header{KeyID: keyIDOf(k), MaterialID: k.CurrentMaterial}, plaintext, ec)
 	if err != nil {
 		return nil, internal("seal", err)
 	}
@@ -112,7 +112,9 @@ func (s *Service) open(ctx context.Context, c Caller, blob []byte, ec map[string
 		if err != nil {
 			return nil, "", nil, err
 		}
-		if k.ID != h.KeyID {
+		// Any related key of a multi-Region key opens the blobs of the
+		// others: they share their key id and material.
+		if keyIDOf(k) != h.KeyID {
 			return nil, "", nil, awserr.New(awserr.IncorrectKey, "The key ID in the request does not identify a CMK that can perform this operation.")
 		}
 	} else {

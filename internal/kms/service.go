@@ -25,6 +25,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kmsd/kmsd/internal/awserr"
+	"github.com/kmsd/kmsd/internal/keys"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/store"
 )
@@ -134,7 +135,9 @@ func (s *Service) CacheStats() (hits, misses uint64) {
 
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
-func isKeyID(s string) bool { return uuidRE.MatchString(s) }
+// isKeyID reports whether s is a key id: a UUID, or a multi-Region key id
+// ("mrk-" and 32 lowercase hex digits).
+func isKeyID(s string) bool { return uuidRE.MatchString(s) || keys.IsMultiRegionKeyID(s) }
 
 // internal wraps an unexpected failure. The cause is logged by the caller of
 // the Service (with the request id) and the client sees only a generic
@@ -222,6 +225,10 @@ func (s *Service) resolve(ctx context.Context, c Caller, keyID string, form reso
 			}
 		}
 	}
+	// rid is the key's record: an alias names it; a key id names the key of
+	// that id in the request's Region (the related keys of a multi-Region
+	// key share their id, one in each of their Regions).
+	var rid string
 	if strings.HasPrefix(name, "alias/") {
 		if form != anyKeyForm {
 			return nil, invalidKeyID(keyID)
@@ -230,11 +237,13 @@ func (s *Service) resolve(ctx context.Context, c Caller, keyID string, form reso
 		if err != nil {
 			return nil, err
 		}
-		name = id
+		rid, name = id, keyIDFromRecord(id)
 	} else if !isKeyID(name) {
 		return nil, invalidKeyID(keyID)
+	} else {
+		rid = recordID(sc.Region, name)
 	}
-	k, err := s.key(ctx, name)
+	k, err := s.key(ctx, rid)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && (k.Account != sc.Account || k.Region != sc.Region)) {
 		return nil, notFoundKey(sc.keyARN(name))
 	}
@@ -372,6 +381,8 @@ func checkUsable(k *store.Key) error {
 		return awserr.Newf(awserr.Disabled, "%s is disabled.", arnOf(k))
 	case StatePendingDeletion:
 		return awserr.Newf(awserr.KMSInvalidState, "%s is pending deletion.", arnOf(k))
+	case StatePendingReplicaDeletion:
+		return errPendingReplicaDeletion(k)
 	case StatePendingImport:
 		return awserr.Newf(awserr.KMSInvalidState, "%s is pending import.", arnOf(k))
 	default:
@@ -382,10 +393,17 @@ func checkUsable(k *store.Key) error {
 // checkManageable returns the error AWS sends when a management operation
 // meets a key pending deletion.
 func checkManageable(k *store.Key) error {
-	if k.State == StatePendingDeletion {
+	switch k.State {
+	case StatePendingDeletion:
 		return awserr.Newf(awserr.KMSInvalidState, "%s is pending deletion.", arnOf(k))
+	case StatePendingReplicaDeletion:
+		return errPendingReplicaDeletion(k)
 	}
 	return nil
+}
+
+func errPendingReplicaDeletion(k *store.Key) error {
+	return awserr.Newf(awserr.KMSInvalidState, "%s is pending deletion: its waiting period begins once its replica keys are deleted.", arnOf(k))
 }
 
 // materialAAD binds wrapped key material to its key and generation, so that

@@ -17,10 +17,13 @@ import (
 func TestKeyUsageAcrossNodes(t *testing.T) {
 	ctx := context.Background()
 	var clock atomic.Pointer[time.Time]
-	start := time.Now().UTC()
-	clock.Store(&start)
+	opened := time.Now().UTC()
+	clock.Store(&opened)
 	nodes := newNodes(t, 2, func() time.Time { return *clock.Load() })
 	a, b := nodes[0], nodes[1]
+	// The store began tracking usage when it was made: the key is younger.
+	start := time.Now().UTC()
+	clock.Store(&start)
 	ck, err := a.CreateKey(ctx, admin, &CreateKeyInput{})
 	if err != nil {
 		t.Fatal(err)

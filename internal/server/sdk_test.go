@@ -636,7 +636,8 @@ func TestCreateKeyOptions(t *testing.T) {
 		{awskms.CreateKeyInput{KeySpec: "BOGUS"}, "ValidationException"},
 		{awskms.CreateKeyInput{KeyUsage: types.KeyUsageTypeSignVerify}, "ValidationException"},
 		{awskms.CreateKeyInput{KeySpec: types.KeySpecSymmetricDefault, CustomerMasterKeySpec: types.CustomerMasterKeySpecSymmetricDefault}, "ValidationException"},
-		{awskms.CreateKeyInput{MultiRegion: aws.Bool(true)}, "UnsupportedOperationException"},
+		// A multi-Region key cannot live in a custom key store.
+		{awskms.CreateKeyInput{MultiRegion: aws.Bool(true), Origin: types.OriginTypeAwsCloudhsm, CustomKeyStoreId: aws.String("cks-1234567890abcdef0")}, "UnsupportedOperationException"},
 		{awskms.CreateKeyInput{Description: aws.String(strings.Repeat("d", 8193))}, "ValidationException"},
 		{awskms.CreateKeyInput{CustomKeyStoreId: aws.String("cks-1234567890abcdef0")}, "CustomKeyStoreNotFoundException"},
 	} {
