@@ -96,7 +96,7 @@ func (s *Service) checkServed(field, region string) error {
 	if s.served(region) {
 		return nil
 	}
-	return awserr.Newf(awserr.UnsupportedOperation, "%s %s is not a Region this kmsd serves (it serves %s). Replicas live in this deployment's Regions only.",
+	return awserr.Newf(awserr.UnsupportedOperation, "%s %s is not served: this kmsd serves %s. Replicas live in this deployment's Regions only.",
 		field, region, strings.Join(s.regions, ", "))
 }
 

@@ -11,8 +11,3 @@ import (
 // `kmsd iam create-access-key` while kmsd runs, grants, key policies and a
 // SIGHUP reload of the declared principals.
 func TestAWSCLIAuthorization(t *testing.T) { e2etest.Run(t, "authz.sh", nil) }
-
-// TestAWSCLIAccounts runs accounts.sh: two accounts with a user each, and
-// the AWS CLI using a key of one from the other, by each rule of
-// cross-account use.
-func TestAWSCLIAccounts(t *testing.T) { e2etest.Run(t, "accounts.sh", nil) }
