@@ -100,7 +100,7 @@ func (s *Service) checkServed(field, region string) error {
 		field, region, strings.Join(s.regions, ", "))
 }
 
-// primaryOf returns the record of the primary key of k's multi-Region key.
+// primaryID returns the record of the primary key of k's multi-Region key.
 func primaryID(k *store.Key) string { return recordID(k.PrimaryRegion, k.MultiRegionKeyID) }
 
 // MultiRegionKey is one key of a multi-Region key in MultiRegionConfiguration.
@@ -246,9 +246,11 @@ func (s *Service) ReplicateKey(ctx context.Context, c Caller, in *ReplicateKeyIn
 		if attempt == 3 {
 			return nil, awserr.Newf(awserr.Conflict, "%s changed while it was being replicated. Try again.", arnOf(k))
 		}
-		if k, err = s.store.GetKey(ctx, k.ID); err != nil {
+		fresh, err := s.store.GetKey(ctx, k.ID)
+		if err != nil {
 			return nil, s.materialWriteError(k, err)
 		}
+		k = fresh
 	}
 	if err != nil {
 		return nil, err
@@ -502,12 +504,13 @@ func (s *Service) rotateMultiRegion(ctx context.Context, k *store.Key, rotationT
 	}
 	defer clear(plain)
 	wrapped := make(map[string]*store.Material, len(related))
+	now := s.now().UTC() // one rotation date for every copy
 	for _, r := range related {
 		w, err := s.keystore.Wrap(ctx, plain, materialAAD(arnOf(r), id))
 		if err != nil {
 			return nil, internal("wrap key material", err)
 		}
-		wrapped[r.ID] = &store.Material{KeyID: r.ID, ID: id, Wrapped: w, Created: s.now().UTC(), RotationType: rotationType}
+		wrapped[r.ID] = &store.Material{KeyID: r.ID, ID: id, Wrapped: w, Created: now, RotationType: rotationType}
 	}
 	var updated *store.Key
 	err = s.store.Update(ctx, func(tx store.Tx) error {
@@ -528,14 +531,14 @@ func (s *Service) rotateMultiRegion(ctx context.Context, k *store.Key, rotationT
 		// With the primary written, no replica comes or goes until this
 		// commits (see the file comment): the ones listed above must be
 		// all of them.
-		now, err := tx.ListMultiRegionKeys(ctx, k.MultiRegionKeyID)
+		current, err := tx.ListMultiRegionKeys(ctx, k.MultiRegionKeyID)
 		if err != nil {
 			return err
 		}
-		if len(now) != len(related) {
+		if len(current) != len(related) {
 			return errRotationRaced
 		}
-		for _, r := range now {
+		for _, r := range current {
 			if r.ID == k.ID {
 				continue
 			}
