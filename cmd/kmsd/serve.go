@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -186,6 +187,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		log.Info("kmsd unsealed", "root_key", f.ks.ID())
 	}
 	go app.svc.RunReaper(ctx, time.Minute)
+	// Writes the keys' last uses (GetKeyLastUsage) to the store, off the
+	// request path; close writes the last ones.
+	go app.svc.RunKeyUsageRecorder(ctx, kms.DefaultUsageFlushInterval)
 	// Keeps the service's cached view current with changes other nodes
 	// (and kmsd commands such as kmsd root) make in the store.
 	go app.svc.Follow(ctx, 0)
@@ -195,7 +199,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	}
 	reloaders.Store(&rl)
 
-	log.Info("kmsd listening", "endpoint", endpoint, "account", cfg.Account, "region", cfg.Region, "data_dir", cfg.DataDir, "root_key", f.ks.ID())
+	log.Info("kmsd listening", "endpoint", endpoint, "account", cfg.Account, "region", cfg.Region, "regions", len(cfg.Regions), "data_dir", cfg.DataDir, "root_key", f.ks.ID())
 	printBanner(stdout, endpoint, caFile, cfg, app.akid, app.secret)
 	<-runDone
 	log.Info("kmsd stopped")
@@ -235,7 +239,7 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 		defer cancel()
 		alog.Close(cctx)
 	}
-	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Logger: log, HSMClusters: clusters})
+	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Logger: log, HSMClusters: clusters, Regions: cfg.Regions})
 	if err != nil {
 		closeAudit()
 		return nil, err
@@ -273,7 +277,7 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 	}
 	h := server.New(server.Config{
 		Routes:   awsjson.Routes(svc),
-		Verifier: &sigv4.Verifier{Service: "kms", Region: cfg.Region, Lookup: dir.Secret, Now: time.Now},
+		Verifier: &sigv4.Verifier{Service: "kms", Regions: cfg.Regions, Lookup: dir.Secret, Now: time.Now},
 		Callers:  dir,
 		Logger:   log,
 		Metrics:  m,
@@ -300,6 +304,9 @@ func (a *service) close() {
 	// a context of their own.
 	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if err := a.svc.FlushKeyUsage(cctx); err != nil {
+		a.log.Error("recording the last key usage", "err", err)
+	}
 	if err := a.alog.Close(cctx); err != nil {
 		a.log.Error("closing the audit log", "err", err)
 	}
@@ -470,7 +477,8 @@ func bootstrapAdmin(ctx context.Context, dir *iam.Directory, account string) (ak
 }
 
 func printBanner(w io.Writer, endpoint, caFile string, cfg config.Config, akid, secret string) {
-	fmt.Fprintf(w, "kmsd is serving the AWS KMS API at %s (account %s, region %s, data in %s)\n\n", endpoint, cfg.Account, cfg.Region, cfg.DataDir)
+	fmt.Fprintf(w, "kmsd is serving the AWS KMS API at %s (account %s, region %s, data in %s)\n", endpoint, cfg.Account, cfg.Region, cfg.DataDir)
+	fmt.Fprintf(w, "Regions served: %s\n\n", strings.Join(cfg.Regions, " "))
 	if secret != "" {
 		fmt.Fprintf(w, "An access key was created for arn:aws:iam::%s:user/admin. Its secret is shown only this once:\n\n", cfg.Account)
 		fmt.Fprintf(w, "export AWS_ACCESS_KEY_ID=%s\n", akid)

@@ -35,6 +35,17 @@ var operations = []*operation{
 	op(opSpec[kms.KeyIdInput, *kms.CancelKeyDeletionOutput]{Name: "CancelKeyDeletion", Limit: DefaultBodyLimit,
 		Validate: validateKeyIDInput, Authorize: kms.AuthorizeCancelKeyDeletion, Call: (*kms.Service).CancelKeyDeletion,
 		Audit: []string{"KeyId"}, AuditResponse: []string{"KeyId"}}),
+	// Multi-Region keys.
+	op(opSpec[kms.ReplicateKeyInput, *kms.ReplicateKeyOutput]{Name: "ReplicateKey", Limit: PolicyBodyLimit,
+		Validate: validateReplicateKey, Authorize: kms.AuthorizeReplicateKey, Call: (*kms.Service).ReplicateKey, Wire: wireReplicateKey,
+		Audit:         []string{"KeyId", "ReplicaRegion", "Policy", "BypassPolicyLockoutSafetyCheck", "Description", "Tags"},
+		AuditResponse: []string{"ReplicaKeyMetadata", "ReplicaPolicy", "ReplicaTags"}}),
+	op(opSpec[kms.UpdatePrimaryRegionInput, none]{Name: "UpdatePrimaryRegion", Limit: DefaultBodyLimit,
+		Validate: validateUpdatePrimaryRegion, Authorize: kms.AuthorizeUpdatePrimaryRegion, Call: noOutput((*kms.Service).UpdatePrimaryRegion),
+		Audit: []string{"KeyId", "PrimaryRegion"}}),
+	op(opSpec[kms.GetKeyLastUsageInput, *kms.GetKeyLastUsageOutput]{Name: "GetKeyLastUsage", Limit: DefaultBodyLimit, ReadOnly: true,
+		Validate: validateGetKeyLastUsage, Authorize: kms.AuthorizeGetKeyLastUsage, Call: (*kms.Service).GetKeyLastUsage,
+		Wire: wireGetKeyLastUsage, Audit: []string{"KeyId"}}),
 
 	// Symmetric cryptography.
 	op(opSpec[kms.EncryptInput, *kms.EncryptOutput]{Name: "Encrypt", Limit: DefaultBodyLimit, ReadOnly: true,

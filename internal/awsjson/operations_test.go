@@ -14,10 +14,25 @@ import (
 var cloudTrailReadOnly = []string{
 	"DescribeKey", "ListKeys", "ListAliases", "ListResourceTags", "DescribeCustomKeyStores", "GetKeyPolicy",
 	"ListKeyPolicies", "ListGrants", "ListRetirableGrants", "GetPublicKey", "GetKeyRotationStatus", "ListKeyRotations",
-	"GetParametersForImport",
+	"GetParametersForImport", "GetKeyLastUsage",
 	"Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "GenerateDataKeyPair",
 	"GenerateDataKeyPairWithoutPlaintext", "GenerateRandom", "Sign", "Verify", "GenerateMac", "VerifyMac",
 	"DeriveSharedSecret", "Encapsulate", "Decapsulate",
+}
+
+// awsOperations are the 56 operations of the AWS KMS API
+// (aws-sdk-go-v2/service/kms v1.62: its api_op_*.go files).
+var awsOperations = []string{
+	"CancelKeyDeletion", "ConnectCustomKeyStore", "CreateAlias", "CreateCustomKeyStore", "CreateGrant", "CreateKey",
+	"Decapsulate", "Decrypt", "DeleteAlias", "DeleteCustomKeyStore", "DeleteImportedKeyMaterial", "DeriveSharedSecret",
+	"DescribeCustomKeyStores", "DescribeKey", "DisableKey", "DisableKeyRotation", "DisconnectCustomKeyStore", "EnableKey",
+	"EnableKeyRotation", "Encapsulate", "Encrypt", "GenerateDataKey", "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext",
+	"GenerateDataKeyWithoutPlaintext", "GenerateMac", "GenerateRandom", "GetKeyLastUsage", "GetKeyPolicy", "GetKeyRotationStatus",
+	"GetParametersForImport", "GetPublicKey", "ImportKeyMaterial", "ListAliases", "ListGrants", "ListKeyPolicies",
+	"ListKeyRotations", "ListKeys", "ListResourceTags", "ListRetirableGrants", "PutKeyPolicy", "ReEncrypt",
+	"ReplicateKey", "RetireGrant", "RevokeGrant", "RotateKeyOnDemand", "ScheduleKeyDeletion", "Sign",
+	"TagResource", "UntagResource", "UpdateAlias", "UpdateCustomKeyStore", "UpdateKeyDescription", "UpdatePrimaryRegion",
+	"Verify", "VerifyMac",
 }
 
 // zeroedMembers are the members that carry a secret an operation must
@@ -63,6 +78,17 @@ func TestOperationTable(t *testing.T) {
 		if !seen[name] {
 			t.Errorf("CloudTrail's read-only %s is not served", name)
 		}
+	}
+	if len(awsOperations) != 56 {
+		t.Fatalf("awsOperations lists %d operations, want 56", len(awsOperations))
+	}
+	for _, name := range awsOperations {
+		if !seen[name] {
+			t.Errorf("%s, an operation of the AWS KMS API, is not served", name)
+		}
+	}
+	if len(seen) != len(awsOperations) {
+		t.Errorf("%d operations served, the AWS KMS API has %d", len(seen), len(awsOperations))
 	}
 }
 

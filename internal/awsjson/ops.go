@@ -191,3 +191,31 @@ func validateDecapsulate(v *validator, in *kms.DecapsulateInput) {
 	v.blob("sharedSecretCiphertextBlob", in.SharedSecretCiphertextBlob, true, 1, 6144)
 	v.grantTokens(in.GrantTokens)
 }
+
+func validateGetKeyLastUsage(v *validator, in *kms.GetKeyLastUsageInput) {
+	v.keyID("keyId", in.KeyId)
+}
+
+// region checks a required RegionType member.
+func (v *validator) region(field, s string) {
+	if v.required(field, s) {
+		v.length(field, s, 1, 32)
+		v.pattern(field, s, regionRE)
+	}
+}
+
+func validateReplicateKey(v *validator, in *kms.ReplicateKeyInput) {
+	v.keyID("keyId", in.KeyId)
+	v.region("replicaRegion", in.ReplicaRegion)
+	if in.Policy != nil {
+		v.length("policy", *in.Policy, 1, 131072)
+		v.pattern("policy", *in.Policy, policyRE)
+	}
+	v.length("description", in.Description, 0, 8192)
+	v.tags(in.Tags)
+}
+
+func validateUpdatePrimaryRegion(v *validator, in *kms.UpdatePrimaryRegionInput) {
+	v.keyID("keyId", in.KeyId)
+	v.region("primaryRegion", in.PrimaryRegion)
+}

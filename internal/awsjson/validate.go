@@ -172,6 +172,7 @@ var (
 	markerRE    = regexp.MustCompile(`^[\x{0020}-\x{00FF}]*$`)
 	policyRE    = regexp.MustCompile(`^[\x{0009}\x{000A}\x{000D}\x{0020}-\x{00FF}]+$`)
 	xksKeyIDRE  = regexp.MustCompile(`^[a-zA-Z0-9-_.]+$`)
+	regionRE    = regexp.MustCompile(`^([a-z]+-){2,3}\d+$`)
 )
 
 func (v *validator) recipient(r *kms.RecipientInfo) {

@@ -25,13 +25,14 @@ type keyMetadata struct {
 	KeyAgreementAlgorithms      []string `json:",omitempty"`
 	EncapsulationAlgorithms     []string `json:",omitempty"`
 	MultiRegion                 bool
-	DeletionDate                *epoch `json:",omitempty"`
-	PendingDeletionWindowInDays int    `json:",omitempty"`
-	CurrentKeyMaterialId        string `json:",omitempty"`
-	ExpirationModel             string `json:",omitempty"`
-	ValidTo                     *epoch `json:",omitempty"`
-	CustomKeyStoreId            string `json:",omitempty"`
-	CloudHsmClusterId           string `json:",omitempty"`
+	MultiRegionConfiguration    *kms.MultiRegionConfiguration `json:",omitempty"`
+	DeletionDate                *epoch                        `json:",omitempty"`
+	PendingDeletionWindowInDays int                           `json:",omitempty"`
+	CurrentKeyMaterialId        string                        `json:",omitempty"`
+	ExpirationModel             string                        `json:",omitempty"`
+	ValidTo                     *epoch                        `json:",omitempty"`
+	CustomKeyStoreId            string                        `json:",omitempty"`
+	CloudHsmClusterId           string                        `json:",omitempty"`
 }
 
 func wireMetadata(m *kms.KeyMetadata) *keyMetadata {
@@ -54,6 +55,7 @@ func wireMetadata(m *kms.KeyMetadata) *keyMetadata {
 		KeyAgreementAlgorithms:      m.KeyAgreementAlgorithms,
 		EncapsulationAlgorithms:     m.EncapsulationAlgorithms,
 		MultiRegion:                 m.MultiRegion,
+		MultiRegionConfiguration:    m.MultiRegionConfiguration,
 		DeletionDate:                epochPtr(m.DeletionDate),
 		PendingDeletionWindowInDays: m.PendingDeletionWindowInDays,
 		CurrentKeyMaterialId:        m.CurrentKeyMaterialId,
@@ -87,14 +89,26 @@ func wireListKeys(o *kms.ListKeysOutput) any {
 }
 
 type scheduleKeyDeletionResponse struct {
-	KeyId               string
-	DeletionDate        epoch
+	KeyId string
+	// DeletionDate is absent for a primary key that waits for its
+	// replicas (PendingReplicaDeletion): its date is not known yet.
+	DeletionDate        *epoch `json:",omitempty"`
 	KeyState            string
 	PendingWindowInDays int
 }
 
 func wireScheduleKeyDeletion(o *kms.ScheduleKeyDeletionOutput) any {
-	return scheduleKeyDeletionResponse{o.KeyId, epoch(o.DeletionDate), o.KeyState, o.PendingWindowInDays}
+	return scheduleKeyDeletionResponse{o.KeyId, epochPtr(o.DeletionDate), o.KeyState, o.PendingWindowInDays}
+}
+
+type replicateKeyResponse struct {
+	ReplicaKeyMetadata *keyMetadata
+	ReplicaPolicy      string
+	ReplicaTags        []kms.Tag
+}
+
+func wireReplicateKey(o *kms.ReplicateKeyOutput) any {
+	return replicateKeyResponse{wireMetadata(o.ReplicaKeyMetadata), o.ReplicaPolicy, o.ReplicaTags}
 }
 
 type withoutPlaintextResponse struct {
@@ -166,4 +180,26 @@ type dataKeyPairWithoutPlaintextResponse struct {
 
 func wireDataKeyPairWithoutPlaintext(o *kms.GenerateDataKeyPairOutput) any {
 	return dataKeyPairWithoutPlaintextResponse{o.PrivateKeyCiphertextBlob, o.PublicKey, o.KeyId, o.KeyPairSpec, o.KeyMaterialId}
+}
+
+type keyLastUsageData struct {
+	Operation         string
+	Timestamp         epoch
+	KmsRequestId      string `json:",omitempty"`
+	CloudTrailEventId string `json:",omitempty"`
+}
+
+type getKeyLastUsageResponse struct {
+	KeyId             string
+	KeyCreationDate   epoch
+	TrackingStartDate epoch
+	KeyLastUsage      *keyLastUsageData `json:",omitempty"`
+}
+
+func wireGetKeyLastUsage(o *kms.GetKeyLastUsageOutput) any {
+	r := getKeyLastUsageResponse{KeyId: o.KeyId, KeyCreationDate: epoch(o.KeyCreationDate), TrackingStartDate: epoch(o.TrackingStartDate)}
+	if u := o.KeyLastUsage; u != nil {
+		r.KeyLastUsage = &keyLastUsageData{u.Operation, epoch(u.Timestamp), u.KmsRequestId, u.CloudTrailEventId}
+	}
+	return r
 }

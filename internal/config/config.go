@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,7 +26,13 @@ type Config struct {
 	Listen  string `yaml:"listen"`
 	DataDir string `yaml:"data_dir"`
 	Account string `yaml:"account"`
-	Region  string `yaml:"region"`
+	// Region is the default Region: the one the first start's banner
+	// tells the AWS CLI to use. It must be one of Regions.
+	Region string `yaml:"region"`
+	// Regions are the Regions kmsd serves: a request signed for any other
+	// is refused. Every key, alias, grant and custom key store lives in
+	// one of them.
+	Regions []string `yaml:"regions"`
 	Log     struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error
 		Format string `yaml:"format"` // text or json
@@ -244,6 +251,29 @@ func (k Keystore) Validate() error {
 	return nil
 }
 
+// CommercialRegions are the Regions of the commercial AWS partition (aws),
+// which kmsd serves unless the regions setting narrows them. The partitions
+// of China, GovCloud and the European Sovereign Cloud are not included:
+// kmsd builds every ARN in partition aws.
+var CommercialRegions = []string{
+	"af-south-1",
+	"ap-east-1", "ap-east-2",
+	"ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
+	"ap-south-1", "ap-south-2",
+	"ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5", "ap-southeast-6", "ap-southeast-7",
+	"ca-central-1", "ca-west-1",
+	"eu-central-1", "eu-central-2",
+	"eu-north-1",
+	"eu-south-1", "eu-south-2",
+	"eu-west-1", "eu-west-2", "eu-west-3",
+	"il-central-1",
+	"me-central-1", "me-south-1",
+	"mx-central-1",
+	"sa-east-1",
+	"us-east-1", "us-east-2",
+	"us-west-1", "us-west-2",
+}
+
 // TLSEnabled reports whether kmsd serves HTTPS.
 func (c Config) TLSEnabled() bool { return c.TLS.Dev || c.TLS.CertFile != "" }
 
@@ -254,6 +284,7 @@ func Defaults() Config {
 	c.DataDir = defaultDataDir()
 	c.Account = "111122223333"
 	c.Region = "us-east-1"
+	c.Regions = slices.Clone(CommercialRegions)
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	c.Store.Type = "sqlite"
@@ -276,12 +307,15 @@ func defaultDataDir() string {
 // not silently fall back to a default.
 func Load(args []string, getenv func(string) string) (Config, error) {
 	c := Defaults()
+	// The default Region is chosen once the served Regions are known.
+	c.Region = ""
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	configPath := fs.String("config", getenv("KMSD_CONFIG"), "YAML configuration file (env KMSD_CONFIG)")
 	listen := fs.String("listen", "", "address to listen on (env KMSD_LISTEN; default 127.0.0.1:4599)")
 	dataDir := fs.String("data-dir", "", "data folder (env KMSD_DATA_DIR; default ~/.local/share/kmsd)")
 	account := fs.String("account", "", "12-digit account id (env KMSD_ACCOUNT; default 111122223333)")
-	region := fs.String("region", "", "region served (env KMSD_REGION; default us-east-1)")
+	region := fs.String("region", "", "default Region, for the first start's banner (env KMSD_REGION; default us-east-1, or the first of --regions when us-east-1 is not served)")
+	regions := fs.String("regions", "", "comma-separated Regions to serve (env KMSD_REGIONS; default every commercial AWS Region)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (env KMSD_LOG_LEVEL)")
 	logFormat := fs.String("log-format", "", "text or json (env KMSD_LOG_FORMAT)")
 	insecure := fs.Bool("allow-insecure-listen", false, "allow a non-loopback listen address without TLS")
@@ -331,6 +365,20 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	set(&c.DataDir, "KMSD_DATA_DIR", *dataDir)
 	set(&c.Account, "KMSD_ACCOUNT", *account)
 	set(&c.Region, "KMSD_REGION", *region)
+	if v := getenv("KMSD_REGIONS"); v != "" {
+		c.Regions = splitList(v)
+	}
+	if *regions != "" {
+		c.Regions = splitList(*regions)
+	}
+	if c.Region == "" {
+		// Not set anywhere: us-east-1, as ever, when it is served, else
+		// the first served Region.
+		c.Region = "us-east-1"
+		if len(c.Regions) > 0 && !slices.Contains(c.Regions, c.Region) {
+			c.Region = c.Regions[0]
+		}
+	}
 	set(&c.Log.Level, "KMSD_LOG_LEVEL", *logLevel)
 	set(&c.Log.Format, "KMSD_LOG_FORMAT", *logFormat)
 	set(&c.TLS.CertFile, "KMSD_TLS_CERT", *tlsCert)
@@ -350,6 +398,18 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 		c.Audit.Stdout = true
 	}
 	return c, c.Validate()
+}
+
+// splitList splits a comma-separated setting, dropping spaces and empty
+// items.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func decodeStrict(b []byte, c *Config) error {
@@ -374,6 +434,9 @@ func (c Config) Validate() error {
 	}
 	if !regionRE.MatchString(c.Region) {
 		return fmt.Errorf("region %q is not a region name such as us-east-1", c.Region)
+	}
+	if err := validateRegions(c.Regions, c.Region); err != nil {
+		return err
 	}
 	if c.DataDir == "" {
 		return errors.New("data_dir is empty")
@@ -419,6 +482,28 @@ func (c Config) Validate() error {
 		return err
 	}
 	return c.IAM.Validate()
+}
+
+// validateRegions checks the regions setting: Region names, each once,
+// the default Region among them.
+func validateRegions(regions []string, def string) error {
+	if len(regions) == 0 {
+		return errors.New("regions is empty: list the Regions to serve (or leave it unset for every commercial AWS Region)")
+	}
+	seen := make(map[string]bool, len(regions))
+	for _, r := range regions {
+		if !regionRE.MatchString(r) {
+			return fmt.Errorf("regions: %q is not a region name such as us-east-1", r)
+		}
+		if seen[r] {
+			return fmt.Errorf("regions: %s is listed twice", r)
+		}
+		seen[r] = true
+	}
+	if !seen[def] {
+		return fmt.Errorf("region %s (the default Region) is not one of the served regions %s: add it to regions, or set region to one of them", def, strings.Join(regions, ", "))
+	}
+	return nil
 }
 
 func isLoopback(host string) bool {

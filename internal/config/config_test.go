@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -296,5 +297,56 @@ func TestAuditDigestCopies(t *testing.T) {
 	os.WriteFile(file, []byte("audit:\n  digest_command: [\"\"]\n"), 0o600)
 	if _, err := Load([]string{"--config", file}, env(nil)); err == nil || !strings.Contains(err.Error(), "digest_command") {
 		t.Errorf("an empty digest command: %v", err)
+	}
+}
+
+func TestRegionsSetting(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "kmsd.yaml")
+	if err := os.WriteFile(file, []byte("regions: [eu-central-1, us-west-2]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name       string
+		args       []string
+		env        map[string]string
+		regions    []string
+		defaultReg string
+	}{
+		{"default: every commercial Region", nil, nil, CommercialRegions, "us-east-1"},
+		// The YAML list replaces the default list; us-east-1 is not
+		// served, so the default Region is the first served one.
+		{"file", []string{"--config", file}, nil, []string{"eu-central-1", "us-west-2"}, "eu-central-1"},
+		{"env over file", []string{"--config", file}, map[string]string{"KMSD_REGIONS": "ap-northeast-1, us-east-1"}, []string{"ap-northeast-1", "us-east-1"}, "us-east-1"},
+		{"flag over env", []string{"--regions", "sa-east-1,eu-west-3", "--region", "eu-west-3"}, map[string]string{"KMSD_REGIONS": "us-east-1"}, []string{"sa-east-1", "eu-west-3"}, "eu-west-3"},
+		{"region alone, among the commercial Regions", []string{"--region", "ap-south-1"}, nil, CommercialRegions, "ap-south-1"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(tc.args, env(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(c.Regions, tc.regions) || c.Region != tc.defaultReg {
+				t.Errorf("regions %v, region %s; want %v, %s", c.Regions, c.Region, tc.regions, tc.defaultReg)
+			}
+		})
+	}
+	if len(CommercialRegions) < 30 || !slices.IsSorted(CommercialRegions) || slices.Contains(CommercialRegions, "cn-north-1") ||
+		slices.Contains(CommercialRegions, "us-gov-west-1") {
+		t.Errorf("CommercialRegions %v: want the sorted Regions of partition aws only", CommercialRegions)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--regions", "us-east-1,moon"}, `"moon" is not a region name`},
+		{[]string{"--regions", "us-east-1,us-east-1"}, "listed twice"},
+		{[]string{"--regions", "eu-west-1", "--region", "us-east-1"}, "not one of the served regions eu-west-1"},
+		{[]string{"--regions", " , "}, "regions is empty"},
+	} {
+		if _, err := Load(tc.args, env(nil)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Load(%v) = %v, want an error mentioning %q", tc.args, err, tc.want)
+		}
 	}
 }

@@ -13,6 +13,13 @@ package keys
 // Per message: okm = HKDF-SHA256(IKM = material, salt = salt, info =
 // "kmsd ciphertext blob v1", L = 44); AES key = okm[0:32], nonce =
 // okm[32:44]; AAD = blob[0:81] || CanonicalContext(encCtx).
+//
+// Format version 3 is version 1 for the keys of a multi-Region key: the
+// same layout, the version byte 0x03, the key id field the 16 bytes whose
+// lowercase hex follows "mrk-" in the key id (the id every related key
+// shares, so that each of them finds itself in the blob), and the HKDF info
+// "kmsd ciphertext blob v3". (Version 2 is the blob of a custom key store's
+// HSM, hsmblob.go.)
 
 import (
 	"crypto/aes"
@@ -25,12 +32,16 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strings"
 )
 
 const (
 	// formatV1 is the first byte of every version 1 blob. A future format
 	// gets a new byte; version 1 blobs must stay readable forever.
 	formatV1 = 0x01
+	// formatMRK is the first byte of every version 3 blob: version 1 for a
+	// key of a multi-Region key.
+	formatMRK = 0x03
 
 	keyIDSize = 16 // raw UUID
 	saltSize  = 32 // 256 random bits per message
@@ -47,6 +58,8 @@ const (
 	// material with HKDF. Changing one byte of it breaks every blob ever
 	// written: it is part of the format.
 	hkdfInfo = "kmsd ciphertext blob v1"
+	// hkdfInfoMRK is the HKDF info label of format version 3.
+	hkdfInfoMRK = "kmsd ciphertext blob v3"
 
 	// maxPlaintext is AES-GCM's limit for one message (2^39-256 bits, as
 	// in NIST SP 800-38D). crypto/cipher panics above it, so Seal checks
@@ -62,7 +75,11 @@ const Overhead = headerSize + tagSize
 // (key material) of that key encrypted it. Decrypt uses it to find the
 // material without the client naming the key.
 type Header struct {
-	KeyID      string // lowercase canonical UUID, e.g. "1234abcd-12ab-34cd-56ef-1234567890ab"
+	// KeyID is a lowercase canonical UUID, e.g.
+	// "1234abcd-12ab-34cd-56ef-1234567890ab" (format version 1), or a
+	// multi-Region key id, "mrk-" and 32 lowercase hex characters (format
+	// version 3).
+	KeyID      string
 	MaterialID string // 64 lowercase hex characters
 }
 
@@ -87,9 +104,13 @@ func Seal(rand io.Reader, material []byte, h Header, plaintext []byte, encCtx ma
 	}
 
 	blob := make([]byte, headerSize, Overhead+len(plaintext))
-	blob[0] = formatV1
-	if !parseUUID(h.KeyID, blob[keyIDOffset:materialIDOffset]) {
-		return nil, fmt.Errorf("keys: seal: key id %q is not a lowercase canonical UUID", h.KeyID)
+	switch {
+	case parseUUID(h.KeyID, blob[keyIDOffset:materialIDOffset]):
+		blob[0] = formatV1
+	case parseMRKID(h.KeyID, blob[keyIDOffset:materialIDOffset]):
+		blob[0] = formatMRK
+	default:
+		return nil, fmt.Errorf("keys: seal: key id %q is neither a lowercase canonical UUID nor a multi-Region key id", h.KeyID)
 	}
 	if !parseLowerHex(h.MaterialID, blob[materialIDOffset:saltOffset]) {
 		return nil, fmt.Errorf("keys: seal: material id %q is not %d lowercase hex characters", h.MaterialID, 2*MaterialIDSize)
@@ -102,7 +123,7 @@ func Seal(rand io.Reader, material []byte, h Header, plaintext []byte, encCtx ma
 		return nil, fmt.Errorf("keys: seal: reading random salt: %w", err)
 	}
 
-	aead, nonce, err := deriveAEAD(material, salt)
+	aead, nonce, err := deriveAEAD(material, salt, infoOf(blob[0]))
 	if err != nil {
 		return nil, fmt.Errorf("keys: seal: %w", err)
 	}
@@ -116,21 +137,27 @@ func Seal(rand io.Reader, material []byte, h Header, plaintext []byte, encCtx ma
 // and is trustworthy only once Open succeeds.
 //
 // It fails with ErrInvalidCiphertext when blob is shorter than a header and
-// a tag or does not start with format version 1. Every 16-byte key id and
-// 32-byte material id has exactly one canonical text form, so the fields
-// themselves cannot be malformed; ParseHeader(blob) always re-encodes to
-// blob's first bytes.
+// a tag or does not start with format version 1 or 3. Every 16-byte key id
+// and 32-byte material id has exactly one canonical text form, so the
+// fields themselves cannot be malformed; ParseHeader(blob) always
+// re-encodes to blob's first bytes.
 func ParseHeader(blob []byte) (Header, error) {
 	// Checking the length against header+tag (not just the header) means
 	// callers never look up keys for a blob that Open would reject anyway.
 	if len(blob) < Overhead {
 		return Header{}, invalid("too short")
 	}
-	if blob[0] != formatV1 {
+	var keyID string
+	switch blob[0] {
+	case formatV1:
+		keyID = formatUUID(blob[keyIDOffset:materialIDOffset])
+	case formatMRK:
+		keyID = mrkPrefix + hex.EncodeToString(blob[keyIDOffset:materialIDOffset])
+	default:
 		return Header{}, invalid("unknown format version")
 	}
 	return Header{
-		KeyID:      formatUUID(blob[keyIDOffset:materialIDOffset]),
+		KeyID:      keyID,
 		MaterialID: hex.EncodeToString(blob[materialIDOffset:saltOffset]),
 	}, nil
 }
@@ -153,7 +180,7 @@ func Open(material []byte, blob []byte, encCtx map[string]string) ([]byte, error
 		// Seal refuses such a context, so no blob can be bound to it.
 		return nil, invalid("encryption context cannot be represented")
 	}
-	aead, nonce, err := deriveAEAD(material, blob[saltOffset:headerSize])
+	aead, nonce, err := deriveAEAD(material, blob[saltOffset:headerSize], infoOf(blob[0]))
 	if err != nil {
 		return nil, invalid("key derivation failed")
 	}
@@ -219,9 +246,9 @@ func CanonicalContext(encCtx map[string]string) ([]byte, error) {
 // only if two messages draw the same 256-bit salt, which is negligible
 // (birthday bound 2^128 messages). The nonce is derived rather than random
 // only to keep the blob short; any fixed nonce would be equally safe.
-func deriveAEAD(material, salt []byte) (cipher.AEAD, [nonceSize]byte, error) {
+func deriveAEAD(material, salt []byte, info string) (cipher.AEAD, [nonceSize]byte, error) {
 	var nonce [nonceSize]byte
-	okm, err := hkdf.Key(sha256.New, material, salt, hkdfInfo, 32+nonceSize)
+	okm, err := hkdf.Key(sha256.New, material, salt, info, 32+nonceSize)
 	if err != nil {
 		return nil, nonce, fmt.Errorf("deriving message key: %w", err)
 	}
@@ -239,6 +266,32 @@ func deriveAEAD(material, salt []byte) (cipher.AEAD, [nonceSize]byte, error) {
 		return nil, nonce, fmt.Errorf("creating GCM: %w", err)
 	}
 	return aead, nonce, nil
+}
+
+// infoOf returns the HKDF info label of a blob's format version (1 or 3;
+// ParseHeader has refused the others).
+func infoOf(format byte) string {
+	if format == formatMRK {
+		return hkdfInfoMRK
+	}
+	return hkdfInfo
+}
+
+// mrkPrefix begins every multi-Region key id.
+const mrkPrefix = "mrk-"
+
+// IsMultiRegionKeyID reports whether s is a multi-Region key id: "mrk-"
+// and 32 lowercase hex characters.
+func IsMultiRegionKeyID(s string) bool {
+	var b [keyIDSize]byte
+	return parseMRKID(s, b[:])
+}
+
+// parseMRKID decodes a multi-Region key id into dst (16 bytes): "mrk-" and
+// exactly 32 lowercase hex characters, so that one key has one id.
+func parseMRKID(s string, dst []byte) bool {
+	rest, ok := strings.CutPrefix(s, mrkPrefix)
+	return ok && len(dst) == keyIDSize && parseLowerHex(rest, dst)
 }
 
 // additionalData returns header || cc in a new slice.

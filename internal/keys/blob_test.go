@@ -543,7 +543,7 @@ func readVectors(t *testing.T) []*vector {
 	return vs
 }
 
-// TestVectors pins format version 1: these blobs were generated once and
+// TestVectors pins format versions 1 and 3: these blobs were generated once and
 // must be produced and accepted, byte for byte, by every future kmsd.
 // A failure here means the format changed. Do not regenerate the files.
 func TestVectors(t *testing.T) {
@@ -582,16 +582,23 @@ func TestVectors(t *testing.T) {
 func TestVectorsFromSpec(t *testing.T) {
 	for _, v := range readVectors(t) {
 		t.Run(v.file, func(t *testing.T) {
-			keyID, err := hex.DecodeString(strings.ReplaceAll(v.header.KeyID, "-", ""))
-			if err != nil {
-				t.Fatal(err)
+			// Version 1: a UUID's 16 bytes; version 3: the 16 bytes after
+			// "mrk-" of a multi-Region key id, and its own HKDF label.
+			version, info := byte(0x01), "kmsd ciphertext blob v1"
+			hexID := strings.ReplaceAll(v.header.KeyID, "-", "")
+			if rest, ok := strings.CutPrefix(v.header.KeyID, "mrk-"); ok {
+				version, info, hexID = 0x03, "kmsd ciphertext blob v3", rest
+			}
+			keyID, err := hex.DecodeString(hexID)
+			if err != nil || len(keyID) != 16 {
+				t.Fatalf("key id %s: %v", v.header.KeyID, err)
 			}
 			materialID, err := hex.DecodeString(v.header.MaterialID)
 			if err != nil {
 				t.Fatal(err)
 			}
-			header := append(append(append([]byte{0x01}, keyID...), materialID...), v.salt...)
-			okm, err := hkdf.Key(sha256.New, v.material, v.salt, "kmsd ciphertext blob v1", 44)
+			header := append(append(append([]byte{version}, keyID...), materialID...), v.salt...)
+			okm, err := hkdf.Key(sha256.New, v.material, v.salt, info, 44)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -642,5 +649,68 @@ func BenchmarkOpen(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestMultiRegionKeyBlobs: a multi-Region key id makes a version 3 blob,
+// which names the same id whatever key of the multi-Region key made it and
+// round-trips; a version 1 blob relabelled version 3 (or the reverse) does
+// not open, and malformed multi-Region key ids are refused.
+func TestMultiRegionKeyBlobs(t *testing.T) {
+	material := make([]byte, MaterialSize)
+	h := Header{KeyID: "mrk-1234abcd12ab34cd56ef1234567890ab", MaterialID: testHeader.MaterialID}
+	ec := map[string]string{"purpose": "mrk"}
+	blob, err := Seal(nil, material, h, []byte("hello"), ec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if blob[0] != formatMRK || len(blob) != Overhead+5 {
+		t.Fatalf("blob version %#x, length %d", blob[0], len(blob))
+	}
+	if got, err := ParseHeader(blob); err != nil || got != h {
+		t.Fatalf("ParseHeader = %+v, %v; want %+v", got, err, h)
+	}
+	if pt, err := Open(material, blob, ec); err != nil || string(pt) != "hello" {
+		t.Fatalf("Open = %q, %v", pt, err)
+	}
+	v1 := mustSeal(t, []byte("hello"), ec)
+	for name, b := range map[string][]byte{
+		"version 3 relabelled 1": append([]byte{formatV1}, blob[1:]...),
+		"version 1 relabelled 3": append([]byte{formatMRK}, v1.blob[1:]...),
+	} {
+		m := material
+		if name == "version 1 relabelled 3" {
+			m = v1.material
+		}
+		if _, err := Open(m, b, ec); !errors.Is(err, ErrInvalidCiphertext) {
+			t.Errorf("%s: Open = %v, want ErrInvalidCiphertext", name, err)
+		}
+	}
+	if !IsMultiRegionKeyID(h.KeyID) {
+		t.Errorf("IsMultiRegionKeyID(%s) = false", h.KeyID)
+	}
+	for _, id := range []string{"mrk-1234ABCD12ab34cd56ef1234567890ab", "mrk-1234abcd12ab34cd56ef1234567890a", "mrk-1234abcd12ab34cd56ef1234567890abc",
+		"MRK-1234abcd12ab34cd56ef1234567890ab", "mrk_1234abcd12ab34cd56ef1234567890ab", "1234abcd12ab34cd56ef1234567890ab", "mrk-"} {
+		if IsMultiRegionKeyID(id) {
+			t.Errorf("IsMultiRegionKeyID(%q) = true", id)
+		}
+		if _, err := Seal(nil, material, Header{KeyID: id, MaterialID: testHeader.MaterialID}, nil, nil); err == nil {
+			t.Errorf("Seal with key id %q succeeded", id)
+		}
+	}
+	// Any version 3 header re-encodes to its bytes.
+	r := testRand(4)
+	for range 100 {
+		b := make([]byte, Overhead)
+		r.Read(b)
+		b[0] = formatMRK
+		got, err := ParseHeader(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var enc [keyIDSize]byte
+		if !parseMRKID(got.KeyID, enc[:]) || !bytes.Equal(enc[:], b[keyIDOffset:materialIDOffset]) {
+			t.Fatalf("header %+v does not re-encode to %x", got, b[keyIDOffset:materialIDOffset])
+		}
 	}
 }

@@ -24,13 +24,22 @@ type DeleteAliasInput struct {
 	AliasName string
 }
 
-// checkAliasName applies AWS's rules for names of customer aliases.
+// checkAliasName applies AWS's rules for names of customer aliases: a name
+// that does not begin with "alias/" and a name is ValidationException; the
+// prefix alias/aws/ is AWS's, for AWS managed keys, and no caller may
+// create, move or delete such an alias (NotAuthorizedException); a colon,
+// which the model's pattern allows, would make the alias ARN ambiguous
+// (InvalidAliasNameException).
 func checkAliasName(name string) error {
 	if !strings.HasPrefix(name, "alias/") || len(name) == len("alias/") {
-		return awserr.Newf(awserr.InvalidAliasName, "Alias must start with the prefix \"alias/\" followed by a name: '%s'.", name)
+		return awserr.Invalid(awserr.Violation{Field: "aliasName", Value: name,
+			Constraint: "Member must satisfy regular expression pattern: ^alias/[a-zA-Z0-9/_-]+$"})
 	}
 	if strings.HasPrefix(name, "alias/aws/") || name == "alias/aws" {
-		return awserr.Newf(awserr.InvalidAliasName, "Alias '%s' is not valid: the prefix alias/aws/ is reserved for AWS managed keys.", name)
+		return awserr.Newf(awserr.NotAuthorized, "The alias %s is reserved: names that begin with alias/aws/ belong to AWS managed keys.", name)
+	}
+	if strings.Contains(name, ":") {
+		return awserr.Newf(awserr.InvalidAliasName, "Alias name %s is not valid: it may hold letters, digits, '/', '_' and '-' only.", name)
 	}
 	return nil
 }
@@ -217,7 +226,7 @@ func (s *Service) ListAliases(ctx context.Context, c Caller, in *ListAliasesInpu
 		out.Aliases = append(out.Aliases, AliasListEntry{
 			AliasName:       a.Name,
 			AliasArn:        aliasARNOf(a),
-			TargetKeyId:     a.KeyID,
+			TargetKeyId:     keyIDFromRecord(a.KeyID),
 			CreationDate:    a.Created,
 			LastUpdatedDate: a.Updated,
 		})

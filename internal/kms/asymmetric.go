@@ -139,6 +139,7 @@ func (s *Service) Sign(ctx context.Context, c Caller, in *SignInput) (*SignOutpu
 	if err != nil {
 		return nil, internal("sign", err)
 	}
+	s.noteUse(ctx, k, useSign)
 	return &SignOutput{KeyId: arnOf(k), Signature: sig, SigningAlgorithm: in.SigningAlgorithm}, nil
 }
 
@@ -183,6 +184,7 @@ func (s *Service) Verify(ctx context.Context, c Caller, in *VerifyInput) (*Verif
 	if in.DryRun {
 		return nil, errDryRun
 	}
+	s.noteUse(ctx, k, useVerify)
 	return &VerifyOutput{KeyId: arnOf(k), SignatureValid: true, SigningAlgorithm: in.SigningAlgorithm}, nil
 }
 
@@ -327,8 +329,10 @@ func (s *Service) generateDataKeyPair(ctx context.Context, c Caller, in *Generat
 	}
 	if withPlaintext {
 		out.PrivateKeyPlaintext = der
+		s.noteUse(ctx, k, useGenerateDataKeyPair)
 	} else {
 		clear(der)
+		s.noteUse(ctx, k, useGenerateDataKeyPairWithoutPlaintext)
 	}
 	return out, nil
 }
@@ -378,6 +382,7 @@ func (s *Service) DeriveSharedSecret(ctx context.Context, c Caller, in *DeriveSh
 		clear(secret)
 		return nil, errDryRun
 	}
+	s.noteUse(ctx, k, useDeriveSharedSecret)
 	return &DeriveSharedSecretOutput{KeyId: arnOf(k), SharedSecret: secret, KeyAgreementAlgorithm: in.KeyAgreementAlgorithm, KeyOrigin: k.Origin}, nil
 }
 
@@ -414,6 +419,7 @@ func (s *Service) Encapsulate(ctx context.Context, c Caller, in *EncapsulateInpu
 	if err != nil {
 		return nil, internal("encapsulate", err)
 	}
+	s.noteUse(ctx, k, useEncapsulate)
 	return &EncapsulateOutput{KeyId: arnOf(k), SharedSecret: secret, SharedSecretCiphertextBlob: ct, EncapsulationAlgorithm: in.EncapsulationAlgorithm}, nil
 }
 
@@ -455,5 +461,6 @@ func (s *Service) Decapsulate(ctx context.Context, c Caller, in *DecapsulateInpu
 	if err != nil {
 		return nil, internal("decapsulate", err)
 	}
+	s.noteUse(ctx, k, useDecapsulate)
 	return &DecapsulateOutput{KeyId: arnOf(k), SharedSecret: secret, EncapsulationAlgorithm: in.EncapsulationAlgorithm}, nil
 }

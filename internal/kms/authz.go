@@ -93,7 +93,10 @@ func keyContext(k *store.Key) (props, tags []ctxEntry) {
 		{"kms:keyusage", usage},
 		{"kms:customermasterkeyusage", usage},
 		{"kms:keyorigin", one(k.Origin)},
-		{"kms:multiregion", falseVals},
+		{"kms:multiregion", boolVals(isMultiRegion(k))},
+	}
+	if t := multiRegionKeyType(k); t != "" {
+		ctx = append(ctx, ctxEntry{"kms:multiregionkeytype", one(t)})
 	}
 	for _, t := range k.Tags {
 		tags = append(tags, ctxEntry{"aws:resourcetag/" + strings.ToLower(t.Key), []string{t.Value}})
@@ -199,7 +202,10 @@ type keyRequest struct {
 	// newGrant is the grant a CreateGrant request asks for: a grant that
 	// allows CreateGrant allows only grants within itself.
 	newGrant *CreateGrantInput
-	buf      [6]ctxEntry
+	// usageDays asks for kms:TrailingDaysWithoutKeyUsage, which reads the
+	// key's last use (DisableKey, ScheduleKeyDeletion).
+	usageDays bool
+	buf       [6]ctxEntry
 }
 
 func (r *keyRequest) set(key, value string) {

@@ -74,7 +74,7 @@ func (s *Service) seal(ctx context.Context, k *store.Key, plaintext []byte, ec m
 		return nil, err
 	}
 	defer m.release()
-	blob, err := keys.Seal(s.rand, m.key, keys.Header{KeyID: k.ID, MaterialID: k.CurrentMaterial}, plaintext, ec)
+	blob, err := keys.Seal(s.rand, m.key, keys.Header{KeyID: keyIDOf(k), MaterialID: k.CurrentMaterial}, plaintext, ec)
 	if err != nil {
 		return nil, internal("seal", err)
 	}
@@ -112,7 +112,9 @@ func (s *Service) open(ctx context.Context, c Caller, blob []byte, ec map[string
 		if err != nil {
 			return nil, "", nil, err
 		}
-		if k.ID != h.KeyID {
+		// Any related key of a multi-Region key opens the blobs of the
+		// others: they share their key id and material.
+		if keyIDOf(k) != h.KeyID {
 			return nil, "", nil, awserr.New(awserr.IncorrectKey, "The key ID in the request does not identify a CMK that can perform this operation.")
 		}
 	} else {
@@ -199,6 +201,7 @@ func (s *Service) Encrypt(ctx context.Context, c Caller, in *EncryptInput) (*Enc
 	if err != nil {
 		return nil, err
 	}
+	s.noteUse(ctx, k, useEncrypt)
 	return &EncryptOutput{CiphertextBlob: blob, KeyId: arnOf(k), EncryptionAlgorithm: algOrDefault(in.EncryptionAlgorithm)}, nil
 }
 
@@ -237,6 +240,7 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in *DecryptInput) (*Dec
 	if err != nil {
 		return nil, err
 	}
+	s.noteUse(ctx, k, useDecrypt)
 	return &DecryptOutput{KeyId: arnOf(k), Plaintext: pt, EncryptionAlgorithm: algOrDefault(in.EncryptionAlgorithm), KeyMaterialId: mid}, nil
 }
 
@@ -321,6 +325,8 @@ func (s *Service) ReEncrypt(ctx context.Context, c Caller, in *ReEncryptInput) (
 	if err != nil {
 		return nil, err
 	}
+	s.noteUse(ctx, src, useReEncrypt)
+	s.noteUse(ctx, dst, useReEncrypt)
 	return &ReEncryptOutput{
 		CiphertextBlob:                 blob,
 		SourceKeyId:                    arnOf(src),
@@ -410,8 +416,10 @@ func (s *Service) generateDataKey(ctx context.Context, c Caller, in *GenerateDat
 	out := &GenerateDataKeyOutput{CiphertextBlob: blob, KeyId: arnOf(k), KeyMaterialId: k.CurrentMaterial}
 	if withPlaintext {
 		out.Plaintext = dk
+		s.noteUse(ctx, k, useGenerateDataKey)
 	} else {
 		clear(dk)
+		s.noteUse(ctx, k, useGenerateDataKeyWithoutPlaintext)
 	}
 	return out, nil
 }

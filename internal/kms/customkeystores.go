@@ -521,17 +521,24 @@ func (s *Service) DeleteCustomKeyStore(ctx context.Context, c Caller, in *Custom
 }
 
 // describe returns the metadata of k as DescribeKey and CreateKey report it.
-func (s *Service) describe(ctx context.Context, k *store.Key) *KeyMetadata {
+func (s *Service) describe(ctx context.Context, k *store.Key) (*KeyMetadata, error) {
 	md := metadataOf(k)
+	if isMultiRegion(k) {
+		mrc, err := s.multiRegionConfiguration(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		md.MultiRegionConfiguration = mrc
+	}
 	if k.CustomKeyStoreID == "" {
-		return md
+		return md, nil
 	}
 	md.CustomKeyStoreId = k.CustomKeyStoreID
 	md.KeyState = s.keyState(k)
 	if cks, err := s.store.GetCustomKeyStore(ctx, k.CustomKeyStoreID); err == nil {
 		md.CloudHsmClusterId = cks.ClusterID
 	}
-	return md
+	return md, nil
 }
 
 // connectedCKS returns the caller's custom key store id and its HSM

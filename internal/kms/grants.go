@@ -470,8 +470,8 @@ func (s *Service) ListGrants(ctx context.Context, c Caller, in *ListGrantsInput)
 	return out, nil
 }
 
-// ListRetirableGrants lists the grants (on keys of any account) that a
-// principal may retire, ordered by grant id.
+// ListRetirableGrants lists the grants (on keys of any account, in the
+// caller's Region) that a principal may retire, ordered by grant id.
 func (s *Service) ListRetirableGrants(ctx context.Context, c Caller, in *ListRetirableGrantsInput) (*ListGrantsOutput, error) {
 	out := &ListGrantsOutput{Grants: []GrantListEntry{}}
 	if in.RetiringPrincipal == "" {
@@ -484,24 +484,33 @@ func (s *Service) ListRetirableGrants(ctx context.Context, c Caller, in *ListRet
 		return nil, errBadMarker
 	}
 	limit := limitOf(in.Limit, 50, 100)
-	gs, err := s.store.ListRetirableGrants(ctx, in.RetiringPrincipal, in.Marker, limit+1)
-	if err != nil {
-		return nil, internal("list retirable grants", err)
-	}
-	for _, g := range gs {
-		if len(out.Grants) == limit {
-			out.Truncated = true
-			out.NextMarker = out.Grants[limit-1].GrantId
+	// A grant lives in its key's Region: the grants of keys in other
+	// Regions are skipped, page after page, until a page is full.
+	after := in.Marker
+	for len(out.Grants) <= limit {
+		gs, err := s.store.ListRetirableGrants(ctx, in.RetiringPrincipal, after, limit+1)
+		if err != nil {
+			return nil, internal("list retirable grants", err)
+		}
+		for _, g := range gs {
+			after = g.ID
+			k, err := s.key(ctx, g.KeyID)
+			if isNotFound(err) || err == nil && k.Region != c.Region {
+				continue
+			}
+			if err != nil {
+				return nil, internal("get key", err)
+			}
+			if len(out.Grants) == limit {
+				out.Truncated = true
+				out.NextMarker = out.Grants[limit-1].GrantId
+				return out, nil
+			}
+			out.Grants = append(out.Grants, s.grantEntry(k, g))
+		}
+		if len(gs) <= limit {
 			break
 		}
-		k, err := s.key(ctx, g.KeyID)
-		if isNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return nil, internal("get key", err)
-		}
-		out.Grants = append(out.Grants, s.grantEntry(k, g))
 	}
 	return out, nil
 }
@@ -547,7 +556,9 @@ func (s *Service) grantToRetire(ctx context.Context, c Caller, in *RetireGrantIn
 		return nil, nil, awserr.New(awserr.Validation, "RetireGrant needs a GrantToken, or a KeyId (the key ARN) and a GrantId.")
 	}
 	k, err := s.key(ctx, g.KeyID)
-	if isNotFound(err) {
+	// A grant of a key in another Region does not exist in this one (a
+	// grant token names its grant wherever it is presented).
+	if isNotFound(err) || err == nil && k.Region != c.Region {
 		return nil, nil, grantNotFound(g.ID)
 	}
 	if err != nil {

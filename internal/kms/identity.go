@@ -195,6 +195,7 @@ var needNames = []struct {
 	{"kms:wrappingkeyspec", needRequest}, {"kms:expirationmodel", needRequest}, {"kms:validto", needRequest},
 	{"kms:retiringprincipal", needRequest}, {"kms:bypasspolicylockoutsafetycheck", needRequest},
 	{"aws:requesttag/", needRequest}, {"aws:tagkeys", needRequest},
+	{"kms:trailingdayswithoutkeyusage", needRequest}, {"kms:replicaregion", needRequest}, {"kms:primaryregion", needRequest},
 }
 
 // contextNeeds returns the groups of condition keys a policy document may

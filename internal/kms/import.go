@@ -299,7 +299,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Caller, in *ImportKey
 	if err := checkImportedMaterial(k, material); err != nil {
 		return nil, err
 	}
-	id := importedMaterialID(arnOf(k), material)
+	id := importedMaterialID(materialIDScope(k), material)
 	if in.KeyMaterialId != "" && in.KeyMaterialId != id {
 		return nil, awserr.New(awserr.IncorrectKeyMaterial, "The key material does not match the KeyMaterialId in the request.")
 	}
@@ -319,21 +319,29 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Caller, in *ImportKey
 		return nil, internal("wrap key material", err)
 	}
 	m := &store.Material{KeyID: k.ID, ID: id, Wrapped: wrapped, Created: now}
-	updated, err := s.store.ReplaceMaterial(ctx, k.ID, m, id, func(cur *store.Key) error {
-		if err := checkImportable(cur); err != nil {
-			return err
-		}
-		if cur.CurrentMaterial != "" && cur.CurrentMaterial != id {
-			return errIncorrectMaterial(cur)
-		}
-		cur.CurrentMaterial = id
-		if cur.State == StatePendingImport {
-			cur.State = StateEnabled
-		}
-		cur.MaterialValidTo = validTo
-		cur.ExpirationModel = model
-		return nil
-	})
+	importInto := func(tx store.Tx) (*store.Key, error) {
+		return tx.ReplaceMaterial(ctx, k.ID, m, id, func(cur *store.Key) error {
+			if err := checkImportable(cur); err != nil {
+				return err
+			}
+			if cur.CurrentMaterial != "" && cur.CurrentMaterial != id {
+				return errIncorrectMaterial(cur)
+			}
+			cur.CurrentMaterial = id
+			if cur.State == StatePendingImport {
+				cur.State = StateEnabled
+			}
+			cur.MaterialValidTo = validTo
+			cur.ExpirationModel = model
+			return nil
+		})
+	}
+	var updated *store.Key
+	if isMultiRegion(k) {
+		updated, err = s.importMultiRegion(ctx, k, id, importInto)
+	} else {
+		updated, err = importInto(s.store)
+	}
 	if err != nil {
 		return nil, s.materialWriteError(k, err)
 	}
@@ -515,7 +523,7 @@ func (s *Service) removeMaterial(ctx context.Context, k *store.Key, check func(*
 		if err := check(cur); err != nil {
 			return err
 		}
-		if cur.State != StatePendingDeletion {
+		if cur.State != StatePendingDeletion && cur.State != StatePendingReplicaDeletion {
 			// A key pending deletion stays so; CancelKeyDeletion
 			// returns it to PendingImport.
 			cur.State = StatePendingImport

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -14,26 +15,29 @@ import (
 
 // KeyMetadata describes a key as DescribeKey reports it.
 type KeyMetadata struct {
-	AWSAccountId                string
-	KeyId                       string // bare key id
-	Arn                         string
-	CreationDate                time.Time
-	Enabled                     bool
-	Description                 string
-	KeyUsage                    string
-	KeyState                    string
-	Origin                      string
-	KeyManager                  string
-	CustomerMasterKeySpec       string
-	KeySpec                     string
-	EncryptionAlgorithms        []string
-	SigningAlgorithms           []string
-	MacAlgorithms               []string
-	KeyAgreementAlgorithms      []string
-	EncapsulationAlgorithms     []string
-	MultiRegion                 bool
-	DeletionDate                time.Time // zero unless pending deletion
-	PendingDeletionWindowInDays int       // zero unless pending deletion
+	AWSAccountId             string
+	KeyId                    string // bare key id
+	Arn                      string
+	CreationDate             time.Time
+	Enabled                  bool
+	Description              string
+	KeyUsage                 string
+	KeyState                 string
+	Origin                   string
+	KeyManager               string
+	CustomerMasterKeySpec    string
+	KeySpec                  string
+	EncryptionAlgorithms     []string
+	SigningAlgorithms        []string
+	MacAlgorithms            []string
+	KeyAgreementAlgorithms   []string
+	EncapsulationAlgorithms  []string
+	MultiRegion              bool
+	MultiRegionConfiguration *MultiRegionConfiguration // multi-Region keys only
+	DeletionDate             time.Time                 // zero unless pending deletion
+	// PendingDeletionWindowInDays is zero unless pending deletion (or, for a
+	// primary waiting for its replicas, PendingReplicaDeletion).
+	PendingDeletionWindowInDays int
 	CurrentKeyMaterialId        string
 	ExpirationModel             string    // imported material only
 	ValidTo                     time.Time // zero unless imported material expires
@@ -50,7 +54,7 @@ type Tag struct {
 func metadataOf(k *store.Key) *KeyMetadata {
 	md := &KeyMetadata{
 		AWSAccountId:          k.Account,
-		KeyId:                 k.ID,
+		KeyId:                 keyIDOf(k),
 		Arn:                   arnOf(k),
 		CreationDate:          k.Created,
 		Enabled:               k.State == StateEnabled,
@@ -62,6 +66,7 @@ func metadataOf(k *store.Key) *KeyMetadata {
 		CustomerMasterKeySpec: cmkSpec(k.KeySpec),
 		KeySpec:               k.KeySpec,
 		CurrentKeyMaterialId:  k.CurrentMaterial,
+		MultiRegion:           isMultiRegion(k),
 	}
 	algs := algorithmsOf(k.KeySpec, k.KeyUsage)
 	md.EncryptionAlgorithms = algs.Encryption
@@ -73,8 +78,12 @@ func metadataOf(k *store.Key) *KeyMetadata {
 		md.ExpirationModel = k.ExpirationModel
 		md.ValidTo = k.MaterialValidTo
 	}
-	if k.State == StatePendingDeletion {
+	switch k.State {
+	case StatePendingDeletion:
 		md.DeletionDate = k.DeletionDate
+		md.PendingDeletionWindowInDays = k.PendingWindowDays
+	case StatePendingReplicaDeletion:
+		// The deletion date is known once the last replica is deleted.
 		md.PendingDeletionWindowInDays = k.PendingWindowDays
 	}
 	return md
@@ -171,8 +180,8 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 	if in.XksKeyId != "" {
 		return nil, awserr.New(awserr.UnsupportedOperation, "XksKeyId requires an external key store, which this kmsd does not offer.")
 	}
-	if in.MultiRegion {
-		return nil, awserr.New(awserr.UnsupportedOperation, "Multi-Region keys are not supported by this kmsd version.")
+	if in.MultiRegion && (in.CustomKeyStoreId != "" || origin == OriginCloudHSM) {
+		return nil, awserr.New(awserr.UnsupportedOperation, "A multi-Region key cannot be created in a custom key store.")
 	}
 	policy := DefaultKeyPolicy(c.Account)
 	if in.Policy != nil {
@@ -189,8 +198,18 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 	if err != nil {
 		return nil, internal("generate key id", err)
 	}
+	keyID := id.String()
+	var mrk string
+	if in.MultiRegion {
+		// A multi-Region primary key: its id is the one its replicas
+		// will share (multiregion.go).
+		if mrk, err = newMultiRegionKeyID(s.rand); err != nil {
+			return nil, internal("generate key id", err)
+		}
+		keyID = recordID(c.Region, mrk)
+	}
 	k := &store.Key{
-		ID:          id.String(),
+		ID:          keyID,
 		Account:     c.Account,
 		Region:      c.Region,
 		Description: in.Description,
@@ -202,6 +221,9 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 		Created:     s.now().UTC(),
 		Policy:      policy,
 		Tags:        tags,
+	}
+	if mrk != "" {
+		k.MultiRegionKeyID, k.PrimaryRegion = mrk, c.Region
 	}
 	var m *store.Material
 	if in.CustomKeyStoreId != "" {
@@ -227,7 +249,11 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 	}
 	s.view.dropKey(k.ID)
 	s.log.InfoContext(ctx, "key created", "key", arnOf(k))
-	return &CreateKeyOutput{KeyMetadata: s.describe(ctx, k)}, nil
+	md, err := s.describe(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	return &CreateKeyOutput{KeyMetadata: md}, nil
 }
 
 // KeyIdInput is the request of the operations that take only a KeyId.
@@ -247,7 +273,11 @@ func (s *Service) DescribeKey(ctx context.Context, c Caller, in *KeyIdInput) (*D
 	if err != nil {
 		return nil, err
 	}
-	return &DescribeKeyOutput{KeyMetadata: s.describe(ctx, k)}, nil
+	md, err := s.describe(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	return &DescribeKeyOutput{KeyMetadata: md}, nil
 }
 
 // ListInput is the paging part of every List request.
@@ -290,7 +320,14 @@ func (s *Service) ListKeys(ctx context.Context, c Caller, in *ListInput) (*ListK
 		return nil, errBadMarker
 	}
 	limit := limitOf(in.Limit, 100, 1000)
-	ks, err := s.store.ListKeys(ctx, c.Account, c.Region, in.Marker, limit+1)
+	// Records sort as their key ids do (a Region's records of
+	// multi-Region keys are "<key id>/<Region>"), so the marker, a key id,
+	// names the record to list after.
+	after := ""
+	if in.Marker != "" {
+		after = recordID(c.Region, in.Marker)
+	}
+	ks, err := s.store.ListKeys(ctx, c.Account, c.Region, after, limit+1)
 	if err != nil {
 		return nil, internal("list keys", err)
 	}
@@ -298,10 +335,10 @@ func (s *Service) ListKeys(ctx context.Context, c Caller, in *ListInput) (*ListK
 	if len(ks) > limit {
 		ks = ks[:limit]
 		out.Truncated = true
-		out.NextMarker = ks[len(ks)-1].ID
+		out.NextMarker = keyIDOf(ks[len(ks)-1])
 	}
 	for _, k := range ks {
-		out.Keys = append(out.Keys, KeyListEntry{KeyId: k.ID, KeyArn: arnOf(k)})
+		out.Keys = append(out.Keys, KeyListEntry{KeyId: keyIDOf(k), KeyArn: arnOf(k)})
 	}
 	return out, nil
 }
@@ -379,17 +416,71 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, c Caller, in *Schedul
 			return nil, awserr.Invalid(rangeViolation("pendingWindowInDays", days, 7, 30))
 		}
 	}
-	k, err := s.manageKey(ctx, c, in.KeyId, func(k *store.Key) error {
-		k.State = StatePendingDeletion
-		k.DeletionDate = s.now().UTC().Add(time.Duration(days) * 24 * time.Hour)
-		k.PendingWindowDays = days
-		return nil
-	})
+	k, err := s.resolve(ctx, c, in.KeyId, idOrARN)
 	if err != nil {
 		return nil, err
 	}
-	s.log.InfoContext(ctx, "key deletion scheduled", "key", arnOf(k), "deletion_date", k.DeletionDate)
+	if isMultiRegion(k) && !isReplica(k) {
+		k, err = s.schedulePrimaryDeletion(ctx, k, days)
+	} else {
+		k, err = s.updateKey(ctx, k.ID, func(k *store.Key) error {
+			if err := checkManageable(k); err != nil {
+				return err
+			}
+			k.State = StatePendingDeletion
+			k.DeletionDate = s.now().UTC().Add(time.Duration(days) * day)
+			k.PendingWindowDays = days
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "key deletion scheduled", "key", arnOf(k), "state", k.State, "deletion_date", k.DeletionDate)
 	return &ScheduleKeyDeletionOutput{KeyId: arnOf(k), DeletionDate: k.DeletionDate, KeyState: k.State, PendingWindowInDays: days}, nil
+}
+
+// schedulePrimaryDeletion schedules the deletion of multi-Region primary
+// key k: PendingDeletion when it has no replicas, else
+// PendingReplicaDeletion, where it waits (in no Region usable) until the
+// last replica is deleted (deleteReplica) before its own waiting period
+// of days begins.
+//
+// The replicas are listed outside the key's write; a replica made or
+// deleted meanwhile wrote the primary too (multiregion.go), so the write
+// is a compare and set on the revision read before the list.
+func (s *Service) schedulePrimaryDeletion(ctx context.Context, k *store.Key, days int) (*store.Key, error) {
+	for range 3 {
+		fresh, err := s.store.GetKey(ctx, k.ID)
+		if err != nil {
+			return nil, s.materialWriteError(k, err)
+		}
+		related, err := s.store.ListMultiRegionKeys(ctx, k.MultiRegionKeyID)
+		if err != nil {
+			return nil, internal("list the keys of a multi-Region key", err)
+		}
+		replicas := slices.ContainsFunc(related, isReplica)
+		k, err = s.updateKey(ctx, k.ID, func(cur *store.Key) error {
+			if err := checkManageable(cur); err != nil {
+				return err
+			}
+			if cur.Revision != fresh.Revision {
+				return errRotationRaced
+			}
+			cur.PendingWindowDays = days
+			if replicas {
+				cur.State, cur.DeletionDate = StatePendingReplicaDeletion, time.Time{}
+			} else {
+				cur.State, cur.DeletionDate = StatePendingDeletion, s.now().UTC().Add(time.Duration(days)*day)
+			}
+			return nil
+		})
+		if !errors.Is(err, errRotationRaced) {
+			return k, err
+		}
+		k = fresh
+	}
+	return nil, awserr.Newf(awserr.Conflict, "%s changed while its deletion was being scheduled. Try again.", arnOf(k))
 }
 
 // CancelKeyDeletionOutput is the CancelKeyDeletion response.
@@ -405,7 +496,7 @@ func (s *Service) CancelKeyDeletion(ctx context.Context, c Caller, in *KeyIdInpu
 		return nil, err
 	}
 	k, err = s.updateKey(ctx, k.ID, func(k *store.Key) error {
-		if k.State != StatePendingDeletion {
+		if k.State != StatePendingDeletion && k.State != StatePendingReplicaDeletion {
 			return awserr.Newf(awserr.KMSInvalidState, "%s is not pending deletion.", arnOf(k))
 		}
 		k.State = StateDisabled
@@ -447,7 +538,11 @@ func (s *Service) ReapDeletedKeys(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("reap: list keys pending deletion: %w", err)
 	}
 	return s.forEachDue(ctx, "reap: delete key", due, func(k *store.Key) error {
-		if err := s.store.DeleteKey(ctx, k.ID, k.Revision); err != nil {
+		del := func() error { return s.store.DeleteKey(ctx, k.ID, k.Revision) }
+		if isReplica(k) {
+			del = func() error { return s.deleteReplica(ctx, k) }
+		}
+		if err := del(); err != nil {
 			return err
 		}
 		if k.CustomKeyStoreID != "" {

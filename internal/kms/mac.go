@@ -63,6 +63,7 @@ func (s *Service) GenerateMac(ctx context.Context, c Caller, in *GenerateMacInpu
 	if err != nil {
 		return nil, internal("generate MAC", err)
 	}
+	s.noteUse(ctx, k, useGenerateMac)
 	return &GenerateMacOutput{KeyId: arnOf(k), Mac: mac, MacAlgorithm: in.MacAlgorithm}, nil
 }
 
@@ -87,5 +88,6 @@ func (s *Service) VerifyMac(ctx context.Context, c Caller, in *VerifyMacInput) (
 	if in.DryRun {
 		return nil, errDryRun
 	}
+	s.noteUse(ctx, k, useVerifyMac)
 	return &VerifyMacOutput{KeyId: arnOf(k), MacValid: true, MacAlgorithm: in.MacAlgorithm}, nil
 }

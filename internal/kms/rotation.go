@@ -72,6 +72,9 @@ func (s *Service) EnableKeyRotation(ctx context.Context, c Caller, in *EnableKey
 	if err != nil {
 		return err
 	}
+	if isReplica(k) {
+		return errReplicaRotation(k)
+	}
 	changed := false
 	k, err = s.updateKey(ctx, k.ID, func(k *store.Key) error {
 		if err := checkRotatable(k); err != nil {
@@ -79,6 +82,9 @@ func (s *Service) EnableKeyRotation(ctx context.Context, c Caller, in *EnableKey
 		}
 		if err := checkUsable(k); err != nil {
 			return err
+		}
+		if isReplica(k) {
+			return errReplicaRotation(k)
 		}
 		if k.RotationEnabled && k.RotationPeriodDays == days {
 			return nil
@@ -102,6 +108,9 @@ func (s *Service) DisableKeyRotation(ctx context.Context, c Caller, in *KeyIdInp
 	if err != nil {
 		return err
 	}
+	if isReplica(k) {
+		return errReplicaRotation(k)
+	}
 	changed := false
 	k, err = s.updateKey(ctx, k.ID, func(k *store.Key) error {
 		if err := checkRotatable(k); err != nil {
@@ -109,6 +118,9 @@ func (s *Service) DisableKeyRotation(ctx context.Context, c Caller, in *KeyIdInp
 		}
 		if err := checkUsable(k); err != nil {
 			return err
+		}
+		if isReplica(k) {
+			return errReplicaRotation(k)
 		}
 		changed = k.RotationEnabled
 		k.RotationEnabled = false
@@ -142,9 +154,15 @@ func (s *Service) GetKeyRotationStatus(ctx context.Context, c Caller, in *KeyIdI
 	if err := checkManageable(k); err != nil {
 		return nil, err
 	}
-	out := &GetKeyRotationStatusOutput{KeyId: arnOf(k), KeyRotationEnabled: k.RotationEnabled, RotationPeriodInDays: k.RotationPeriodDays}
-	if k.RotationEnabled {
-		out.NextRotationDate = k.NextRotation
+	// The keys of a multi-Region key rotate together, as their primary's
+	// settings say.
+	p, err := s.primaryFor(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	out := &GetKeyRotationStatusOutput{KeyId: arnOf(k), KeyRotationEnabled: p.RotationEnabled, RotationPeriodInDays: p.RotationPeriodDays}
+	if p.RotationEnabled {
+		out.NextRotationDate = p.NextRotation
 	}
 	return out, nil
 }
@@ -160,6 +178,9 @@ func (s *Service) RotateKeyOnDemand(ctx context.Context, c Caller, in *KeyIdInpu
 	k, err := s.resolve(ctx, c, in.KeyId, idOrARN)
 	if err != nil {
 		return nil, err
+	}
+	if isReplica(k) && (checkRotatable(k) == nil || importedSymmetric(k)) {
+		return nil, errReplicaRotation(k)
 	}
 	if importedSymmetric(k) {
 		return s.rotateImported(ctx, k)
@@ -183,6 +204,10 @@ func (s *Service) RotateKeyOnDemand(ctx context.Context, c Caller, in *KeyIdInpu
 		cur.OnDemandRotations++
 		return nil
 	})
+	if errors.Is(err, errRotationRaced) {
+		// A replica came or went during the rotation of a multi-Region key.
+		return nil, awserr.Newf(awserr.Conflict, "%s changed while it was being rotated. Try again.", arnOf(k))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -217,6 +242,9 @@ func (s *Service) rotateImported(ctx context.Context, k *store.Key) (*RotateKeyO
 	if pending == nil {
 		return nil, awserr.Newf(awserr.UnsupportedOperation, "%s has no key material in PENDING_ROTATION state. Import new key material with ImportType NEW_KEY_MATERIAL before rotating the key on demand.", arnOf(k))
 	}
+	if isMultiRegion(k) {
+		return s.rotateImportedMultiRegion(ctx, k, pending)
+	}
 	promoted := *pending
 	promoted.RotationType = store.RotationOnDemand
 	promoted.Created = s.now().UTC()
@@ -250,6 +278,9 @@ func errOnDemandLimit(k *store.Key) error {
 // check (which may also change the key) run on the key as stored, inside
 // the transaction.
 func (s *Service) rotate(ctx context.Context, k *store.Key, rotationType string, check func(*store.Key) error) (*store.Key, error) {
+	if isMultiRegion(k) {
+		return s.rotateMultiRegion(ctx, k, rotationType, check)
+	}
 	m, err := s.newMaterialFor(ctx, k)
 	if err != nil {
 		return nil, err
@@ -263,19 +294,24 @@ func (s *Service) rotate(ctx context.Context, k *store.Key, rotationType string,
 		return nil
 	})
 	if err != nil {
-		var ae *awserr.Error
-		if errors.As(err, &ae) || errors.Is(err, errRotationRaced) {
-			return nil, err
-		}
-		if errors.Is(err, store.ErrNotFound) {
-			s.forget(k.ID)
-			return nil, notFoundKey(arnOf(k))
-		}
-		return nil, internal("rotate key", err)
+		return nil, s.rotateError(k, err)
 	}
 	s.view.dropKey(updated.ID)
 	s.log.InfoContext(ctx, "key rotated", "key", arnOf(updated), "type", rotationType, "key_material_id", m.ID)
 	return updated, nil
+}
+
+// rotateError maps the error of a rotation of k.
+func (s *Service) rotateError(k *store.Key, err error) error {
+	var ae *awserr.Error
+	if errors.As(err, &ae) || errors.Is(err, errRotationRaced) {
+		return err
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		s.forget(k.ID)
+		return notFoundKey(arnOf(k))
+	}
+	return internal("rotate key", err)
 }
 
 // errRotationRaced is what a scheduled rotation meets when another node (or
@@ -376,13 +412,24 @@ func (s *Service) ListKeyRotations(ctx context.Context, c Caller, in *ListKeyRot
 		if (m.RotationType == "" || pending) && !all {
 			continue
 		}
-		e := RotationsListEntry{KeyId: k.ID, KeyMaterialId: m.ID, RotationType: m.RotationType, KeyMaterialState: "NON_CURRENT"}
+		e := RotationsListEntry{KeyId: keyIDOf(k), KeyMaterialId: m.ID, RotationType: m.RotationType, KeyMaterialState: "NON_CURRENT"}
 		if m.RotationType != "" && !pending {
 			e.RotationDate = m.Created
 		}
 		if pending {
 			e.RotationType = ""
 			e.KeyMaterialState = "PENDING_ROTATION"
+			if isMultiRegion(fresh) && !isReplica(fresh) {
+				// A multi-Region key rotates to material that every
+				// related key holds.
+				missing, err := s.lackingPending(ctx, fresh, m.ID)
+				if err != nil {
+					return nil, err
+				}
+				if len(missing) > 0 {
+					e.KeyMaterialState = "PENDING_MULTI_REGION_IMPORT_AND_ROTATION"
+				}
+			}
 		}
 		if m.ID == fresh.CurrentMaterial {
 			e.KeyMaterialState = "CURRENT"
@@ -399,7 +446,7 @@ func (s *Service) ListKeyRotations(ctx context.Context, c Caller, in *ListKeyRot
 	if imported && !seenCurrent && fresh.CurrentMaterial != "" && all {
 		// The current material was deleted (or expired): it is listed
 		// as pending import.
-		entries = append(entries, RotationsListEntry{KeyId: k.ID, KeyMaterialId: fresh.CurrentMaterial,
+		entries = append(entries, RotationsListEntry{KeyId: keyIDOf(k), KeyMaterialId: fresh.CurrentMaterial,
 			KeyMaterialState: "CURRENT", ImportState: "PENDING_IMPORT"})
 	}
 	start := 0

@@ -54,6 +54,13 @@ func onKey[In any](op string, form resolveForm, cross bool, describe func(in *In
 		if err != nil {
 			return err
 		}
+		if r.usageDays {
+			days, err := a.s.trailingDaysWithoutUse(a.ctx, k)
+			if err != nil {
+				return err
+			}
+			r.set("kms:trailingdayswithoutkeyusage", strconv.FormatInt(days, 10))
+		}
 		return a.checkKey(a.action, a.grantOp, k, r)
 	})
 }
@@ -72,10 +79,14 @@ var (
 	AuthorizeUpdateKeyDescription = onKey("UpdateKeyDescription", idOrARN, sameAccount, func(in *UpdateKeyDescriptionInput, r *keyRequest) {
 		r.keyID = in.KeyId
 	})
-	AuthorizeEnableKey           = onKey("EnableKey", idOrARN, sameAccount, keyIDOnly)
-	AuthorizeDisableKey          = onKey("DisableKey", idOrARN, sameAccount, keyIDOnly)
+	AuthorizeEnableKey  = onKey("EnableKey", idOrARN, sameAccount, keyIDOnly)
+	AuthorizeDisableKey = onKey("DisableKey", idOrARN, sameAccount, func(in *KeyIdInput, r *keyRequest) {
+		r.keyID, r.tokens = in.KeyId, in.GrantTokens
+		r.usageDays = true
+	})
 	AuthorizeScheduleKeyDeletion = onKey("ScheduleKeyDeletion", idOrARN, sameAccount, func(in *ScheduleKeyDeletionInput, r *keyRequest) {
 		r.keyID = in.KeyId
+		r.usageDays = true
 		days := int32(30)
 		if in.PendingWindowInDays != nil {
 			days = *in.PendingWindowInDays
@@ -83,6 +94,7 @@ var (
 		r.set("kms:schedulekeydeletionpendingwindowindays", strconv.Itoa(int(days)))
 	})
 	AuthorizeCancelKeyDeletion = onKey("CancelKeyDeletion", idOrARN, sameAccount, keyIDOnly)
+	AuthorizeGetKeyLastUsage   = onKey("GetKeyLastUsage", idOrARN, sameAccount, func(in *GetKeyLastUsageInput, r *keyRequest) { r.keyID = in.KeyId })
 
 	// Rotation (rotation.go).
 	AuthorizeEnableKeyRotation = onKey("EnableKeyRotation", idOrARN, sameAccount, func(in *EnableKeyRotationInput, r *keyRequest) {
@@ -200,6 +212,10 @@ var (
 	})
 	AuthorizeRetireGrant         = custom("RetireGrant", authorizeRetireGrant)
 	AuthorizeListRetirableGrants = custom("ListRetirableGrants", authorizeListRetirableGrants)
+
+	// Multi-Region keys (multiregion.go).
+	AuthorizeReplicateKey        = custom("ReplicateKey", authorizeReplicateKey)
+	AuthorizeUpdatePrimaryRegion = custom("UpdatePrimaryRegion", authorizeUpdatePrimaryRegion)
 )
 
 func orDefault(s, def string) string {
@@ -229,7 +245,9 @@ func (s *Service) blobKey(ctx context.Context, c Caller, id string) (*store.Key,
 		noteKey(ctx, k)
 		return k, nil
 	}
-	k, err := s.key(ctx, id)
+	// The blob names a key id; the key of that id in the caller's Region
+	// decrypts it (for a multi-Region key, the related key there).
+	k, err := s.key(ctx, recordID(c.Region, id))
 	if err == nil && k.Region == c.Region {
 		return k, nil
 	}
@@ -396,6 +414,11 @@ func (a *authzCall) currentAliasKey(name string) (*store.Key, error) {
 }
 
 func authorizeCreateAlias(a *authzCall, in *AliasInput) error {
+	// A name no one may use is refused before authorization, as AWS
+	// validates a request before authorizing it.
+	if err := checkAliasName(in.AliasName); err != nil {
+		return err
+	}
 	if err := a.checkIdentity("kms:CreateAlias", a.c.aliasARN(in.AliasName), nil); err != nil {
 		return err
 	}
@@ -407,6 +430,11 @@ func authorizeCreateAlias(a *authzCall, in *AliasInput) error {
 }
 
 func authorizeUpdateAlias(a *authzCall, in *AliasInput) error {
+	// A name no one may use is refused before authorization, as AWS
+	// validates a request before authorizing it.
+	if err := checkAliasName(in.AliasName); err != nil {
+		return err
+	}
 	if err := a.checkIdentity("kms:UpdateAlias", a.c.aliasARN(in.AliasName), nil); err != nil {
 		return err
 	}
@@ -425,6 +453,11 @@ func authorizeUpdateAlias(a *authzCall, in *AliasInput) error {
 }
 
 func authorizeDeleteAlias(a *authzCall, in *DeleteAliasInput) error {
+	// A name no one may use is refused before authorization, as AWS
+	// validates a request before authorizing it.
+	if err := checkAliasName(in.AliasName); err != nil {
+		return err
+	}
 	if err := a.checkIdentity("kms:DeleteAlias", a.c.aliasARN(in.AliasName), nil); err != nil {
 		return err
 	}
@@ -433,4 +466,88 @@ func authorizeDeleteAlias(a *authzCall, in *DeleteAliasInput) error {
 		return err
 	}
 	return a.aliasKey("kms:DeleteAlias", k)
+}
+
+// authorizeReplicateKey checks what AWS checks: kms:ReplicateKey on the
+// primary key (its key policy, in its Region), then kms:CreateKey (and
+// kms:TagResource when the request tags the replica) in the caller's
+// identity policies as a request in the replica's Region, and the lockout
+// safety check of the replica's policy.
+func authorizeReplicateKey(a *authzCall, in *ReplicateKeyInput) error {
+	k, err := a.resolve(in.KeyId, idOrARN)
+	if err != nil {
+		return err
+	}
+	r := &keyRequest{keyID: in.KeyId}
+	r.set("kms:replicaregion", in.ReplicaRegion)
+	if err := a.checkKey("kms:ReplicateKey", "", k, r); err != nil {
+		return err
+	}
+	there := a.inRegion(in.ReplicaRegion)
+	cr := &keyRequest{}
+	cr.set("kms:keyspec", k.KeySpec)
+	cr.set("kms:customermasterkeyspec", k.KeySpec)
+	cr.set("kms:keyusage", k.KeyUsage)
+	cr.set("kms:customermasterkeyusage", k.KeyUsage)
+	cr.set("kms:keyorigin", k.Origin)
+	cr.setAll("kms:multiregion", trueVals)
+	cr.set("kms:multiregionkeytype", MultiRegionReplica)
+	cr.setAll("kms:bypasspolicylockoutsafetycheck", boolVals(in.BypassPolicyLockoutSafetyCheck))
+	cr.requestTags(in.Tags)
+	if err := there.checkIdentity("kms:CreateKey", "*", cr); err != nil {
+		return err
+	}
+	if len(in.Tags) > 0 {
+		if err := there.checkIdentity("kms:TagResource", "*", cr); err != nil {
+			return err
+		}
+	}
+	if in.Policy == nil || in.BypassPolicyLockoutSafetyCheck {
+		return nil
+	}
+	pol, err := compileKeyPolicy(*in.Policy)
+	if err != nil {
+		return err
+	}
+	pc, err := there.context(nil, cr, needAll)
+	if err != nil {
+		return err
+	}
+	return checkLockout(pol, a.id, kmsARN(Partition, in.ReplicaRegion, k.Account, "key/"+keyIDOf(k)), pc)
+}
+
+// authorizeUpdatePrimaryRegion checks kms:UpdatePrimaryRegion on the
+// current primary key and on the replica that becomes the primary, each
+// under its own key policy (with kms:PrimaryRegion). A request the
+// operation refuses anyway (no such replica, not a primary key) is left to
+// the operation's error.
+func authorizeUpdatePrimaryRegion(a *authzCall, in *UpdatePrimaryRegionInput) error {
+	k, err := a.resolve(in.KeyId, idOrARN)
+	if err != nil {
+		return err
+	}
+	r := &keyRequest{keyID: in.KeyId}
+	r.set("kms:primaryregion", in.PrimaryRegion)
+	if err := a.checkKey("kms:UpdatePrimaryRegion", "", k, r); err != nil {
+		return err
+	}
+	if !isMultiRegion(k) || isReplica(k) || in.PrimaryRegion == k.Region || !a.s.served(in.PrimaryRegion) {
+		return nil
+	}
+	np, err := a.s.key(a.ctx, recordID(in.PrimaryRegion, k.MultiRegionKeyID))
+	if isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return internal("get key", err)
+	}
+	return a.checkKey("kms:UpdatePrimaryRegion", "", np, r)
+}
+
+// inRegion returns the authorization as if the request were made in
+// region (aws:RequestedRegion): ReplicateKey's half in the replica's Region.
+func (a *authzCall) inRegion(region string) *authzCall {
+	c := *a.c
+	c.Region = region
+	return &authzCall{s: a.s, ctx: a.ctx, c: &c, id: a.id, action: a.action, grantOp: a.grantOp, observe: a.observe}
 }

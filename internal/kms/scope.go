@@ -2,7 +2,9 @@ package kms
 
 import (
 	"errors"
+	"strings"
 
+	"github.com/kmsd/kmsd/internal/keys"
 	"github.com/kmsd/kmsd/internal/store"
 )
 
@@ -52,7 +54,34 @@ func (sc Scope) aliasARN(name string) string {
 
 // arnOf is the ARN of key k, in its own account and Region.
 func arnOf(k *store.Key) string {
-	return kmsARN(Partition, k.Region, k.Account, "key/"+k.ID)
+	return kmsARN(Partition, k.Region, k.Account, "key/"+keyIDOf(k))
+}
+
+// keyIDOf is the key id of k as clients see it: its ID, or for a key of a
+// multi-Region key the id the related keys share.
+func keyIDOf(k *store.Key) string { return keyIDFromRecord(k.ID) }
+
+// A key's record (store.Key.ID) is its key id, except for the keys of a
+// multi-Region key: they share their key id ("mrk-…"), one key per Region,
+// so each record is named "<key id>/<Region>". Only the service makes or
+// reads these names; clients never see them. Deriving the record from the
+// key id and the request's Region needs no lookup, and the key id from the
+// record needs no key (rewrapping builds a key's ARN from its record alone).
+
+// recordID names the record of key id in region.
+func recordID(region, id string) string {
+	if keys.IsMultiRegionKeyID(id) {
+		return id + "/" + region
+	}
+	return id
+}
+
+// keyIDFromRecord is the key id of the key whose record is rid.
+func keyIDFromRecord(rid string) string {
+	if i := strings.IndexByte(rid, '/'); i >= 0 {
+		return rid[:i]
+	}
+	return rid
 }
 
 // aliasARNOf is the ARN of alias a, in its own account and Region.

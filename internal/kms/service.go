@@ -17,11 +17,15 @@ import (
 	"io"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/kmsd/kmsd/internal/awserr"
+	"github.com/kmsd/kmsd/internal/keys"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/store"
 )
@@ -66,6 +70,11 @@ type Config struct {
 	// HSMClusters are the tokens custom key stores connect to; nil means
 	// none are configured (customkeystores.go).
 	HSMClusters HSMClusters
+	// Regions are the Regions the deployment serves (the verifier accepts
+	// requests for these only): ReplicateKey and UpdatePrimaryRegion name
+	// a Region in their request, which must be one of them. Empty means
+	// any Region name (a Service used without a server, as in tests).
+	Regions []string
 }
 
 // Service implements the AWS KMS operations. It is safe for concurrent use.
@@ -84,6 +93,10 @@ type Service struct {
 	authz authzState
 	// cks holds the connections of custom key stores (customkeystores.go).
 	cks cksState
+	// regions are the served Regions (Config.Regions).
+	regions []string
+	// usage holds the key uses not yet written to the store (usage.go).
+	usage usageState
 }
 
 // New returns a Service.
@@ -99,6 +112,7 @@ func New(cfg Config) (*Service, error) {
 		log:       cfg.Logger,
 		materials: newMaterialCache(cfg.MaterialCacheSize),
 		view:      newView(cfg.Store, cfg.KeyCacheSize, cfg.StaleAfter),
+		regions:   slices.Clone(cfg.Regions),
 	}
 	s.cks.clusters = cfg.HSMClusters
 	if s.now == nil {
@@ -121,7 +135,9 @@ func (s *Service) CacheStats() (hits, misses uint64) {
 
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
-func isKeyID(s string) bool { return uuidRE.MatchString(s) }
+// isKeyID reports whether s is a key id: a UUID, or a multi-Region key id
+// ("mrk-" and 32 lowercase hex digits).
+func isKeyID(s string) bool { return uuidRE.MatchString(s) || keys.IsMultiRegionKeyID(s) }
 
 // internal wraps an unexpected failure. The cause is logged by the caller of
 // the Service (with the request id) and the client sees only a generic
@@ -209,6 +225,10 @@ func (s *Service) resolve(ctx context.Context, c Caller, keyID string, form reso
 			}
 		}
 	}
+	// rid is the key's record: an alias names it; a key id names the key of
+	// that id in the request's Region (the related keys of a multi-Region
+	// key share their id, one in each of their Regions).
+	var rid string
 	if strings.HasPrefix(name, "alias/") {
 		if form != anyKeyForm {
 			return nil, invalidKeyID(keyID)
@@ -217,11 +237,13 @@ func (s *Service) resolve(ctx context.Context, c Caller, keyID string, form reso
 		if err != nil {
 			return nil, err
 		}
-		name = id
+		rid, name = id, keyIDFromRecord(id)
 	} else if !isKeyID(name) {
 		return nil, invalidKeyID(keyID)
+	} else {
+		rid = recordID(sc.Region, name)
 	}
-	k, err := s.key(ctx, name)
+	k, err := s.key(ctx, rid)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && (k.Account != sc.Account || k.Region != sc.Region)) {
 		return nil, notFoundKey(sc.keyARN(name))
 	}
@@ -235,10 +257,29 @@ func (s *Service) resolve(ctx context.Context, c Caller, keyID string, form reso
 }
 
 // RequestInfo collects what a request touched, for the layers above the
-// service (the audit log names the keys of every request).
+// service (the audit log names the keys of every request), and the eventID
+// of its audit record, which GetKeyLastUsage reports.
 type RequestInfo struct {
-	mu   sync.Mutex
-	keys []*store.Key // in the order resolved, without repeats
+	mu      sync.Mutex
+	keys    []*store.Key // in the order resolved, without repeats
+	eventID string
+}
+
+// EventID returns the request's audit eventID: a random UUID, made on first
+// use. The audit record of the request carries it, and so does the key
+// usage the request records (GetKeyLastUsage's CloudTrailEventId).
+func (ri *RequestInfo) EventID() string {
+	ri.mu.Lock()
+	defer ri.mu.Unlock()
+	if ri.eventID == "" {
+		ri.eventID = uuid.NewString()
+	}
+	return ri.eventID
+}
+
+func requestInfoOf(ctx context.Context) *RequestInfo {
+	ri, _ := ctx.Value(requestInfoKey{}).(*RequestInfo)
+	return ri
 }
 
 type requestInfoKey struct{}
@@ -262,7 +303,7 @@ func (ri *RequestInfo) Keys() (arns, accounts []string) {
 }
 
 func noteKey(ctx context.Context, k *store.Key) {
-	ri, _ := ctx.Value(requestInfoKey{}).(*RequestInfo)
+	ri := requestInfoOf(ctx)
 	if ri == nil {
 		return
 	}
@@ -340,6 +381,8 @@ func checkUsable(k *store.Key) error {
 		return awserr.Newf(awserr.Disabled, "%s is disabled.", arnOf(k))
 	case StatePendingDeletion:
 		return awserr.Newf(awserr.KMSInvalidState, "%s is pending deletion.", arnOf(k))
+	case StatePendingReplicaDeletion:
+		return errPendingReplicaDeletion(k)
 	case StatePendingImport:
 		return awserr.Newf(awserr.KMSInvalidState, "%s is pending import.", arnOf(k))
 	default:
@@ -350,10 +393,17 @@ func checkUsable(k *store.Key) error {
 // checkManageable returns the error AWS sends when a management operation
 // meets a key pending deletion.
 func checkManageable(k *store.Key) error {
-	if k.State == StatePendingDeletion {
+	switch k.State {
+	case StatePendingDeletion:
 		return awserr.Newf(awserr.KMSInvalidState, "%s is pending deletion.", arnOf(k))
+	case StatePendingReplicaDeletion:
+		return errPendingReplicaDeletion(k)
 	}
 	return nil
+}
+
+func errPendingReplicaDeletion(k *store.Key) error {
+	return awserr.Newf(awserr.KMSInvalidState, "%s is pending deletion: its waiting period begins once its replica keys are deleted.", arnOf(k))
 }
 
 // materialAAD binds wrapped key material to its key and generation, so that

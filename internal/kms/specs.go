@@ -179,8 +179,21 @@ func usableFor(k *store.Key, usage, kind, alg string, algs []string) error {
 // asymmetric specs. The wrapping (materialAAD, the keystore) is the same
 // for all of them.
 func (s *Service) newMaterialFor(ctx context.Context, k *store.Key) (*store.Material, error) {
-	var plain []byte
-	var err error
+	plain, id, err := s.newMaterialPlain(k)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(plain)
+	wrapped, err := s.keystore.Wrap(ctx, plain, materialAAD(arnOf(k), id))
+	if err != nil {
+		return nil, internal("wrap key material", err)
+	}
+	return &store.Material{KeyID: k.ID, ID: id, Wrapped: wrapped, Created: s.now().UTC()}, nil
+}
+
+// newMaterialPlain generates fresh material for a key of k's spec and its
+// material id. The caller clears the material once wrapped.
+func (s *Service) newMaterialPlain(k *store.Key) (plain []byte, id string, err error) {
 	switch {
 	case k.KeySpec == keys.SpecSymmetric:
 		plain, err = keys.NewMaterial(s.rand)
@@ -190,18 +203,14 @@ func (s *Service) newMaterialFor(ctx context.Context, k *store.Key) (*store.Mate
 		plain, err = keys.GenerateKey(k.KeySpec, s.rand)
 	}
 	if err != nil {
-		return nil, internal("generate key material", err)
+		return nil, "", internal("generate key material", err)
 	}
-	defer clear(plain)
-	id, err := keys.NewMaterialID(s.rand)
+	id, err = keys.NewMaterialID(s.rand)
 	if err != nil {
-		return nil, internal("generate key material id", err)
+		clear(plain)
+		return nil, "", internal("generate key material id", err)
 	}
-	wrapped, err := s.keystore.Wrap(ctx, plain, materialAAD(arnOf(k), id))
-	if err != nil {
-		return nil, internal("wrap key material", err)
-	}
-	return &store.Material{KeyID: k.ID, ID: id, Wrapped: wrapped, Created: s.now().UTC()}, nil
+	return plain, id, nil
 }
 
 // privateKey returns the parsed private key of the current material of an

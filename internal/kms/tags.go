@@ -9,14 +9,22 @@ import (
 	"github.com/kmsd/kmsd/internal/store"
 )
 
+// reservedTagKey reports whether a tag key is AWS's: it begins with
+// "aws:", in any letter case ("AWS:", "Aws:" are AWS's too).
+func reservedTagKey(k string) bool {
+	return len(k) >= 4 && strings.EqualFold(k[:4], "aws:")
+}
+
 // mergeTags returns existing with add applied (a new value replaces the old
-// one of the same key), checking AWS's tag rules.
+// one of the same key), checking AWS's tag rules: a reserved key is
+// TagException; more than MaxTagsPerKey tags on the key is AWS's tag quota,
+// LimitExceededException (the API reference's "a quota was exceeded").
 func mergeTags(existing []store.Tag, add []Tag) ([]store.Tag, error) {
 	out := append([]store.Tag(nil), existing...)
 	seen := make(map[string]bool, len(add))
 	for _, t := range add {
-		if strings.HasPrefix(t.TagKey, "aws:") {
-			return nil, awserr.Newf(awserr.Tag, "Tag key '%s' is not valid: tag keys beginning with 'aws:' are reserved.", t.TagKey)
+		if reservedTagKey(t.TagKey) {
+			return nil, awserr.Newf(awserr.Tag, "Tag key '%s' is not valid: tag keys beginning with 'aws:' (in any letter case) are reserved.", t.TagKey)
 		}
 		if seen[t.TagKey] {
 			return nil, awserr.Newf(awserr.Tag, "Duplicate tag key '%s' in the request.", t.TagKey)
@@ -69,8 +77,8 @@ func (s *Service) UntagResource(ctx context.Context, c Caller, in *UntagResource
 	_, err := s.manageKey(ctx, c, in.KeyId, func(k *store.Key) error {
 		drop := make(map[string]bool, len(in.TagKeys))
 		for _, tk := range in.TagKeys {
-			if strings.HasPrefix(tk, "aws:") {
-				return awserr.Newf(awserr.Tag, "Tag key '%s' is not valid: tag keys beginning with 'aws:' are reserved.", tk)
+			if reservedTagKey(tk) {
+				return awserr.Newf(awserr.Tag, "Tag key '%s' is not valid: tag keys beginning with 'aws:' (in any letter case) are reserved.", tk)
 			}
 			drop[tk] = true
 		}

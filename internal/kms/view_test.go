@@ -33,6 +33,15 @@ type hookStore struct {
 	// afterPendingDeletion, when set, runs after KeysPendingDeletion
 	// listed the due keys and before the caller sees them.
 	afterPendingDeletion func()
+	// usageDown makes RecordKeyUsage fail.
+	usageDown atomic.Bool
+}
+
+func (h *hookStore) RecordKeyUsage(ctx context.Context, uses []*store.KeyUse) error {
+	if h.usageDown.Load() {
+		return errors.New("test: store unreachable")
+	}
+	return h.Store.RecordKeyUsage(ctx, uses)
 }
 
 func (h *hookStore) Changes(ctx context.Context, after int64, limit int) ([]store.Change, error) {

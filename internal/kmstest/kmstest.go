@@ -26,7 +26,9 @@ import (
 	"github.com/kmsd/kmsd/internal/store/backendtest"
 )
 
-// Account and Region of the test service.
+// Account and default Region of the test service. It serves every
+// commercial AWS Region (config.CommercialRegions), as kmsd serve does by
+// default: NewClientIn and ClientIn sign for another one.
 const (
 	Account = "111122223333"
 	Region  = "us-east-1"
@@ -122,15 +124,17 @@ func startIn(tb testing.TB, dir string, o options) *Env {
 	}
 	st := backendtest.Open(tb, dir)
 	clock := NewClock(time.Now().UTC())
-	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Now: clock.Now, HSMClusters: o.clusters})
+	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Now: clock.Now, HSMClusters: o.clusters, Regions: config.CommercialRegions})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	// The service follows the store's change feed, as kmsd serve's does.
 	fctx, stopFollow := context.WithCancel(ctx)
-	followed := make(chan struct{})
+	followed, recorded := make(chan struct{}), make(chan struct{})
 	go func() { defer close(followed); svc.Follow(fctx, 0) }()
-	tb.Cleanup(func() { stopFollow(); <-followed })
+	// And records key usage, as kmsd serve does.
+	go func() { defer close(recorded); svc.RunKeyUsageRecorder(fctx, 0) }()
+	tb.Cleanup(func() { stopFollow(); <-followed; <-recorded })
 	if o.clusters != nil {
 		if err := svc.RestoreCustomKeyStores(ctx); err != nil {
 			tb.Fatal(err)
@@ -154,7 +158,7 @@ func startIn(tb testing.TB, dir string, o options) *Env {
 	}
 	env.Handler = server.New(server.Config{
 		Routes:   awsjson.Routes(svc),
-		Verifier: &sigv4.Verifier{Service: "kms", Region: Region, Lookup: dirIAM.Secret, Now: time.Now},
+		Verifier: &sigv4.Verifier{Service: "kms", Regions: config.CommercialRegions, Lookup: dirIAM.Secret, Now: time.Now},
 		Callers:  dirIAM,
 		Audit:    o.auditor,
 		Region:   Region,
@@ -172,10 +176,20 @@ func startIn(tb testing.TB, dir string, o options) *Env {
 // NewClient returns an aws-sdk-go-v2 KMS client for the given credentials,
 // with retries off so that tests see the first answer.
 func (e *Env) NewClient(akid, secret string) *awskms.Client {
+	return e.NewClientIn(Region, akid, secret)
+}
+
+// NewClientIn is NewClient for a client configured for region.
+func (e *Env) NewClientIn(region, akid, secret string) *awskms.Client {
 	return awskms.New(awskms.Options{
-		Region:           Region,
+		Region:           region,
 		BaseEndpoint:     aws.String(e.URL),
 		Credentials:      credentials.NewStaticCredentialsProvider(akid, secret, ""),
 		RetryMaxAttempts: 1,
 	})
+}
+
+// ClientIn returns the built-in admin's client configured for region.
+func (e *Env) ClientIn(region string) *awskms.Client {
+	return e.NewClientIn(region, e.AccessKeyID, e.Secret)
 }

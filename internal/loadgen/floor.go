@@ -72,7 +72,7 @@ type floorKey struct {
 func NewFloor(region, accessKeyID, secret string) *Floor {
 	f := &Floor{region: region, keys: map[string]*floorKey{}}
 	secretBytes := []byte(secret)
-	f.verifier = &sigv4.Verifier{Service: "kms", Region: region, Now: time.Now,
+	f.verifier = &sigv4.Verifier{Service: "kms", Regions: []string{region}, Now: time.Now,
 		Lookup: func(_ context.Context, id string) ([]byte, error) {
 			if id != accessKeyID {
 				return nil, sigv4.ErrUnknownAccessKey

@@ -50,7 +50,7 @@ func TestSignerMatchesSDK(t *testing.T) {
 		t.Fatalf("Authorization\n got %s\nwant %s", got, want)
 	}
 
-	v := &sigv4.Verifier{Service: "kms", Region: "us-east-1", Now: func() time.Time { return now },
+	v := &sigv4.Verifier{Service: "kms", Regions: []string{"us-east-1"}, Now: func() time.Time { return now },
 		Lookup: func(context.Context, string) ([]byte, error) { return []byte(secret), nil }}
 	mine.Host = mine.URL.Host
 	if _, err := v.Verify(context.Background(), mine, body); err != nil {
@@ -64,7 +64,7 @@ func startFloor(t *testing.T) Target {
 	const akid, secret = "AKIAFLOORTEST0000000", "floor-test-secret"
 	ts := httptest.NewServer(NewFloor(kmstest.Region, akid, secret))
 	t.Cleanup(ts.Close)
-	return Target{Name: "floor", Endpoint: ts.URL, Region: kmstest.Region, AccessKeyID: akid, SecretAccessKey: secret, PID: os.Getpid()}
+	return Target{Name: "floor", Endpoint: ts.URL, Regions: []string{kmstest.Region}, AccessKeyID: akid, SecretAccessKey: secret, PID: os.Getpid()}
 }
 
 // TestRunEveryOp runs every op for a second (half on an in-process kmsd,
@@ -76,7 +76,7 @@ func TestRunEveryOp(t *testing.T) {
 		t.Skip("runs for about 12 seconds")
 	}
 	env := kmstest.Start(t)
-	kmsd := Target{Name: "kmsd", Endpoint: env.URL, Region: kmstest.Region, AccessKeyID: env.AccessKeyID, SecretAccessKey: env.Secret, PID: os.Getpid()}
+	kmsd := Target{Name: "kmsd", Endpoint: env.URL, Regions: []string{kmstest.Region}, AccessKeyID: env.AccessKeyID, SecretAccessKey: env.Secret, PID: os.Getpid()}
 	ops, err := ParseOps("encrypt,decrypt,generate-data-key,describe-key,sign,sign:ECC_NIST_EDWARDS25519,sign:RSA_2048,verify,generate-mac,create-key,mixed", specP256)
 	if err != nil {
 		t.Fatal(err)

@@ -35,6 +35,8 @@ func (s *Server) audit(ctx context.Context, r *http.Request, ex *exchange) error
 		SourceIPAddress: sourceIP(r),
 		UserAgent:       truncate(r.UserAgent(), 256),
 		RequestID:       ex.requestID,
+		// The eventID the request's key usage names (GetKeyLastUsage).
+		EventID: ex.info.EventID(),
 	}
 	// What an operation's record may carry of its request and response is
 	// the operation's own allow-list (awsjson's operation table); a request

@@ -30,7 +30,7 @@ func TestGate(t *testing.T) {
 			}
 			return sealed
 		},
-		Verifier: &sigv4.Verifier{Service: "kms", Region: "us-east-1", Now: time.Now,
+		Verifier: &sigv4.Verifier{Service: "kms", Regions: []string{"us-east-1"}, Now: time.Now,
 			Lookup: func(context.Context, string) ([]byte, error) {
 				if !open.Load() {
 					t.Error("secret looked up while the gate is closed")

@@ -451,10 +451,15 @@ func TestAliases(t *testing.T) {
 	}
 	_, err := c.CreateAlias(ctx, &awskms.CreateAliasInput{AliasName: aws.String("alias/app"), TargetKeyId: b.KeyId})
 	wantCode(t, err, "AlreadyExistsException")
+	// AWS's codes: a name without the alias/ prefix is a validation
+	// error; the reserved prefix alias/aws/ is NotAuthorizedException.
 	for name, code := range map[string]string{
-		"app":                               "InvalidAliasNameException",
-		"alias/":                            "InvalidAliasNameException",
-		"alias/aws/s3":                      "InvalidAliasNameException",
+		"app":                               "ValidationException",
+		"aliases/app":                       "ValidationException",
+		"alias/":                            "ValidationException",
+		"alias/aws/s3":                      "NotAuthorizedException",
+		"alias/aws/mine":                    "NotAuthorizedException",
+		"alias/a:b":                         "InvalidAliasNameException",
 		"alias/bad!":                        "ValidationException",
 		"alias/" + strings.Repeat("a", 251): "ValidationException",
 	} {
@@ -462,6 +467,15 @@ func TestAliases(t *testing.T) {
 		if got := errCode(t, err); got != code {
 			t.Errorf("CreateAlias(%q) = %s, want %s", name, got, code)
 		}
+	}
+	_, err = c.UpdateAlias(ctx, &awskms.UpdateAliasInput{AliasName: aws.String("alias/aws/s3"), TargetKeyId: a.KeyId})
+	wantCode(t, err, "NotAuthorizedException")
+	_, err = c.DeleteAlias(ctx, &awskms.DeleteAliasInput{AliasName: aws.String("alias/aws/s3")})
+	wantCode(t, err, "NotAuthorizedException")
+	_, err = c.DeleteAlias(ctx, &awskms.DeleteAliasInput{AliasName: aws.String("app")})
+	wantCode(t, err, "ValidationException")
+	if as, err := c.ListAliases(ctx, &awskms.ListAliasesInput{}); err != nil || len(as.Aliases) != 3 {
+		t.Fatalf("aliases after the refused names: %+v, %v", as, err)
 	}
 	_, err = c.CreateAlias(ctx, &awskms.CreateAliasInput{AliasName: aws.String("alias/z"), TargetKeyId: aws.String("alias/app")})
 	wantCode(t, err, "NotFoundException")
@@ -551,18 +565,59 @@ func TestTags(t *testing.T) {
 	if len(l.Tags) != 2 {
 		t.Fatalf("after untag: %d tags", len(l.Tags))
 	}
-	_, err = c.TagResource(ctx, &awskms.TagResourceInput{KeyId: md.KeyId, Tags: []types.Tag{tag("aws:reserved", "x")}})
-	wantCode(t, err, "TagException")
+	tagsNow := func() string {
+		t.Helper()
+		l, err := c.ListResourceTags(ctx, &awskms.ListResourceTagsInput{KeyId: md.KeyId})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, tg := range l.Tags {
+			got = append(got, *tg.TagKey+"="+*tg.TagValue)
+		}
+		return strings.Join(got, ",")
+	}
+	// A tag key beginning with aws:, in any letter case, is TagException,
+	// and no tag of the request is applied.
+	for _, reserved := range []string{"aws:reserved", "AWS:Name", "Aws:x", "aWs:"} {
+		_, err = c.TagResource(ctx, &awskms.TagResourceInput{KeyId: md.KeyId, Tags: []types.Tag{tag("ok", "1"), tag(reserved, "x")}})
+		wantCode(t, err, "TagException")
+		_, err = c.UntagResource(ctx, &awskms.UntagResourceInput{KeyId: md.KeyId, TagKeys: []string{reserved}})
+		wantCode(t, err, "TagException")
+	}
+	if got := tagsNow(); got != "b=changed,c=" {
+		t.Fatalf("tags after the refused requests: %s", got)
+	}
 	_, err = c.TagResource(ctx, &awskms.TagResourceInput{KeyId: md.KeyId, Tags: []types.Tag{tag(strings.Repeat("k", 129), "x")}})
 	wantCode(t, err, "ValidationException")
+	// AWS's tag quota, 50 per key, is LimitExceededException (a quota,
+	// as the API reference says); the key keeps its tags.
 	many := make([]types.Tag, 51)
 	for i := range many {
 		many[i] = tag(fmt.Sprintf("k%02d", i), "v")
 	}
 	_, err = c.TagResource(ctx, &awskms.TagResourceInput{KeyId: md.KeyId, Tags: many})
 	wantCode(t, err, "LimitExceededException")
-	_, err = c.CreateKey(ctx, &awskms.CreateKeyInput{Tags: []types.Tag{tag("aws:x", "y")}})
+	if _, err := c.TagResource(ctx, &awskms.TagResourceInput{KeyId: md.KeyId, Tags: many[:48]}); err != nil {
+		t.Fatalf("tagging up to 50 tags: %v", err)
+	}
+	_, err = c.TagResource(ctx, &awskms.TagResourceInput{KeyId: md.KeyId, Tags: many[48:49]})
+	wantCode(t, err, "LimitExceededException")
+	if got := tagsNow(); strings.Count(got, "=") != 50 || strings.Contains(got, "k48") {
+		t.Fatalf("tags after the 51st was refused: %s", got)
+	}
+	// CreateKey with a reserved tag key or too many tags creates nothing.
+	before, err := c.ListKeys(ctx, &awskms.ListKeysInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.CreateKey(ctx, &awskms.CreateKeyInput{Tags: []types.Tag{tag("AWS:x", "y")}})
 	wantCode(t, err, "TagException")
+	_, err = c.CreateKey(ctx, &awskms.CreateKeyInput{Tags: many})
+	wantCode(t, err, "LimitExceededException")
+	if after, err := c.ListKeys(ctx, &awskms.ListKeysInput{}); err != nil || len(after.Keys) != len(before.Keys) {
+		t.Fatalf("keys after the refused CreateKey: %d, want %d (%v)", len(after.Keys), len(before.Keys), err)
+	}
 }
 
 func TestCreateKeyOptions(t *testing.T) {
@@ -581,7 +636,8 @@ func TestCreateKeyOptions(t *testing.T) {
 		{awskms.CreateKeyInput{KeySpec: "BOGUS"}, "ValidationException"},
 		{awskms.CreateKeyInput{KeyUsage: types.KeyUsageTypeSignVerify}, "ValidationException"},
 		{awskms.CreateKeyInput{KeySpec: types.KeySpecSymmetricDefault, CustomerMasterKeySpec: types.CustomerMasterKeySpecSymmetricDefault}, "ValidationException"},
-		{awskms.CreateKeyInput{MultiRegion: aws.Bool(true)}, "UnsupportedOperationException"},
+		// A multi-Region key cannot live in a custom key store.
+		{awskms.CreateKeyInput{MultiRegion: aws.Bool(true), Origin: types.OriginTypeAwsCloudhsm, CustomKeyStoreId: aws.String("cks-1234567890abcdef0")}, "UnsupportedOperationException"},
 		{awskms.CreateKeyInput{Description: aws.String(strings.Repeat("d", 8193))}, "ValidationException"},
 		{awskms.CreateKeyInput{CustomKeyStoreId: aws.String("cks-1234567890abcdef0")}, "CustomKeyStoreNotFoundException"},
 	} {

@@ -261,7 +261,7 @@ func (s *Server) serve(r *http.Request, ex *exchange) ([]byte, error) {
 		return nil, fmt.Errorf("look up caller: %w", err)
 	}
 	// The request acts in the scope its credentials were scoped to (the
-	// verifier accepts only the configured Region), as the principal's
+	// verifier accepts the served Regions only), as the principal's
 	// account.
 	caller.Scope = kms.Scope{Partition: kms.Partition, Region: res.Region, Account: caller.Account}
 	connectionFacts(&caller, r)

@@ -32,7 +32,7 @@ func TestRealKMSClient(t *testing.T) {
 	)
 	v := &Verifier{
 		Service: "kms",
-		Region:  testRegion,
+		Regions: []string{testRegion},
 		Lookup:  staticLookup(map[string]string{testAccessKey: testSecret}),
 		Now:     time.Now,
 	}

@@ -15,7 +15,8 @@
 //   - IncompleteSignatureException: the Authorization header (or the date
 //     header it depends on) is malformed or incomplete.
 //   - InvalidSignatureException: credential scope for another service,
-//     region or day; request time outside the allowed skew; a required header
+//     for a Region the verifier does not serve (the message names those it
+//     serves) or for another day; request time outside the allowed skew; a required header
 //     left unsigned; signature mismatch.
 //   - UnrecognizedClientException: unknown access key, or any
 //     X-Amz-Security-Token (kmsd has no temporary credentials yet).
@@ -102,11 +103,11 @@ var ErrUnknownAccessKey = errors.New("sigv4: unknown access key")
 // lookup may return a slice it owns (and zero it later as it sees fit).
 type SecretLookup func(ctx context.Context, accessKeyID string) (secret []byte, err error)
 
-// Verifier checks SigV4 signatures for one service in one region. The zero
-// value is not usable: Service, Region and Lookup are required.
+// Verifier checks SigV4 signatures for one service in a set of Regions.
+// The zero value is not usable: Service, Regions and Lookup are required.
 type Verifier struct {
 	Service string           // signing name the credential scope must carry, "kms"
-	Region  string           // the only region accepted in the credential scope
+	Regions []string         // the Regions accepted in the credential scope
 	Lookup  SecretLookup     // resolves access key ids to secrets
 	Now     func() time.Time // injected clock; nil means time.Now
 	MaxSkew time.Duration    // allowed |now - signing time|; 0 means 15 minutes
@@ -115,7 +116,7 @@ type Verifier struct {
 // Result is what a verified request proves.
 type Result struct {
 	AccessKeyID string    // the access key whose secret signed the request
-	Region      string    // Region of the credential scope (always Verifier.Region)
+	Region      string    // Region of the credential scope (one of Verifier.Regions)
 	Service     string    // service of the credential scope (always Verifier.Service)
 	SigningTime time.Time // the request date the client signed, UTC
 }
@@ -216,8 +217,8 @@ func (v *Verifier) validate() error {
 		problem = "nil Verifier"
 	case v.Service == "":
 		problem = "Service is empty"
-	case v.Region == "":
-		problem = "Region is empty"
+	case len(v.Regions) == 0:
+		problem = "Regions is empty"
 	case v.Lookup == nil:
 		problem = "Lookup is nil"
 	case v.MaxSkew < 0:
@@ -253,8 +254,11 @@ func (v *Verifier) checkScope(a authorization, signingTime time.Time, dateValue 
 		return awserr.Newf(awserr.InvalidSignature,
 			"Credential should be scoped to correct service: '%s'. ", v.Service)
 	}
-	if a.region != v.Region {
-		return awserr.New(awserr.InvalidSignature, "Credential should be scoped to a valid region. ")
+	if !slices.Contains(v.Regions, a.region) {
+		// AWS's message, and the Regions this deployment serves: the
+		// client most likely has a Region configured that kmsd does not.
+		return awserr.Newf(awserr.InvalidSignature, "Credential should be scoped to a valid region. Region '%s' is not served; this kmsd serves %s.",
+			echo(a.region), strings.Join(v.Regions, ", "))
 	}
 	if day := signingTime.Format(scopeDateLayout); a.date != day {
 		return awserr.Newf(awserr.InvalidSignature,

@@ -94,7 +94,7 @@ func vectorVerifier(t *testing.T, r *http.Request) *Verifier {
 	}
 	return &Verifier{
 		Service: a.service,
-		Region:  a.region,
+		Regions: []string{a.region},
 		Lookup:  staticLookup(map[string]string{exampleAccessKey: exampleSecret}),
 		Now:     func() time.Time { return exampleTime },
 	}

@@ -25,8 +25,10 @@ const (
 	testAccessKey = "AKIAKMSDTEST00000001"
 	testSecret    = "kmsdTestSecret/0123456789+abcdefghijABCDEFGHIJ"
 	testRegion    = "eu-west-3"
-	testBody      = `{"KeyId":"alias/app","Plaintext":"aGVsbG8=","EncryptionContext":{"tenant":"t1"}}`
-	testTarget    = "TrentService.Encrypt"
+	// testOtherRegion is served too (newTestVerifier).
+	testOtherRegion = "ap-northeast-1"
+	testBody        = `{"KeyId":"alias/app","Plaintext":"aGVsbG8=","EncryptionContext":{"tenant":"t1"}}`
+	testTarget      = "TrentService.Encrypt"
 
 	// What each client signs for a KMS call, as observed on the wire:
 	// aws-sdk-go-v2 signs everything but User-Agent; botocore (boto3, the AWS
@@ -158,7 +160,7 @@ func sha256Hex(b []byte) string {
 func newTestVerifier(now time.Time) *Verifier {
 	return &Verifier{
 		Service: "kms",
-		Region:  testRegion,
+		Regions: []string{testOtherRegion, testRegion},
 		Lookup:  staticLookup(map[string]string{testAccessKey: testSecret}),
 		Now:     func() time.Time { return now },
 	}
@@ -322,7 +324,8 @@ func TestVerify(t *testing.T) {
 			wantMsg:  "Signature expired: 20250101T001000Z is now earlier than 20250101T001100Z (20250101T001600Z - 5 min.)"},
 		{name: "wrong region",
 			sign:     func(p *signParams) { p.region = "us-east-1" },
-			wantCode: awserr.InvalidSignature, wantMsg: "Credential should be scoped to a valid region. "},
+			wantCode: awserr.InvalidSignature,
+			wantMsg:  "Credential should be scoped to a valid region. Region 'us-east-1' is not served; this kmsd serves ap-northeast-1, eu-west-3."},
 		{name: "wrong service",
 			sign:     func(p *signParams) { p.service = "s3" },
 			wantCode: awserr.InvalidSignature, wantMsg: "Credential should be scoped to correct service: 'kms'. "},
@@ -406,7 +409,7 @@ func TestVerify(t *testing.T) {
 			},
 			wantCode: awserr.DependencyTimeout},
 		{name: "misconfigured verifier",
-			config:   func(v *Verifier) { v.Region = "" },
+			config:   func(v *Verifier) { v.Regions = nil },
 			wantCode: awserr.InternalFailure},
 	}
 
@@ -652,5 +655,27 @@ func BenchmarkVerify(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestServedRegions: a request signed for any Region the verifier serves is
+// accepted and acts in that Region; any other Region is refused, and the
+// message names the served ones.
+func TestServedRegions(t *testing.T) {
+	v := newTestVerifier(t0)
+	for _, region := range v.Regions {
+		r := newSignedRequest(t, "http://kms.example", signParams{set: goSDK, region: region})
+		res, err := verifyDirect(t, v, r)
+		if err != nil {
+			t.Fatalf("signed for %s: %v", region, err)
+		}
+		if res.Region != region {
+			t.Errorf("signed for %s: Result.Region %s", region, res.Region)
+		}
+	}
+	r := newSignedRequest(t, "http://kms.example", signParams{set: goSDK, region: "sa-east-1"})
+	_, err := verifyDirect(t, v, r)
+	if awserr.CodeOf(err) != awserr.InvalidSignature || !strings.Contains(err.Error(), "serves ap-northeast-1, eu-west-3") {
+		t.Fatalf("signed for sa-east-1: %v, want InvalidSignatureException naming the served Regions", err)
 	}
 }

@@ -28,7 +28,9 @@ var (
 )
 
 // Key is the durable record of one KMS key. Account and Region scope it; ID
-// is globally unique (a UUID).
+// is globally unique: a UUID, or for each key of a multi-Region key a name
+// its service derives from the key id the related keys share and the Region
+// (the store gives it no meaning).
 type Key struct {
 	ID          string
 	Account     string
@@ -67,6 +69,14 @@ type Key struct {
 	// key store. The store does not check that it names an existing custom
 	// key store; DeleteCustomKeyStore refuses to remove one a key names.
 	CustomKeyStoreID string
+	// MultiRegionKeyID is, for each of the related keys of a multi-Region
+	// key (its primary and its replicas, one per Region), the key id they
+	// share ("mrk-…"); empty for a single-Region key. It never changes.
+	MultiRegionKeyID string
+	// PrimaryRegion is, for a key of a multi-Region key, the Region of its
+	// primary key: the same in every related key (the one in that Region is
+	// the primary, the others its replicas). Empty for a single-Region key.
+	PrimaryRegion string
 }
 
 // CustomKeyStore is a custom key store: a PKCS#11 token that stands in for
@@ -237,6 +247,7 @@ type Tx interface {
 	CustomKeyStores
 	WrappedSecrets
 	Settings
+	KeyUsage
 }
 
 // Keys are the KMS keys' records.
@@ -250,9 +261,9 @@ type Keys interface {
 	// (with the next Revision), in one transaction that excludes
 	// concurrent updates of that key. When fn returns an error nothing is
 	// written and UpdateKey returns that error unchanged. fn must not
-	// change ID, Account or Region (an error is returned and nothing is
-	// written). It returns the key as written. ErrNotFound for a missing
-	// key.
+	// change ID, Account, Region or MultiRegionKeyID (an error is returned
+	// and nothing is written). It returns the key as written. ErrNotFound
+	// for a missing key.
 	UpdateKey(ctx context.Context, id string, fn func(*Key) error) (*Key, error)
 	// DeleteKey removes a key with all its materials, aliases, grants and
 	// import parameters, if and only if its Revision is still revision
@@ -265,6 +276,10 @@ type Keys interface {
 	// state, ordered by ID: what spans the whole store (a backup) pages
 	// through it.
 	ListAllKeys(ctx context.Context, after string, limit int) ([]*Key, error)
+	// ListMultiRegionKeys returns the related keys of a multi-Region key:
+	// every key whose MultiRegionKeyID is multiRegionKeyID (not empty),
+	// ordered by Region; none when there is no such key.
+	ListMultiRegionKeys(ctx context.Context, multiRegionKeyID string) ([]*Key, error)
 	// KeysPendingDeletion returns the keys (of every account) in state
 	// PendingDeletion whose DeletionDate is at or before t.
 	KeysPendingDeletion(ctx context.Context, t time.Time) ([]*Key, error)
@@ -423,6 +438,32 @@ type Settings interface {
 	PutSetting(ctx context.Context, name string, value []byte, revision int64) (int64, error)
 	// ListSettings returns every setting, ordered by name.
 	ListSettings(ctx context.Context) ([]*Setting, error)
+}
+
+// KeyUsage is when each key was last used for cryptography, for
+// GetKeyLastUsage. A node records uses in batches, off the request path;
+// records of key usage are cached nowhere, so RecordKeyUsage appends
+// nothing to the change feed, and it changes no key's Revision.
+type KeyUsage interface {
+	// RecordKeyUsage stores each use as its key's last use, unless the one
+	// stored is as late or later (so that batches from several nodes may
+	// arrive in any order); a use of a key that does not exist (any more) is
+	// skipped. The use of a key goes with the key (DeleteKey).
+	RecordKeyUsage(ctx context.Context, uses []*KeyUse) error
+	// GetKeyUsage returns the last recorded use of a key, or ErrNotFound.
+	GetKeyUsage(ctx context.Context, keyID string) (*KeyUse, error)
+	// KeyUsageSince returns when the store began recording key usage (when
+	// its schema gained it, to the second); it never changes.
+	KeyUsageSince(ctx context.Context) (time.Time, error)
+}
+
+// KeyUse is one successful cryptographic use of a key.
+type KeyUse struct {
+	KeyID     string
+	Operation string // Encrypt, Decrypt, … (KeyLastUsageTrackingOperation)
+	Time      time.Time
+	RequestID string // the request's x-amzn-RequestId
+	EventID   string // its audit record's eventID
 }
 
 // Setting is one shared document.

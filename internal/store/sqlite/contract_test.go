@@ -84,6 +84,52 @@ func TestUpgradeFromVersion5(t *testing.T) {
 	}
 }
 
+// TestUpgradeFromVersion6 builds a database at schema version 6, the last
+// one without multi-Region keys and key usage, with a key in it, and checks
+// that Open migrates it: the key is single-Region, has no recorded use,
+// and key usage is tracked from the upgrade on.
+func TestUpgradeFromVersion6(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "kmsd.db")
+	db, err := sql.Open("sqlite", dsn(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	stmts := []string{
+		`CREATE TABLE schema_version (
+			id      INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+			version INTEGER NOT NULL
+		)`,
+		`INSERT INTO schema_version (id, version) VALUES (1, 6)`,
+	}
+	for _, m := range migrations[:6] {
+		stmts = append(stmts, m...)
+	}
+	stmts = append(stmts, `INSERT INTO keys (id, account, region, state, created) VALUES ('k1', '111122223333', 'us-east-1', 'Enabled', 1)`)
+	for _, stmt := range stmts {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("build a version 6 database: %v", err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now().Add(-time.Second)
+	s := openAt(t, path)
+	k, err := s.GetKey(ctx, "k1")
+	if err != nil || k.MultiRegionKeyID != "" || k.PrimaryRegion != "" || k.Revision != 1 {
+		t.Fatalf("key after the upgrade = %+v, %v; want a single-Region key at revision 1", k, err)
+	}
+	if _, err := s.GetKeyUsage(ctx, "k1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetKeyUsage after the upgrade: %v, want ErrNotFound", err)
+	}
+	since, err := s.KeyUsageSince(ctx)
+	if err != nil || since.Before(before) || since.After(time.Now()) {
+		t.Errorf("KeyUsageSince = %v, %v; want the time of the upgrade", since, err)
+	}
+}
+
 // fakeClock is a settable clock.
 type fakeClock struct {
 	mu  sync.Mutex

@@ -17,7 +17,8 @@ import (
 const keyColumns = `id, account, region, description, key_spec, key_usage, origin,
 	key_manager, state, created, deletion_date, pending_window_days, policy, tags,
 	current_material, rotation_enabled, rotation_period_days, next_rotation,
-	on_demand_rotations, material_valid_to, expiration_model, custom_key_store_id, revision`
+	on_demand_rotations, material_valid_to, expiration_model, custom_key_store_id, revision,
+	multi_region_key_id, primary_region`
 
 // rowScanner is the Scan method shared by *sql.Row and *sql.Rows.
 type rowScanner interface {
@@ -38,7 +39,8 @@ func scanKey(r rowScanner) (*store.Key, error) {
 	err := r.Scan(&k.ID, &k.Account, &k.Region, &k.Description, &k.KeySpec, &k.KeyUsage,
 		&k.Origin, &k.KeyManager, &k.State, &created, &deletion, &window,
 		&k.Policy, &tags, &k.CurrentMaterial, &k.RotationEnabled, &period, &nextRotation,
-		&onDemand, &validTo, &k.ExpirationModel, &k.CustomKeyStoreID, &k.Revision)
+		&onDemand, &validTo, &k.ExpirationModel, &k.CustomKeyStoreID, &k.Revision,
+		&k.MultiRegionKeyID, &k.PrimaryRegion)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +147,8 @@ func (s *Store) CreateKey(ctx context.Context, k *store.Key, m *store.Material) 
 			k.ID, k.Account, k.Region, k.Description, k.KeySpec, k.KeyUsage, k.Origin,
 			k.KeyManager, k.State, v.created, v.deletion, k.PendingWindowDays, k.Policy,
 			v.tags, k.CurrentMaterial, k.RotationEnabled, k.RotationPeriodDays,
-			v.nextRotation, k.OnDemandRotations, v.validTo, k.ExpirationModel, k.CustomKeyStoreID)
+			v.nextRotation, k.OnDemandRotations, v.validTo, k.ExpirationModel, k.CustomKeyStoreID,
+			k.MultiRegionKeyID, k.PrimaryRegion)
 		if err != nil {
 			return classify(err)
 		}
@@ -203,8 +206,8 @@ func (s *Store) updateKey(ctx context.Context, id string, fn func(*store.Key) er
 		if fnErr = fn(c); fnErr != nil {
 			return fnErr
 		}
-		if c.ID != k.ID || c.Account != k.Account || c.Region != k.Region {
-			return errors.New("the update changed the key's ID, Account or Region")
+		if c.ID != k.ID || c.Account != k.Account || c.Region != k.Region || c.MultiRegionKeyID != k.MultiRegionKeyID {
+			return errors.New("the update changed the key's ID, Account, Region or MultiRegionKeyID")
 		}
 		c.Revision = k.Revision + 1
 		v, err := encodeKey(c)
@@ -215,7 +218,7 @@ func (s *Store) updateKey(ctx context.Context, id string, fn func(*store.Key) er
 			c.Description, c.KeySpec, c.KeyUsage, c.Origin, c.KeyManager, c.State,
 			v.created, v.deletion, c.PendingWindowDays, c.Policy, v.tags, c.CurrentMaterial,
 			c.RotationEnabled, c.RotationPeriodDays, v.nextRotation, c.OnDemandRotations,
-			v.validTo, c.ExpirationModel, c.CustomKeyStoreID, c.Revision, id)
+			v.validTo, c.ExpirationModel, c.CustomKeyStoreID, c.Revision, c.PrimaryRegion, id)
 		if err != nil {
 			return err
 		}
@@ -313,6 +316,20 @@ func (s *Store) ListKeys(ctx context.Context, account, region, after string, lim
 		account, region, after, sqlLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("list keys of %s/%s after %q: %w", account, region, after, err)
+	}
+	return keys, nil
+}
+
+// ListMultiRegionKeys returns the keys that share multiRegionKeyID, ordered
+// by Region.
+func (s *Store) ListMultiRegionKeys(ctx context.Context, multiRegionKeyID string) ([]*store.Key, error) {
+	if multiRegionKeyID == "" {
+		return nil, errors.New("list multi-Region keys: empty multi-Region key id")
+	}
+	keys, err := s.queryKeys(ctx, `SELECT `+keyColumns+` FROM keys
+		WHERE multi_region_key_id = ? ORDER BY region`, multiRegionKeyID)
+	if err != nil {
+		return nil, fmt.Errorf("list multi-Region keys of %s: %w", multiRegionKeyID, err)
 	}
 	return keys, nil
 }

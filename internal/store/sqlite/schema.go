@@ -172,6 +172,29 @@ var migrations = [][]string{
 			updated  INTEGER
 		)`,
 	},
+	// Version 7: multi-Region keys and key usage. Each key of a
+	// multi-Region key (one per Region, each its own row) names the key id
+	// they share and the Region of their primary. key_usage holds the last
+	// cryptographic use of each key; key_usage_since the time this schema
+	// began recording it (whole seconds).
+	{
+		`ALTER TABLE keys ADD COLUMN multi_region_key_id TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE keys ADD COLUMN primary_region TEXT NOT NULL DEFAULT ''`,
+		// Serves ListMultiRegionKeys; single-Region keys stay out of it.
+		`CREATE INDEX keys_by_multi_region_key ON keys (multi_region_key_id, region) WHERE multi_region_key_id <> ''`,
+		`CREATE TABLE key_usage (
+			key_id     TEXT    NOT NULL PRIMARY KEY REFERENCES keys (id) ON DELETE CASCADE,
+			operation  TEXT    NOT NULL,
+			time       INTEGER NOT NULL,
+			request_id TEXT    NOT NULL DEFAULT '',
+			event_id   TEXT    NOT NULL DEFAULT ''
+		)`,
+		`CREATE TABLE key_usage_since (
+			id    INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+			since INTEGER NOT NULL
+		)`,
+		`INSERT INTO key_usage_since (id, since) VALUES (1, CAST(strftime('%s', 'now') AS INTEGER) * 1000000000)`,
+	},
 }
 
 // migrate creates the schema_version table if needed and applies the

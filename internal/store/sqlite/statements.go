@@ -27,13 +27,14 @@ func prepare(ctx context.Context, db *sql.DB) (*statements, error) {
 		{&st.getKey, `SELECT ` + keyColumns + ` FROM keys WHERE id = ?`},
 		// Revision is 1 on insert, whatever the caller's record says.
 		{&st.insertKey, `INSERT INTO keys (` + keyColumns + `)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`},
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`},
 		{&st.updateKey, `UPDATE keys SET description = ?, key_spec = ?,
 			key_usage = ?, origin = ?, key_manager = ?, state = ?, created = ?,
 			deletion_date = ?, pending_window_days = ?, policy = ?, tags = ?,
 			current_material = ?, rotation_enabled = ?, rotation_period_days = ?,
 			next_rotation = ?, on_demand_rotations = ?, material_valid_to = ?,
-			expiration_model = ?, custom_key_store_id = ?, revision = ?
+			expiration_model = ?, custom_key_store_id = ?, revision = ?,
+			primary_region = ?
 			WHERE id = ?`},
 		{&st.getMaterial, `SELECT wrapped, created, rotation_type FROM materials WHERE key_id = ? AND id = ?`},
 		{&st.insertMaterial, `INSERT INTO materials (key_id, id, wrapped, created, rotation_type) VALUES (?, ?, ?, ?, ?)`},

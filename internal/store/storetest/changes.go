@@ -236,7 +236,10 @@ func testChangeFeed(t *testing.T, s store.Store) {
 			[]change{accessKeyChange("AKIA1", account2)}},
 		{"UpdateWrapped of a custom key store password", func() error { return rewrap(store.WrappedCustomKeyStorePassword) },
 			[]change{customKeyStoreChange(cks.ID, account, region)}},
-		// Import parameters are cached nowhere: no change.
+		// Key usage and import parameters are cached nowhere: no change.
+		{"RecordKeyUsage", func() error {
+			return s.RecordKeyUsage(ctx, []*store.KeyUse{{KeyID: "k1", Operation: "Encrypt", Time: base}})
+		}, nil},
 		{"PutImportParams", func() error { return s.PutImportParams(ctx, params) }, nil},
 		{"UpdateWrapped of import parameters", func() error { return rewrap(store.WrappedImportParams) }, nil},
 		{"DeleteExpiredImportParams", func() error {

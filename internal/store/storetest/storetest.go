@@ -30,7 +30,8 @@
 //     KeyID is the key's ID. Account and Region are the key's for its key,
 //     materials and grants, the alias's own for an alias, the custom key
 //     store's own for it, the account alone for an access key, and empty
-//     for a setting. Import parameters, cached nowhere, record nothing.
+//     for a setting. Import parameters and key usage, cached nowhere,
+//     record nothing.
 //   - UpdateWrapped records the material (ChangeMaterial), access key or
 //     custom key store it rewraps, and a rewrapped custom key store password
 //     is one more revision of the custom key store.
@@ -129,6 +130,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListAllAccessKeys", testListAllAccessKeys},
 		{"ListSettings", testListSettings},
 		{"EnumerateInUpdate", testEnumerateInUpdate},
+		{"MultiRegionKeys", testMultiRegionKeys},
+		{"KeyUsage", testKeyUsage},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -581,9 +584,10 @@ func testUpdateKeyImmutable(t *testing.T, s store.Store) {
 	k := newKey("k1", account, region)
 	mustCreateKey(t, s, k, nil)
 	changes := map[string]func(*store.Key){
-		"ID":      func(c *store.Key) { c.ID = "k2" },
-		"Account": func(c *store.Key) { c.Account = account2 },
-		"Region":  func(c *store.Key) { c.Region = region2 },
+		"ID":               func(c *store.Key) { c.ID = "k2" },
+		"Account":          func(c *store.Key) { c.Account = account2 },
+		"Region":           func(c *store.Key) { c.Region = region2 },
+		"MultiRegionKeyID": func(c *store.Key) { c.MultiRegionKeyID = "mrk-0123456789abcdef0123456789abcdef" },
 	}
 	for field, change := range changes {
 		_, err := s.UpdateKey(t.Context(), "k1", func(c *store.Key) error {
