@@ -64,7 +64,7 @@ func startFloor(t *testing.T) Target {
 	const akid, secret = "AKIAFLOORTEST0000000", "floor-test-secret"
 	ts := httptest.NewServer(NewFloor(kmstest.Region, akid, secret))
 	t.Cleanup(ts.Close)
-	return Target{Name: "floor", Endpoint: ts.URL, Regions: []string{kmstest.Region}, AccessKeyID: akid, SecretAccessKey: secret, PID: os.Getpid()}
+	return Target{Name: "floor", Endpoint: ts.URL, Region: kmstest.Region, AccessKeyID: akid, SecretAccessKey: secret, PID: os.Getpid()}
 }
 
 // TestRunEveryOp runs every op for a second (half on an in-process kmsd,
@@ -76,7 +76,7 @@ func TestRunEveryOp(t *testing.T) {
 		t.Skip("runs for about 12 seconds")
 	}
 	env := kmstest.Start(t)
-	kmsd := Target{Name: "kmsd", Endpoint: env.URL, Regions: []string{kmstest.Region}, AccessKeyID: env.AccessKeyID, SecretAccessKey: env.Secret, PID: os.Getpid()}
+	kmsd := Target{Name: "kmsd", Endpoint: env.URL, Region: kmstest.Region, AccessKeyID: env.AccessKeyID, SecretAccessKey: env.Secret, PID: os.Getpid()}
 	ops, err := ParseOps("encrypt,decrypt,generate-data-key,describe-key,sign,sign:ECC_NIST_EDWARDS25519,sign:RSA_2048,verify,generate-mac,create-key,mixed", specP256)
 	if err != nil {
 		t.Fatal(err)
