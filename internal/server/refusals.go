@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -44,7 +45,7 @@ func authFailure(err error) bool {
 }
 
 // refused logs one refused request, unless the rate limit holds it back.
-func (l *refusalLog) refused(ctx context.Context, r *http.Request, err error, region string) {
+func (l *refusalLog) refused(ctx context.Context, r *http.Request, err error, served []string) {
 	l.mu.Lock()
 	now := l.now()
 	if now.Sub(l.window) >= time.Second || now.Before(l.window) {
@@ -68,11 +69,11 @@ func (l *refusalLog) refused(ctx context.Context, r *http.Request, err error, re
 	}
 	scope := claimedScope(r)
 	attrs := []any{"reason", code, "access_key", scope.accessKey, "source", sourceIP(r)}
-	if scope.region != "" && scope.region != region && code == awserr.InvalidSignature {
+	if scope.region != "" && !slices.Contains(served, scope.region) && code == awserr.InvalidSignature {
 		// The client-facing message is AWS's, which names no Region; the
 		// operator's names both.
-		msg = "the request is signed for Region " + scope.region + ", but this kmsd serves " + region
-		attrs = append(attrs, "credential_region", eventName(scope.region), "regions_served", []string{region})
+		msg = "the request is signed for Region " + scope.region + ", but this kmsd serves " + strings.Join(served, ", ")
+		attrs = append(attrs, "credential_region", eventName(scope.region), "regions_served", served)
 	}
 	attrs = append(attrs, "message", truncate(msg, 256))
 	if suppressed > 0 {

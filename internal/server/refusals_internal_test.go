@@ -29,7 +29,7 @@ func TestRefusalLogRateLimit(t *testing.T) {
 	r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKIAFLOOD/20250520/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=00")
 	refuse := func(n int) {
 		for range n {
-			l.refused(context.Background(), r, awserr.New(awserr.UnrecognizedClient, "The security token included in the request is invalid."), "us-east-1")
+			l.refused(context.Background(), r, awserr.New(awserr.UnrecognizedClient, "The security token included in the request is invalid."), []string{"us-east-1"})
 		}
 	}
 	lines := func() []map[string]any {

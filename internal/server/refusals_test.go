@@ -82,7 +82,7 @@ func TestAuthenticationFailuresAreLogged(t *testing.T) {
 	if _, err := client(env.AccessKeyID, wrongSecret, kmstest.Region).ListKeys(ctx, &awskms.ListKeysInput{}); err == nil {
 		t.Fatal("wrong secret accepted")
 	}
-	if _, err := client(env.AccessKeyID, env.Secret, "eu-west-1").ListKeys(ctx, &awskms.ListKeysInput{}); err == nil {
+	if _, err := client(env.AccessKeyID, env.Secret, "cn-north-1").ListKeys(ctx, &awskms.ListKeysInput{}); err == nil {
 		t.Fatal("another Region accepted")
 	}
 	// A request signed an hour ago.
@@ -112,7 +112,7 @@ func TestAuthenticationFailuresAreLogged(t *testing.T) {
 	for i, want := range []struct{ reason, akid, message string }{
 		{"UnrecognizedClientException", unknown, "security token"},
 		{"InvalidSignatureException", env.AccessKeyID, "signature we calculated does not match"},
-		{"InvalidSignatureException", env.AccessKeyID, "signed for Region eu-west-1, but this kmsd serves us-east-1"},
+		{"InvalidSignatureException", env.AccessKeyID, "signed for Region cn-north-1, but this kmsd serves "},
 		{"InvalidSignatureException", env.AccessKeyID, "Signature expired"},
 	} {
 		l := lines[i]
@@ -120,7 +120,7 @@ func TestAuthenticationFailuresAreLogged(t *testing.T) {
 			t.Errorf("refusal %d logged as %v, want %+v from 127.0.0.1", i, l, want)
 		}
 	}
-	if served, _ := json.Marshal(lines[2]["regions_served"]); string(served) != `["us-east-1"]` || lines[2]["credential_region"] != "eu-west-1" {
+	if served, _ := json.Marshal(lines[2]["regions_served"]); !strings.Contains(string(served), `"us-east-1"`) || !strings.Contains(string(served), `"eu-west-1"`) || lines[2]["credential_region"] != "cn-north-1" {
 		t.Errorf("the wrong-Region refusal does not name the Regions served: %v", lines[2])
 	}
 	for name, secret := range map[string]string{"secret": env.Secret, "wrong secret": wrongSecret, "signature": signatureOf(r)} {

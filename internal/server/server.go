@@ -128,7 +128,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if !ex.authed && authFailure(ex.err) {
-		s.refusals.refused(ctx, r, ex.err, s.region)
+		s.refusals.refused(ctx, r, ex.err, s.verifier.Regions)
 	}
 
 	status := http.StatusOK
