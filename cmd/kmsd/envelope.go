@@ -475,14 +475,15 @@ func openEnvelopeInput(path string, stdin io.Reader) (io.Reader, int64, func(), 
 // 0600 file breaks every other program on the machine.
 type envOutput struct {
 	io.Writer
-	path   string   // the target; "" for standard output
-	tmp    *os.File // the temporary file of an atomic output; nil otherwise or once finished
-	direct *os.File // a special file written in place; nil otherwise or once finished
+	path    string   // the target; "" for standard output
+	inPlace bool     // the target is written directly: a device, a FIFO
+	tmp     *os.File // the temporary file of an atomic output; nil otherwise or once finished
+	direct  *os.File // the target written in place; nil otherwise or once finished
 }
 
 // atomic reports whether a failed run leaves nothing behind (output to a
 // regular file), as opposed to whatever was written so far.
-func (o *envOutput) atomic() bool { return o.path != "" && o.direct == nil }
+func (o *envOutput) atomic() bool { return o.path != "" && !o.inPlace }
 
 func openEnvelopeOutput(path, inPath string, stdout io.Writer) (*envOutput, error) {
 	if path == "-" {
@@ -495,7 +496,8 @@ func openEnvelopeOutput(path, inPath string, stdout io.Writer) (*envOutput, erro
 	case err != nil:
 		return nil, fmt.Errorf("output: %w", err)
 	case st.IsDir():
-		// Found now, not after the KMS calls and the whole stream.
+		// Found now, before the message is read, rather than by the
+		// rename at the end.
 		return nil, fmt.Errorf("output %s is a directory", path)
 	case !st.Mode().IsRegular():
 		return openEnvelopeSpecialOutput(path, st.Mode())
@@ -538,7 +540,7 @@ func openEnvelopeSpecialOutput(path string, mode fs.FileMode) (*envOutput, error
 		f.Close()
 		return nil, fmt.Errorf("output %s changed while it was opened", path)
 	}
-	return &envOutput{Writer: f, path: path, direct: f}, nil
+	return &envOutput{Writer: f, path: path, inPlace: true, direct: f}, nil
 }
 
 func (o *envOutput) commit() error {

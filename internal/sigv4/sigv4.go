@@ -381,19 +381,28 @@ const amzHeaderPrefix = "x-amz-"
 // The message follows S3's for the same case ("There were headers present in
 // the request which were not signed", with HeadersNotSigned listing them);
 // the exception is the one KMS uses for every signature problem.
+//
+// A request may carry thousands of headers (the server allows 64 KiB of
+// them) before it is authenticated, so the work stays O(n log n): signed is
+// sorted (as parseSignedHeaders insists) and searched by bisection.
 func checkAmzHeadersSigned(r *http.Request, signed []string) error {
 	var unsigned []string
 	for key := range r.Header {
+		if len(key) < len(amzHeaderPrefix) || !strings.EqualFold(key[:len(amzHeaderPrefix)], amzHeaderPrefix) {
+			continue
+		}
 		name := strings.ToLower(key)
-		if strings.HasPrefix(name, amzHeaderPrefix) && !slices.Contains(signed, name) && !slices.Contains(unsigned, name) {
+		if _, found := slices.BinarySearch(signed, name); !found {
 			unsigned = append(unsigned, name)
 		}
 	}
 	if len(unsigned) == 0 {
 		return nil
 	}
-	// Map order is random; the message must not be.
+	// Map order is random, and a request built in process may carry one
+	// name in several cases; the message must be neither.
 	slices.Sort(unsigned)
+	unsigned = slices.Compact(unsigned)
 	return awserr.Newf(awserr.InvalidSignature,
 		"There were headers present in the request which were not signed. HeadersNotSigned: %s",
 		echo(strings.Join(unsigned, ", ")))
