@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	"golang.org/x/term"
 
 	"github.com/kmsd/kmsd/envelope"
 )
@@ -34,8 +36,8 @@ const envelopeUsage = `usage: kmsd encrypt --key KEY [--key KEY]... [flags] [INP
 Encrypts or decrypts INPUT (default: standard input, also "-") in the AWS
 Encryption SDK message format, with a data key from KMS. Any of the keys
 given to encrypt can decrypt. Output goes to -o FILE (written to a temporary
-file and renamed into place only when complete and verified) or to standard
-output.
+file and renamed into place only when complete and verified; a device or a
+FIFO is written in place) or to standard output.
 
 Common flags:
   -o, --out FILE          output file (default: standard output)
@@ -326,7 +328,7 @@ func (f *envelopeFlags) run(ctx context.Context, stdin io.Reader, stdout, stderr
 		p.stop(err == nil)
 	}
 	if err != nil {
-		return envExplainError(err, out.path != "")
+		return envExplainError(err, out.atomic())
 	}
 	return out.commit()
 }
@@ -406,8 +408,8 @@ func (c *envContextCheckCMM) DecryptMaterials(ctx context.Context, req *envelope
 }
 
 // envExplainError says what the library's error means for the user, and
-// whether output was left behind.
-func envExplainError(err error, toFile bool) error {
+// whether output was left behind: none when the output was atomic.
+func envExplainError(err error, atomic bool) error {
 	var what string
 	switch {
 	case errors.Is(err, envelope.ErrNoDataKey):
@@ -422,7 +424,7 @@ func envExplainError(err error, toFile bool) error {
 		what = "not a valid message"
 	}
 	outcome := "no output written"
-	if !toFile {
+	if !atomic {
 		outcome = "discard the output"
 	}
 	if what == "" {
@@ -463,23 +465,44 @@ func openEnvelopeInput(path string, stdin io.Reader) (io.Reader, int64, func(), 
 	return f, size, func() { f.Close() }, nil
 }
 
-// envOutput is standard output, or a temporary file beside the target that
-// is renamed over it only by commit: a failed or interrupted run leaves no
-// output file behind, so partial plaintext is never presented as a result.
+// envOutput is where the result goes: standard output; for a regular file
+// (or a path that does not exist yet), a temporary file beside the target
+// that is renamed over it only by commit, so that a failed or interrupted run
+// leaves no output file behind and partial plaintext is never presented as a
+// result; or, for a path that is not a regular file (a device such as
+// /dev/null, a FIFO), the path itself, opened and written directly. Renaming
+// over those would replace them with a regular file: /dev/null turned into a
+// 0600 file breaks every other program on the machine.
 type envOutput struct {
 	io.Writer
-	path string   // the target; "" for standard output
-	tmp  *os.File // nil for standard output or once finished
+	path    string   // the target; "" for standard output
+	inPlace bool     // the target is written directly: a device, a FIFO
+	tmp     *os.File // the temporary file of an atomic output; nil otherwise or once finished
+	direct  *os.File // the target written in place; nil otherwise or once finished
 }
+
+// atomic reports whether a failed run leaves nothing behind (output to a
+// regular file), as opposed to whatever was written so far.
+func (o *envOutput) atomic() bool { return o.path != "" && !o.inPlace }
 
 func openEnvelopeOutput(path, inPath string, stdout io.Writer) (*envOutput, error) {
 	if path == "-" {
 		return &envOutput{Writer: stdout}, nil
 	}
-	if inPath != "-" {
-		a, errA := os.Stat(inPath)
-		b, errB := os.Stat(path)
-		if errA == nil && errB == nil && os.SameFile(a, b) {
+	// Stat follows symbolic links: a link to /dev/null is a device too.
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("output: %w", err)
+	case st.IsDir():
+		// Found now, before the message is read, rather than by the
+		// rename at the end.
+		return nil, fmt.Errorf("output %s is a directory", path)
+	case !st.Mode().IsRegular():
+		return openEnvelopeSpecialOutput(path, st.Mode())
+	case inPath != "-":
+		if in, err := os.Stat(inPath); err == nil && os.SameFile(in, st) {
 			return nil, fmt.Errorf("output %s is the input file", path)
 		}
 	}
@@ -492,7 +515,45 @@ func openEnvelopeOutput(path, inPath string, stdout io.Writer) (*envOutput, erro
 	return &envOutput{Writer: tmp, path: path, tmp: tmp}, nil
 }
 
+// openEnvelopeSpecialOutput opens a path that is not a regular file for
+// writing in place. A FIFO's open waits for a reader, as a shell redirection
+// does.
+func openEnvelopeSpecialOutput(path string, mode fs.FileMode) (*envOutput, error) {
+	if mode&fs.ModeSocket != 0 {
+		// open(2) cannot open a socket; say what it is rather than ENXIO.
+		return nil, fmt.Errorf("output %s is a socket: write to a file, a device or a FIFO", path)
+	}
+	// Without O_CREATE: if the path disappeared since Stat, this fails
+	// rather than create a file that would bypass the temporary file.
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening output: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("opening output: %w", err)
+	}
+	if st.Mode().IsRegular() || st.IsDir() {
+		// Replaced by a regular file between Stat and open: writing it in
+		// place would leave partial output on failure.
+		f.Close()
+		return nil, fmt.Errorf("output %s changed while it was opened", path)
+	}
+	return &envOutput{Writer: f, path: path, inPlace: true, direct: f}, nil
+}
+
 func (o *envOutput) commit() error {
+	if o.direct != nil {
+		f := o.direct
+		o.direct = nil
+		// No Sync: devices and FIFOs have nothing to flush to disk, and
+		// some (/dev/null) refuse fsync with EINVAL.
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("writing %s: %w", o.path, err)
+		}
+		return nil
+	}
 	if o.tmp == nil {
 		return nil
 	}
@@ -513,6 +574,10 @@ func (o *envOutput) commit() error {
 }
 
 func (o *envOutput) abort() {
+	if o.direct != nil {
+		o.direct.Close()
+		o.direct = nil
+	}
 	if o.tmp != nil {
 		o.tmp.Close()
 		os.Remove(o.tmp.Name())
@@ -520,14 +585,13 @@ func (o *envOutput) abort() {
 	}
 }
 
-// envIsTerminal reports whether w is a terminal (a character device).
+// envIsTerminal reports whether w is a terminal. Asking the descriptor (an
+// ioctl that only terminals answer) rather than testing for a character
+// device matters: /dev/null is a character device, and "kmsd encrypt >
+// /dev/null" must not be refused as writing to a terminal.
 func envIsTerminal(w any) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // envProgress draws a one-line progress display on standard error.

@@ -46,6 +46,14 @@ func newEnvelopeCLI(t *testing.T) *envelopeCLI {
 // environment pointing at the test kmsd.
 func (e *envelopeCLI) run(stdin io.Reader, args ...string) (stdout, stderr string, err error) {
 	e.t.Helper()
+	var out bytes.Buffer
+	stderr, err = e.runTo(stdin, &out, args...)
+	return out.String(), stderr, err
+}
+
+// runTo is run with stdout given, for an *os.File.
+func (e *envelopeCLI) runTo(stdin io.Reader, stdout io.Writer, args ...string) (stderr string, err error) {
+	e.t.Helper()
 	vars := map[string]string{
 		"AWS_ACCESS_KEY_ID":           e.env.AccessKeyID,
 		"AWS_SECRET_ACCESS_KEY":       e.env.Secret,
@@ -57,9 +65,9 @@ func (e *envelopeCLI) run(stdin io.Reader, args ...string) (stdout, stderr strin
 	if stdin == nil {
 		stdin = strings.NewReader("")
 	}
-	var out, errOut bytes.Buffer
-	err = envelopeMain(context.Background(), args[0], args[1:], stdin, &out, &errOut, func(k string) string { return vars[k] })
-	return out.String(), errOut.String(), err
+	var errOut bytes.Buffer
+	err = envelopeMain(context.Background(), args[0], args[1:], stdin, stdout, &errOut, func(k string) string { return vars[k] })
+	return errOut.String(), err
 }
 
 func (e *envelopeCLI) path(name string) string { return filepath.Join(e.dir, name) }

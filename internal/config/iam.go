@@ -90,9 +90,20 @@ func (d *PolicyDocument) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// maxPolicyDocument bounds a policy document converted from YAML: four
+// times what a key policy may hold (AWS's identity policies are smaller
+// still). Without a bound, YAML aliases make a tiny file a huge document:
+// ten lines of anchors, each a list of ten aliases of the one before, are
+// 10^10 scalars.
+const maxPolicyDocument = 128 << 10
+
 func yamlToJSON(b *bytes.Buffer, n *yaml.Node, depth int) error {
 	if depth > 64 {
 		return errors.New("nested too deeply")
+	}
+	// Every node writes at least one byte, so this bounds the work too.
+	if b.Len() > maxPolicyDocument {
+		return fmt.Errorf("longer than %d bytes in JSON (YAML aliases expand where they are used)", maxPolicyDocument)
 	}
 	switch n.Kind {
 	case yaml.DocumentNode:

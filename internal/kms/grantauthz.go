@@ -3,6 +3,7 @@ package kms
 import (
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/kmsd/kmsd/internal/policy"
 	"github.com/kmsd/kmsd/internal/store"
@@ -100,11 +101,20 @@ func (a *authzCall) grantCovers(g *store.Grant, op string, r *keyRequest, identi
 func constraintsHold(g *store.Grant, ec map[string]string) bool {
 	switch {
 	case len(g.EncryptionContextEquals) > 0:
-		return containsFold(ec, g.EncryptionContextEquals) && containsFold(g.EncryptionContextEquals, ec)
+		return sameContextFold(ec, g.EncryptionContextEquals)
 	case len(g.EncryptionContextSubset) > 0:
 		return containsFold(ec, g.EncryptionContextSubset)
 	}
 	return true
+}
+
+// sameContextFold reports whether a and b hold the same pairs, keys compared
+// ignoring case: EncryptionContextEquals is set equality. Containment both
+// ways is not enough alone: {"a":"1","A":"1"} contains {"a":"1"} and is
+// contained in it, but is two pairs (an encryption context's keys are case
+// sensitive), one of which the constraint does not name.
+func sameContextFold(a, b map[string]string) bool {
+	return len(a) == len(b) && containsFold(a, b) && containsFold(b, a)
 }
 
 // containsFold reports whether every pair of sub has a pair in ec with the
@@ -113,7 +123,7 @@ func containsFold(ec, sub map[string]string) bool {
 	for k, v := range sub {
 		found := false
 		for k2, v2 := range ec {
-			if v2 == v && strings.EqualFold(k, k2) {
+			if v2 == v && keyEqualFold(k, k2) {
 				found = true
 				break
 			}
@@ -123,6 +133,30 @@ func containsFold(ec, sub map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// keyEqualFold compares encryption context keys ignoring case, as
+// strings.EqualFold does, except that bytes that are not UTF-8 must match
+// exactly: EqualFold reads every invalid byte as U+FFFD, so it takes "\x80"
+// and "\xd3" for the same key. (JSON decoding replaces invalid UTF-8, so
+// such keys reach here only from within.)
+func keyEqualFold(a, b string) bool {
+	for a != "" && b != "" {
+		ra, na := utf8.DecodeRuneInString(a)
+		rb, nb := utf8.DecodeRuneInString(b)
+		invalidA := ra == utf8.RuneError && na == 1
+		invalidB := rb == utf8.RuneError && nb == 1
+		switch {
+		case invalidA || invalidB:
+			if !invalidA || !invalidB || a[0] != b[0] {
+				return false
+			}
+		case !strings.EqualFold(a[:na], b[:nb]):
+			return false
+		}
+		a, b = a[na:], b[nb:]
+	}
+	return a == "" && b == ""
 }
 
 // allowsSubGrant reports whether grant g, which allows CreateGrant, allows
@@ -140,7 +174,7 @@ func allowsSubGrant(g *store.Grant, in *CreateGrantInput) bool {
 	}
 	switch {
 	case len(g.EncryptionContextEquals) > 0:
-		return len(eq) > 0 && containsFold(eq, g.EncryptionContextEquals) && containsFold(g.EncryptionContextEquals, eq)
+		return len(eq) > 0 && sameContextFold(eq, g.EncryptionContextEquals)
 	case len(g.EncryptionContextSubset) > 0:
 		if len(eq) > 0 {
 			return containsFold(eq, g.EncryptionContextSubset)

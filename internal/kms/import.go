@@ -433,6 +433,16 @@ func (s *Service) unwrapImport(ctx context.Context, k *store.Key, p *store.Impor
 	if !ok {
 		return nil, internal("import", fmt.Errorf("stored wrapping algorithm %q", p.WrappingAlgorithm))
 	}
+	return unwrapKeyMaterial(priv, h, aesWrap, enc)
+}
+
+// unwrapKeyMaterial undoes the client's wrapping of EncryptedKeyMaterial
+// with the wrapping private key priv: RSAES-OAEP with hash h, or, for the
+// RSA_AES_KEY_WRAP algorithms (aesWrap), an ephemeral AES key encrypted with
+// RSAES-OAEP followed by the material wrapped with it (AES key wrap with
+// padding, RFC 5649). enc comes from the client: any failure is
+// InvalidCiphertextException.
+func unwrapKeyMaterial(priv *rsa.PrivateKey, h crypto.Hash, aesWrap bool, enc []byte) ([]byte, error) {
 	bad := awserr.New(awserr.InvalidCiphertext, "The encrypted key material could not be unwrapped with the import parameters of the import token.")
 	oaep := func(ct []byte) ([]byte, error) {
 		var hf = sha256.New()

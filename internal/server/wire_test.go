@@ -1,11 +1,20 @@
 package server_test
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kmsd/kmsd/internal/kmstest"
 )
@@ -75,4 +84,47 @@ func TestUnauthenticated(t *testing.T) {
 	w = httptest.NewRecorder()
 	env.Handler.ServeHTTP(w, r)
 	checkError(t, w, "InvalidSignatureException")
+}
+
+// TestTargetMustBeSigned replays a request whose signature does not cover
+// X-Amz-Target with the target changed to CreateKey: the signature covers
+// the body, host and date, so before X-Amz-* headers had to be signed kmsd
+// created a key. It must be refused, naming the unsigned header, and create
+// nothing.
+func TestTargetMustBeSigned(t *testing.T) {
+	env := kmstest.Start(t)
+	ctx := context.Background()
+	before, err := env.Client.ListKeys(ctx, &awskms.ListKeysInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Signed without X-Amz-Target (the Go signer signs every header present),
+	// which is then added.
+	body := []byte(`{}`)
+	r := httptest.NewRequest(http.MethodPost, "http://127.0.0.1:4599/", bytes.NewReader(body))
+	r.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	sum := sha256.Sum256(body)
+	creds := aws.Credentials{AccessKeyID: env.AccessKeyID, SecretAccessKey: env.Secret}
+	if err := v4.NewSigner().SignHTTP(ctx, creds, r, hex.EncodeToString(sum[:]), "kms", kmstest.Region, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if authz := r.Header.Get("Authorization"); strings.Contains(authz, "x-amz-target") {
+		t.Fatalf("test setup: target signed in %q", authz)
+	}
+	r.Header.Set("X-Amz-Target", "TrentService.CreateKey")
+	w := httptest.NewRecorder()
+	env.Handler.ServeHTTP(w, r)
+	checkError(t, w, "InvalidSignatureException")
+	if !strings.Contains(w.Body.String(), "HeadersNotSigned: x-amz-target") {
+		t.Errorf("error does not name the unsigned header: %s", w.Body.String())
+	}
+
+	after, err := env.Client.ListKeys(ctx, &awskms.ListKeysInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Keys) != len(before.Keys) {
+		t.Fatalf("%d keys before, %d after: the replayed request created one", len(before.Keys), len(after.Keys))
+	}
 }

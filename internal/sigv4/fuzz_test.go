@@ -81,20 +81,23 @@ func FuzzParseAuthorization(f *testing.F) {
 	})
 }
 
-// FuzzVerify drives Verify with arbitrary header, date, path, query and body,
-// starting from validly signed requests. It must never panic, must return
-// only the documented AWS errors, and must be deterministic.
+// FuzzVerify drives Verify with arbitrary header, date, path, query, body
+// and one extra header, starting from validly signed requests. It must never
+// panic, must return only the documented AWS errors, must be deterministic,
+// and must accept no request that carries an X-Amz-* header it did not sign.
 func FuzzVerify(f *testing.F) {
 	for _, set := range []headerSet{goSDK, botocore} {
 		r := newSignedRequest(f, "http://127.0.0.1:4599", signParams{set: set})
-		f.Add(r.Header.Get("Authorization"), r.Header.Get("X-Amz-Date"), "/", "", r.Host, []byte(testBody))
+		for _, extra := range [][2]string{{"", ""}, {"X-Forwarded-For", "203.0.113.9"}, {"X-Amz-Security-Token", "FwoGZXIvYXdzEXAMPLETOKEN"}, {"x-amz-target", "TrentService.CreateKey"}, {"X-Amz-User-Agent", "aws-sdk-js/3.0"}} {
+			f.Add(r.Header.Get("Authorization"), r.Header.Get("X-Amz-Date"), "/", "", r.Host, []byte(testBody), extra[0], extra[1])
+		}
 	}
 	for _, s := range authorizationSeeds {
-		f.Add(s, "20250101T001000Z", "//a/../b%2F", "a=1&b=%zz", "h:1", []byte{})
+		f.Add(s, "20250101T001000Z", "//a/../b%2F", "a=1&b=%zz", "h:1", []byte{}, "", "")
 	}
 	v := newTestVerifier(t0)
 	allowed := []string{awserr.MissingAuthenticationTok, awserr.IncompleteSignature, awserr.InvalidSignature, awserr.UnrecognizedClient}
-	f.Fuzz(func(t *testing.T, authz, amzDate, path, query, host string, body []byte) {
+	f.Fuzz(func(t *testing.T, authz, amzDate, path, query, host string, body []byte, extraName, extraValue string) {
 		build := func() *http.Request {
 			r := &http.Request{
 				Method: http.MethodPost,
@@ -111,6 +114,11 @@ func FuzzVerify(f *testing.F) {
 				},
 				ContentLength: int64(len(body)),
 			}
+			if extraName != "" {
+				// As received: a second key differing only in case is
+				// what a request built in process may carry.
+				r.Header[extraName] = append(r.Header[extraName], extraValue)
+			}
 			return r
 		}
 		res, err := v.Verify(context.Background(), build(), body)
@@ -121,6 +129,15 @@ func FuzzVerify(f *testing.F) {
 		if err == nil {
 			if res.AccessKeyID != testAccessKey || res.Region != testRegion {
 				t.Fatalf("accepted with Result %+v", res)
+			}
+			a, err := parseAuthorization(authz, true)
+			if err != nil {
+				t.Fatalf("accepted an Authorization header that does not parse: %v", err)
+			}
+			for key := range build().Header {
+				if name := strings.ToLower(key); strings.HasPrefix(name, "x-amz-") && !slices.Contains(a.signedHeaders, name) {
+					t.Fatalf("accepted with %s unsigned (signed: %s)", key, a.signedHeadersRaw)
+				}
 			}
 			return
 		}
@@ -133,3 +150,100 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCanonicalRequest checks the pieces of the canonical request that are
+// rebuilt from what the client sent: the path, the query string and header
+// values. Each must be a canonical form: made only of the characters SigV4
+// allows there, and a fixed point (canonicalizing it again changes
+// nothing), so that two requests the client could have signed differently
+// never canonicalize alike by accident of the implementation.
+func FuzzCanonicalRequest(f *testing.F) {
+	seeds := [][3]string{
+		{"/", "", "application/x-amz-json-1.1"},
+		{"//a/./b/../c%20d/", "b=2&a=1&a=0&c=x%20y&d=%E1%88%B4", "  a   b  "},
+		{"/../%2E/..", "a=1&&b=%zz&=&x+y=+", "\t x \t"},
+		{"/ሴ/a:b@c!$", "ሴ=bar&Z=1&a=b=c", ""},
+		{"", "%", "\x00 \xff"},
+	}
+	for _, s := range seeds {
+		f.Add(s[0], s[1], s[2])
+	}
+	f.Fuzz(func(t *testing.T, path, query, headerValue string) {
+		uris := canonicalURIs(path)
+		if len(uris) < 1 || len(uris) > 2 || (len(uris) == 2 && uris[0] == uris[1]) {
+			t.Fatalf("canonicalURIs(%q) = %q", path, uris)
+		}
+		// The AWS form is an absolute path; the Go SDK's is the path as
+		// sent, encoded again (net/http hands over "*" for "OPTIONS *").
+		if !strings.HasPrefix(uris[0], "/") {
+			t.Fatalf("canonicalURIs(%q) = %q", path, uris)
+		}
+		for _, u := range uris {
+			if !isCanonicalEncoding(u, "/") {
+				t.Fatalf("canonicalURIs(%q) has %q", path, u)
+			}
+		}
+		norm := removeDotSegments(path)
+		if again := removeDotSegments(norm); again != norm {
+			t.Fatalf("removeDotSegments not idempotent: %q -> %q -> %q", path, norm, again)
+		}
+		for seg := range strings.SplitSeq(strings.TrimSuffix(strings.TrimPrefix(norm, "/"), "/"), "/") {
+			if seg == "." || seg == ".." || (seg == "" && norm != "/") {
+				t.Fatalf("removeDotSegments(%q) = %q keeps segment %q", path, norm, seg)
+			}
+		}
+
+		q, err := canonicalQuery(query)
+		if err != nil {
+			if awserr.CodeOf(err) != awserr.IncompleteSignature {
+				t.Fatalf("canonicalQuery(%q): %v", query, err)
+			}
+		} else {
+			if !isCanonicalEncoding(q, "=&") {
+				t.Fatalf("canonicalQuery(%q) = %q", query, q)
+			}
+			if again, err := canonicalQuery(q); err != nil || again != q {
+				t.Fatalf("canonicalQuery not a fixed point: %q -> %q -> %q (%v)", query, q, again, err)
+			}
+			if q != "" {
+				pairs := strings.Split(q, "&")
+				if !slices.IsSortedFunc(pairs, func(a, b string) int {
+					an, av, _ := strings.Cut(a, "=")
+					bn, bv, _ := strings.Cut(b, "=")
+					if c := strings.Compare(an, bn); c != 0 {
+						return c
+					}
+					return strings.Compare(av, bv)
+				}) {
+					t.Fatalf("canonicalQuery(%q) = %q is not sorted", query, q)
+				}
+			}
+		}
+
+		v := string(appendHeaderValue(nil, headerValue))
+		if v != strings.TrimSpace(v) || strings.Contains(v, "  ") {
+			t.Fatalf("appendHeaderValue(%q) = %q", headerValue, v)
+		}
+		if again := string(appendHeaderValue(nil, v)); again != v {
+			t.Fatalf("appendHeaderValue not idempotent: %q -> %q -> %q", headerValue, v, again)
+		}
+	})
+}
+
+// isCanonicalEncoding reports whether s holds only RFC 3986 unreserved
+// characters, the bytes of extra, and %XX escapes with uppercase hex.
+func isCanonicalEncoding(s, extra string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case isUnreserved(c), strings.IndexByte(extra, c) >= 0:
+		case c == '%' && i+2 < len(s) && isUpperHex(s[i+1]) && isUpperHex(s[i+2]):
+			i += 2
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isUpperHex(c byte) bool { return '0' <= c && c <= '9' || 'A' <= c && c <= 'F' }

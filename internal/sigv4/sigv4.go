@@ -16,8 +16,9 @@
 //     header it depends on) is malformed or incomplete.
 //   - InvalidSignatureException: credential scope for another service,
 //     for a Region the verifier does not serve (the message names those it
-//     serves) or for another day; request time outside the allowed skew; a required header
-//     left unsigned; signature mismatch.
+//     serves) or for another day; request time outside the allowed skew; a
+//     required header (Host, the date, any X-Amz-* header present) left
+//     unsigned; signature mismatch.
 //   - UnrecognizedClientException: unknown access key, or any
 //     X-Amz-Security-Token (kmsd has no temporary credentials yet).
 //
@@ -32,7 +33,9 @@
 // The holder of the secret for Result.AccessKeyID signed, at
 // Result.SigningTime (within MaxSkew of the verifier's clock): the method,
 // the path, the query string, the body and the values of the headers named in
-// SignedHeaders. Nothing else in the request is covered: a caller must treat
+// SignedHeaders. Every X-Amz-* header the request carries is among them
+// (X-Amz-Target, the operation, in particular); a request with an unsigned
+// one is refused. Nothing else in the request is covered: a caller must treat
 // every other header as attacker-controlled. The body is covered by its
 // SHA-256 hash, always: "X-Amz-Content-Sha256: UNSIGNED-PAYLOAD", which
 // SigV4 allows for S3, is refused.
@@ -149,6 +152,9 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (Re
 		return Result{}, err
 	}
 	if err := checkRequiredSignedHeaders(auth.signedHeaders, date.name); err != nil {
+		return Result{}, err
+	}
+	if err := checkAmzHeadersSigned(r, auth.signedHeaders); err != nil {
 		return Result{}, err
 	}
 	signingTime, err := date.parse()
@@ -362,6 +368,48 @@ func checkRequiredSignedHeaders(signed []string, dateName string) error {
 		return awserr.Newf(awserr.InvalidSignature, "'%s' must be a 'SignedHeader' in the AWS Authorization.", displayName(dateName))
 	}
 	return nil
+}
+
+// amzHeaderPrefix starts the names of the headers that carry request
+// parameters in the AWS protocols (X-Amz-Target names the operation).
+const amzHeaderPrefix = "x-amz-"
+
+// checkAmzHeadersSigned insists that every X-Amz-* header the request carries
+// is signed. Such headers carry request parameters: X-Amz-Target names the
+// operation, X-Amz-Security-Token the session, X-Amz-Content-Sha256 the
+// body's hash. A signature that leaves X-Amz-Target out could be replayed,
+// within the skew window, as another operation with the same body
+// (Encrypt's body sent as CreateKey). Every AWS SDK and the AWS CLI sign all
+// the X-Amz-* headers they send, so this refuses no real client.
+//
+// The message follows S3's for the same case ("There were headers present in
+// the request which were not signed", with HeadersNotSigned listing them);
+// the exception is the one KMS uses for every signature problem.
+//
+// A request may carry thousands of headers (the server allows 64 KiB of
+// them) before it is authenticated, so the work stays O(n log n): signed is
+// sorted (as parseSignedHeaders insists) and searched by bisection.
+func checkAmzHeadersSigned(r *http.Request, signed []string) error {
+	var unsigned []string
+	for key := range r.Header {
+		if len(key) < len(amzHeaderPrefix) || !strings.EqualFold(key[:len(amzHeaderPrefix)], amzHeaderPrefix) {
+			continue
+		}
+		name := strings.ToLower(key)
+		if _, found := slices.BinarySearch(signed, name); !found {
+			unsigned = append(unsigned, name)
+		}
+	}
+	if len(unsigned) == 0 {
+		return nil
+	}
+	// Map order is random, and a request built in process may carry one
+	// name in several cases; the message must be neither.
+	slices.Sort(unsigned)
+	unsigned = slices.Compact(unsigned)
+	return awserr.Newf(awserr.InvalidSignature,
+		"There were headers present in the request which were not signed. HeadersNotSigned: %s",
+		echo(strings.Join(unsigned, ", ")))
 }
 
 // displayName spells a lowercase header name the way AWS messages do.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -677,5 +678,94 @@ func TestServedRegions(t *testing.T) {
 	_, err := verifyDirect(t, v, r)
 	if awserr.CodeOf(err) != awserr.InvalidSignature || !strings.Contains(err.Error(), "serves ap-northeast-1, eu-west-3") {
 		t.Fatalf("signed for sa-east-1: %v, want InvalidSignatureException naming the served Regions", err)
+	}
+}
+
+// TestVerifyUnsignedAmzHeaders checks that every X-Amz-* header must be
+// signed. The requests are hand-signed by refSign with a valid signature
+// over the headers named, so the only thing wrong with each is what it left
+// out: before the rule, a request signed over content-type;host;x-amz-date
+// verified whatever X-Amz-Target it carried, and could be replayed as
+// another operation.
+func TestVerifyUnsignedAmzHeaders(t *testing.T) {
+	const (
+		amzDate = "20250101T001000Z"
+		host    = "kms.example:8443"
+	)
+	body := []byte(testBody)
+	scope := "20250101/" + testRegion + "/kms/aws4_request"
+	// build signs the headers in signed (lowercase name → value, all sent)
+	// and then adds the unsigned ones.
+	build := func(signed map[string]string, unsigned map[string]string) *http.Request {
+		r := httptest.NewRequest(http.MethodPost, "http://"+host+"/", bytes.NewReader(body))
+		var pairs [][2]string
+		for name, value := range signed {
+			pairs = append(pairs, [2]string{name, value})
+			if name != "host" {
+				r.Header.Set(name, value)
+			}
+		}
+		slices.SortFunc(pairs, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+		var names []string
+		for _, p := range pairs {
+			names = append(names, p[0])
+		}
+		sig := refSign("POST", "/", "", pairs, sha256Hex(body), amzDate, scope, testSecret, "20250101")
+		r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential="+testAccessKey+"/"+scope+
+			", SignedHeaders="+strings.Join(names, ";")+", Signature="+sig)
+		for name, value := range unsigned {
+			r.Header.Set(name, value)
+		}
+		return r
+	}
+	base := func(extra ...string) map[string]string {
+		m := map[string]string{
+			"content-type": "application/x-amz-json-1.1",
+			"host":         host,
+			"x-amz-date":   amzDate,
+		}
+		for i := 0; i+1 < len(extra); i += 2 {
+			m[extra[i]] = extra[i+1]
+		}
+		return m
+	}
+	const createKey = "TrentService.CreateKey"
+	cases := []struct {
+		name     string
+		signed   map[string]string
+		unsigned map[string]string
+		wantMsg  string // "" means the request verifies
+	}{
+		{name: "target signed", signed: base("x-amz-target", testTarget)},
+		{name: "other unsigned headers are allowed", signed: base("x-amz-target", testTarget),
+			unsigned: map[string]string{"User-Agent": "x/1", "X-Amzn-Trace-Id": "Root=1-abc", "X-Forwarded-For": "203.0.113.9"}},
+		{name: "target not signed", signed: base(),
+			unsigned: map[string]string{"X-Amz-Target": createKey},
+			wantMsg:  "There were headers present in the request which were not signed. HeadersNotSigned: x-amz-target"},
+		{name: "target not signed, lowercase key", signed: base(),
+			unsigned: map[string]string{"x-amz-target": createKey},
+			wantMsg:  "There were headers present in the request which were not signed. HeadersNotSigned: x-amz-target"},
+		{name: "content sha256 not signed", signed: base("x-amz-target", testTarget),
+			unsigned: map[string]string{"X-Amz-Content-Sha256": sha256Hex(body)},
+			wantMsg:  "There were headers present in the request which were not signed. HeadersNotSigned: x-amz-content-sha256"},
+		{name: "several not signed, listed sorted", signed: base(),
+			unsigned: map[string]string{"X-Amz-Target": createKey, "X-Amz-Security-Token": "FwoGZXIvYXdzEXAMPLETOKEN", "X-Amz-User-Agent": "x"},
+			wantMsg:  "There were headers present in the request which were not signed. HeadersNotSigned: x-amz-security-token, x-amz-target, x-amz-user-agent"},
+	}
+	v := newTestVerifier(t0)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := v.Verify(context.Background(), build(tc.signed, tc.unsigned), body)
+			if tc.wantMsg == "" {
+				if err != nil {
+					t.Fatalf("Verify: %v", err)
+				}
+				return
+			}
+			var ae *awserr.Error
+			if !errors.As(err, &ae) || ae.Code != awserr.InvalidSignature || ae.Message != tc.wantMsg {
+				t.Fatalf("got %v, want InvalidSignatureException %q", err, tc.wantMsg)
+			}
+		})
 	}
 }
