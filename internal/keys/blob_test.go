@@ -270,8 +270,14 @@ func TestParseHeaderIsCanonical(t *testing.T) {
 func encodeHeaderForTest(t testing.TB, h Header) []byte {
 	t.Helper()
 	b := make([]byte, saltOffset)
+	// A multi-Region key id takes format 3; any other, format 1.
 	b[0] = formatV1
-	if !parseUUID(h.KeyID, b[keyIDOffset:materialIDOffset]) || !parseLowerHex(h.MaterialID, b[materialIDOffset:saltOffset]) {
+	keyOK := parseUUID(h.KeyID, b[keyIDOffset:materialIDOffset])
+	if IsMultiRegionKeyID(h.KeyID) {
+		b[0] = formatMRK
+		keyOK = parseMRKID(h.KeyID, b[keyIDOffset:materialIDOffset])
+	}
+	if !keyOK || !parseLowerHex(h.MaterialID, b[materialIDOffset:saltOffset]) {
 		t.Fatalf("ParseHeader returned a non-canonical header %+v", h)
 	}
 	return b
