@@ -13,6 +13,7 @@ import (
 	"github.com/kmsd/kmsd/internal/policy"
 	"github.com/kmsd/kmsd/internal/store"
 	"github.com/kmsd/kmsd/internal/store/backend"
+	"github.com/kmsd/kmsd/internal/store/backendtest"
 )
 
 var authzNow = time.Date(2031, 2, 3, 4, 5, 6, 0, time.UTC)
@@ -25,7 +26,7 @@ func newAuthzService(t *testing.T) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := backend.Open(context.Background(), backend.Config{DataDir: dir})
+	st, err := backend.Open(context.Background(), backendtest.Config(t, dir))
 	if err != nil {
 		t.Fatal(err)
 	}

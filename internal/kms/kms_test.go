@@ -12,6 +12,7 @@ import (
 	"github.com/kmsd/kmsd/internal/awserr"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/store/backend"
+	"github.com/kmsd/kmsd/internal/store/backendtest"
 )
 
 // testScope is where the tests' requests act.
@@ -26,7 +27,7 @@ func open(t *testing.T, dir string) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := backend.Open(context.Background(), backend.Config{DataDir: dir})
+	st, err := backend.Open(context.Background(), backendtest.Config(t, dir))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/store"
 	"github.com/kmsd/kmsd/internal/store/backend"
+	"github.com/kmsd/kmsd/internal/store/backendtest"
 )
 
 // fakeClock is a settable clock shared by the nodes of a test.
@@ -39,7 +40,7 @@ func openNode(t *testing.T, dir string, clock *fakeClock) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := backend.Open(context.Background(), backend.Config{DataDir: dir})
+	st, err := backend.Open(context.Background(), backendtest.Config(t, dir))
 	if err != nil {
 		t.Fatal(err)
 	}

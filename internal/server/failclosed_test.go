@@ -26,6 +26,7 @@ import (
 	"github.com/kmsd/kmsd/internal/audit"
 	"github.com/kmsd/kmsd/internal/kmstest"
 	"github.com/kmsd/kmsd/internal/store/backend"
+	"github.com/kmsd/kmsd/internal/store/backendtest"
 )
 
 // openTestLog opens a real audit log in a temporary folder, closed with
@@ -193,7 +194,7 @@ func TestResetAfterSendIsAudited(t *testing.T) {
 // its own on the same database.
 func storeKeys(t *testing.T, env *kmstest.Env) []string {
 	t.Helper()
-	st, err := backend.Open(context.Background(), backend.Config{DataDir: env.DataDir})
+	st, err := backend.Open(context.Background(), backendtest.Config(t, env.DataDir))
 	if err != nil {
 		t.Fatal(err)
 	}
