@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -318,11 +319,11 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	regions := fs.String("regions", "", "comma-separated Regions to serve (env KMSD_REGIONS; default every commercial AWS Region)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (env KMSD_LOG_LEVEL)")
 	logFormat := fs.String("log-format", "", "text or json (env KMSD_LOG_FORMAT)")
-	insecure := fs.Bool("allow-insecure-listen", false, "allow a non-loopback listen address without TLS")
+	insecure := fs.Bool("allow-insecure-listen", false, "allow a non-loopback listen address without TLS (env KMSD_ALLOW_INSECURE_LISTEN=true)")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate chain to serve HTTPS with (env KMSD_TLS_CERT)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert (env KMSD_TLS_KEY)")
-	devTLS := fs.Bool("dev-tls", false, "serve HTTPS with a local development CA created in the data folder")
-	auditStdout := fs.Bool("audit-stdout", false, "copy every audit record to standard output too")
+	devTLS := fs.Bool("dev-tls", false, "serve HTTPS with a local development CA created in the data folder (env KMSD_DEV_TLS=true)")
+	auditStdout := fs.Bool("audit-stdout", false, "copy every audit record to standard output too (env KMSD_AUDIT_STDOUT=true)")
 	metricsListen := fs.String("metrics-listen", "", "address of the Prometheus metrics listener (env KMSD_METRICS_LISTEN; default off)")
 	storeType := fs.String("store", "", "store type: sqlite or postgres (env KMSD_STORE; default sqlite)")
 	storeDSN := fs.String("store-dsn", "", "PostgreSQL connection string of a postgres store (env KMSD_STORE_DSN; a password in it shows in the process list: prefer the environment or the YAML file)")
@@ -388,14 +389,27 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	dsn := c.Store.DSN.Reveal()
 	set(&dsn, "KMSD_STORE_DSN", *storeDSN)
 	c.Store.DSN = Secret(dsn)
-	if *insecure {
-		c.AllowInsecureListen = true
-	}
-	if *devTLS {
-		c.TLS.Dev = true
-	}
-	if *auditStdout || getenv("KMSD_AUDIT_STDOUT") == "true" {
-		c.Audit.Stdout = true
+	// Switches: the environment (as a container image sets it) overrides
+	// the file, and a flag given on the command line overrides both.
+	for _, b := range []struct {
+		dst  *bool
+		env  string
+		flag bool
+	}{
+		{&c.AllowInsecureListen, "KMSD_ALLOW_INSECURE_LISTEN", *insecure},
+		{&c.TLS.Dev, "KMSD_DEV_TLS", *devTLS},
+		{&c.Audit.Stdout, "KMSD_AUDIT_STDOUT", *auditStdout},
+	} {
+		if v := getenv(b.env); v != "" {
+			on, err := strconv.ParseBool(v)
+			if err != nil {
+				return c, fmt.Errorf("%s=%q: want true or false", b.env, v)
+			}
+			*b.dst = on
+		}
+		if b.flag {
+			*b.dst = true
+		}
 	}
 	return c, c.Validate()
 }

@@ -42,6 +42,14 @@ func TestPrecedence(t *testing.T) {
 		}},
 		{"config from env", nil, map[string]string{"KMSD_CONFIG": file}, func(c Config) bool { return c.Listen == "127.0.0.1:7000" }},
 		{"flag over env", []string{"--region", "us-west-2"}, map[string]string{"KMSD_REGION": "ap-south-1"}, func(c Config) bool { return c.Region == "us-west-2" }},
+		// A container image configures kmsd by its environment alone.
+		{"switches from env", nil, map[string]string{"KMSD_LISTEN": "0.0.0.0:4599", "KMSD_DEV_TLS": "true", "KMSD_AUDIT_STDOUT": "1"}, func(c Config) bool {
+			return c.TLS.Dev && c.Audit.Stdout && !c.AllowInsecureListen
+		}},
+		{"insecure listen from env", nil, map[string]string{"KMSD_LISTEN": "0.0.0.0:4599", "KMSD_ALLOW_INSECURE_LISTEN": "true"}, func(c Config) bool {
+			return c.AllowInsecureListen && !c.TLS.Dev
+		}},
+		{"flag over env switch", []string{"--dev-tls"}, map[string]string{"KMSD_DEV_TLS": "false"}, func(c Config) bool { return c.TLS.Dev }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -79,6 +87,13 @@ func TestRejects(t *testing.T) {
 		_, err := Load(tc.args, env(nil))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Load(%v) = %v, want an error mentioning %q", tc.args, err, tc.want)
+		}
+	}
+	// A switch in the environment is true or false, never a guess.
+	for _, kv := range [][2]string{{"KMSD_DEV_TLS", "yes"}, {"KMSD_ALLOW_INSECURE_LISTEN", "on"}, {"KMSD_AUDIT_STDOUT", "2"}} {
+		_, err := Load(nil, env(map[string]string{kv[0]: kv[1]}))
+		if err == nil || !strings.Contains(err.Error(), kv[0]) {
+			t.Errorf("%s=%s: %v, want an error naming the variable", kv[0], kv[1], err)
 		}
 	}
 	if _, err := Load([]string{"--listen", "0.0.0.0:4599", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, env(nil)); err != nil {
