@@ -13,6 +13,7 @@
 //	kmsd backup -o FILE         write a consistent snapshot of the store
 //	kmsd restore FILE           load a snapshot into an empty store
 //	kmsd bench                  load-test a kmsd, optionally against a bare floor server
+//	kmsd healthcheck            probe /healthz of the kmsd configured here
 //	kmsd version                print the version
 package main
 
@@ -55,6 +56,7 @@ commands:
                            root key is not in it: back it up separately
   restore FILE             load a snapshot into an empty store (SQLite or PostgreSQL)
   bench                    load-test a kmsd (or --spawn one), optionally against a bare --floor server
+  healthcheck              probe /healthz of the kmsd configured on this machine (a container's HEALTHCHECK)
   version                  print the version
 
 Run "kmsd <command> -h" for the flags of a command.
@@ -88,6 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return restoreMain(ctx, args[1:], os.Stdin, stdout, stderr, getenv)
 	case "bench":
 		return benchMain(ctx, args[1:], stdout, stderr, getenv)
+	case "healthcheck":
+		return healthcheckMain(ctx, args[1:], stdout, stderr, getenv)
 	case "version":
 		fmt.Fprintln(stdout, "kmsd", version)
 		return nil
