@@ -98,8 +98,10 @@ func Run(t *testing.T, name string, env []string, need ...string) {
 	}
 }
 
-// BuildKmsd builds ./cmd/kmsd into dir and returns the binary's path.
-func BuildKmsd(t *testing.T, dir string) string {
+// BuildKmsd builds ./cmd/kmsd into dir, with env (such as
+// CGO_ENABLED=0) added to the go command's environment, and returns the
+// binary's path.
+func BuildKmsd(t *testing.T, dir string, env ...string) string {
 	t.Helper()
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
@@ -112,6 +114,7 @@ func BuildKmsd(t *testing.T, dir string) string {
 	bin := filepath.Join(dir, "kmsd")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/kmsd")
 	build.Dir = root
+	build.Env = append(os.Environ(), env...)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/kmsd: %v\n%s", err, out)
 	}
