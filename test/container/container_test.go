@@ -9,22 +9,18 @@ package container_test
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/kmsd/kmsd/test/e2e/e2etest"
 )
@@ -41,25 +37,12 @@ type imageConfig struct {
 	Healthcheck  struct{ Test []string }
 }
 
-// need fails the test under CI=true, and skips it elsewhere, when what
-// it needs is missing.
-func need(t *testing.T, ok bool, msg string) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
-
 func TestOfflineImage(t *testing.T) {
 	_, err := exec.LookPath("buildah")
-	need(t, err == nil, "buildah is missing: apt-get install -y buildah")
+	e2etest.Need(t, err == nil, "buildah is missing: apt-get install -y buildah")
 	_, err = os.Stat(e2etest.AWSCLI)
-	need(t, err == nil, e2etest.InstallCLI)
-	need(t, os.Geteuid() == 0, "building and running the image under chroot needs root")
+	e2etest.Need(t, err == nil, e2etest.InstallCLI)
+	e2etest.Need(t, os.Geteuid() == 0, "building and running the image under chroot needs root")
 	if testing.Short() {
 		t.Skip("container test skipped in -short mode")
 	}
@@ -103,7 +86,7 @@ func TestOfflineImage(t *testing.T) {
 
 	// The port is the image's, moved to a free one, on every interface
 	// as in the image: that is allowed because the image serves TLS.
-	port := freePort(t)
+	port := e2etest.FreePort(t)
 	env := append(slices.Clone(cfg.Env), "KMSD_LISTEN=0.0.0.0:"+port)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -120,7 +103,7 @@ func TestOfflineImage(t *testing.T) {
 		serve.Process.Signal(syscall.SIGTERM)
 		serve.Wait()
 	}()
-	creds := banner(t, stdout)
+	creds := e2etest.Banner(t, stdout)
 
 	// The image's own health check, run as the runtime would.
 	hc := inImage(ctx, rootfs, cfg, env, cfg.Healthcheck.Test[1:])
@@ -310,71 +293,11 @@ func userOf(user string) (uid, gid uint32) {
 	return uint32(un), uint32(gn)
 }
 
-var exportRE = regexp.MustCompile(`^\s*export (AWS_[A-Z_]+)=(\S+)`)
-
-// banner reads kmsd serve's first-start banner from r and returns the
-// variables it exports; the rest of r is drained in the background.
-func banner(t *testing.T, r io.Reader) map[string]string {
-	t.Helper()
-	vars := map[string]string{}
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	timeout := time.After(30 * time.Second)
-	for {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				t.Fatalf("kmsd serve ended before its banner was out; it exported %v", keys(vars))
-			}
-			if m := exportRE.FindStringSubmatch(line); m != nil {
-				vars[m[1]] = m[2]
-			}
-			if strings.Contains(line, "create-key") {
-				if vars["AWS_ACCESS_KEY_ID"] == "" || vars["AWS_SECRET_ACCESS_KEY"] == "" {
-					t.Fatalf("the banner exported no credentials: %v", keys(vars))
-				}
-				go func() {
-					for range lines {
-					}
-				}()
-				return vars
-			}
-		case <-timeout:
-			t.Fatal("no banner from kmsd serve after 30s")
-		}
-	}
-}
-
-func keys(m map[string]string) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	return ks
-}
-
 func owner(fi os.FileInfo) int {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		return int(st.Uid)
 	}
 	return -1
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
 }
 
 // testWriter logs what it is given.
