@@ -67,7 +67,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured load per op and target before its first round")
 	size := fs.Int("size", 32, "bytes of each plaintext or message (1 to 4096)")
 	keyID := fs.String("key", "", "existing key (id, ARN or alias) for every op (default: bench creates keys of the specs it needs)")
-	endpoint := fs.String("endpoint", "", "endpoint URL (env AWS_ENDPOINT_URL_KMS, AWS_ENDPOINT_URL)")
+	endpoint := fs.String("endpoint", "", "endpoint URL (env AWS_ENDPOINT_URL_KMS, AWS_ENDPOINT_URL); several, comma-separated, are the nodes of one cluster, sent requests round-robin")
 	region := fs.String("region", "", "signing region (env AWS_REGION, AWS_DEFAULT_REGION; default us-east-1)")
 	akid := fs.String("access-key-id", "", "access key id (env AWS_ACCESS_KEY_ID)")
 	secretFile := fs.String("secret-file", "", "file holding the secret access key (default: env AWS_SECRET_ACCESS_KEY)")
