@@ -14,6 +14,11 @@
 # ends by stopping the nodes and verifying their three audit logs, each
 # against its anchor in the store, with one kmsd audit verify.
 #
+# CLUSTER_BENCH=DURATION (e.g. 10s) measures instead of running the
+# scenario: once the three nodes serve, kmsd bench drives encrypt at 1, 2
+# and 3 nodes (round-robin over the nodes, --concurrency 16 in all), one
+# run of DURATION each, and prints the throughputs as ratios to 1 node.
+#
 # Prints one line per check and ends with "N passed, 0 failed"; on the
 # first failed check it prints what failed and exits 1. The AWS CLI runs
 # under env -i, so nothing from the caller's environment or ~/.aws can
@@ -114,6 +119,30 @@ for n in 2 3; do
 	grep -q '^export AWS_ACCESS_KEY_ID=' "$RUN/node$n.out" && fail "node $n created another admin access key: it did not join"
 	pass "node $n joined (no new access key)"
 done
+
+# ---------------------------------------------------------------- bench
+
+if [[ -n ${CLUSTER_BENCH:-} ]]; then
+	step "kmsd bench: encrypt on 1, 2 and 3 nodes, round-robin"
+	KMSD_ERR=""
+	rates=()
+	(umask 077 && printf '%s' "$AWS_SECRET_ACCESS_KEY" >"$F/secret")
+	for n in 1 2 3; do
+		eps=$(IFS=,; echo "${ENDPOINTS[*]:1:n}")
+		check "$KMSD_BIN" bench --endpoint "$eps" --access-key-id "$AWS_ACCESS_KEY_ID" --secret-file "$F/secret" \
+			--op encrypt --duration "$CLUSTER_BENCH" --quiet --json
+		rate=$(python3 -c 'import json,sys; r=json.load(sys.stdin)["ops"][0]["targets"][0]; assert r["errors"]==0, r; print("%.0f" % r["ops_per_sec"])' <"$F/stdout") ||
+			fail "bench on $n nodes: errors or no figures"
+		rates+=("$rate")
+		pass "encrypt on $n node(s): $rate ops/s"
+	done
+	echo "nodes  encrypt ops/s  ratio to 1 node  ($(nproc) CPUs on this machine, shared by all three nodes, PostgreSQL and the load generator)"
+	for n in 1 2 3; do
+		printf '%5d  %13s  %15s\n' "$n" "${rates[n-1]}" "$(python3 -c "print('×%.2f' % (${rates[n-1]}/${rates[0]}))")"
+	done
+	echo "$PASSED passed, 0 failed"
+	exit 0
+fi
 
 # ---------------------------------------------------------------- clients
 
