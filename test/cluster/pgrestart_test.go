@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,10 +20,14 @@ import (
 // outcomes tallies the answers of the load while PostgreSQL goes away
 // and comes back.
 type outcomes struct {
-	mu    sync.Mutex
-	ok    int
-	codes map[string]int // retryable AWS errors, by code
-	bad   []string       // anything else: the test fails on them
+	mu sync.Mutex
+	ok int
+	// encryptFailed counts failed Encrypts of the cached key: with the
+	// store gone for longer than the invalidation bound (one second), a
+	// node must stop answering from its cache.
+	encryptFailed int
+	codes         map[string]int // retryable AWS errors, by code
+	bad           []string       // anything else: the test fails on them
 }
 
 func (o *outcomes) add(what string, err error, took time.Duration) {
@@ -43,6 +48,9 @@ func (o *outcomes) add(what string, err error, took time.Duration) {
 		o.bad = append(o.bad, fmt.Sprintf("%s: %s (HTTP %d), want KMSInternalException or DependencyTimeoutException: %v", what, ae.ErrorCode(), re.HTTPStatusCode(), err))
 	default:
 		o.codes[fmt.Sprintf("%s (HTTP %d)", ae.ErrorCode(), re.HTTPStatusCode())]++
+		if strings.HasSuffix(what, " Encrypt") {
+			o.encryptFailed++
+		}
 	}
 }
 
@@ -72,7 +80,8 @@ func waitFor(limit time.Duration, cond func() bool) bool {
 // under load for three seconds and starts it again. Meanwhile every
 // request gets an answer, success or a retryable KMSInternalException or
 // DependencyTimeoutException (never another error, a malformed answer or
-// a hang), and /readyz answers 503; afterwards both nodes serve again, the
+// a hang), Encrypt of a cached key fails too once the invalidation bound
+// has passed, and /readyz answers 503; afterwards both nodes serve again, the
 // same processes, and /readyz answers 200.
 func TestPostgresRestartUnderLoad(t *testing.T) {
 	skipShort(t)
@@ -142,6 +151,7 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 	res.mu.Lock()
 	during := fmt.Sprint(res.codes)
 	failedDuring := len(res.codes) > 0
+	encryptFailedDuring := res.encryptFailed
 	res.mu.Unlock()
 	pgCtl(t, pgdir, "start", "-w", "-t", "60", "-l", pgdir+"/postgres.log")
 	restarted := time.Now()
@@ -178,9 +188,12 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 		default:
 		}
 	}
-	t.Logf("%d requests: %d succeeded, retryable errors %v (during the outage: %s)", sent.Load(), res.ok, res.codes, during)
+	t.Logf("%d requests: %d succeeded, retryable errors %v (during the outage: %s, %d of them Encrypts of the cached key)", sent.Load(), res.ok, res.codes, during, encryptFailedDuring)
 	if !failedDuring {
 		t.Error("no request failed while PostgreSQL was stopped: the nodes answered from their caches past the invalidation bound, or the load did not run")
+	}
+	if encryptFailedDuring == 0 {
+		t.Error("every Encrypt of the cached key succeeded while PostgreSQL was stopped for 3 s: the nodes answered from their caches past the one-second invalidation bound")
 	}
 	for i, b := range res.bad {
 		if i == 20 {
