@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -104,7 +103,7 @@ type node struct {
 	starts   int
 }
 
-// cluster starts n nodes on the database dsn: node 1 creates the root key
+// startCluster starts n nodes on the database dsn: node 1 creates the root key
 // and the admin access key; the others get a copy of its root key and
 // join. It returns the nodes and the admin credentials.
 func startCluster(t *testing.T, bin, dsn string, n int) (nodes []*node, akid, secret string) {
@@ -240,8 +239,7 @@ func (nd *node) client(akid, secret string, timeout time.Duration) *awskms.Clien
 		RetryMaxAttempts: 1,
 		Credentials:      credentials.NewStaticCredentialsProvider(akid, secret, ""),
 		HTTPClient: &http.Client{Timeout: timeout, Transport: &http.Transport{
-			DialContext:       (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
-			DisableKeepAlives: false,
+			DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
 		}},
 	})
 }
@@ -281,22 +279,4 @@ func retry(ctx context.Context, clients []*awskms.Client, start int, budget time
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("%w: %v", errDeadline, last)
-}
-
-// syncList is a list that several goroutines append to.
-type syncList[T any] struct {
-	mu sync.Mutex
-	v  []T
-}
-
-func (l *syncList[T]) add(v T) {
-	l.mu.Lock()
-	l.v = append(l.v, v)
-	l.mu.Unlock()
-}
-
-func (l *syncList[T]) all() []T {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]T(nil), l.v...)
 }

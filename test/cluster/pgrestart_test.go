@@ -103,7 +103,7 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 	var wg sync.WaitGroup
 	var sent atomic.Int64
 	for i, nd := range nodes {
-		for w := range 2 {
+		for range 2 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -131,7 +131,6 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 					if err != nil {
 						time.Sleep(20 * time.Millisecond)
 					}
-					_ = w
 				}
 			}()
 		}
