@@ -374,6 +374,10 @@ func openAudit(ctx context.Context, cfg config.Config, ks keystore.Keystore, f *
 		l.Close(ctx)
 		return nil, err
 	}
+	if err := registerNode(ctx, f, l, audit.KeyID(signer.PublicKey())); err != nil {
+		l.Close(ctx)
+		return nil, err
+	}
 	return l, nil
 }
 

@@ -73,6 +73,14 @@ type Config struct {
 	Store Store `yaml:"store"`
 	// Keystore selects the root of trust.
 	Keystore Keystore `yaml:"keystore"`
+	// NodeID names this node of a cluster (a store shared by several
+	// nodes): the store remembers which audit log each node keeps, so
+	// that a node whose data folder was wiped is recognised. Empty means
+	// the host name and the data folder's absolute path.
+	NodeID string `yaml:"node_id"`
+	// AcceptLostLog lets a node whose data folder lost its audit log
+	// start a new one, recording the loss (flag --accept-lost-log only).
+	AcceptLostLog bool `yaml:"-"`
 	// HSMClusters are the PKCS#11 tokens that custom key stores (AWS
 	// CloudHSM key stores) connect to, named by CloudHsmClusterId.
 	HSMClusters []HSMCluster `yaml:"hsm_clusters"`
@@ -327,6 +335,8 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	metricsListen := fs.String("metrics-listen", "", "address of the Prometheus metrics listener (env KMSD_METRICS_LISTEN; default off)")
 	storeType := fs.String("store", "", "store type: sqlite or postgres (env KMSD_STORE; default sqlite)")
 	storeDSN := fs.String("store-dsn", "", "PostgreSQL connection string of a postgres store (env KMSD_STORE_DSN; a password in it shows in the process list: prefer the environment or the YAML file)")
+	nodeID := fs.String("node-id", "", "this node's id in a cluster (env KMSD_NODE_ID; default HOSTNAME:DATA_DIR)")
+	acceptLostLog := fs.Bool("accept-lost-log", false, "start a new audit log on a cluster node whose data folder lost its log, recording the loss")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -389,6 +399,8 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	dsn := c.Store.DSN.Reveal()
 	set(&dsn, "KMSD_STORE_DSN", *storeDSN)
 	c.Store.DSN = Secret(dsn)
+	set(&c.NodeID, "KMSD_NODE_ID", *nodeID)
+	c.AcceptLostLog = *acceptLostLog
 	// Switches: the environment (as a container image sets it) overrides
 	// the file, and a flag given on the command line overrides both.
 	for _, b := range []struct {
@@ -451,6 +463,9 @@ func (c Config) Validate() error {
 	}
 	if err := validateRegions(c.Regions, c.Region); err != nil {
 		return err
+	}
+	if len(c.NodeID) > 256 || strings.IndexFunc(c.NodeID, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return fmt.Errorf("node_id %q: at most 256 characters, none of them a control character", c.NodeID)
 	}
 	if c.DataDir == "" {
 		return errors.New("data_dir is empty")

@@ -82,6 +82,8 @@ func TestRejects(t *testing.T) {
 		{[]string{"--tls-cert", "c.pem"}, "go together"},
 		{[]string{"--dev-tls", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, "exclude"},
 		{[]string{"--metrics-listen", "nope"}, "metrics listen"},
+		{[]string{"--node-id", "a\nb"}, "node_id"},
+		{[]string{"--node-id", strings.Repeat("n", 257)}, "node_id"},
 	}
 	for _, tc := range cases {
 		_, err := Load(tc.args, env(nil))
@@ -362,6 +364,24 @@ func TestRegionsSetting(t *testing.T) {
 	} {
 		if _, err := Load(tc.args, env(nil)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Load(%v) = %v, want an error mentioning %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestNodeID(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		env    map[string]string
+		want   string
+		accept bool
+	}{
+		{nil, nil, "", false},
+		{nil, map[string]string{"KMSD_NODE_ID": "env"}, "env", false},
+		{[]string{"--node-id", "flag", "--accept-lost-log"}, map[string]string{"KMSD_NODE_ID": "env"}, "flag", true},
+	} {
+		c, err := Load(tc.args, env(tc.env))
+		if err != nil || c.NodeID != tc.want || c.AcceptLostLog != tc.accept {
+			t.Errorf("%v %v: node id %q, accept %v, %v; want %q, %v", tc.args, tc.env, c.NodeID, c.AcceptLostLog, err, tc.want, tc.accept)
 		}
 	}
 }

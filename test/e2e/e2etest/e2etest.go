@@ -36,6 +36,14 @@ const (
 // "N passed, 0 failed".
 func Run(t *testing.T, name string, env []string, need ...string) {
 	t.Helper()
+	RunWith(t, name, []string{filepath.Join(filepath.Dir(name), "lib.sh")}, env, need...)
+}
+
+// RunWith is Run for a script that depends on the files deps (the
+// scripts it sources or runs) instead of the lib.sh beside it: their
+// content, with the script's, keys go test's result cache.
+func RunWith(t *testing.T, name string, deps, env []string, need ...string) {
+	t.Helper()
 	for _, path := range append([]string{AWSCLI}, need...) {
 		if _, err := os.Stat(path); err != nil {
 			msg := InstallCLI + " (and softhsm2, openssl, opensc for the custom key store scenario): " + err.Error()
@@ -54,7 +62,7 @@ func Run(t *testing.T, name string, env []string, need ...string) {
 	}
 	// Opening the scripts records them in go test's result cache key: an
 	// edited script runs again instead of replaying a cached pass.
-	for _, f := range []string{name, filepath.Join(filepath.Dir(name), "lib.sh")} {
+	for _, f := range append([]string{name}, deps...) {
 		if _, err := os.ReadFile(f); err != nil {
 			t.Fatal(err)
 		}
