@@ -495,6 +495,10 @@ const (
 	// (and signing key) without being a node of a shared store. The first
 	// log started on it sets its value to "consumed by log KEYID".
 	SettingRestored = "restored"
+	// SettingSTSSessionKey is the key that seals the session tokens of
+	// STS temporary credentials (package iam), wrapped by the keystore:
+	// every node of a store opens the tokens any node issued.
+	SettingSTSSessionKey = "sts-session-key"
 )
 
 // Checker is implemented by a backend that can check the integrity of
