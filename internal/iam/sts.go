@@ -91,6 +91,9 @@ type AssumeRoleInput struct {
 	DurationSeconds *int64
 	// Policy is the session policy; nil when the request has none.
 	Policy *string
+	// ExternalID is the request's ExternalId, which trust policies check
+	// with the condition key sts:ExternalId; nil when absent.
+	ExternalID *string
 }
 
 // Credentials are temporary credentials.
@@ -219,6 +222,9 @@ func (d *Directory) AssumeRole(ctx context.Context, caller kms.Caller, in Assume
 	pc := policy.NewContext(16)
 	src.AddContext(&pc)
 	pc.Set("sts:rolesessionname", in.RoleSessionName)
+	if in.ExternalID != nil {
+		pc.Set("sts:externalid", *in.ExternalID)
+	}
 	if caller.SourceIP != "" {
 		pc.Set("aws:sourceip", caller.SourceIP)
 	}

@@ -123,11 +123,12 @@ type Verifier struct {
 	Service string           // signing name the credential scope must carry, "kms"
 	Regions []string         // the Regions accepted in the credential scope
 	Lookup  SecretLookup     // resolves access key ids to secrets
+	Now     func() time.Time // injected clock; nil means time.Now
+	MaxSkew time.Duration    // allowed |now - signing time|; 0 means 15 minutes
+
 	// SessionLookup resolves temporary credentials (requests with a
 	// session token); nil refuses every session token.
 	SessionLookup SessionLookup
-	Now     func() time.Time // injected clock; nil means time.Now
-	MaxSkew time.Duration    // allowed |now - signing time|; 0 means 15 minutes
 }
 
 // Result is what a verified request proves.

@@ -353,17 +353,25 @@ func TestVerify(t *testing.T) {
 			sign:     func(p *signParams) { p.sessionToken = "FwoGZXIvYXdzEXAMPLETOKEN" },
 			wantCode: awserr.UnrecognizedClient, wantMsg: "The security token included in the request is invalid."},
 		{name: "ok session credentials",
-			sign:   func(p *signParams) { p.accessKey, p.secret, p.sessionToken = testSessionKey, testSessionSecret, testSessionToken },
+			sign: func(p *signParams) {
+				p.accessKey, p.secret, p.sessionToken = testSessionKey, testSessionSecret, testSessionToken
+			},
 			config: withSessions},
 		{name: "ok session token in the query",
-			sign:   func(p *signParams) { p.accessKey, p.secret, p.path = testSessionKey, testSessionSecret, "/?X-Amz-Security-Token="+testSessionToken },
+			sign: func(p *signParams) {
+				p.accessKey, p.secret, p.path = testSessionKey, testSessionSecret, "/?X-Amz-Security-Token="+testSessionToken
+			},
 			config: withSessions},
 		{name: "session token of another access key",
-			sign:     func(p *signParams) { p.accessKey, p.secret, p.sessionToken = testAccessKey, testSecret, testSessionToken },
+			sign: func(p *signParams) {
+				p.accessKey, p.secret, p.sessionToken = testAccessKey, testSecret, testSessionToken
+			},
 			config:   withSessions,
 			wantCode: awserr.UnrecognizedClient, wantMsg: "The security token included in the request is invalid."},
 		{name: "wrong session token",
-			sign:     func(p *signParams) { p.accessKey, p.secret, p.sessionToken = testSessionKey, testSessionSecret, testSessionToken+"x" },
+			sign: func(p *signParams) {
+				p.accessKey, p.secret, p.sessionToken = testSessionKey, testSessionSecret, testSessionToken+"x"
+			},
 			config:   withSessions,
 			wantCode: awserr.UnrecognizedClient, wantMsg: "The security token included in the request is invalid."},
 		{name: "session credentials without their token",
@@ -371,11 +379,15 @@ func TestVerify(t *testing.T) {
 			config:   withSessions,
 			wantCode: awserr.UnrecognizedClient, wantMsg: "The security token included in the request is invalid."},
 		{name: "expired session",
-			sign:     func(p *signParams) { p.accessKey, p.secret, p.sessionToken = testSessionKey, testSessionSecret, testExpiredToken },
+			sign: func(p *signParams) {
+				p.accessKey, p.secret, p.sessionToken = testSessionKey, testSessionSecret, testExpiredToken
+			},
 			config:   withSessions,
 			wantCode: awserr.ExpiredToken, wantMsg: "The security token included in the request is expired"},
 		{name: "session token replaced after signing",
-			sign:     func(p *signParams) { p.accessKey, p.secret, p.sessionToken = testSessionKey, testSessionSecret, testSessionToken },
+			sign: func(p *signParams) {
+				p.accessKey, p.secret, p.sessionToken = testSessionKey, testSessionSecret, testSessionToken
+			},
 			mutate:   func(r *http.Request) { r.Header.Set("X-Amz-Security-Token", testSessionToken2) },
 			config:   withSessions,
 			wantCode: awserr.InvalidSignature, wantMsg: msgMismatch},
