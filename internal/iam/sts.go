@@ -330,6 +330,16 @@ func (d *Directory) seal(ctx context.Context, akid string, c *claims) (string, e
 	if err != nil {
 		return "", err
 	}
+	var salt [32]byte
+	if _, err := rand.Read(salt[:]); err != nil {
+		return "", fmt.Errorf("session token salt: %w", err)
+	}
+	return sealWith(s.key, salt[:], akid, c)
+}
+
+// sealWith seals c under key with the given salt, which must be random
+// and never reused.
+func sealWith(key, salt []byte, akid string, c *claims) (string, error) {
 	pt, err := json.Marshal(c)
 	if err != nil {
 		return "", fmt.Errorf("encode session: %w", err)
@@ -337,10 +347,8 @@ func (d *Directory) seal(ctx context.Context, akid string, c *claims) (string, e
 	defer clear(pt)
 	out := make([]byte, 1+32, 1+32+len(pt)+16)
 	out[0] = tokenVersion
-	if _, err := rand.Read(out[1:33]); err != nil {
-		return "", fmt.Errorf("session token salt: %w", err)
-	}
-	aead, err := tokenAEAD(s.key, out[1:33])
+	copy(out[1:33], salt)
+	aead, err := tokenAEAD(key, out[1:33])
 	if err != nil {
 		return "", err
 	}
@@ -368,7 +376,7 @@ func tokenAEAD(key, salt []byte) (cipher.AEAD, error) {
 // open returns the claims of token if it was sealed for akid by this
 // store's sealing key; ok is false for any token that was not.
 func open(key []byte, akid, token string) (c *claims, ok bool) {
-	raw, err := base64.RawURLEncoding.DecodeString(token)
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(token)
 	if err != nil || len(raw) < 1+32+16 || raw[0] != tokenVersion {
 		return nil, false
 	}
