@@ -100,6 +100,13 @@ func Parse(body []byte) (*Request, error) {
 	return req, nil
 }
 
+// Known reports whether action is an operation served here (for metric
+// labels, which must not take any value a client sends).
+func Known(action string) bool {
+	_, ok := operations[action]
+	return ok
+}
+
 // operations lists the parameters each operation accepts.
 var operations = map[string]map[string]bool{
 	"GetCallerIdentity": {},

@@ -53,6 +53,7 @@ import (
 	"time"
 
 	"github.com/kmsd/kmsd/internal/awserr"
+	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/kms"
 	"github.com/kmsd/kmsd/internal/policy"
 	"github.com/kmsd/kmsd/internal/sigv4"
@@ -411,8 +412,10 @@ func (d *Directory) sealingKey(ctx context.Context) (*sealer, error) {
 
 // loadSealingKey reads the sealing key from the store unless the one held
 // is newer than stale (a revision: 0 loads whatever is there). A key that
-// does not exist, or that no root of the keystore unwraps any more (its
-// root was retired), is replaced by a new one: the sessions it sealed end.
+// does not exist, or that the keystore refuses to unwrap (keystore.ErrUnwrap:
+// its root was retired, or it was damaged), is replaced by a new one, by
+// compare and set: the sessions it sealed end. Any other keystore error
+// fails the call and changes nothing.
 func (d *Directory) loadSealingKey(ctx context.Context, stale int64) (*sealer, error) {
 	d.sts.loadMu.Lock()
 	defer d.sts.loadMu.Unlock()
@@ -430,9 +433,13 @@ func (d *Directory) loadSealingKey(ctx context.Context, stale int64) (*sealer, e
 				d.sts.sealer.Store(s)
 				return s, nil
 			}
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("unwrap the STS session key: %w", ctx.Err())
+			if uerr != nil && !errors.Is(uerr, keystore.ErrUnwrap) {
+				// A keystore that cannot answer now (an HSM away) is no
+				// reason to end every session: fail this request only.
+				return nil, fmt.Errorf("unwrap the STS session key: %w", uerr)
 			}
+			// Wrapped under a root no longer in the keystore (retired), or
+			// damaged: replace it.
 			revision = set.Revision
 		case !errors.Is(err, store.ErrNotFound):
 			return nil, fmt.Errorf("read the STS session key: %w", err)

@@ -208,6 +208,16 @@ func TestSessionKeyReplaced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A keystore that fails for another reason (an HSM away) fails the
+	// call and replaces nothing.
+	down := stsNode(t, st, unavailable{ks}, clk.now)
+	if _, err := down.AssumeRole(ctx, alice, in); err == nil || awserr.CodeOf(err) != "" {
+		t.Fatalf("AssumeRole with the keystore away: %v", err)
+	}
+	if now, err := st.GetSetting(ctx, store.SettingSTSSessionKey); err != nil || now.Revision != set.Revision {
+		t.Fatalf("the sealing key changed while the keystore was away: %v", err)
+	}
+
 	// A node with another root of trust on the same store cannot unwrap
 	// the key: it makes a new one.
 	ks2, err := keystore.OpenFile(filepath.Join(t.TempDir(), "root.key"))
@@ -276,4 +286,12 @@ func TestPackedSize(t *testing.T) {
 			t.Errorf("packedSize(%.20q…) = %d, want %d", tc.doc, got, tc.want)
 		}
 	}
+}
+
+// unavailable is a keystore whose Unwrap fails as an unreachable HSM does
+// (not keystore.ErrUnwrap).
+type unavailable struct{ keystore.Keystore }
+
+func (unavailable) Unwrap(context.Context, []byte, []byte) ([]byte, error) {
+	return nil, errors.New("pkcs11: token not present")
 }

@@ -45,7 +45,7 @@ func (s *Server) serveQuery(w http.ResponseWriter, r *http.Request, ex *exchange
 	if ex.err != nil {
 		outcome = awsquery.Code(ex.err)
 	}
-	if ex.query == nil || ex.err != nil && !ex.authed {
+	if !awsquery.Known(op) {
 		op = "unknown"
 	}
 	elapsed := time.Since(ex.start)
