@@ -151,6 +151,9 @@ type sealer struct {
 type sessions struct {
 	sealer atomic.Pointer[sealer]
 	loadMu sync.Mutex // serializes loading and creating the sealing key
+	// lastReload is when a failed token last made this node read the
+	// sealing key again (guarded by loadMu).
+	lastReload time.Time
 
 	mu    sync.Mutex
 	cache map[[sha256.Size]byte]*session
@@ -175,9 +178,17 @@ func (d *Directory) AssumeRole(ctx context.Context, caller kms.Caller, in Assume
 	if n := len(in.RoleArn); n < 20 || n > 2048 {
 		vs = append(vs, awserr.Violation{Field: "roleArn", Value: in.RoleArn, Null: in.RoleArn == "", Constraint: "Member must have length greater than or equal to 20 and less than or equal to 2048"})
 	}
-	if !roleSessionNameRE.MatchString(in.RoleSessionName) {
-		vs = append(vs, awserr.Violation{Field: "roleSessionName", Value: in.RoleSessionName, Null: in.RoleSessionName == "",
-			Constraint: `Member must satisfy regular expression pattern: [\w+=,.@-]* and have length from 2 to 64`})
+	if name := in.RoleSessionName; !roleSessionNameRE.MatchString(name) {
+		v := awserr.Violation{Field: "roleSessionName", Value: name, Null: name == "", Constraint: `Member must satisfy regular expression pattern: [\w+=,.@-]*`}
+		switch {
+		case name == "":
+			v.Constraint = "Member must not be null"
+		case len(name) < 2:
+			v.Constraint = "Member must have length greater than or equal to 2"
+		case len(name) > 64:
+			v.Constraint = "Member must have length less than or equal to 64"
+		}
+		vs = append(vs, v)
 	}
 	dur := DefaultMaxSessionDuration
 	if in.DurationSeconds != nil {
@@ -419,13 +430,27 @@ func (d *Directory) sealingKey(ctx context.Context) (*sealer, error) {
 func (d *Directory) loadSealingKey(ctx context.Context, stale int64) (*sealer, error) {
 	d.sts.loadMu.Lock()
 	defer d.sts.loadMu.Unlock()
-	if s := d.sts.sealer.Load(); s != nil && s.revision > stale {
-		return s, nil
+	cur := d.sts.sealer.Load()
+	if cur != nil && cur.revision > stale {
+		return cur, nil
+	}
+	if cur != nil {
+		// A token that does not open makes this node read the setting
+		// again, in case another node replaced the key. Anyone can send
+		// such tokens, unauthenticated: at most one read a second, and no
+		// keystore call unless the key did change. (A rate limit, not a
+		// time of the service: the real clock.)
+		if time.Since(d.sts.lastReload) < time.Second {
+			return cur, nil
+		}
+		d.sts.lastReload = time.Now()
 	}
 	for attempt := 0; attempt < 3; attempt++ {
 		var revision int64
 		set, err := d.store.GetSetting(ctx, store.SettingSTSSessionKey)
 		switch {
+		case err == nil && cur != nil && set.Revision == cur.revision:
+			return cur, nil
 		case err == nil:
 			key, uerr := d.keystore.Unwrap(ctx, set.Value, sessionKeyAAD)
 			if uerr == nil && len(key) == 32 {
