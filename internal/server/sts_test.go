@@ -350,6 +350,26 @@ func TestKeyPolicyNamesRole(t *testing.T) {
 		t.Fatalf("denial names the session: %v", err)
 	}
 
+	// A session policy limits what a key policy naming the role allows,
+	// not what one naming the session itself allows (AWS's rule).
+	decryptOnly := aws.String(`{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*"}]}`)
+	limited, _ := assume(t, env, alice, &sts.AssumeRoleInput{RoleArn: aws.String(keyRole), RoleSessionName: aws.String("other"), Policy: decryptOnly})
+	limitedNamed, _ := assume(t, env, alice, &sts.AssumeRoleInput{RoleArn: aws.String(keyRole), RoleSessionName: aws.String("named"), Policy: decryptOnly})
+	for _, tc := range []struct {
+		name    string
+		creds   aws.CredentialsProvider
+		key     string
+		allowed bool
+	}{
+		{"role principal, session policy without Encrypt", limited, byRole, false},
+		{"session principal, session policy without Encrypt", limitedNamed, bySession, true},
+	} {
+		_, err := kmsClientOf(env, tc.creds).Encrypt(ctx, &awskms.EncryptInput{KeyId: aws.String(tc.key), Plaintext: []byte("x")})
+		if tc.allowed && err != nil || !tc.allowed && apiCode(err) != "AccessDeniedException" {
+			t.Errorf("%s: Encrypt: %v (want allowed=%v)", tc.name, err, tc.allowed)
+		}
+	}
+
 	// A grant to the role covers its sessions.
 	grantKey := mk(`{"Version": "2012-10-17", "Statement": [` + admin + `]}`)
 	if _, err := env.Client.CreateGrant(ctx, &awskms.CreateGrantInput{KeyId: aws.String(grantKey), GranteePrincipal: aws.String(keyRole),
@@ -358,6 +378,10 @@ func TestKeyPolicyNamesRole(t *testing.T) {
 	}
 	if _, err := kmsClientOf(env, other).Encrypt(ctx, &awskms.EncryptInput{KeyId: aws.String(grantKey), Plaintext: []byte("x")}); err != nil {
 		t.Fatalf("Encrypt under a grant to the role: %v", err)
+	}
+	_, err = kmsClientOf(env, limited).Encrypt(ctx, &awskms.EncryptInput{KeyId: aws.String(grantKey), Plaintext: []byte("x")})
+	if apiCode(err) != "AccessDeniedException" {
+		t.Fatalf("Encrypt under a grant to the role, outside the session policy: %v", err)
 	}
 }
 
