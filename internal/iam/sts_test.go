@@ -26,6 +26,9 @@ accounts:
   - id: "111122223333"
     users:
       - name: alice
+      - name: bob
+        policies:
+          - document: '{"Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "arn:aws:iam::444455556666:role/partner"}]}'
     roles:
       - name: app
         assume_role_policy: '{"Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:user/alice"}, "Action": "sts:AssumeRole"}]}'
@@ -35,6 +38,11 @@ accounts:
       - name: chained
         assume_role_policy: '{"Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:role/app"}, "Action": "sts:AssumeRole"}]}'
         max_session_duration: 43200
+  - id: "444455556666"
+    roles:
+      - name: partner
+        assume_role_policy: '{"Statement": [{"Effect": "Allow", "Principal": {"AWS": "111122223333"}, "Action": "sts:AssumeRole",
+          "Condition": {"StringEquals": {"sts:ExternalId": "shared-secret-id"}}}]}'
 `
 
 type clock struct {
@@ -294,4 +302,32 @@ type unavailable struct{ keystore.Keystore }
 
 func (unavailable) Unwrap(context.Context, []byte, []byte) ([]byte, error) {
 	return nil, errors.New("pkcs11: token not present")
+}
+
+// TestCrossAccountAssumeRole: a role of another account that trusts the
+// caller's account needs an identity policy of the caller too, and the
+// trust policy's conditions (sts:ExternalId here); the session belongs to
+// the role's account.
+func TestCrossAccountAssumeRole(t *testing.T) {
+	ctx := context.Background()
+	st, ks := openStore(t, t.TempDir())
+	d := stsNode(t, st, ks, nil)
+	ext := "shared-secret-id"
+	in := AssumeRoleInput{RoleArn: "arn:aws:iam::444455556666:role/partner", RoleSessionName: "x-acct", ExternalID: &ext}
+	if _, err := d.AssumeRole(ctx, callerOf(t, d, "arn:aws:iam::111122223333:user/alice"), in); awserr.CodeOf(err) != awserr.AccessDenied {
+		t.Fatalf("alice, without an identity policy: %v", err)
+	}
+	bob := callerOf(t, d, "arn:aws:iam::111122223333:user/bob")
+	wrong := "other"
+	if _, err := d.AssumeRole(ctx, bob, AssumeRoleInput{RoleArn: in.RoleArn, RoleSessionName: "x-acct", ExternalID: &wrong}); awserr.CodeOf(err) != awserr.AccessDenied {
+		t.Fatalf("bob, wrong external id: %v", err)
+	}
+	out, err := d.AssumeRole(ctx, bob, in)
+	if err != nil {
+		t.Fatalf("bob: %v", err)
+	}
+	c, err := d.SessionCaller(ctx, out.Credentials.AccessKeyID, out.Credentials.SessionToken)
+	if err != nil || c.Account != "444455556666" || c.ARN != "arn:aws:sts::444455556666:assumed-role/partner/x-acct" {
+		t.Fatalf("session: %+v %v", c, err)
+	}
 }
