@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
@@ -445,5 +446,47 @@ func TestSTSWire(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Content-Type") != "text/xml" ||
 		!strings.Contains(string(b), `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>MissingAuthenticationToken</Code>`) {
 		t.Fatalf("unsigned: %d %s", resp.StatusCode, b)
+	}
+}
+
+// TestSOPSRoleForm does what SOPS does for --kms "KEY_ARN+ROLE_ARN": an
+// SDK configured from the environment alone (AWS_ENDPOINT_URL sends STS
+// and KMS to kmsd), AssumeRole of ROLE_ARN as "sops@HOST", then KMS with
+// the session on the key's full ARN.
+func TestSOPSRoleForm(t *testing.T) {
+	ctx := context.Background()
+	env := kmstest.StartWithIAM(t, stsIAM, "")
+	akid, secret := env.AccessKey(t, stsAccount, "alice", "", "")
+	key, err := env.Client.CreateKey(ctx, &awskms.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	for k, v := range map[string]string{
+		"AWS_ENDPOINT_URL": env.URL, "AWS_REGION": kmstest.Region, "AWS_ACCESS_KEY_ID": akid, "AWS_SECRET_ACCESS_KEY": secret,
+		"AWS_SESSION_TOKEN": "", "AWS_PROFILE": "", "AWS_CONFIG_FILE": home + "/config", "AWS_SHARED_CREDENTIALS_FILE": home + "/credentials",
+		"AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL_STS": "", "AWS_ENDPOINT_URL_KMS": "",
+	} {
+		t.Setenv(k, v)
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryMaxAttempts(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := sts.NewFromConfig(cfg).AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String(appRole), RoleSessionName: aws.String("sops@ci-runner-7")})
+	if err != nil {
+		t.Fatalf("AssumeRole as SOPS does: %v", err)
+	}
+	c := out.Credentials
+	cfg.Credentials = credentials.NewStaticCredentialsProvider(aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken))
+	kc := awskms.NewFromConfig(cfg)
+	enc, err := kc.Encrypt(ctx, &awskms.EncryptInput{KeyId: key.KeyMetadata.Arn, Plaintext: []byte("sops data key"),
+		EncryptionContext: map[string]string{"env": "ci"}})
+	if err != nil {
+		t.Fatalf("Encrypt with the key ARN and the session: %v", err)
+	}
+	dec, err := kc.Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, KeyId: key.KeyMetadata.Arn, EncryptionContext: map[string]string{"env": "ci"}})
+	if err != nil || string(dec.Plaintext) != "sops data key" {
+		t.Fatalf("Decrypt: %v", err)
 	}
 }
