@@ -33,7 +33,7 @@ type Identity struct {
 	// SessionPolicy is the session policy of an STS session (the Policy
 	// parameter of AssumeRole), nil when it has none. It limits what the
 	// identity policies and the resource policies naming the role allow:
-	// a request is allowed only when it allows too (see sessionLimit).
+	// a request is allowed only when it allows too (see SessionLimit).
 	SessionPolicy *policy.Policy
 
 	// ctx and tagCtx hold the condition keys the principal contributes to

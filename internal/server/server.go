@@ -77,7 +77,7 @@ type Server struct {
 	gate     func() error
 	refusals *refusalLog
 	sts      *awsquery.Handler
-	// stsVerifier is verifier for the signing service "sts".
+	// stsVerifier is a copy of verifier for the signing service "sts".
 	stsVerifier *sigv4.Verifier
 }
 
@@ -300,11 +300,9 @@ func (s *Server) authenticate(r *http.Request, v *sigv4.Verifier, body []byte, e
 		if errors.Is(err, sigv4.ErrUnknownAccessKey) {
 			return awserr.New(awserr.UnrecognizedClient, "The security token included in the request is invalid.")
 		}
-		var ae *awserr.Error
-		if errors.As(err, &ae) {
-			// ExpiredTokenException: the session ended between the
-			// signature check and now.
-			return ae
+		if awserr.CodeOf(err) == awserr.ExpiredToken {
+			// The session ended between the signature check and now.
+			return awserr.New(awserr.ExpiredToken, "The security token included in the request is expired")
 		}
 		return fmt.Errorf("look up caller: %w", err)
 	}
