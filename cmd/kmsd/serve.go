@@ -19,6 +19,7 @@ import (
 	"github.com/kmsd/kmsd/internal/audit"
 	"github.com/kmsd/kmsd/internal/awserr"
 	"github.com/kmsd/kmsd/internal/awsjson"
+	"github.com/kmsd/kmsd/internal/awsquery"
 	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/iam"
 	"github.com/kmsd/kmsd/internal/keystore"
@@ -277,8 +278,9 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 	}
 	h := server.New(server.Config{
 		Routes:   awsjson.Routes(svc),
-		Verifier: &sigv4.Verifier{Service: "kms", Regions: cfg.Regions, Lookup: dir.Secret, Now: time.Now},
+		Verifier: &sigv4.Verifier{Service: "kms", Regions: cfg.Regions, Lookup: dir.Secret, SessionLookup: dir.SessionSecret, Now: time.Now},
 		Callers:  dir,
+		STS:      &awsquery.Handler{IAM: dir},
 		Logger:   log,
 		Metrics:  m,
 		Audit:    alog,

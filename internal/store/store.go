@@ -505,6 +505,10 @@ const (
 	// the log's id (JSON), so that kmsd audit verify no longer asks for
 	// it.
 	SettingAuditLostPrefix = "audit-lost/"
+	// SettingSTSSessionKey is the key that seals the session tokens of
+	// STS temporary credentials (package iam), wrapped by the keystore:
+	// every node of a store opens the tokens any node issued.
+	SettingSTSSessionKey = "sts-session-key"
 )
 
 // Checker is implemented by a backend that can check the integrity of
