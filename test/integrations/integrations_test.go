@@ -114,14 +114,15 @@ func TestRecipes(t *testing.T) {
 		t.Fatal(err)
 	}
 	all := recipes(t, filepath.Join(root, "docs/integrations.md"))
-	setup := ""
+	// The setup block runs before each recipe; the config block is the
+	// configuration kmsd starts with.
+	blocks := map[string]string{}
 	for _, r := range all {
-		if r.name == "setup" {
-			setup = r.body
-		}
+		blocks[r.name] = r.body
 	}
-	if setup == "" {
-		t.Fatal("docs/integrations.md has no setup block")
+	setup, conf := blocks["setup"], blocks["config"]
+	if setup == "" || conf == "" {
+		t.Fatal("docs/integrations.md lacks its setup or config block")
 	}
 
 	aws := tool(t, "aws", "apt-get install -y awscli")
@@ -175,7 +176,9 @@ func TestRecipes(t *testing.T) {
 	// the default folder under HOME.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	serve := exec.CommandContext(ctx, filepath.Join(bin, "kmsd"), "serve", "--dev-tls", "--listen", "127.0.0.1:"+port)
+	confFile := filepath.Join(tmp, "kmsd.yaml")
+	write(t, confFile, conf)
+	serve := exec.CommandContext(ctx, filepath.Join(bin, "kmsd"), "serve", "--dev-tls", "--config", confFile, "--listen", "127.0.0.1:"+port)
 	serve.Env = env
 	serve.Cancel = func() error { return serve.Process.Signal(syscall.SIGTERM) }
 	serve.WaitDelay = 10 * time.Second
@@ -205,11 +208,11 @@ func TestRecipes(t *testing.T) {
 	}
 	ran := 0
 	for _, r := range all {
-		if r.name == "setup" {
+		if r.name == "setup" || r.name == "config" {
 			continue
 		}
 		t.Run(r.name, func(t *testing.T) {
-			if (r.name == "aws-cli-env" || r.name == "aws-cli-profile") && !modern {
+			if strings.HasPrefix(r.name, "aws-cli-") && r.name != "aws-cli-flag" && !modern {
 				// Not kmsd's limitation, nor one CI can lift: Debian
 				// ships no newer CLI. The flag form runs with it.
 				t.Skipf("%s reads neither AWS_ENDPOINT_URL_KMS nor endpoint_url", awsVersion)
