@@ -275,9 +275,13 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 			log.Warn("recorded the Region of this data folder in its store (kept by an earlier kmsd, which did not record it); kmsd will refuse to serve it as another Region", "region", cfg.Region)
 		}
 	}
+	verifier := &sigv4.Verifier{Service: "kms", Regions: cfg.Regions, Lookup: dir.Secret, Now: time.Now,
+		// Signing keys derived once per access key and day, checked
+		// against the secret looked up for every request.
+		Keys: sigv4.NewSigningKeyCache(0)}
 	h := server.New(server.Config{
 		Routes:   awsjson.Routes(svc),
-		Verifier: &sigv4.Verifier{Service: "kms", Regions: cfg.Regions, Lookup: dir.Secret, Now: time.Now},
+		Verifier: verifier,
 		Callers:  dir,
 		Logger:   log,
 		Metrics:  m,

@@ -158,7 +158,7 @@ func startIn(tb testing.TB, dir string, o options) *Env {
 	}
 	env.Handler = server.New(server.Config{
 		Routes:   awsjson.Routes(svc),
-		Verifier: &sigv4.Verifier{Service: "kms", Regions: config.CommercialRegions, Lookup: dirIAM.Secret, Now: time.Now},
+		Verifier: &sigv4.Verifier{Service: "kms", Regions: config.CommercialRegions, Lookup: dirIAM.Secret, Now: time.Now, Keys: sigv4.NewSigningKeyCache(0)},
 		Callers:  dirIAM,
 		Audit:    o.auditor,
 		Region:   Region,
