@@ -6,7 +6,7 @@
 // # Durability and concurrency
 //
 // Every connection runs with journal_mode=WAL, synchronous=FULL,
-// foreign_keys=ON and a busy timeout, so a write is on stable storage before
+// foreign_keys=ON, temp_store=MEMORY and a busy timeout, so a write is on stable storage before
 // its method returns and survives kill -9 or a power loss. Readers never block
 // the writer and the writer never blocks readers (WAL). Every write is one
 // BEGIN IMMEDIATE transaction, and the Store lets only one of its own write
@@ -183,6 +183,11 @@ func dsn(abs string) string {
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
+	// Statement and savepoint journals (every write of a group commit
+	// runs under a savepoint) in memory rather than in temporary files:
+	// they only ever undo a part of an open transaction, so they need no
+	// durability, and as files they cost a write system call per page.
+	q.Add("_pragma", "temp_store(MEMORY)")
 	q.Set("_txlock", "immediate")
 	return "file:" + u.EscapedPath() + "?" + q.Encode()
 }
