@@ -239,7 +239,8 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 		defer cancel()
 		alog.Close(cctx)
 	}
-	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Logger: log, HSMClusters: clusters, Regions: cfg.Regions})
+	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Logger: log, HSMClusters: clusters, Regions: cfg.Regions,
+		KeyCacheSize: cfg.Cache.Keys, MaterialCacheSize: cfg.Cache.Materials})
 	if err != nil {
 		closeAudit()
 		return nil, err
