@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -183,5 +184,30 @@ func TestGroupCommitWithdraw(t *testing.T) {
 	}
 	if n := len(s.group.queue); n != 0 {
 		t.Fatalf("%d writes left in the queue", n)
+	}
+}
+
+// TestGroupCommitGoexit checks that a fn that ends its goroutine (as
+// t.FailNow does) leaves nothing behind and the store usable.
+func TestGroupCommitGoexit(t *testing.T) {
+	s := openTemp(t)
+	ctx := t.Context()
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		s.Update(ctx, func(tx store.Tx) error {
+			if err := tx.CreateKey(ctx, testKey("gone"), nil); err != nil {
+				return err
+			}
+			runtime.Goexit()
+			return nil
+		})
+	}()
+	<-exited
+	if _, err := s.GetKey(ctx, "gone"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetKey of the key written before Goexit: %v, want ErrNotFound", err)
+	}
+	if err := s.CreateKey(ctx, testKey("k1"), nil); err != nil {
+		t.Fatalf("CreateKey after a Goexit: %v", err)
 	}
 }

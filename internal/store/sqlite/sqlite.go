@@ -349,8 +349,7 @@ func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *writ
 		case s.writeSlot <- struct{}{}:
 			// This goroutine leads: it commits the writes queued so far,
 			// its own among them unless the queue is longer than a group.
-			s.commitGroup()
-			<-s.writeSlot
+			s.lead()
 		case <-ctx.Done():
 			if s.group.withdraw(req) {
 				return ctx.Err()
@@ -401,6 +400,13 @@ func (q *writeQueue) take() []*writeReq {
 	return group
 }
 
+// lead commits one group holding the write slot, and gives the slot back
+// however commitGroup ends.
+func (s *Store) lead() {
+	defer func() { <-s.writeSlot }()
+	s.commitGroup()
+}
+
 // commitGroup runs one group of queued writes in one transaction and
 // commits it. The caller holds the write slot.
 func (s *Store) commitGroup() {
@@ -408,6 +414,22 @@ func (s *Store) commitGroup() {
 	if len(group) == 0 {
 		return
 	}
+	done := false
+	defer func() {
+		if done {
+			return
+		}
+		// A fn ended its goroutine (runtime.Goexit, as t.FailNow does),
+		// which recover does not stop; the transaction was rolled back
+		// by runGroup's deferred Rollback. The group's other writers
+		// must not wait forever.
+		for _, r := range group {
+			if r.err == nil && r.pval == nil {
+				r.err = errors.New("a write of the same group commit ended its goroutine; nothing was committed")
+			}
+			close(r.done)
+		}
+	}()
 	err := s.runGroup(group)
 	for _, r := range group {
 		if r.err == nil && r.pval == nil {
@@ -415,6 +437,7 @@ func (s *Store) commitGroup() {
 		}
 		close(r.done)
 	}
+	done = true
 }
 
 // runGroup runs the writes of group in one transaction and commits it if
