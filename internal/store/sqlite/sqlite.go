@@ -320,8 +320,12 @@ type writeReq struct {
 // transaction commits run together in the next one, each fn under a
 // savepoint of its own, and one commit (one WAL sync) covers them all. A
 // write whose fn fails is rolled back to its savepoint and returns its
-// error; the others are committed. A write never waits for more than the
-// transaction running when it arrived, plus its own group. fn gets a
+// error; the others are committed. A write waits for the transaction
+// running when it arrived and then its own group (behind more than
+// maxGroup waiting writes, for the groups ahead of it too). A write sees
+// the uncommitted writes of the group's earlier writes, as it would have
+// seen them committed had it come a moment later; if the commit fails,
+// every write of the group fails with it. fn gets a
 // context that is not cancelled with ctx: SQLite rolls back the whole
 // transaction when a write statement inside it is interrupted, which would
 // undo the other writes of the group. ctx is checked before fn starts; once
