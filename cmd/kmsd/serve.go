@@ -240,7 +240,8 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 		defer cancel()
 		alog.Close(cctx)
 	}
-	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Logger: log, HSMClusters: clusters, Regions: cfg.Regions})
+	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Logger: log, HSMClusters: clusters, Regions: cfg.Regions,
+		KeyCacheSize: cfg.Cache.Keys, MaterialCacheSize: cfg.Cache.Materials})
 	if err != nil {
 		closeAudit()
 		return nil, err
@@ -276,9 +277,13 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 			log.Warn("recorded the Region of this data folder in its store (kept by an earlier kmsd, which did not record it); kmsd will refuse to serve it as another Region", "region", cfg.Region)
 		}
 	}
+	verifier := &sigv4.Verifier{Service: "kms", Regions: cfg.Regions, Lookup: dir.Secret, SessionLookup: dir.SessionSecret, Now: time.Now,
+		// Signing keys derived once per access key and day, checked
+		// against the secret looked up for every request.
+		Keys: sigv4.NewSigningKeyCache(0)}
 	h := server.New(server.Config{
 		Routes:   awsjson.Routes(svc),
-		Verifier: &sigv4.Verifier{Service: "kms", Regions: cfg.Regions, Lookup: dir.Secret, SessionLookup: dir.SessionSecret, Now: time.Now},
+		Verifier: verifier,
 		Callers:  dir,
 		STS:      &awsquery.Handler{IAM: dir},
 		Logger:   log,

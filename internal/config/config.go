@@ -62,6 +62,16 @@ type Config struct {
 		// it off the machine.
 		DigestCommand []string `yaml:"digest_command"`
 	} `yaml:"audit"`
+	// Cache bounds what kmsd holds in memory, whatever the number of keys
+	// stored: memory grows with these settings, not with the store.
+	Cache struct {
+		// Keys is how many keys (with their compiled key policy and
+		// grants) and as many aliases are cached (0: 10000).
+		Keys int `yaml:"keys"`
+		// Materials is how many unwrapped key materials (with their
+		// parsed private keys) are cached (0: 10000).
+		Materials int `yaml:"materials"`
+	} `yaml:"cache"`
 	// MetricsListen is the address of the Prometheus /metrics listener;
 	// empty disables it.
 	MetricsListen string `yaml:"metrics_listen"`
@@ -333,6 +343,8 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	devTLS := fs.Bool("dev-tls", false, "serve HTTPS with a local development CA created in the data folder (env KMSD_DEV_TLS=true)")
 	auditStdout := fs.Bool("audit-stdout", false, "copy every audit record to standard output too (env KMSD_AUDIT_STDOUT=true)")
 	metricsListen := fs.String("metrics-listen", "", "address of the Prometheus metrics listener (env KMSD_METRICS_LISTEN; default off)")
+	keyCache := fs.Int("key-cache-size", 0, "keys (and aliases) cached in memory (env KMSD_KEY_CACHE_SIZE; default 10000)")
+	materialCache := fs.Int("material-cache-size", 0, "unwrapped key materials cached in memory (env KMSD_MATERIAL_CACHE_SIZE; default 10000)")
 	storeType := fs.String("store", "", "store type: sqlite or postgres (env KMSD_STORE; default sqlite)")
 	storeDSN := fs.String("store-dsn", "", "PostgreSQL connection string of a postgres store (env KMSD_STORE_DSN; a password in it shows in the process list: prefer the environment or the YAML file)")
 	nodeID := fs.String("node-id", "", "this node's id in a cluster (env KMSD_NODE_ID; default HOSTNAME:DATA_DIR)")
@@ -401,6 +413,22 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	c.Store.DSN = Secret(dsn)
 	set(&c.NodeID, "KMSD_NODE_ID", *nodeID)
 	c.AcceptLostLog = *acceptLostLog
+	for _, n := range []struct {
+		dst  *int
+		env  string
+		flag int
+	}{{&c.Cache.Keys, "KMSD_KEY_CACHE_SIZE", *keyCache}, {&c.Cache.Materials, "KMSD_MATERIAL_CACHE_SIZE", *materialCache}} {
+		if v := getenv(n.env); v != "" {
+			i, err := strconv.Atoi(v)
+			if err != nil {
+				return c, fmt.Errorf("%s=%q is not a number", n.env, v)
+			}
+			*n.dst = i
+		}
+		if n.flag != 0 {
+			*n.dst = n.flag
+		}
+	}
 	// Switches: the environment (as a container image sets it) overrides
 	// the file, and a flag given on the command line overrides both.
 	for _, b := range []struct {
@@ -466,6 +494,15 @@ func (c Config) Validate() error {
 	}
 	if len(c.NodeID) > 256 || strings.IndexFunc(c.NodeID, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
 		return fmt.Errorf("node_id %q: at most 256 characters, none of them a control character", c.NodeID)
+	}
+	// The bounds are what keeps memory independent of the number of keys:
+	// a negative one is a mistake, and one past ten million is memory
+	// nobody meant to spend.
+	if c.Cache.Keys < 0 || c.Cache.Keys > 10_000_000 {
+		return fmt.Errorf("cache.keys %d is not between 0 (the default) and 10000000", c.Cache.Keys)
+	}
+	if c.Cache.Materials < 0 || c.Cache.Materials > 10_000_000 {
+		return fmt.Errorf("cache.materials %d is not between 0 (the default) and 10000000", c.Cache.Materials)
 	}
 	if c.DataDir == "" {
 		return errors.New("data_dir is empty")

@@ -385,3 +385,44 @@ func TestNodeID(t *testing.T) {
 		}
 	}
 }
+
+func TestCacheSizes(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "kmsd.yaml")
+	if err := os.WriteFile(file, []byte("cache:\n  keys: 500\n  materials: 600\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name           string
+		args           []string
+		env            map[string]string
+		keys, material int
+		wantErr        bool
+	}{
+		{name: "defaults"},
+		{name: "yaml", args: []string{"--config", file}, keys: 500, material: 600},
+		{name: "env over yaml", args: []string{"--config", file}, env: map[string]string{"KMSD_KEY_CACHE_SIZE": "700"}, keys: 700, material: 600},
+		{name: "flag over env", args: []string{"--key-cache-size", "800", "--material-cache-size", "900"},
+			env: map[string]string{"KMSD_KEY_CACHE_SIZE": "700", "KMSD_MATERIAL_CACHE_SIZE": "10"}, keys: 800, material: 900},
+		{name: "negative", args: []string{"--key-cache-size", "-1"}, wantErr: true},
+		{name: "too large", args: []string{"--material-cache-size", "10000001"}, wantErr: true},
+		{name: "env not a number", env: map[string]string{"KMSD_KEY_CACHE_SIZE": "lots"}, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(tc.args, env(tc.env))
+			if tc.wantErr {
+				if err == nil {
+					t.Fatal("accepted")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Cache.Keys != tc.keys || c.Cache.Materials != tc.material {
+				t.Errorf("cache sizes %d, %d; want %d, %d", c.Cache.Keys, c.Cache.Materials, tc.keys, tc.material)
+			}
+		})
+	}
+}

@@ -161,7 +161,7 @@ func startIn(tb testing.TB, dir string, o options) *Env {
 	env.Handler = server.New(server.Config{
 		Routes: awsjson.Routes(svc),
 		Verifier: &sigv4.Verifier{Service: "kms", Regions: config.CommercialRegions, Lookup: dirIAM.Secret,
-			SessionLookup: dirIAM.SessionSecret, Now: time.Now},
+			SessionLookup: dirIAM.SessionSecret, Now: time.Now, Keys: sigv4.NewSigningKeyCache(0)},
 		Callers: dirIAM,
 		STS:     &awsquery.Handler{IAM: dirIAM},
 		Audit:   o.auditor,

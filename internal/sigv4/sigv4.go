@@ -3,8 +3,9 @@
 // every request they send to AWS KMS.
 //
 // Verification is a pure function of the request, a secret lookup and a
-// clock. A Verifier holds configuration only (no cache, no mutable state) and
-// is safe for concurrent use.
+// clock. A Verifier holds configuration and, optionally, a SigningKeyCache
+// (derived signing keys, checked against the secret looked up for every
+// request), and is safe for concurrent use.
 //
 // # Errors
 //
@@ -129,6 +130,10 @@ type Verifier struct {
 	// SessionLookup resolves temporary credentials (requests with a
 	// session token); nil refuses every session token.
 	SessionLookup SessionLookup
+
+	// Keys, if set, caches the derived signing keys (see
+	// SigningKeyCache); nil derives the key on every request.
+	Keys *SigningKeyCache
 }
 
 // Result is what a verified request proves.
@@ -225,15 +230,18 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (Re
 		// id is not secret; the secret is never part of an error.
 		return Result{}, internalError(fmt.Errorf("sigv4: looking up secret for access key %q: %w", echo(auth.accessKeyID), err))
 	}
-	signingKey := deriveSigningKey(secret, auth.date, auth.region, auth.service)
-	defer clear(signingKey)
+	var signingKey, expected [sha256.Size]byte
+	v.Keys.signingKey(&signingKey, secret, auth.accessKeyID, auth.date, auth.region, auth.service)
+	// The stack copies are zeroed however Verify returns.
+	defer clear(signingKey[:])
+	defer clear(expected[:])
 
 	for _, sts := range stringsToSign {
-		expected := hmacSHA256(signingKey, sts)
+		hmacSHA256To(&expected, signingKey[:], sts)
 		// hmac.Equal runs in time independent of where the two MACs differ.
 		// A plain bytes.Equal would let a client learn, byte by byte, how much
 		// of a forged signature is right by timing the rejection.
-		if hmac.Equal(expected, auth.signature) {
+		if hmac.Equal(expected[:], auth.signature) {
 			return Result{
 				AccessKeyID:  auth.accessKeyID,
 				Region:       auth.region,
