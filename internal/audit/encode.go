@@ -33,8 +33,18 @@ func appendRecordBody(b []byte, r *Record) ([]byte, error) {
 	b = appendOmitEmpty(b, `,"accountId":`, u.AccountID)
 	b = appendOmitEmpty(b, `,"accessKeyId":`, u.AccessKeyID)
 	b = appendOmitEmpty(b, `,"userName":`, u.UserName)
-	b = append(b, `},"eventTime":`...)
 	var err error
+	if u.SessionContext != nil {
+		// Only requests made with temporary credentials carry one:
+		// rare enough for encoding/json.
+		sc, err := json.Marshal(u.SessionContext)
+		if err != nil {
+			return b, fmt.Errorf("audit: session context: %w", err)
+		}
+		b = append(b, `,"sessionContext":`...)
+		b = append(b, sc...)
+	}
+	b = append(b, `},"eventTime":`...)
 	if b, err = appendTime(b, r.EventTime); err != nil {
 		return b, err
 	}

@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -44,6 +45,12 @@ func TestAppendJSONMatchesMarshal(t *testing.T) {
 		{"tls", Record{EventTime: when.Add(-time.Hour * 24 * 365 * 30), TLSDetails: &TLSDetails{TLSVersion: "TLSv1.3", CipherSuite: "TLS_AES_128_GCM_SHA256", ClientProvidedHostHeader: nasty}}},
 		{"tls without host", Record{EventTime: when, TLSDetails: &TLSDetails{TLSVersion: "TLSv1.2"}}},
 		{"chain members are left out", Record{Sequence: 7, PrevHash: "ab", EventTime: when}},
+		{"assumed role", Record{EventTime: when, UserIdentity: UserIdentity{Type: "AssumedRole", ARN: "arn:aws:sts::1:assumed-role/r/s",
+			SessionContext: &SessionContext{SessionIssuer: SessionIssuer{Type: "Role", PrincipalID: "AROA", ARN: "arn:aws:iam::1:role/r", AccountID: "1", UserName: "r"},
+				Attributes: SessionAttributes{CreationDate: when, MFAAuthenticated: "false"}}}}},
+		// Every field of a Record set, found by reflection: a field added
+		// to Record but not to the encoder fails here.
+		{"every field", filled(t)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -129,4 +136,47 @@ func BenchmarkRecordAppend(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// filled returns a Record with every exported field, at every depth, set
+// to a value that is not empty (maps and interfaces excepted: the
+// cases above cover their contents).
+func filled(t *testing.T) Record {
+	var r Record
+	var fill func(v reflect.Value, path string)
+	fill = func(v reflect.Value, path string) {
+		switch v.Kind() {
+		case reflect.String:
+			v.SetString("x")
+		case reflect.Bool:
+			v.SetBool(true)
+		case reflect.Int, reflect.Int64, reflect.Int32:
+			v.SetInt(1)
+		case reflect.Uint, reflect.Uint64, reflect.Uint32:
+			v.SetUint(1)
+		case reflect.Struct:
+			if v.Type() == reflect.TypeOf(time.Time{}) {
+				v.Set(reflect.ValueOf(time.Date(2026, 12, 7, 1, 2, 3, 4, time.UTC)))
+				return
+			}
+			for i := range v.NumField() {
+				if v.Type().Field(i).IsExported() {
+					fill(v.Field(i), path+"."+v.Type().Field(i).Name)
+				}
+			}
+		case reflect.Pointer:
+			v.Set(reflect.New(v.Type().Elem()))
+			fill(v.Elem(), path)
+		case reflect.Slice:
+			v.Set(reflect.MakeSlice(v.Type(), 1, 1))
+			fill(v.Index(0), path+"[0]")
+		case reflect.Map:
+			v.Set(reflect.MakeMap(v.Type()))
+			v.SetMapIndex(reflect.ValueOf("k"), reflect.ValueOf("v"))
+		default:
+			t.Fatalf("filled: %s is a %s, which the test does not know how to fill", path, v.Kind())
+		}
+	}
+	fill(reflect.ValueOf(&r).Elem(), "Record")
+	return r
 }
