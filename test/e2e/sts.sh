@@ -53,10 +53,13 @@ aws_profile() {
 	env -i PATH=/usr/bin:/bin HOME="$CLIENT_HOME" AWS_PROFILE="$profile" AWS_DATA_PATH="$BOTO_DATA" \
 		AWS_EC2_METADATA_DISABLED=true AWS_PAGER="" "$AWS_BIN" "$@"
 }
-# aws_creds ID SECRET TOKEN ARGS...: the AWS CLI with explicit credentials.
+# aws_creds NAME ARGS...: the AWS CLI with the credentials held in NAME_ID,
+# NAME_SECRET and NAME_TOKEN. The command line, which the test log shows,
+# names them instead of holding them: no secret in the log.
 aws_creds() {
-	local id=$1 secret=$2 token=$3
-	shift 3
+	local id_var=${1}_ID secret_var=${1}_SECRET token_var=${1}_TOKEN
+	local id=${!id_var} secret=${!secret_var} token=${!token_var:-}
+	shift
 	env -i PATH=/usr/bin:/bin HOME="$CLIENT_HOME" AWS_ACCESS_KEY_ID="$id" AWS_SECRET_ACCESS_KEY="$secret" \
 		AWS_SESSION_TOKEN="$token" AWS_DEFAULT_REGION="$REGION" AWS_DATA_PATH="$BOTO_DATA" \
 		AWS_EC2_METADATA_DISABLED=true AWS_PAGER="" "$AWS_BIN" "$@"
@@ -148,9 +151,9 @@ EOF
 chmod 600 "$CLIENT_HOME/.aws/credentials"
 
 step "admin creates a key (default key policy: IAM decides)"
-check aws_creds "$ADMIN_ID" "$ADMIN_SECRET" "" --endpoint-url "$ENDPOINT" kms create-key --query KeyMetadata.Arn --output text
+check aws_creds ADMIN --endpoint-url "$ENDPOINT" kms create-key --query KeyMetadata.Arn --output text
 KEY_ARN=$OUT
-check aws_creds "$ADMIN_ID" "$ADMIN_SECRET" "" --endpoint-url "$ENDPOINT" kms create-alias --alias-name alias/sts-e2e --target-key-id "$KEY_ARN"
+check aws_creds ADMIN --endpoint-url "$ENDPOINT" kms create-alias --alias-name alias/sts-e2e --target-key-id "$KEY_ARN"
 
 step "GetCallerIdentity"
 check aws_profile ci sts get-caller-identity --query '[Account,Arn]' --output text
@@ -189,16 +192,19 @@ check aws_profile ci sts assume-role --role-arn "$ROLE_ARN" --role-session-name 
 	--policy '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*"}]}' \
 	--query '[Credentials.AccessKeyId,Credentials.SecretAccessKey,Credentials.SessionToken,AssumedRoleUser.Arn]' --output text
 read -r sid ssecret stoken sarn <<<"$OUT"
+SESSION_ID=$sid SESSION_SECRET=$ssecret SESSION_TOKEN=$stoken
 expect_match "temporary access key id" '^ASIA[A-Z0-9]{16}$' "$sid"
 expect_eq "assumed role ARN" "arn:aws:sts::$ACCOUNT:assumed-role/kms-user/sops@build-host.example" "$sarn"
-check aws_creds "$sid" "$ssecret" "$stoken" --endpoint-url "$ENDPOINT" kms encrypt --key-id "$KEY_ARN" --plaintext "fileb://$F/pt.bin" \
+check aws_creds SESSION --endpoint-url "$ENDPOINT" kms encrypt --key-id "$KEY_ARN" --plaintext "fileb://$F/pt.bin" \
 	--query KeyId --output text
 expect_eq "encrypt within the session policy" "$KEY_ARN" "$OUT"
-expect_error AccessDeniedException aws_creds "$sid" "$ssecret" "$stoken" --endpoint-url "$ENDPOINT" kms decrypt --ciphertext-blob "fileb://$F/ct.bin"
+expect_error AccessDeniedException aws_creds SESSION --endpoint-url "$ENDPOINT" kms decrypt --ciphertext-blob "fileb://$F/ct.bin"
 tampered=${stoken%?}A
 [[ $tampered == "$stoken" ]] && tampered=${stoken%?}B
-expect_error UnrecognizedClientException aws_creds "$sid" "$ssecret" "$tampered" --endpoint-url "$ENDPOINT" kms list-keys
-expect_error UnrecognizedClientException aws_creds "$sid" "$ssecret" "" --endpoint-url "$ENDPOINT" kms list-keys
+TAMPERED_ID=$sid TAMPERED_SECRET=$ssecret TAMPERED_TOKEN=$tampered
+NOTOKEN_ID=$sid NOTOKEN_SECRET=$ssecret NOTOKEN_TOKEN=
+expect_error UnrecognizedClientException aws_creds TAMPERED --endpoint-url "$ENDPOINT" kms list-keys
+expect_error UnrecognizedClientException aws_creds NOTOKEN --endpoint-url "$ENDPOINT" kms list-keys
 
 step "the audit log: the session as AssumedRole, no secret"
 stop_kmsd
