@@ -13,20 +13,20 @@
 //	kmsd backup -o FILE         write a consistent snapshot of the store
 //	kmsd restore FILE           load a snapshot into an empty store
 //	kmsd bench                  load-test a kmsd, optionally against a bare floor server
-//	kmsd version                print the version
+//	kmsd completion SHELL       print a bash, zsh or fish completion script
+//	kmsd version                print the version (also kmsd --version)
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
 )
-
-var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -55,7 +55,8 @@ commands:
                            root key is not in it: back it up separately
   restore FILE             load a snapshot into an empty store (SQLite or PostgreSQL)
   bench                    load-test a kmsd (or --spawn one), optionally against a bare --floor server
-  version                  print the version
+  completion bash|zsh|fish print a shell completion script
+  version                  print the version and VCS revision (also --version)
 
 Run "kmsd <command> -h" for the flags of a command.
 `
@@ -65,6 +66,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprint(stderr, usage)
 		return errors.New("no command given")
 	}
+	// -h and --help are no error, for every command: the flag sets
+	// return flag.ErrHelp once they have printed their usage.
+	if err := dispatch(ctx, args, stdout, stderr, getenv); !errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return nil
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	switch args[0] {
 	case "serve":
 		return serveWithPprof(ctx, args[1:], stdout, stderr, getenv)
@@ -88,10 +98,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return restoreMain(ctx, args[1:], os.Stdin, stdout, stderr, getenv)
 	case "bench":
 		return benchMain(ctx, args[1:], stdout, stderr, getenv)
-	case "version":
-		fmt.Fprintln(stdout, "kmsd", version)
-		return nil
-	case "help", "-h", "--help":
+	case "completion":
+		return completionMain(ctx, args[1:], stdout, stderr, getenv)
+	case "version", "--version", "-version":
+		return versionMain(args[1:], stdout, stderr)
+	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:

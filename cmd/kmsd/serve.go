@@ -37,7 +37,7 @@ import (
 const devTLSDir = "dev-tls"
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	cfg, err := config.Load(args, getenv)
+	cfg, err := config.LoadWithUsage(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
@@ -486,14 +486,20 @@ func printBanner(w io.Writer, endpoint, caFile string, cfg config.Config, akid, 
 	} else {
 		fmt.Fprintf(w, "Use the access key printed when this data folder was created:\n\n")
 	}
+	// AWS_REGION is the variable the JavaScript SDK v3 reads (it ignores
+	// AWS_DEFAULT_REGION); the other SDKs and the CLI read either.
+	fmt.Fprintf(w, "export AWS_REGION=%s\n", cfg.Region)
 	fmt.Fprintf(w, "export AWS_DEFAULT_REGION=%s\n", cfg.Region)
-	fmt.Fprintf(w, "export AWS_ENDPOINT_URL=%s\n", endpoint)
+	// The KMS endpoint only: kmsd serves no other AWS service, and the
+	// global AWS_ENDPOINT_URL would send a client's STS (or S3, …) calls
+	// here too.
+	fmt.Fprintf(w, "export AWS_ENDPOINT_URL_KMS=%s\n", endpoint)
 	caFlag := ""
 	if caFile != "" {
 		fmt.Fprintf(w, "export AWS_CA_BUNDLE=%s\n", caFile)
 		caFlag = " --ca-bundle " + caFile
 	}
-	// AWS CLI releases before 2.13 ignore AWS_ENDPOINT_URL; --endpoint-url
+	// AWS CLI releases before 2.13 ignore AWS_ENDPOINT_URL_KMS; --endpoint-url
 	// works with every version.
 	fmt.Fprintf(w, "\nThen try:\n\n  aws kms create-key --endpoint-url %s%s --description \"my first key\"\n\n", endpoint, caFlag)
 }

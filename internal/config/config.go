@@ -304,12 +304,20 @@ func defaultDataDir() string {
 
 // Load resolves the configuration of "kmsd serve" from args (flags) and
 // getenv. Unknown keys in the YAML file are an error, so that a typo does
-// not silently fall back to a default.
+// not silently fall back to a default. Flag errors and the usage that -h
+// asks for go to os.Stderr.
 func Load(args []string, getenv func(string) string) (Config, error) {
+	return LoadWithUsage(args, getenv, os.Stderr)
+}
+
+// LoadWithUsage is Load with flag errors and the -h usage written to
+// usage; for -h it returns an error wrapping flag.ErrHelp.
+func LoadWithUsage(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
 	c := Defaults()
 	// The default Region is chosen once the served Regions are known.
 	c.Region = ""
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(usage)
 	configPath := fs.String("config", getenv("KMSD_CONFIG"), "YAML configuration file (env KMSD_CONFIG)")
 	listen := fs.String("listen", "", "address to listen on (env KMSD_LISTEN; default 127.0.0.1:4599)")
 	dataDir := fs.String("data-dir", "", "data folder (env KMSD_DATA_DIR; default ~/.local/share/kmsd)")
