@@ -47,6 +47,21 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	if _, err := iam.Compile(cfg.IAM, cfg.Account); err != nil {
 		return fmt.Errorf("iam configuration: %w", err)
 	}
+	if _, err := adminPreset(cfg); err != nil {
+		return err
+	}
+	if _, err := loadSeed(cfg); err != nil {
+		return err
+	}
+	temporary := cfg.Dev && cfg.DataDir == ""
+	removeDevData, err := devDataDir(&cfg)
+	if err != nil {
+		return err
+	}
+	defer removeDevData()
+	if cfg.Dev {
+		log.Warn("dev mode: not for production", "data_dir", cfg.DataDir, "temporary", temporary)
+	}
 	if _, err := hsmClusters(cfg); err != nil {
 		return err
 	}
@@ -200,7 +215,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	reloaders.Store(&rl)
 
 	log.Info("kmsd listening", "endpoint", endpoint, "account", cfg.Account, "region", cfg.Region, "regions", len(cfg.Regions), "data_dir", cfg.DataDir, "root_key", f.ks.ID())
-	printBanner(stdout, endpoint, caFile, cfg, app.akid, app.secret)
+	if cfg.Dev {
+		devWarning(stdout, cfg, temporary)
+	}
+	if app.seeded != "" {
+		fmt.Fprintln(stdout, app.seeded)
+	}
+	printBanner(stdout, endpoint, caFile, cfg, app.akid, app.secret, app.preset)
 	<-runDone
 	log.Info("kmsd stopped")
 	return runErr
@@ -212,6 +233,8 @@ type service struct {
 	h            *server.Server
 	alog         *audit.Log
 	akid, secret string // the admin access key, when just created
+	preset       *presetKey
+	seeded       string // what the seed did, for the banner
 	reloaders    []reloader
 	log          *slog.Logger
 }
@@ -256,7 +279,13 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 		svc.CloseCustomKeyStores()
 		return nil, err
 	}
-	akid, secret, err := bootstrapAdmin(ctx, dir, cfg.Account)
+	preset, err := adminPreset(cfg)
+	if err != nil {
+		closeAudit()
+		svc.CloseCustomKeyStores()
+		return nil, err
+	}
+	akid, secret, err := ensureAdmin(ctx, dir, cfg.Account, preset)
 	if err != nil {
 		closeAudit()
 		svc.CloseCustomKeyStores()
@@ -294,7 +323,12 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 		{"iam identities", identityReloader(dir, cfg, args, getenv, log)},
 		{"roots manifest", func() error { return ks.Reload(ctx) }},
 	}
-	return &service{svc: svc, h: h, alog: alog, akid: akid, secret: secret, reloaders: reloaders, log: log}, nil
+	a := &service{svc: svc, h: h, alog: alog, akid: akid, secret: secret, preset: preset, reloaders: reloaders, log: log}
+	if err := a.applySeed(ctx, cfg, dir); err != nil {
+		a.close()
+		return nil, err
+	}
+	return a, nil
 }
 
 // close flushes and closes the audit log, and closes the custom key
@@ -476,14 +510,19 @@ func bootstrapAdmin(ctx context.Context, dir *iam.Directory, account string) (ak
 	return dir.CreateAccessKey(ctx, account, iam.UserARN(account, "admin"))
 }
 
-func printBanner(w io.Writer, endpoint, caFile string, cfg config.Config, akid, secret string) {
+func printBanner(w io.Writer, endpoint, caFile string, cfg config.Config, akid, secret string, preset *presetKey) {
 	fmt.Fprintf(w, "kmsd is serving the AWS KMS API at %s (account %s, region %s, data in %s)\n", endpoint, cfg.Account, cfg.Region, cfg.DataDir)
 	fmt.Fprintf(w, "Regions served: %s\n\n", strings.Join(cfg.Regions, " "))
-	if secret != "" {
+	switch {
+	case preset != nil:
+		// The user has the secret; kmsd does not print it.
+		fmt.Fprintf(w, "The admin user arn:aws:iam::%s:user/admin has the access key you gave; its secret is the one in %s:\n\n", cfg.Account, preset.from)
+		fmt.Fprintf(w, "export AWS_ACCESS_KEY_ID=%s\n", preset.id)
+	case secret != "":
 		fmt.Fprintf(w, "An access key was created for arn:aws:iam::%s:user/admin. Its secret is shown only this once:\n\n", cfg.Account)
 		fmt.Fprintf(w, "export AWS_ACCESS_KEY_ID=%s\n", akid)
 		fmt.Fprintf(w, "export AWS_SECRET_ACCESS_KEY=%s\n", secret)
-	} else {
+	default:
 		fmt.Fprintf(w, "Use the access key printed when this data folder was created:\n\n")
 	}
 	// AWS_REGION is the variable the JavaScript SDK v3 reads (it ignores
