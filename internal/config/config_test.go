@@ -365,7 +365,9 @@ func TestDevModeSettings(t *testing.T) {
 		{"dev refuses all interfaces without TLS", []string{"--dev", "--listen", "0.0.0.0:4599", "--allow-insecure-listen"}, nil, "dev mode serves plain HTTP on loopback only", nil},
 		{"dev allows all interfaces with TLS", []string{"--dev", "--listen", "0.0.0.0:4599", "--dev-tls"}, nil, "", func(c Config) bool { return c.TLS.Dev }},
 		{"dev credentials from env", []string{"--dev"}, map[string]string{"KMSD_DEV_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "KMSD_DEV_SECRET_ACCESS_KEY": "s"}, "",
-			func(c Config) bool { return c.DevAccessKeyID == "AKIAIOSFODNN7EXAMPLE" && c.DevSecretAccessKey.Reveal() == "s" }},
+			func(c Config) bool {
+				return c.DevAccessKeyID == "AKIAIOSFODNN7EXAMPLE" && c.DevSecretAccessKey.Reveal() == "s"
+			}},
 		{"dev id without secret", []string{"--dev", "--dev-access-key-id", "AKIAIOSFODNN7EXAMPLE"}, nil, "together", nil},
 		{"dev secret without id", []string{"--dev"}, map[string]string{"KMSD_DEV_SECRET_ACCESS_KEY": "s"}, "together", nil},
 		{"dev credentials outside dev mode", nil, map[string]string{"KMSD_DEV_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "KMSD_DEV_SECRET_ACCESS_KEY": "s"}, "are for dev mode", nil},
@@ -420,5 +422,41 @@ func TestReadAdminCredentials(t *testing.T) {
 				t.Fatalf("ReadAdminCredentials = %q, %v", id, err)
 			}
 		})
+	}
+}
+
+func TestSeedSection(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	noEnv := func(string) string { return "" }
+	cfgFile := write("kmsd.yaml", "seed:\n  keys:\n    - aliases: [alias/a]\n      policy_file: p.json\n", 0o644)
+	c, err := Load([]string{"--config", cfgFile}, noEnv)
+	if err != nil || c.Seed == nil || len(c.Seed.Keys) != 1 || c.Seed.Path("p.json") != filepath.Join(dir, "p.json") {
+		t.Fatalf("seed section: %+v, %v", c.Seed, err)
+	}
+	both := write("both.yaml", "seed_file: s.yaml\nseed:\n  keys: []\n", 0o600)
+	if _, err := Load([]string{"--config", both}, noEnv); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Fatalf("seed and seed_file: %v", err)
+	}
+	rel := write("rel.yaml", "seed_file: s.yaml\n", 0o600)
+	if c, err := Load([]string{"--config", rel}, noEnv); err != nil || c.SeedFile != filepath.Join(dir, "s.yaml") {
+		t.Fatalf("relative seed_file: %q, %v", c.SeedFile, err)
+	}
+	// A configuration whose seed holds key material must be private.
+	material := write("material.yaml", "seed:\n  keys:\n    - aliases: [alias/a]\n      material: {hex: '00'}\n", 0o644)
+	if _, err := Load([]string{"--config", material}, noEnv); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("readable configuration with material: %v", err)
+	}
+	if err := os.Chmod(material, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load([]string{"--config", material}, noEnv); err != nil {
+		t.Fatalf("private configuration with material: %v", err)
 	}
 }

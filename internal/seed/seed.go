@@ -102,7 +102,7 @@ func (a *applier) call(ctx context.Context, op string, in, out any) error {
 // keyMetadata is what the seed reads of DescribeKey.
 type keyMetadata struct {
 	KeyId, Arn, KeySpec, KeyUsage, Origin, KeyState, Description string
-	CurrentKeyMaterialId                                           string
+	CurrentKeyMaterialId                                         string
 }
 
 func isNotFound(err error) bool { return errors.Is(err, awserr.New(awserr.NotFound, "")) }
@@ -166,22 +166,29 @@ func (a *applier) key(ctx context.Context, i int, k config.SeedKey) error {
 	if err != nil {
 		return err
 	}
-	if md == nil {
+	created, changed := md == nil, false
+	if created {
 		if md, err = a.create(ctx, k, spec, usage, origin, policy); err != nil {
 			return err
 		}
-	} else {
-		if err := a.reconcile(ctx, k, md, spec, usage, origin, policy); err != nil {
-			return err
-		}
+	} else if changed, err = a.reconcile(ctx, k, md, spec, usage, origin, policy); err != nil {
+		return err
 	}
 	if material != nil {
 		if err := a.importMaterial(ctx, md, material); err != nil {
 			return err
 		}
 	}
-	if err := a.state(ctx, k, md); err != nil {
+	toggled, err := a.state(ctx, k, md)
+	if err != nil {
 		return err
+	}
+	switch {
+	case created:
+	case changed || toggled:
+		a.report.Updated++
+	default:
+		a.report.Unchanged++
 	}
 	for _, alias := range k.Aliases {
 		if err := a.alias(ctx, md, alias); err != nil {
@@ -239,38 +246,37 @@ func sortedKeys(m map[string]string) []string {
 // reconcile compares an existing key with its seed: what cannot change is
 // a conflict; the description, key policy and the seed's tags are brought
 // to the seed.
-func (a *applier) reconcile(ctx context.Context, k config.SeedKey, md *keyMetadata, spec, usage, origin, policy string) error {
+func (a *applier) reconcile(ctx context.Context, k config.SeedKey, md *keyMetadata, spec, usage, origin, policy string) (changed bool, err error) {
 	switch {
 	case md.KeyState == "PendingDeletion" || md.KeyState == "PendingReplicaDeletion":
-		return fmt.Errorf("key %s exists but is pending deletion: cancel its deletion (CancelKeyDeletion) or change the seed", md.KeyId)
+		return false, fmt.Errorf("key %s exists but is pending deletion: cancel its deletion (CancelKeyDeletion) or change the seed", md.KeyId)
 	case k.ID != "" && md.KeyId != k.ID:
-		return fmt.Errorf("alias %s names key %s, not the seed's key id", k.Aliases[0], md.KeyId)
+		return false, fmt.Errorf("alias %s names key %s, not the seed's key id", k.Aliases[0], md.KeyId)
 	case md.KeySpec != spec:
-		return fmt.Errorf("key %s exists with key spec %s, not %s: a key's spec never changes; change the seed or use another key id or alias", md.KeyId, md.KeySpec, spec)
+		return false, fmt.Errorf("key %s exists with key spec %s, not %s: a key's spec never changes; change the seed or use another key id or alias", md.KeyId, md.KeySpec, spec)
 	case md.KeyUsage != usage:
-		return fmt.Errorf("key %s exists with key usage %s, not %s: a key's usage never changes", md.KeyId, md.KeyUsage, usage)
+		return false, fmt.Errorf("key %s exists with key usage %s, not %s: a key's usage never changes", md.KeyId, md.KeyUsage, usage)
 	case md.Origin != origin:
-		return fmt.Errorf("key %s exists with origin %s, not %s (the seed gives key material for EXTERNAL keys only)", md.KeyId, md.Origin, origin)
+		return false, fmt.Errorf("key %s exists with origin %s, not %s (the seed gives key material for EXTERNAL keys only)", md.KeyId, md.Origin, origin)
 	}
-	changed := false
 	if md.Description != k.Description {
 		if err := a.call(ctx, "UpdateKeyDescription", map[string]any{"KeyId": md.KeyId, "Description": k.Description}, nil); err != nil {
-			return err
+			return false, err
 		}
 		changed = true
 	}
 	if policy != "" {
 		var out struct{ Policy string }
 		if err := a.call(ctx, "GetKeyPolicy", map[string]any{"KeyId": md.KeyId, "PolicyName": "default"}, &out); err != nil {
-			return err
+			return false, err
 		}
 		same, err := samePolicy(out.Policy, policy)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if !same {
 			if err := a.call(ctx, "PutKeyPolicy", map[string]any{"KeyId": md.KeyId, "PolicyName": "default", "Policy": policy}, nil); err != nil {
-				return err
+				return false, err
 			}
 			changed = true
 		}
@@ -278,7 +284,7 @@ func (a *applier) reconcile(ctx context.Context, k config.SeedKey, md *keyMetada
 	if len(k.Tags) > 0 {
 		have, err := a.tags(ctx, md.KeyId)
 		if err != nil {
-			return err
+			return false, err
 		}
 		want := map[string]string{}
 		for tk, tv := range k.Tags {
@@ -288,17 +294,12 @@ func (a *applier) reconcile(ctx context.Context, k config.SeedKey, md *keyMetada
 		}
 		if len(want) > 0 {
 			if err := a.call(ctx, "TagResource", map[string]any{"KeyId": md.KeyId, "Tags": tagList(want)}, nil); err != nil {
-				return err
+				return false, err
 			}
 			changed = true
 		}
 	}
-	if changed {
-		a.report.Updated++
-	} else {
-		a.report.Unchanged++
-	}
-	return nil
+	return changed, nil
 }
 
 // samePolicy compares two JSON policies as JSON values.
@@ -341,23 +342,17 @@ func (a *applier) tags(ctx context.Context, keyID string) (map[string]string, er
 }
 
 // state enables or disables the key as the seed says (default enabled).
-// A key without key material (pending import) is left as it is.
-func (a *applier) state(ctx context.Context, k config.SeedKey, md *keyMetadata) error {
+// A key without key material (pending import) is left as it is. It
+// reports whether it changed the key's state.
+func (a *applier) state(ctx context.Context, k config.SeedKey, md *keyMetadata) (bool, error) {
 	want := k.Enabled == nil || *k.Enabled
 	switch {
 	case md.KeyState == "Enabled" && !want:
-		if err := a.call(ctx, "DisableKey", map[string]any{"KeyId": md.KeyId}, nil); err != nil {
-			return err
-		}
+		return true, a.call(ctx, "DisableKey", map[string]any{"KeyId": md.KeyId}, nil)
 	case md.KeyState == "Disabled" && want:
-		if err := a.call(ctx, "EnableKey", map[string]any{"KeyId": md.KeyId}, nil); err != nil {
-			return err
-		}
-	default:
-		return nil
+		return true, a.call(ctx, "EnableKey", map[string]any{"KeyId": md.KeyId}, nil)
 	}
-	a.report.Updated++
-	return nil
+	return false, nil
 }
 
 // alias creates an alias of the key, or checks that the existing one
