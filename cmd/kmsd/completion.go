@@ -34,6 +34,7 @@ var commandTable = []commandSpec{
 	{name: "backup", summary: "snapshot the store"},
 	{name: "restore", summary: "load a snapshot into an empty store"},
 	{name: "bench", summary: "load-test a kmsd"},
+	{name: "import", subs: []string{"local-kms"}, summary: "convert an emulator's seed file"},
 	{name: "completion", subs: []string{"bash", "zsh", "fish"}, summary: "print a shell completion script"},
 	{name: "version", summary: "print the version"},
 	{name: "help", summary: "list the commands"},
@@ -73,7 +74,7 @@ func gatherCompletion(ctx context.Context, getenv func(string) string) completio
 		switch {
 		case len(c.subs) > 0:
 			w.subs[c.name] = c.subs
-			if c.name == "completion" || c.name == "import" {
+			if c.name == "completion" {
 				continue
 			}
 			for _, s := range c.subs {

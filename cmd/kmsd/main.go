@@ -13,6 +13,7 @@
 //	kmsd backup -o FILE         write a consistent snapshot of the store
 //	kmsd restore FILE           load a snapshot into an empty store
 //	kmsd bench                  load-test a kmsd, optionally against a bare floor server
+//	kmsd import local-kms FILE  convert a local-kms seed file into a kmsd seed file
 //	kmsd completion SHELL       print a bash, zsh or fish completion script
 //	kmsd version                print the version (also kmsd --version)
 package main
@@ -55,6 +56,7 @@ commands:
                            root key is not in it: back it up separately
   restore FILE             load a snapshot into an empty store (SQLite or PostgreSQL)
   bench                    load-test a kmsd (or --spawn one), optionally against a bare --floor server
+  import local-kms FILE    convert a local-kms seed file into a kmsd seed file (docs/seeding.md)
   completion bash|zsh|fish print a shell completion script
   version                  print the version and VCS revision (also --version)
 
@@ -98,6 +100,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return restoreMain(ctx, args[1:], os.Stdin, stdout, stderr, getenv)
 	case "bench":
 		return benchMain(ctx, args[1:], stdout, stderr, getenv)
+	case "import":
+		return importMain(ctx, args[1:], stdout, stderr)
 	case "completion":
 		return completionMain(ctx, args[1:], stdout, stderr, getenv)
 	case "version", "--version", "-version":

@@ -51,6 +51,10 @@ type SeedKey struct {
 	Enabled *bool `yaml:"enabled"`
 	// Material, if set, is imported: the key has Origin EXTERNAL.
 	Material *SeedMaterial `yaml:"material"`
+	// Origin is AWS_KMS (the default: kmsd makes the material) or
+	// EXTERNAL (the default with material; without, the key waits for
+	// its material in PendingImport).
+	Origin string `yaml:"origin"`
 	Grants   []SeedGrant   `yaml:"grants"`
 }
 
@@ -109,6 +113,10 @@ func (s *Seed) Validate() error {
 			return fmt.Errorf("%s: id %q is not a key id in UUID form (lowercase), such as 1234abcd-12ab-34cd-56ef-1234567890ab", name, k.ID)
 		case k.ID != "" && ids[k.ID]:
 			return fmt.Errorf("%s: the id is declared twice", name)
+		case k.Origin != "" && k.Origin != "AWS_KMS" && k.Origin != "EXTERNAL":
+			return fmt.Errorf("%s: origin %q is not AWS_KMS or EXTERNAL", name, k.Origin)
+		case k.Material != nil && k.Origin == "AWS_KMS":
+			return fmt.Errorf("%s: a key with material has origin EXTERNAL", name)
 		case k.Policy != "" && k.PolicyFile != "":
 			return fmt.Errorf("%s: give policy or policy_file, not both", name)
 		}

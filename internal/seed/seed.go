@@ -139,7 +139,10 @@ func specOf(k config.SeedKey) (spec, usage string) {
 
 func (a *applier) key(ctx context.Context, i int, k config.SeedKey) error {
 	spec, usage := specOf(k)
-	origin := "AWS_KMS"
+	origin := k.Origin
+	if origin == "" {
+		origin = "AWS_KMS"
+	}
 	var material []byte
 	if k.Material != nil {
 		origin = "EXTERNAL"
