@@ -54,8 +54,8 @@ type SeedKey struct {
 	// Origin is AWS_KMS (the default: kmsd makes the material) or
 	// EXTERNAL (the default with material; without, the key waits for
 	// its material in PendingImport).
-	Origin string `yaml:"origin"`
-	Grants   []SeedGrant   `yaml:"grants"`
+	Origin string      `yaml:"origin"`
+	Grants []SeedGrant `yaml:"grants"`
 }
 
 // SeedMaterial is key material given by the user: for symmetric keys 32
