@@ -157,3 +157,35 @@ func TestImportLocalKMSErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestServeLocalKMSSeed: kmsd serve --seed takes a local-kms seed file as
+// it is (converted as kmsd import local-kms does), once it is private.
+func TestServeLocalKMSSeed(t *testing.T) {
+	raw, err := os.ReadFile("testdata/local-kms-seed.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	file, data := filepath.Join(tmp, "seed.yaml"), filepath.Join(tmp, "data")
+	if err := os.WriteFile(file, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--data-dir", data, "--listen", "127.0.0.1:0", "--seed", file}
+	if err := run(context.Background(), append([]string{"serve"}, args...), &bytes.Buffer{}, &bytes.Buffer{}, envOf(nil)); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("a readable local-kms seed with key material: %v", err)
+	}
+	if err := os.Chmod(file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	banner, logs, stop := startServe(t, args, envOf(nil))
+	defer stop()
+	if got := seedLineRE.FindString(banner); !strings.HasPrefix(got, "seed: 5 keys created, 4 key materials imported, 3 aliases") {
+		t.Errorf("seed line %q", got)
+	}
+	if !strings.Contains(logs.String(), "only the last, current one is imported") {
+		t.Errorf("the conversion notes are not logged:\n%s", logs.String())
+	}
+}

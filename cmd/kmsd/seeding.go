@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/iam"
@@ -11,12 +12,32 @@ import (
 )
 
 // loadSeed returns the seed of cfg: its seed section, or the seed file it
-// names; nil when there is none.
-func loadSeed(cfg config.Config) (*config.Seed, error) {
-	if cfg.SeedFile != "" {
-		return config.LoadSeed(cfg.SeedFile)
+// names; nil when there is none. A seed file of local-kms is converted
+// as kmsd import local-kms would (its notes go to notes, if not nil), so
+// that a team moving from local-kms starts kmsd on the file it has.
+func loadSeed(cfg config.Config, notes func(string)) (*config.Seed, error) {
+	if cfg.SeedFile == "" {
+		return cfg.Seed, nil
 	}
-	return cfg.Seed, nil
+	b, err := os.ReadFile(cfg.SeedFile)
+	if err != nil {
+		return nil, fmt.Errorf("read seed file: %w", err)
+	}
+	defer clear(b)
+	if !seed.IsLocalKMS(b) {
+		return config.ParseSeed(b, cfg.SeedFile)
+	}
+	converted, ns, err := seed.FromLocalKMS(b)
+	if err != nil {
+		return nil, fmt.Errorf("seed file %s: %w", cfg.SeedFile, err)
+	}
+	defer clear(converted)
+	if notes != nil {
+		for _, n := range ns {
+			notes(n)
+		}
+	}
+	return config.ParseSeed(converted, cfg.SeedFile)
 }
 
 // applySeed applies the seed of cfg, if any, through the service's
@@ -24,7 +45,7 @@ func loadSeed(cfg config.Config) (*config.Seed, error) {
 // Region: every step is a request, authorized and audited (userAgent
 // kmsd-seed).
 func (a *service) applySeed(ctx context.Context, cfg config.Config, dir *iam.Directory) error {
-	s, err := loadSeed(cfg)
+	s, err := loadSeed(cfg, func(note string) { a.log.Warn("local-kms seed file converted", "file", cfg.SeedFile, "note", note) })
 	if err != nil || s == nil {
 		return err
 	}

@@ -50,7 +50,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	if _, err := adminPreset(cfg); err != nil {
 		return err
 	}
-	if _, err := loadSeed(cfg); err != nil {
+	if _, err := loadSeed(cfg, nil); err != nil {
 		return err
 	}
 	temporary := cfg.Dev && cfg.DataDir == ""

@@ -185,6 +185,14 @@ func LoadSeed(path string) (*Seed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read seed file: %w", err)
 	}
+	defer clear(b)
+	return ParseSeed(b, path)
+}
+
+// ParseSeed parses the seed file content b, read from path (which the
+// seed's relative paths are relative to, and whose mode is checked when
+// the seed holds key material).
+func ParseSeed(b []byte, path string) (*Seed, error) {
 	var s Seed
 	d := yaml.NewDecoder(bytes.NewReader(b))
 	d.KnownFields(true)

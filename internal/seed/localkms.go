@@ -192,6 +192,22 @@ func FromLocalKMS(src []byte) (out []byte, notes []string, err error) {
 	return b.Bytes(), notes, nil
 }
 
+// IsLocalKMS reports whether src looks like a local-kms seed file: a YAML
+// mapping whose top-level keys are local-kms's (Keys, Aliases), not
+// kmsd's (keys).
+func IsLocalKMS(src []byte) bool {
+	var top map[string]any
+	if yaml.Unmarshal(src, &top) != nil || len(top) == 0 {
+		return false
+	}
+	for k := range top {
+		if k != "Keys" && k != "Aliases" {
+			return false
+		}
+	}
+	return true
+}
+
 // specOfPEM returns the KMS key spec of a PEM private key.
 func specOfPEM(p []byte) (string, error) {
 	der, err := PrivateKeyDER(p)

@@ -91,6 +91,25 @@ func TestWrapMaterial(t *testing.T) {
 	}
 }
 
+func TestIsLocalKMS(t *testing.T) {
+	for _, tc := range []struct {
+		src  string
+		want bool
+	}{
+		{"Keys:\n  Symmetric: {}\n", true},
+		{"Aliases: []\n", true},
+		{"Keys: {}\nAliases: []\n", true},
+		{"keys: []\n", false},
+		{"Keys: {}\nkeys: []\n", false},
+		{"", false},
+		{"[1, 2]", false},
+	} {
+		if got := IsLocalKMS([]byte(tc.src)); got != tc.want {
+			t.Errorf("IsLocalKMS(%q) = %v", tc.src, got)
+		}
+	}
+}
+
 // ExampleFromLocalKMS converts a local-kms seed file with one AES key
 // (rotated once) and an alias.
 func ExampleFromLocalKMS() {
