@@ -11,8 +11,10 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strings"
 
 	"github.com/kmsd/kmsd/internal/audit"
+	"github.com/kmsd/kmsd/internal/store"
 	"github.com/kmsd/kmsd/internal/store/backend"
 )
 
@@ -48,6 +50,7 @@ func auditMain(ctx context.Context, args []string, stdout, stderr io.Writer, get
 }
 
 const auditVerifyUsage = `usage: kmsd audit verify [flags] [FILE...]
+       kmsd audit verify [--config FILE] --node DIR --node DIR ... [--allow-open] [--partial]
 
 Verifies the audit log: every record's place in the hash chain, every
 digest's signature, and that the log ends with the digest kmsd writes when
@@ -62,6 +65,14 @@ in the data folder's store (moved on by kmsd serve after every digest), and
 with --digests, every digest in that file (as audit.digest_file or
 audit.digest_command kept them off the machine). A log that falls short
 was cut back, replaced by an older copy, or removed.
+
+In a cluster each node keeps its own log, anchored in the shared store.
+With --node (repeated, one per node: the node's data folder, or a copy of
+its audit/ folder and audit-signing.pub), verify checks every node's log
+against its own anchor in the store named by the configuration (--config,
+KMSD_STORE, KMSD_STORE_DSN), prints one line per node and one summary, and
+fails unless every log verifies and every log the store anchors was given
+(--partial: only the logs given).
 
 flags:
 `
@@ -78,10 +89,26 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	pubPath := fs.String("public-key", "", "the signing public key, PEM (default DATA_DIR/"+audit.PublicKeyFile+")")
 	allowOpen := fs.Bool("allow-open", false, "accept a log that does not end with a close digest, as while kmsd is running; its unsigned records are reported as a warning")
 	digests := fs.String("digests", "", "a file of the log's digests kept off the machine (audit.digest_file): the log must reach every one")
+	var nodes stringList
+	fs.Var(&nodes, "node", "a cluster node's folder holding its audit/ log and "+audit.PublicKeyFile+"; repeat it for every node")
+	partial := fs.Bool("partial", false, "with --node: do not fail for logs the store anchors that no --node gave")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	files := fs.Args()
+	if len(nodes) > 0 {
+		if len(files) > 0 || *dir != "" || *pubPath != "" || *digests != "" {
+			return errors.New("--node verifies whole node folders: give neither --dir, --public-key, --digests nor files with it")
+		}
+		cfg, err := dirs.load(getenv)
+		if err != nil {
+			return err
+		}
+		return verifyNodes(ctx, storeConfig(cfg), nodes, *allowOpen, *partial, stdout)
+	}
+	if *partial {
+		return errors.New("--partial goes with --node")
+	}
 	if len(files) > 0 && *dir != "" {
 		return errors.New("give either --dir or files, not both")
 	}
@@ -167,6 +194,141 @@ func reached(anchor *audit.Checkpoint, digests string) string {
 		return what[0] + " and " + what[1]
 	}
 	return what[0]
+}
+
+// verifyNodes verifies the audit logs of a cluster's nodes, each in its
+// own folder, against their anchors in the store bcfg names: every log
+// must verify and reach its anchor, no log may be given twice, and unless
+// partial every log the store anchors must be among them.
+func verifyNodes(ctx context.Context, bcfg backend.Config, nodes []string, allowOpen, partial bool, stdout io.Writer) error {
+	if bcfg.InDataFolder() {
+		fi, err := os.Stat(filepath.Join(bcfg.DataDir, backend.DatabaseFile))
+		if err != nil || fi.Size() == 0 {
+			return fmt.Errorf("no store in %s: --node checks each log against its anchor in the cluster's store; name it (KMSD_STORE and KMSD_STORE_DSN, or --config)", bcfg.DataDir)
+		}
+	}
+	st, err := backend.Open(ctx, bcfg)
+	if err != nil {
+		return fmt.Errorf("open store (for the logs' anchors): %w", err)
+	}
+	defer st.Close()
+	anchors := storeAnchors{st}
+
+	var records uint64
+	failed := 0
+	seen := make(map[string]string) // log id -> the node folder that had it
+	for _, node := range nodes {
+		ok, n, id := verifyNode(ctx, anchors, node, allowOpen, seen, stdout)
+		if !ok {
+			failed++
+		}
+		records += n
+		if id != "" {
+			seen[id] = node
+		}
+	}
+
+	// Logs the store anchors that no node gave: a node's log left out.
+	settings, err := st.ListSettings(ctx)
+	if err != nil {
+		return fmt.Errorf("list the anchors in the store: %w", err)
+	}
+	var missing []string
+	for _, s := range settings {
+		id, ok := strings.CutPrefix(s.Name, store.SettingAuditAnchorPrefix)
+		if !ok || seen[id] != "" {
+			continue
+		}
+		a, _, err := anchors.LoadAnchor(ctx, id)
+		if err != nil {
+			return err
+		}
+		lost, err := loadLost(ctx, st, id)
+		if err != nil {
+			return err
+		}
+		if lost != nil {
+			fmt.Fprintf(stdout, "note: log %s of node %q (anchored at record %d, %s) was declared lost on %s; the acceptance is in log %s (AcceptLostNodeLog)\n",
+				id, lost.Node, a.Sequence, a.Time, lost.Time, lost.AcceptedBy)
+			continue
+		}
+		missing = append(missing, fmt.Sprintf("log %s (anchored at record %d, %s)", id, a.Sequence, a.Time))
+	}
+	for _, m := range missing {
+		if partial {
+			fmt.Fprintf(stdout, "note: not given (--partial): %s\n", m)
+		} else {
+			fmt.Fprintf(stdout, "FAILED: the store anchors %s, which no --node holds: a node's log is missing from the set (give it, or --partial)\n", m)
+		}
+	}
+	if failed > 0 || len(missing) > 0 && !partial {
+		switch {
+		case failed > 0 && len(missing) > 0 && !partial:
+			fmt.Fprintf(stdout, "FAILED: %d of %s failed verification, and %s missing\n", failed, plural(uint64(len(nodes)), "node log"), plural(uint64(len(missing)), "anchored log is"))
+		case failed > 0:
+			fmt.Fprintf(stdout, "FAILED: %d of %s failed verification\n", failed, plural(uint64(len(nodes)), "node log"))
+		default:
+			fmt.Fprintf(stdout, "FAILED: %s verified, but %s missing\n", plural(uint64(len(nodes)), "node log"), plural(uint64(len(missing)), "anchored log is"))
+		}
+		return errors.New("the audit logs failed verification")
+	}
+	what := "every log the store anchors"
+	if len(missing) > 0 {
+		what = fmt.Sprintf("%d of the %d logs the store anchors", len(nodes), len(nodes)+len(missing))
+	}
+	fmt.Fprintf(stdout, "OK: %s, %s in all, each reaching its anchor in the store; %s\n", plural(uint64(len(nodes)), "node log"), plural(records, "record"), what)
+	return nil
+}
+
+// verifyNode verifies the log in one node folder against its anchor and
+// prints one line about it. It returns whether it verified, its records
+// and its log id ("" when its public key cannot be read).
+func verifyNode(ctx context.Context, anchors storeAnchors, node string, allowOpen bool, seen map[string]string, stdout io.Writer) (ok bool, records uint64, id string) {
+	pub, err := audit.ReadPublicKey(filepath.Join(node, audit.PublicKeyFile))
+	if err != nil {
+		fmt.Fprintf(stdout, "%s: FAILED: %v\n", node, err)
+		return false, 0, ""
+	}
+	id = audit.KeyID(pub)
+	if other := seen[id]; other != "" {
+		fmt.Fprintf(stdout, "%s: FAILED: log %s was given already, by %s: each node has a log of its own\n", node, id, other)
+		return false, 0, ""
+	}
+	a, _, err := anchors.LoadAnchor(ctx, id)
+	if errors.Is(err, audit.ErrNoAnchor) {
+		fmt.Fprintf(stdout, "%s: FAILED: the store holds no anchor for log %s: it is not the log of a node of this store, or its anchor was removed\n", node, id)
+		return false, 0, id
+	}
+	if err != nil {
+		fmt.Fprintf(stdout, "%s: FAILED: %v\n", node, err)
+		return false, 0, id
+	}
+	cp := audit.Checkpoint{Sequence: a.Sequence, Hash: a.Hash, Source: fmt.Sprintf("the log's anchor in the store (set %s)", a.Time)}
+	rep, err := audit.Verify(filepath.Join(node, audit.DirName), pub, cp)
+	var p *audit.Problem
+	if err != nil && !errors.As(err, &p) {
+		fmt.Fprintf(stdout, "%s: FAILED: %v\n", node, err)
+		return false, 0, id
+	}
+	if p != nil && p.Kind == audit.ProblemNoLog && a.Sequence == 0 {
+		// A node that has served no request yet: its anchor is the
+		// empty log's.
+		fmt.Fprintf(stdout, "%s: OK: log %s, no record yet, as its anchor says\n", node, id)
+		return true, 0, id
+	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(stdout, "%s: note: %s\n", node, n)
+	}
+	if p != nil && !(p.Kind == audit.ProblemUnclosed && allowOpen) {
+		fmt.Fprintf(stdout, "%s: FAILED: %v\n", node, p)
+		return false, rep.Records, id
+	}
+	fmt.Fprintf(stdout, "%s: OK: log %s, %s, %s, chain intact through sequence %d, reaches its anchor (record %d)\n",
+		node, id, plural(rep.Records, "record"), plural(uint64(rep.Digests), "digest"), rep.LastSequence, a.Sequence)
+	if p != nil {
+		fmt.Fprintf(stdout, "%s: warning: %s\n", node, p.Message)
+	}
+	return true, rep.Records, id
 }
 
 // storeAnchor returns the anchor of the log signed by pub, from the store

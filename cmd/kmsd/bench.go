@@ -67,7 +67,8 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured load per op and target before its first round")
 	size := fs.Int("size", 32, "bytes of each plaintext or message (1 to 4096)")
 	keyID := fs.String("key", "", "existing key (id, ARN or alias) for every op (default: bench creates keys of the specs it needs)")
-	endpoint := fs.String("endpoint", "", "endpoint URL (env AWS_ENDPOINT_URL_KMS, AWS_ENDPOINT_URL)")
+	var endpoints stringList
+	fs.Var(&endpoints, "endpoint", "endpoint URL (env AWS_ENDPOINT_URL_KMS, AWS_ENDPOINT_URL); several, comma-separated, are the nodes of one cluster, sent requests round-robin. Repeated, each is a target of its own (kmsd-1, kmsd-2, …), measured alternately round by round: e.g. 1, 2 and 3 nodes of a cluster")
 	region := fs.String("region", "", "signing region (env AWS_REGION, AWS_DEFAULT_REGION; default us-east-1)")
 	akid := fs.String("access-key-id", "", "access key id (env AWS_ACCESS_KEY_ID)")
 	secretFile := fs.String("secret-file", "", "file holding the secret access key (default: env AWS_SECRET_ACCESS_KEY)")
@@ -109,9 +110,9 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		}
 	}
 
-	var kmsd loadgen.Target
+	var kmsds []loadgen.Target
 	if *spawn {
-		if *endpoint != "" || *pid != 0 || *akid != "" || *secretFile != "" {
+		if len(endpoints) > 0 || *pid != 0 || *akid != "" || *secretFile != "" {
 			return errors.New("bench: --spawn starts its own kmsd: --endpoint, --pid, --access-key-id and --secret-file do not go with it")
 		}
 		p, t, err := loadgen.SpawnKmsd(ctx, loadgen.SpawnConfig{Binary: self, Dir: *spawnDir, Args: serveArgs})
@@ -123,19 +124,34 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer, get
 				fmt.Fprintf(stderr, "kmsd bench: stopping the spawned kmsd: %v\n", err)
 			}
 		}()
-		kmsd = t
+		kmsds = append(kmsds, t)
 		*region = t.Region
 	} else {
 		if len(serveArgs) > 0 {
 			return errors.New("bench: --serve-arg goes with --spawn")
 		}
-		if kmsd, err = targetFromEnv(*endpoint, *region, *akid, *secretFile, *caBundle, getenv); err != nil {
-			return fmt.Errorf("bench: %w", err)
+		if len(endpoints) > 1 && *pid != 0 {
+			return errors.New("bench: --pid goes with one --endpoint")
 		}
-		kmsd.PID = *pid
+		if len(endpoints) == 0 {
+			endpoints = stringList{""}
+		}
+		for i, e := range endpoints {
+			t, err := targetFromEnv(e, *region, *akid, *secretFile, *caBundle, getenv)
+			if err != nil {
+				return fmt.Errorf("bench: %w", err)
+			}
+			t.PID = *pid
+			if len(endpoints) > 1 {
+				t.Name = fmt.Sprintf("kmsd-%d", i+1)
+			}
+			kmsds = append(kmsds, t)
+		}
 	}
-	kmsd.KeyID = *keyID
-	targets := []loadgen.Target{kmsd}
+	for i := range kmsds {
+		kmsds[i].KeyID = *keyID
+	}
+	targets := kmsds
 	if *floor {
 		p, t, err := loadgen.SpawnFloor(ctx, self, *region)
 		if err != nil {

@@ -99,6 +99,25 @@ func TestBenchEndpointFromEnvironment(t *testing.T) {
 		t.Fatal("kmsd bench printed the secret access key")
 	}
 
+	// Repeated, --endpoint makes targets of their own, measured
+	// alternately; a comma-separated list is one target sent requests
+	// round-robin (here twice the same node).
+	ep := env["AWS_ENDPOINT_URL"]
+	rep, _ = benchReport(t, []string{"--endpoint", ep, "--endpoint", ep + "," + ep, "--op", "encrypt",
+		"--concurrency", "2", "--duration", "200ms", "--round", "100ms", "--warmup", "0s"}, func(k string) string { return env[k] })
+	if len(rep.Targets) != 2 || rep.Targets[0].Name != "kmsd-1" || rep.Targets[1].Name != "kmsd-2" || rep.Targets[1].Endpoint != ep+","+ep {
+		t.Fatalf("targets: %+v", rep.Targets)
+	}
+	for _, r := range rep.Ops[0].Targets {
+		if r.Errors != 0 || r.Requests == 0 {
+			t.Errorf("%s: %d requests, %d errors %v", r.Target, r.Requests, r.Errors, r.ErrorSamples)
+		}
+	}
+	if err := run(context.Background(), []string{"bench", "--endpoint", ep, "--endpoint", ep, "--pid", "1"}, &syncBuffer{}, &syncBuffer{},
+		func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "--pid goes with one --endpoint") {
+		t.Errorf("--pid with two endpoints: %v", err)
+	}
+
 	// Without credentials it says what is missing.
 	err := run(context.Background(), []string{"bench", "--endpoint", env["AWS_ENDPOINT_URL"]}, &syncBuffer{}, &syncBuffer{}, func(string) string { return "" })
 	if err == nil || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {

@@ -275,6 +275,9 @@ type dataFolder struct {
 	// sealed is the seal of the roots when kmsd init sealed them, else
 	// nil.
 	sealed *keystore.SealInfo
+	// node is this node's record in a shared store (see checkNode); nil
+	// for a store in the data folder.
+	node *nodeState
 	// ks is the live ring of the roots; nil unless asked for, and nil
 	// while they are sealed (kmsd serve opens it once kmsd unseal gives
 	// the seal key, and sets it here to be closed with the rest).
@@ -295,6 +298,9 @@ func checkDataFolder(ctx context.Context, cfg config.Config, acceptingReset bool
 		return nil, err
 	}
 	bcfg := storeConfig(cfg)
+	if cfg.AcceptLostLog && bcfg.InDataFolder() {
+		return nil, errors.New("--accept-lost-log is for a node of a shared (PostgreSQL) store; on one machine, kmsd audit accept-reset accepts a lost log")
+	}
 	facts, err := inspectFolder(cfg.DataDir, !bcfg.InDataFolder())
 	if err != nil {
 		return nil, err
@@ -330,6 +336,11 @@ func (f *dataFolder) check(ctx context.Context, facts *folderFacts) error {
 	var err error
 	if f.facts, err = readStoreFacts(ctx, f.st); err != nil {
 		return err
+	}
+	if facts.Shared && !f.acceptingReset {
+		if err := f.checkNode(ctx, facts); err != nil {
+			return err
+		}
 	}
 	if !f.facts.inUse() {
 		return nil

@@ -15,6 +15,7 @@
 //	kmsd bench                  load-test a kmsd, optionally against a bare floor server
 //	kmsd import local-kms FILE  convert a local-kms seed file into a kmsd seed file
 //	kmsd completion SHELL       print a bash, zsh or fish completion script
+//	kmsd healthcheck            probe /healthz of the kmsd configured here
 //	kmsd version                print the version (also kmsd --version)
 package main
 
@@ -58,6 +59,7 @@ commands:
   bench                    load-test a kmsd (or --spawn one), optionally against a bare --floor server
   import local-kms FILE    convert a local-kms seed file into a kmsd seed file (docs/seeding.md)
   completion bash|zsh|fish print a shell completion script
+  healthcheck              probe /healthz of the kmsd configured on this machine (a container's HEALTHCHECK)
   version                  print the version and VCS revision (also --version)
 
 Run "kmsd <command> -h" for the flags of a command.
@@ -100,6 +102,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return restoreMain(ctx, args[1:], os.Stdin, stdout, stderr, getenv)
 	case "bench":
 		return benchMain(ctx, args[1:], stdout, stderr, getenv)
+	case "healthcheck":
+		return healthcheckMain(ctx, args[1:], stdout, stderr, getenv)
 	case "import":
 		return importMain(ctx, args[1:], stdout, stderr)
 	case "completion":

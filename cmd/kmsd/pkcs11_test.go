@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/kmsd/kmsd/internal/keystore/pkcs11"
 	"github.com/kmsd/kmsd/internal/rootmgr"
 	"github.com/kmsd/kmsd/internal/softhsmtest"
 )
@@ -126,5 +127,52 @@ func TestServePKCS11BadPIN(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "PIN") || strings.Contains(err.Error()+stderr.String(), "11112222") {
 		t.Fatalf("wrong PIN: %v", err)
+	}
+}
+
+// TestServePKCS11NeverCreatesARootForAStoreInUse: on a store in use, a
+// PKCS#11 key_label the token lacks (a mistyped label, another token) is
+// refused at start, and no key is generated in the token: a new root
+// could unwrap nothing the store holds. Only the first start of an empty
+// data folder generates the root key.
+func TestServePKCS11NeverCreatesARootForAStoreInUse(t *testing.T) {
+	token, pin := softHSMToken(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	getenv := func(k string) string {
+		if k == "KMSD_TEST_HSM_PIN" {
+			return pin
+		}
+		return ""
+	}
+	config := func(label string) string {
+		f := filepath.Join(dir, label+".yaml")
+		yaml := "keystore:\n  type: pkcs11\n  pkcs11:\n    module: " + softHSMModule + "\n    token_label: " + token +
+			"\n    key_label: " + label + "\n    pin_env: KMSD_TEST_HSM_PIN\n"
+		if err := os.WriteFile(f, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	_, _, stop := startServe(t, []string{"--config", config("kmsd-root"), "--data-dir", data, "--listen", "127.0.0.1:0"}, getenv)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	var stderr syncBuffer
+	err := run(context.Background(), []string{"serve", "--config", config("kmsd-other"), "--data-dir", data, "--listen", "127.0.0.1:0"},
+		&syncBuffer{}, &stderr, getenv)
+	if err == nil || !strings.Contains(err.Error(), `no secret key labelled "kmsd-other"`) || !strings.Contains(err.Error(), "only on the first start") {
+		t.Fatalf("serve with a key label the token lacks, on a store in use: %v", err)
+	}
+	tok, err := pkcs11.OpenToken(context.Background(), pkcs11.TokenConfig{Module: softHSMModule, TokenLabel: token, PIN: pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	for label, want := range map[string]bool{"kmsd-root": true, "kmsd-other": false} {
+		if has, err := tok.HasKey(context.Background(), label); err != nil || has != want {
+			t.Errorf("token holds %s: %v (%v), want %v", label, has, err, want)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"github.com/kmsd/kmsd/internal/audit"
 	"github.com/kmsd/kmsd/internal/awserr"
 	"github.com/kmsd/kmsd/internal/awsjson"
+	"github.com/kmsd/kmsd/internal/awsquery"
 	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/iam"
 	"github.com/kmsd/kmsd/internal/keystore"
@@ -147,7 +149,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	if cfg.TLSEnabled() {
 		scheme = "https"
 	}
-	endpoint := scheme + "://" + ln.Addr().String()
+	endpoint := scheme + "://" + clientAddr(ln.Addr())
 	// The listener runs until ctx ends, or until a sealed start fails.
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
@@ -262,7 +264,8 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 		defer cancel()
 		alog.Close(cctx)
 	}
-	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Logger: log, HSMClusters: clusters, Regions: cfg.Regions})
+	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Logger: log, HSMClusters: clusters, Regions: cfg.Regions,
+		KeyCacheSize: cfg.Cache.Keys, MaterialCacheSize: cfg.Cache.Materials})
 	if err != nil {
 		closeAudit()
 		return nil, err
@@ -304,10 +307,15 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 			log.Warn("recorded the Region of this data folder in its store (kept by an earlier kmsd, which did not record it); kmsd will refuse to serve it as another Region", "region", cfg.Region)
 		}
 	}
+	verifier := &sigv4.Verifier{Service: "kms", Regions: cfg.Regions, Lookup: dir.Secret, SessionLookup: dir.SessionSecret, Now: time.Now,
+		// Signing keys derived once per access key and day, checked
+		// against the secret looked up for every request.
+		Keys: sigv4.NewSigningKeyCache(0)}
 	h := server.New(server.Config{
 		Routes:   awsjson.Routes(svc),
-		Verifier: &sigv4.Verifier{Service: "kms", Regions: cfg.Regions, Lookup: dir.Secret, Now: time.Now},
+		Verifier: verifier,
 		Callers:  dir,
+		STS:      &awsquery.Handler{IAM: dir},
 		Logger:   log,
 		Metrics:  m,
 		Audit:    alog,
@@ -405,6 +413,10 @@ func openAudit(ctx context.Context, cfg config.Config, ks keystore.Keystore, f *
 		return nil, fmt.Errorf("open audit log: %w", behindHint(err, cfg.DataDir))
 	}
 	if err := f.consumeRestored(ctx, audit.KeyID(signer.PublicKey())); err != nil {
+		l.Close(ctx)
+		return nil, err
+	}
+	if err := registerNode(ctx, f, l, audit.KeyID(signer.PublicKey())); err != nil {
 		l.Close(ctx)
 		return nil, err
 	}
@@ -549,4 +561,15 @@ func newLogger(w io.Writer, cfg config.Config) *slog.Logger {
 		level = slog.LevelInfo
 	}
 	return logging.New(w, level, cfg.Log.Format == "json")
+}
+
+// clientAddr is the address a client on this machine reaches a listener
+// at: a wildcard listener ("0.0.0.0", "::", as in a container) is
+// reached on loopback, which the development certificate names too.
+func clientAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return a.String()
+	}
+	return net.JoinHostPort("localhost", strconv.Itoa(tcp.Port))
 }

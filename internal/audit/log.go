@@ -27,6 +27,11 @@ const (
 	DefaultDigestInterval = time.Minute
 )
 
+// recordBufSize is the capacity a record's encoding starts with: enough
+// for the usual record of a cryptographic operation, so that it is one
+// allocation.
+const recordBufSize = 1024
+
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("audit: the log is closed")
 
@@ -374,9 +379,8 @@ func (l *Log) Append(ctx context.Context, r *Record) error {
 	if err := r.fillDefaults(l.opts.Now()); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	c := *r
-	c.Sequence, c.PrevHash = 0, ""
-	body, err := json.Marshal(&c)
+	// The chain members are the writer's; the body leaves them out.
+	body, err := appendRecordBody(make([]byte, 0, recordBufSize), r)
 	if err != nil {
 		return fmt.Errorf("audit: encoding record: %w", err)
 	}

@@ -75,6 +75,31 @@ type UserIdentity struct {
 	AccountID   string `json:"accountId,omitempty"`
 	AccessKeyID string `json:"accessKeyId,omitempty"`
 	UserName    string `json:"userName,omitempty"`
+	// SessionContext describes the session of temporary credentials
+	// (type AssumedRole), as CloudTrail does; nil otherwise.
+	SessionContext *SessionContext `json:"sessionContext,omitempty"`
+}
+
+// SessionContext is the session behind temporary credentials: the role
+// that issued it and when.
+type SessionContext struct {
+	SessionIssuer SessionIssuer     `json:"sessionIssuer"`
+	Attributes    SessionAttributes `json:"attributes"`
+}
+
+// SessionIssuer is the role a session was assumed from.
+type SessionIssuer struct {
+	Type        string `json:"type"`        // "Role"
+	PrincipalID string `json:"principalId"` // the role's id (AROA…)
+	ARN         string `json:"arn"`         // the role's ARN
+	AccountID   string `json:"accountId"`
+	UserName    string `json:"userName"` // the role's name
+}
+
+// SessionAttributes are facts about a session.
+type SessionAttributes struct {
+	CreationDate     time.Time `json:"creationDate"`
+	MFAAuthenticated string    `json:"mfaAuthenticated"` // "false": kmsd has no MFA
 }
 
 // Resource is a KMS key the request concerned.

@@ -154,7 +154,7 @@ func (r *Route) ReadOnly() bool { return r.op.readOnly }
 
 // AuditedRequest returns the members of a request body that its audit
 // record carries, with CloudTrail's names; nil when there are none or the
-// body is not a JSON object.
+// body is not a JSON object. The values are json.RawMessage copies.
 func (r *Route) AuditedRequest(body []byte) map[string]any { return r.op.audit.of(body) }
 
 // AuditedResponse returns the members of a response body that its audit

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,6 +62,16 @@ type Config struct {
 		// it off the machine.
 		DigestCommand []string `yaml:"digest_command"`
 	} `yaml:"audit"`
+	// Cache bounds what kmsd holds in memory, whatever the number of keys
+	// stored: memory grows with these settings, not with the store.
+	Cache struct {
+		// Keys is how many keys (with their compiled key policy and
+		// grants) and as many aliases are cached (0: 10000).
+		Keys int `yaml:"keys"`
+		// Materials is how many unwrapped key materials (with their
+		// parsed private keys) are cached (0: 10000).
+		Materials int `yaml:"materials"`
+	} `yaml:"cache"`
 	// MetricsListen is the address of the Prometheus /metrics listener;
 	// empty disables it.
 	MetricsListen string `yaml:"metrics_listen"`
@@ -72,6 +83,14 @@ type Config struct {
 	Store Store `yaml:"store"`
 	// Keystore selects the root of trust.
 	Keystore Keystore `yaml:"keystore"`
+	// NodeID names this node of a cluster (a store shared by several
+	// nodes): the store remembers which audit log each node keeps, so
+	// that a node whose data folder was wiped is recognised. Empty means
+	// the host name and the data folder's absolute path.
+	NodeID string `yaml:"node_id"`
+	// AcceptLostLog lets a node whose data folder lost its audit log
+	// start a new one, recording the loss (flag --accept-lost-log only).
+	AcceptLostLog bool `yaml:"-"`
 	// HSMClusters are the PKCS#11 tokens that custom key stores (AWS
 	// CloudHSM key stores) connect to, named by CloudHsmClusterId.
 	HSMClusters []HSMCluster `yaml:"hsm_clusters"`
@@ -349,18 +368,22 @@ func LoadWithUsage(args []string, getenv func(string) string, usage io.Writer) (
 	regions := fs.String("regions", "", "comma-separated Regions to serve (env KMSD_REGIONS; default every commercial AWS Region)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (env KMSD_LOG_LEVEL)")
 	logFormat := fs.String("log-format", "", "text or json (env KMSD_LOG_FORMAT)")
-	insecure := fs.Bool("allow-insecure-listen", false, "allow a non-loopback listen address without TLS")
+	insecure := fs.Bool("allow-insecure-listen", false, "allow a non-loopback listen address without TLS (env KMSD_ALLOW_INSECURE_LISTEN=true)")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate chain to serve HTTPS with (env KMSD_TLS_CERT)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert (env KMSD_TLS_KEY)")
-	devTLS := fs.Bool("dev-tls", false, "serve HTTPS with a local development CA created in the data folder")
-	auditStdout := fs.Bool("audit-stdout", false, "copy every audit record to standard output too")
+	devTLS := fs.Bool("dev-tls", false, "serve HTTPS with a local development CA created in the data folder (env KMSD_DEV_TLS=true)")
+	auditStdout := fs.Bool("audit-stdout", false, "copy every audit record to standard output too (env KMSD_AUDIT_STDOUT=true)")
 	metricsListen := fs.String("metrics-listen", "", "address of the Prometheus metrics listener (env KMSD_METRICS_LISTEN; default off)")
+	keyCache := fs.Int("key-cache-size", 0, "keys (and aliases) cached in memory (env KMSD_KEY_CACHE_SIZE; default 10000)")
+	materialCache := fs.Int("material-cache-size", 0, "unwrapped key materials cached in memory (env KMSD_MATERIAL_CACHE_SIZE; default 10000)")
 	storeType := fs.String("store", "", "store type: sqlite or postgres (env KMSD_STORE; default sqlite)")
 	storeDSN := fs.String("store-dsn", "", "PostgreSQL connection string of a postgres store (env KMSD_STORE_DSN; a password in it shows in the process list: prefer the environment or the YAML file)")
 	dev := fs.Bool("dev", false, "development mode, NOT for production: data in a new temporary folder (deleted at exit) unless --data-dir names one, loopback only without TLS (env KMSD_DEV=true)")
 	devAKID := fs.String("dev-access-key-id", "", "dev mode: the admin access key id (env KMSD_DEV_ACCESS_KEY_ID); its secret comes from KMSD_DEV_SECRET_ACCESS_KEY, never a flag")
 	adminCreds := fs.String("admin-credentials-file", "", "file (mode 0600) with the admin access key to use, in AWS credentials file form (env KMSD_ADMIN_CREDENTIALS_FILE)")
 	seedFile := fs.String("seed", "", "YAML seed file of keys, aliases, grants to create at start (env KMSD_SEED; see docs/seeding.md)")
+	nodeID := fs.String("node-id", "", "this node's id in a cluster (env KMSD_NODE_ID; default HOSTNAME:DATA_DIR)")
+	acceptLostLog := fs.Bool("accept-lost-log", false, "start a new audit log on a cluster node whose data folder lost its log, recording the loss")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -438,17 +461,46 @@ func LoadWithUsage(args []string, getenv func(string) string, usage io.Writer) (
 	dsn := c.Store.DSN.Reveal()
 	set(&dsn, "KMSD_STORE_DSN", *storeDSN)
 	c.Store.DSN = Secret(dsn)
-	if *insecure {
-		c.AllowInsecureListen = true
+	set(&c.NodeID, "KMSD_NODE_ID", *nodeID)
+	c.AcceptLostLog = *acceptLostLog
+	for _, n := range []struct {
+		dst  *int
+		env  string
+		flag int
+	}{{&c.Cache.Keys, "KMSD_KEY_CACHE_SIZE", *keyCache}, {&c.Cache.Materials, "KMSD_MATERIAL_CACHE_SIZE", *materialCache}} {
+		if v := getenv(n.env); v != "" {
+			i, err := strconv.Atoi(v)
+			if err != nil {
+				return c, fmt.Errorf("%s=%q is not a number", n.env, v)
+			}
+			*n.dst = i
+		}
+		if n.flag != 0 {
+			*n.dst = n.flag
+		}
 	}
-	if *devTLS {
-		c.TLS.Dev = true
-	}
-	if *auditStdout || getenv("KMSD_AUDIT_STDOUT") == "true" {
-		c.Audit.Stdout = true
-	}
-	if *dev || getenv("KMSD_DEV") == "true" {
-		c.Dev = true
+	// Switches: the environment (as a container image sets it) overrides
+	// the file, and a flag given on the command line overrides both.
+	for _, b := range []struct {
+		dst  *bool
+		env  string
+		flag bool
+	}{
+		{&c.AllowInsecureListen, "KMSD_ALLOW_INSECURE_LISTEN", *insecure},
+		{&c.TLS.Dev, "KMSD_DEV_TLS", *devTLS},
+		{&c.Audit.Stdout, "KMSD_AUDIT_STDOUT", *auditStdout},
+		{&c.Dev, "KMSD_DEV", *dev},
+	} {
+		if v := getenv(b.env); v != "" {
+			on, err := strconv.ParseBool(v)
+			if err != nil {
+				return c, fmt.Errorf("%s=%q: want true or false", b.env, v)
+			}
+			*b.dst = on
+		}
+		if b.flag {
+			*b.dst = true
+		}
 	}
 	set(&c.DevAccessKeyID, "KMSD_DEV_ACCESS_KEY_ID", *devAKID)
 	c.DevSecretAccessKey = Secret(getenv("KMSD_DEV_SECRET_ACCESS_KEY"))
@@ -499,6 +551,18 @@ func (c Config) Validate() error {
 	}
 	if err := validateRegions(c.Regions, c.Region); err != nil {
 		return err
+	}
+	if len(c.NodeID) > 256 || strings.IndexFunc(c.NodeID, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return fmt.Errorf("node_id %q: at most 256 characters, none of them a control character", c.NodeID)
+	}
+	// The bounds are what keeps memory independent of the number of keys:
+	// a negative one is a mistake, and one past ten million is memory
+	// nobody meant to spend.
+	if c.Cache.Keys < 0 || c.Cache.Keys > 10_000_000 {
+		return fmt.Errorf("cache.keys %d is not between 0 (the default) and 10000000", c.Cache.Keys)
+	}
+	if c.Cache.Materials < 0 || c.Cache.Materials > 10_000_000 {
+		return fmt.Errorf("cache.materials %d is not between 0 (the default) and 10000000", c.Cache.Materials)
 	}
 	if c.DataDir == "" && !c.Dev {
 		return errors.New("data_dir is empty")

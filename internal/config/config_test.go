@@ -42,6 +42,14 @@ func TestPrecedence(t *testing.T) {
 		}},
 		{"config from env", nil, map[string]string{"KMSD_CONFIG": file}, func(c Config) bool { return c.Listen == "127.0.0.1:7000" }},
 		{"flag over env", []string{"--region", "us-west-2"}, map[string]string{"KMSD_REGION": "ap-south-1"}, func(c Config) bool { return c.Region == "us-west-2" }},
+		// A container image configures kmsd by its environment alone.
+		{"switches from env", nil, map[string]string{"KMSD_LISTEN": "0.0.0.0:4599", "KMSD_DEV_TLS": "true", "KMSD_AUDIT_STDOUT": "1"}, func(c Config) bool {
+			return c.TLS.Dev && c.Audit.Stdout && !c.AllowInsecureListen
+		}},
+		{"insecure listen from env", nil, map[string]string{"KMSD_LISTEN": "0.0.0.0:4599", "KMSD_ALLOW_INSECURE_LISTEN": "true"}, func(c Config) bool {
+			return c.AllowInsecureListen && !c.TLS.Dev
+		}},
+		{"flag over env switch", []string{"--dev-tls"}, map[string]string{"KMSD_DEV_TLS": "false"}, func(c Config) bool { return c.TLS.Dev }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,11 +82,20 @@ func TestRejects(t *testing.T) {
 		{[]string{"--tls-cert", "c.pem"}, "go together"},
 		{[]string{"--dev-tls", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, "exclude"},
 		{[]string{"--metrics-listen", "nope"}, "metrics listen"},
+		{[]string{"--node-id", "a\nb"}, "node_id"},
+		{[]string{"--node-id", strings.Repeat("n", 257)}, "node_id"},
 	}
 	for _, tc := range cases {
 		_, err := Load(tc.args, env(nil))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Load(%v) = %v, want an error mentioning %q", tc.args, err, tc.want)
+		}
+	}
+	// A switch in the environment is true or false, never a guess.
+	for _, kv := range [][2]string{{"KMSD_DEV_TLS", "yes"}, {"KMSD_ALLOW_INSECURE_LISTEN", "on"}, {"KMSD_AUDIT_STDOUT", "2"}} {
+		_, err := Load(nil, env(map[string]string{kv[0]: kv[1]}))
+		if err == nil || !strings.Contains(err.Error(), kv[0]) {
+			t.Errorf("%s=%s: %v, want an error naming the variable", kv[0], kv[1], err)
 		}
 	}
 	if _, err := Load([]string{"--listen", "0.0.0.0:4599", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, env(nil)); err != nil {
@@ -458,5 +475,64 @@ func TestSeedSection(t *testing.T) {
 	}
 	if _, err := Load([]string{"--config", material}, noEnv); err != nil {
 		t.Fatalf("private configuration with material: %v", err)
+	}
+}
+
+func TestNodeID(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		env    map[string]string
+		want   string
+		accept bool
+	}{
+		{nil, nil, "", false},
+		{nil, map[string]string{"KMSD_NODE_ID": "env"}, "env", false},
+		{[]string{"--node-id", "flag", "--accept-lost-log"}, map[string]string{"KMSD_NODE_ID": "env"}, "flag", true},
+	} {
+		c, err := Load(tc.args, env(tc.env))
+		if err != nil || c.NodeID != tc.want || c.AcceptLostLog != tc.accept {
+			t.Errorf("%v %v: node id %q, accept %v, %v; want %q, %v", tc.args, tc.env, c.NodeID, c.AcceptLostLog, err, tc.want, tc.accept)
+		}
+	}
+}
+
+func TestCacheSizes(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "kmsd.yaml")
+	if err := os.WriteFile(file, []byte("cache:\n  keys: 500\n  materials: 600\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name           string
+		args           []string
+		env            map[string]string
+		keys, material int
+		wantErr        bool
+	}{
+		{name: "defaults"},
+		{name: "yaml", args: []string{"--config", file}, keys: 500, material: 600},
+		{name: "env over yaml", args: []string{"--config", file}, env: map[string]string{"KMSD_KEY_CACHE_SIZE": "700"}, keys: 700, material: 600},
+		{name: "flag over env", args: []string{"--key-cache-size", "800", "--material-cache-size", "900"},
+			env: map[string]string{"KMSD_KEY_CACHE_SIZE": "700", "KMSD_MATERIAL_CACHE_SIZE": "10"}, keys: 800, material: 900},
+		{name: "negative", args: []string{"--key-cache-size", "-1"}, wantErr: true},
+		{name: "too large", args: []string{"--material-cache-size", "10000001"}, wantErr: true},
+		{name: "env not a number", env: map[string]string{"KMSD_KEY_CACHE_SIZE": "lots"}, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(tc.args, env(tc.env))
+			if tc.wantErr {
+				if err == nil {
+					t.Fatal("accepted")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Cache.Keys != tc.keys || c.Cache.Materials != tc.material {
+				t.Errorf("cache sizes %d, %d; want %d, %d", c.Cache.Keys, c.Cache.Materials, tc.keys, tc.material)
+			}
+		})
 	}
 }

@@ -29,6 +29,10 @@ import (
 //	      roles:
 //	        - name: app
 //	          path: /services/
+//	          max_session_duration: 7200
+//	          assume_role_policy: |
+//	            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+//	             "Principal": {"AWS": "arn:aws:iam::111122223333:user/alice"}, "Action": "sts:AssumeRole"}]}
 //	          policies:
 //	            - name: inline-yaml
 //	              document:
@@ -59,6 +63,13 @@ type IAMPrincipal struct {
 	Path     string            `yaml:"path"` // "/" when empty
 	Tags     map[string]string `yaml:"tags"`
 	Policies []IAMPolicy       `yaml:"policies"`
+	// AssumeRolePolicy is a role's trust policy: who may call
+	// sts:AssumeRole on it (roles only). A role without one cannot be
+	// assumed through STS.
+	AssumeRolePolicy PolicyDocument `yaml:"assume_role_policy"`
+	// MaxSessionDuration bounds, in seconds, the sessions AssumeRole
+	// issues for the role (roles only): 3600 to 43200, 3600 when 0.
+	MaxSessionDuration int `yaml:"max_session_duration"`
 }
 
 // IAMPolicy is an identity policy: a document given inline (JSON text, or
@@ -170,17 +181,17 @@ func (c IAM) Validate() error {
 			return fmt.Errorf("%s: account %s is declared twice", where, a.ID)
 		}
 		seen[a.ID] = true
-		if err := validatePrincipals(where+".users", a.Users); err != nil {
+		if err := validatePrincipals(where+".users", a.Users, false); err != nil {
 			return err
 		}
-		if err := validatePrincipals(where+".roles", a.Roles); err != nil {
+		if err := validatePrincipals(where+".roles", a.Roles, true); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func validatePrincipals(where string, ps []IAMPrincipal) error {
+func validatePrincipals(where string, ps []IAMPrincipal, roles bool) error {
 	names := map[string]bool{}
 	for i, p := range ps {
 		at := fmt.Sprintf("%s[%d]", where, i)
@@ -202,6 +213,12 @@ func validatePrincipals(where string, ps []IAMPrincipal) error {
 			if k == "" || len(k) > 128 || len(v) > 256 {
 				return fmt.Errorf("%s: tag %q: keys have 1-128 characters, values up to 256", at, k)
 			}
+		}
+		if !roles && (p.AssumeRolePolicy != "" || p.MaxSessionDuration != 0) {
+			return fmt.Errorf("%s: assume_role_policy and max_session_duration belong to roles, not users", at)
+		}
+		if p.MaxSessionDuration != 0 && (p.MaxSessionDuration < 3600 || p.MaxSessionDuration > 43200) {
+			return fmt.Errorf("%s: max_session_duration %d: use 3600 to 43200 seconds", at, p.MaxSessionDuration)
 		}
 		pnames := map[string]bool{}
 		for j, pol := range p.Policies {

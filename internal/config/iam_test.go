@@ -74,6 +74,10 @@ func TestIAMRejects(t *testing.T) {
 		{`accounts: [{id: "111122223333", roles: [{name: r, path: nope}]}]`, "path"},
 		{`accounts: [{id: "111122223333", users: [{name: a, policies: [{name: p}]}]}]`, "either document or file"},
 		{`accounts: [{id: "111122223333", users: [{name: a, policies: [{document: "{}", file: x}]}]}]`, "either document or file"},
+		{`accounts: [{id: "111122223333", users: [{name: a, assume_role_policy: "{}"}]}]`, "belong to roles"},
+		{`accounts: [{id: "111122223333", users: [{name: a, max_session_duration: 3600}]}]`, "belong to roles"},
+		{`accounts: [{id: "111122223333", roles: [{name: r, max_session_duration: 3599}]}]`, "3600 to 43200"},
+		{`accounts: [{id: "111122223333", roles: [{name: r, max_session_duration: 43201}]}]`, "3600 to 43200"},
 	} {
 		dir := t.TempDir()
 		file := filepath.Join(dir, "kmsd.yaml")

@@ -41,6 +41,10 @@ type Directory struct {
 	cache map[string]*entry
 
 	ids atomic.Pointer[Identities]
+
+	// sts holds the STS sealing key and the session tokens opened
+	// (sts.go).
+	sts sessions
 }
 
 type entry struct {

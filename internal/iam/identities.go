@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/kms"
+	"github.com/kmsd/kmsd/internal/policy"
 )
 
 // AdminUser is the built-in user of the default account, for which `kmsd
@@ -39,10 +41,16 @@ type Identities struct {
 type roleKey struct{ account, name string }
 
 type role struct {
+	account  string
+	name     string
 	arn      string // with its path
 	id       string // the role's unique id (AROA…)
 	tags     map[string]string
 	policies []*kms.IdentityPolicy
+	// trust is the role's trust policy (nil: no one may assume it through
+	// STS); maxSession bounds its STS sessions.
+	trust      *policy.Policy
+	maxSession time.Duration
 }
 
 // Compile compiles the iam section of the configuration. defaultAccount is
@@ -96,7 +104,17 @@ func Compile(cfg config.IAM, defaultAccount string) (*Identities, error) {
 			if err != nil {
 				return nil, err
 			}
-			ids.roles[roleKey{a.ID, r.Name}] = &role{arn: arn, id: uniqueID("AROA", arn), tags: r.Tags, policies: pols}
+			ro := &role{account: a.ID, name: r.Name, arn: arn, id: uniqueID("AROA", arn), tags: r.Tags, policies: pols,
+				maxSession: time.Duration(r.MaxSessionDuration) * time.Second}
+			if ro.maxSession == 0 {
+				ro.maxSession = DefaultMaxSessionDuration
+			}
+			if r.AssumeRolePolicy != "" {
+				if ro.trust, err = policy.Parse([]byte(r.AssumeRolePolicy), policy.TrustPolicy); err != nil {
+					return nil, fmt.Errorf("%s: assume_role_policy: %w", arn, err)
+				}
+			}
+			ids.roles[roleKey{a.ID, r.Name}] = ro
 		}
 	}
 	sort.Strings(ids.accounts)
@@ -170,13 +188,20 @@ func (ids *Identities) Lookup(arn string) (id *kms.Identity, ok bool, err error)
 	if r == nil {
 		return nil, false, nil
 	}
-	id, err = kms.NewIdentity(kms.IdentityConfig{
-		ARN: arn, RoleARN: r.arn, Type: kms.PrincipalTypeAssumedRole, UserID: r.id + ":" + session, Tags: r.tags, Policies: r.policies,
-	})
+	id, err = r.session(session, nil)
 	if err != nil {
 		return nil, false, err
 	}
 	return id, true, nil
+}
+
+// session returns the identity of a session of r, limited by the session
+// policy sp (nil: none).
+func (r *role) session(name string, sp *kms.IdentityPolicy) (*kms.Identity, error) {
+	return kms.NewIdentity(kms.IdentityConfig{
+		ARN: SessionARN(r.account, r.name, name), RoleARN: r.arn, Type: kms.PrincipalTypeAssumedRole,
+		UserID: r.id + ":" + name, Tags: r.tags, Policies: r.policies, SessionPolicy: sp,
+	})
 }
 
 // Accounts returns the declared accounts (the default one included).

@@ -30,7 +30,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
 	"strings"
 )
@@ -225,7 +224,14 @@ func CanonicalContext(encCtx map[string]string) ([]byte, error) {
 	out = binary.BigEndian.AppendUint16(out, uint16(len(encCtx)))
 	// Go compares strings byte by byte, which is exactly "sorted by the
 	// UTF-8 bytes of the key" (and also defined for invalid UTF-8).
-	for _, k := range slices.Sorted(maps.Keys(encCtx)) {
+	// The keys of the usual small context sort in an array on the stack.
+	var keysBuf [8]string
+	keys := keysBuf[:0]
+	for k := range encCtx {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		v := encCtx[k]
 		out = binary.BigEndian.AppendUint16(out, uint16(len(k)))
 		out = append(out, k...)

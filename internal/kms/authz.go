@@ -254,6 +254,9 @@ type authzCall struct {
 	observe func(action, resource string, pc policy.Context)
 	// resolved collects the keys the rule resolved (authorized.go).
 	resolved authorized
+	// sessionAllows is false when the caller's session policy does not
+	// allow the request checkKey is deciding (see Identity.SessionLimit).
+	sessionAllows bool
 }
 
 // Check decides whether caller c may perform r's operation with input in
@@ -405,7 +408,7 @@ func (a *authzCall) checkIdentity(action, resource string, r *keyRequest) error 
 	req := policy.Request{Principal: a.id.Principal, Action: action, Resource: resource, Context: pc}
 	v := policy.Authorize(&policy.Authorization{
 		Principal: a.id.Principal, Action: action, Resource: resource,
-		Identity: policy.EvaluateAll(a.id.Policies, &req),
+		Identity: a.id.EvaluateIdentity(&req),
 	})
 	if !v.Allowed {
 		return deny(v)
@@ -436,9 +439,12 @@ func (a *authzCall) checkKey(action, grantOp string, k *store.Key, r *keyRequest
 		a.observe(action, ka.arn, pc)
 	}
 	req := policy.Request{Principal: a.id.Principal, Action: action, Resource: ka.arn, Context: pc}
-	kp := ka.policy.EvaluateDetailed(&req)
+	kp := a.id.SessionLimit(ka.policy, &req, ka.policy.EvaluateDetailed(&req))
+	// A grant to the role (not to the session itself) is limited by the
+	// session policy as a key policy statement naming the role is.
+	a.sessionAllows = a.id.SessionPolicy == nil || a.id.SessionPolicy.Evaluate(&req) == policy.Allow
 	auth.KeyPolicy = &kp
-	auth.Identity = policy.EvaluateAll(a.id.Policies, &req)
+	auth.Identity = a.id.EvaluateIdentity(&req)
 	v := policy.Authorize(&auth)
 	if v.Allowed {
 		return nil

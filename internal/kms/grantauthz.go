@@ -33,7 +33,9 @@ func (a *authzCall) names(p string) bool {
 // the request (as the account principal in a key policy does).
 func (a *authzCall) isGrantee(p string, identity policy.Decision) bool {
 	if a.names(p) {
-		return true
+		// A grant to the role covers its sessions within their session
+		// policies; a grant to the session itself is not limited by them.
+		return p == a.id.Principal.ARN || a.id.SessionPolicy == nil || a.sessionAllows
 	}
 	pr := &a.id.Principal
 	return isRootOf(p, pr.Account) && (pr.IsAccountRoot() || identity == policy.Allow)

@@ -30,6 +30,11 @@ type Identity struct {
 	Policies  []*policy.Policy  // identity policies, combined by policy.EvaluateAll
 	// PolicyNames names Policies, in the same order (for logs).
 	PolicyNames []string
+	// SessionPolicy is the session policy of an STS session (the Policy
+	// parameter of AssumeRole), nil when it has none. It limits what the
+	// identity policies and the resource policies naming the role allow:
+	// a request is allowed only when it allows too (see SessionLimit).
+	SessionPolicy *policy.Policy
 
 	// ctx and tagCtx hold the condition keys the principal contributes to
 	// every request (tagCtx: aws:PrincipalTag/*), built once.
@@ -51,6 +56,8 @@ type IdentityConfig struct {
 	UserName string
 	Tags     map[string]string
 	Policies []*IdentityPolicy
+	// SessionPolicy is an STS session's session policy (nil: none).
+	SessionPolicy *IdentityPolicy
 }
 
 // IdentityPolicy is a compiled identity policy document.
@@ -90,6 +97,10 @@ func NewIdentity(cfg IdentityConfig) (*Identity, error) {
 		id.PolicyNames = append(id.PolicyNames, ip.Name)
 		id.needs |= ip.needs
 	}
+	if sp := cfg.SessionPolicy; sp != nil {
+		id.SessionPolicy = sp.Policy
+		id.needs |= sp.needs
+	}
 	id.buildContext()
 	return id, nil
 }
@@ -101,7 +112,14 @@ func (id *Identity) buildContext() {
 			id.ctx = append(id.ctx, ctxEntry{k, []string{v}})
 		}
 	}
-	add("aws:principalarn", id.Principal.ARN)
+	// For a role session aws:PrincipalArn is the role's ARN, not the
+	// session's: that is what AWS sets, so that a condition can name a
+	// role whatever its sessions are called.
+	if id.Principal.RoleARN != "" {
+		add("aws:principalarn", id.Principal.RoleARN)
+	} else {
+		add("aws:principalarn", id.Principal.ARN)
+	}
 	add("aws:principalaccount", id.Principal.Account)
 	add("kms:calleraccount", id.Principal.Account)
 	add("aws:principaltype", id.Type)
@@ -115,6 +133,67 @@ func (id *Identity) buildContext() {
 	for _, k := range keys {
 		id.tagCtx = append(id.tagCtx, ctxEntry{"aws:principaltag/" + strings.ToLower(k), []string{id.Tags[k]}})
 	}
+}
+
+// AddContext sets in pc the condition keys the principal contributes to
+// every request: aws:PrincipalArn, aws:PrincipalAccount, aws:PrincipalType,
+// aws:userid, aws:username and aws:PrincipalTag/*. Package iam uses it to
+// evaluate trust policies.
+func (id *Identity) AddContext(pc *policy.Context) {
+	for _, e := range id.ctx {
+		pc.Set(e.key, e.vals...)
+	}
+	for _, e := range id.tagCtx {
+		pc.Set(e.key, e.vals...)
+	}
+}
+
+// EvaluateIdentity returns the decision of the identity's identity
+// policies for req, limited by its session policy when it has one: Deny
+// when either denies, Allow when both allow, NotApplicable otherwise (the
+// effective permissions of a session are the intersection of its role's
+// identity policies and its session policy).
+func (id *Identity) EvaluateIdentity(req *policy.Request) policy.Decision {
+	d := policy.EvaluateAll(id.Policies, req)
+	if id.SessionPolicy == nil || d == policy.Deny {
+		return d
+	}
+	switch id.SessionPolicy.Evaluate(req) {
+	case policy.Deny:
+		return policy.Deny
+	case policy.Allow:
+		return d
+	}
+	return policy.NotApplicable
+}
+
+// SessionLimit applies the session policy (if any) to a resource policy's
+// Allow. AWS's rule: a resource policy that names the session's own ARN
+// adds its permissions after the session policy, unlimited; one that names
+// the role (or its account, or "*") is limited by the session policy like
+// the identity policies. res is the resource policy's evaluation of req,
+// rp the policy. It returns res, downgraded to "no Allow" when the session
+// policy does not allow req and no statement names the session itself.
+func (id *Identity) SessionLimit(rp *policy.Policy, req *policy.Request, res policy.Result) policy.Result {
+	if id.SessionPolicy == nil || res.Decision != policy.Allow {
+		return res
+	}
+	switch id.SessionPolicy.Evaluate(req) {
+	case policy.Allow:
+		return res
+	case policy.Deny:
+		// An explicit deny in a session policy wins over every allow:
+		// EvaluateIdentity returns Deny for it, which Authorize reports.
+		return policy.Result{Statement: -1}
+	}
+	// Does a statement name the session ARN itself? Evaluate as the bare
+	// session (no role) and keep only a direct Allow.
+	bare := *req
+	bare.Principal.RoleARN = ""
+	if r := rp.EvaluateDetailed(&bare); r.Decision == policy.Allow && r.Direct && !bare.Principal.IsAccountRoot() {
+		return r
+	}
+	return policy.Result{Statement: -1}
 }
 
 // identityFor returns the identity of a caller. A Caller built without one

@@ -45,6 +45,9 @@ type Caller struct {
 	// Identity is the principal's compiled identity (policies, tags, ids),
 	// set by package iam; see Rule.Check.
 	Identity *Identity
+	// SessionIssued is, for STS temporary credentials, when AssumeRole
+	// issued them (the audit record's sessionContext); zero otherwise.
+	SessionIssued time.Time
 	// authorized holds the keys authorization resolved for this request
 	// (authorized.go); nil when the Caller did not come from Rule.Check.
 	authorized *authorized

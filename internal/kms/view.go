@@ -99,6 +99,7 @@ type aliasEntry struct {
 
 // compiledPolicy is one key policy text, compiled.
 type compiledPolicy struct {
+	text   string // the text, shared by the cached keys that have it
 	policy *policy.Policy
 	needs  ctxNeeds
 	err    error
@@ -138,6 +139,12 @@ func (v *view) key(ctx context.Context, id string) (*keyEntry, error) {
 	k, err := v.st.GetKey(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if cp, ok := v.policies.load(k.Policy); ok {
+		// The text already compiled (most keys have their account's
+		// default policy): share its string rather than hold one more
+		// copy per cached key. Equal strings, so nothing else changes.
+		k.Policy = cp.text
 	}
 	e := &keyEntry{key: k, loaded: now}
 	if v.trusted(now) {
@@ -220,7 +227,7 @@ func (v *view) policy(text string) *compiledPolicy {
 	if cp, ok := v.policies.load(text); ok {
 		return cp
 	}
-	cp := &compiledPolicy{}
+	cp := &compiledPolicy{text: text}
 	cp.policy, cp.err = policy.Parse([]byte(text), policy.ResourcePolicy)
 	if cp.err == nil {
 		cp.needs = contextNeeds(text)

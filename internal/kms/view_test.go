@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/kmsd/kmsd/internal/awserr"
 	"github.com/kmsd/kmsd/internal/keystore"
@@ -371,6 +372,22 @@ func TestViewIsBounded(t *testing.T) {
 	// policy serves them all.
 	if n := s.view.policies.len(); n != 1 {
 		t.Errorf("%d compiled policies, want 1", n)
+	}
+	// And the cached keys share that policy's text rather than hold a
+	// copy each (once it was compiled).
+	var texts []*byte
+	s.view.keys.m.Range(func(_, v any) bool {
+		texts = append(texts, unsafe.StringData(v.(*keyEntry).key.Policy))
+		return true
+	})
+	shared := 0
+	for _, p := range texts {
+		if p == texts[0] {
+			shared++
+		}
+	}
+	if len(texts) < 2 || shared < len(texts)-1 {
+		t.Errorf("%d of %d cached keys share one policy string", shared, len(texts))
 	}
 }
 

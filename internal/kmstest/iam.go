@@ -9,6 +9,7 @@ import (
 
 	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/iam"
+	"github.com/kmsd/kmsd/internal/server"
 )
 
 // StartWithIAM starts kmsd in a fresh data folder with the principals the
@@ -75,4 +76,12 @@ func (e *Env) AccessKey(tb testing.TB, account, user, role, session string) (aki
 		tb.Fatal(err)
 	}
 	return akid, secret
+}
+
+// StartWithIAMAndAuditor is StartWithIAM with an audit sink.
+func StartWithIAMAndAuditor(tb testing.TB, iamYAML, baseDir string, a server.Auditor) *Env {
+	tb.Helper()
+	cfg := ParseIAM(tb, iamYAML)
+	cfg.BaseDir = baseDir
+	return startIn(tb, tb.TempDir(), options{iam: cfg, auditor: a})
 }

@@ -17,6 +17,7 @@ import (
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kmsd/kmsd/internal/awsjson"
+	"github.com/kmsd/kmsd/internal/awsquery"
 	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/iam"
 	"github.com/kmsd/kmsd/internal/keystore"
@@ -141,7 +142,8 @@ func startIn(tb testing.TB, dir string, o options) *Env {
 		}
 		tb.Cleanup(svc.CloseCustomKeyStores)
 	}
-	dirIAM := iam.NewDirectory(st, ks, nil)
+	// The directory shares the service's clock: STS sessions expire by it.
+	dirIAM := iam.NewDirectory(st, ks, clock.Now)
 	ids, err := iam.Compile(o.iam, Account)
 	if err != nil {
 		tb.Fatal(err)
@@ -157,12 +159,14 @@ func startIn(tb testing.TB, dir string, o options) *Env {
 		}
 	}
 	env.Handler = server.New(server.Config{
-		Routes:   awsjson.Routes(svc),
-		Verifier: &sigv4.Verifier{Service: "kms", Regions: config.CommercialRegions, Lookup: dirIAM.Secret, Now: time.Now},
-		Callers:  dirIAM,
-		Audit:    o.auditor,
-		Region:   Region,
-		Logger:   o.logger,
+		Routes: awsjson.Routes(svc),
+		Verifier: &sigv4.Verifier{Service: "kms", Regions: config.CommercialRegions, Lookup: dirIAM.Secret,
+			SessionLookup: dirIAM.SessionSecret, Now: time.Now, Keys: sigv4.NewSigningKeyCache(0)},
+		Callers: dirIAM,
+		STS:     &awsquery.Handler{IAM: dirIAM},
+		Audit:   o.auditor,
+		Region:  Region,
+		Logger:  o.logger,
 	})
 	ts := httptest.NewServer(env.Handler)
 	tb.Cleanup(ts.Close)

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,7 +23,10 @@ import (
 type Target struct {
 	// Name labels the target in reports ("kmsd", "floor").
 	Name string
-	// Endpoint is the base URL, e.g. http://127.0.0.1:4599.
+	// Endpoint is the base URL, e.g. http://127.0.0.1:4599. Several,
+	// separated by commas, are the nodes of one cluster (one store, one
+	// set of credentials): requests go to them round-robin, one request
+	// each.
 	Endpoint string
 	// Region is the signing region; empty means us-east-1.
 	Region string
@@ -54,20 +58,27 @@ const userAgent = "kmsd-bench/1 (aws-sdk-go-v2 compatible) lang/go"
 // pool sized to the concurrency.
 type client struct {
 	target   Target
-	url      string
-	host     string
+	urls     []string      // the endpoints, used round-robin
+	next     atomic.Uint64 // the number of requests sent: picks the next endpoint
 	signer   *Signer
 	http     *http.Client
 	idleConn func()
 }
 
 func newClient(t Target, concurrency int) (*client, error) {
-	u, err := url.Parse(t.Endpoint)
-	if err != nil {
-		return nil, fmt.Errorf("target %s: endpoint %q: %w", t.Name, t.Endpoint, err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("target %s: endpoint %q is not an http:// or https:// URL", t.Name, t.Endpoint)
+	var urls []string
+	for _, e := range strings.Split(t.Endpoint, ",") {
+		u, err := url.Parse(e)
+		if err != nil {
+			return nil, fmt.Errorf("target %s: endpoint %q: %w", t.Name, e, err)
+		}
+		if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+			return nil, fmt.Errorf("target %s: endpoint %q is not an http:// or https:// URL", t.Name, e)
+		}
+		if u.Path == "" {
+			u.Path = "/"
+		}
+		urls = append(urls, u.String())
 	}
 	if t.AccessKeyID == "" || t.SecretAccessKey == "" {
 		return nil, fmt.Errorf("target %s: no credentials (access key id and secret access key)", t.Name)
@@ -76,23 +87,22 @@ func newClient(t Target, concurrency int) (*client, error) {
 	if region == "" {
 		region = "us-east-1"
 	}
-	if u.Path == "" {
-		u.Path = "/"
-	}
 	tr := &http.Transport{
 		Proxy:               nil, // a benchmark measures the server, not a proxy
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:     t.TLS,
-		MaxIdleConns:        concurrency,
+		MaxIdleConns:        concurrency * len(urls),
 		MaxIdleConnsPerHost: concurrency,
-		MaxConnsPerHost:     concurrency,
-		IdleConnTimeout:     90 * time.Second,
-		ForceAttemptHTTP2:   false,
+		// With several endpoints each gets its share of the
+		// concurrency; one request in flight per worker bounds the
+		// total either way.
+		MaxConnsPerHost:   concurrency,
+		IdleConnTimeout:   90 * time.Second,
+		ForceAttemptHTTP2: false,
 	}
 	return &client{
 		target:   t,
-		url:      u.String(),
-		host:     u.Host,
+		urls:     urls,
 		signer:   NewSigner(t.AccessKeyID, t.SecretAccessKey, region, "kms"),
 		http:     &http.Client{Transport: tr, Timeout: 60 * time.Second},
 		idleConn: tr.CloseIdleConnections,
@@ -143,7 +153,11 @@ func codeOf(err error) string {
 // returns the body of a 2xx answer; any other answer is an *APIError. rnd
 // makes the SDK's per-request invocation id.
 func (c *client) do(ctx context.Context, op string, body []byte, rnd *rand.Rand) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	u := c.urls[0]
+	if len(c.urls) > 1 {
+		u = c.urls[(c.next.Add(1)-1)%uint64(len(c.urls))]
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("%s request: %w", op, err)
 	}

@@ -7,8 +7,11 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -201,5 +204,45 @@ func TestParseOps(t *testing.T) {
 		if _, err := ParseOps(bad, specP256); err == nil {
 			t.Errorf("ParseOps(%q) accepted", bad)
 		}
+	}
+}
+
+// TestRunRoundRobin drives one target given as two endpoints (two fronts
+// of one service, as the nodes of a cluster): every request succeeds and
+// each endpoint gets half of them.
+func TestRunRoundRobin(t *testing.T) {
+	env := kmstest.Start(t)
+	backend, err := url.Parse(env.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var counts [2]atomic.Int64
+	var fronts []string
+	for i := range counts {
+		proxy := httputil.NewSingleHostReverseProxy(backend)
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			counts[i].Add(1)
+			proxy.ServeHTTP(w, r)
+		}))
+		t.Cleanup(ts.Close)
+		fronts = append(fronts, ts.URL)
+	}
+	kmsd := Target{Name: "kmsd", Endpoint: strings.Join(fronts, ","), AccessKeyID: env.AccessKeyID, SecretAccessKey: env.Secret}
+	rep, err := Run(context.Background(), []Target{kmsd}, Options{Ops: []Op{{"encrypt", specSymmetric}}, Concurrency: 2,
+		Duration: 100 * time.Millisecond, Round: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rep.Ops[0].Targets[0]
+	if r.Errors != 0 || r.Requests == 0 {
+		t.Fatalf("%+v", r)
+	}
+	a, b := counts[0].Load(), counts[1].Load()
+	if d := a - b; d < -1 || d > 1 {
+		t.Errorf("requests per endpoint: %d and %d, want them equal (±1)", a, b)
+	}
+	if _, err := newClient(Target{Name: "kmsd", Endpoint: fronts[0] + ",ftp://x", AccessKeyID: "a", SecretAccessKey: "s"}, 1); err == nil ||
+		!strings.Contains(err.Error(), `"ftp://x" is not an http`) {
+		t.Errorf("a bad second endpoint: %v", err)
 	}
 }

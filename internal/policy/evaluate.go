@@ -248,7 +248,7 @@ func (st *statement) applies(r *Request) principalMatch {
 	if anyMatch(st.actions, r.Action, r.Context) == st.notAction {
 		return matchNone
 	}
-	if anyMatch(st.resources, r.Resource, r.Context) == st.notRes {
+	if !st.anyRes && anyMatch(st.resources, r.Resource, r.Context) == st.notRes {
 		return matchNone
 	}
 	for i := range st.conditions {

@@ -26,6 +26,12 @@ const (
 	// NotPrincipal are refused, Action/NotAction and Resource/NotResource
 	// are required, and Sids must be unique.
 	IdentityPolicy
+	// TrustPolicy is a role's trust policy (AssumeRolePolicyDocument): a
+	// resource policy of the role itself, so every statement needs
+	// Principal or NotPrincipal and Action or NotAction, and Resource and
+	// NotResource are refused (IAM: "Has prohibited field Resource"). Its
+	// statements apply whatever Request.Resource is.
+	TrustPolicy
 )
 
 func (k Kind) String() string {
@@ -34,6 +40,8 @@ func (k Kind) String() string {
 		return "resource policy"
 	case IdentityPolicy:
 		return "identity policy"
+	case TrustPolicy:
+		return "trust policy"
 	}
 	return fmt.Sprintf("Kind(%d)", k)
 }
@@ -108,6 +116,7 @@ type statement struct {
 	resources  []pattern
 	notRes     bool
 	inert      bool // no Action/NotAction or no Resource/NotResource: never applies
+	anyRes     bool // a trust policy's statement: no resource to match
 	conditions []condition
 }
 
@@ -119,7 +128,7 @@ type statement struct {
 // Resource, NotResource and Condition in a statement (names are
 // case-sensitive); no duplicate keys anywhere; strings where strings belong.
 func Parse(doc []byte, kind Kind) (*Policy, error) {
-	if kind != ResourcePolicy && kind != IdentityPolicy {
+	if kind != ResourcePolicy && kind != IdentityPolicy && kind != TrustPolicy {
 		return nil, fmt.Errorf("policy: Parse called with invalid kind %d", kind)
 	}
 	root, err := decodeJSON(doc)
@@ -243,7 +252,7 @@ func compileStatement(st *statement, n *node, kind Kind, vars bool) error {
 		return errorf("a statement cannot have both Principal and NotPrincipal")
 	case kind == IdentityPolicy && (principal != nil || notPrincipal != nil):
 		return errorf("an identity policy cannot name principals (Principal/NotPrincipal): it applies to the identity it is attached to")
-	case kind == ResourcePolicy && principal == nil && notPrincipal == nil:
+	case kind != IdentityPolicy && principal == nil && notPrincipal == nil:
 		return errorf("Principal is missing: every statement of a resource policy must name a Principal (or NotPrincipal)")
 	case principal != nil:
 		if st.principal, err = compilePrincipal(principal, "Principal"); err != nil {
@@ -266,7 +275,7 @@ func compileStatement(st *statement, n *node, kind Kind, vars bool) error {
 	case notAction != nil:
 		st.notAction = true
 		st.actions, err = compileActions(notAction, "NotAction")
-	case kind == IdentityPolicy:
+	case kind == IdentityPolicy || kind == TrustPolicy:
 		return errorf("Action is missing (a statement needs Action or NotAction)")
 	default:
 		st.inert = true
@@ -276,6 +285,10 @@ func compileStatement(st *statement, n *node, kind Kind, vars bool) error {
 	}
 
 	switch {
+	case kind == TrustPolicy && (resource != nil || notResource != nil):
+		return errorf("a trust policy cannot have Resource or NotResource: it applies to the role it is attached to")
+	case kind == TrustPolicy:
+		st.anyRes = true
 	case resource != nil && notResource != nil:
 		return errorf("a statement cannot have both Resource and NotResource")
 	case resource != nil:

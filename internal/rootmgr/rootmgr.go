@@ -155,7 +155,11 @@ func (g *Manager) sealInfoOf(m Manifest) (*keystore.SealInfo, error) {
 // id; one without (a new root, or the implicit one) is created when
 // missing. A sealed root key file (name ending in .sealed) is opened, or
 // created, with seal; without it the error wraps ErrSealed.
-func (g *Manager) openRoot(ctx context.Context, seal *keystore.SealKey, r Ref) (keystore.Root, func(), error) {
+//
+// A PKCS#11 root's key is generated in the token when absent only when
+// create is set: for a new root (rotation, migration) and on the first
+// start of an empty data folder (CreateRoot).
+func (g *Manager) openRoot(ctx context.Context, seal *keystore.SealKey, r Ref, create bool) (keystore.Root, func(), error) {
 	var root keystore.Root
 	closeFn := func() {}
 	switch r.Kind {
@@ -191,8 +195,12 @@ func (g *Manager) openRoot(ctx context.Context, seal *keystore.SealKey, r Ref) (
 		if err != nil {
 			return nil, nil, err
 		}
-		ks, err := pkcs11.Open(ctx, pkcs11.Config{Module: p.Module, TokenLabel: p.TokenLabel, PIN: pin, KeyLabel: r.Label, Sessions: p.Sessions})
+		ks, err := pkcs11.Open(ctx, pkcs11.Config{Module: p.Module, TokenLabel: p.TokenLabel, PIN: pin, KeyLabel: r.Label, Sessions: p.Sessions,
+			MustExist: !create || r.ID != ""})
 		if err != nil {
+			if !create {
+				return nil, nil, fmt.Errorf("open PKCS#11 keystore (module %s, token %q, key %q): %w (kmsd generates the root key in the token only on the first start of an empty data folder on an unused store: a new key could unwrap nothing the store holds; check the token and key_label every node uses)", p.Module, p.TokenLabel, r.Label, err)
+			}
 			return nil, nil, fmt.Errorf("open PKCS#11 keystore (module %s, token %q, key %q): %w", p.Module, p.TokenLabel, r.Label, err)
 		}
 		root, closeFn = ks, func() { ks.Close() }
@@ -227,7 +235,8 @@ func (g *Manager) openRoots(ctx context.Context, seal *keystore.SealKey, m *Mani
 				return nil, nil, fmt.Errorf("root key file: %w", err)
 			}
 		}
-		root, c, err := g.openRoot(ctx, seal, r)
+		// Only the implicit root of a first start may be created.
+		root, c, err := g.openRoot(ctx, seal, r, i == 0 && r.ID == "" && g.cfg.CreateRoot)
 		if err != nil {
 			closeAll()
 			return nil, nil, err

@@ -313,7 +313,7 @@ func (rot *Rotation) start(ctx context.Context, opts RotateOptions) error {
 		} else {
 			next.Label = newRootName(g.cfg.Keystore.PKCS11.KeyLabel)
 		}
-		root, closeRoot, err := g.openRoot(ctx, s.seal, next)
+		root, closeRoot, err := g.openRoot(ctx, s.seal, next, true)
 		if err != nil {
 			return fmt.Errorf("creating the new root: %w", err)
 		}

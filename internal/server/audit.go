@@ -11,6 +11,7 @@ import (
 
 	"github.com/kmsd/kmsd/internal/audit"
 	"github.com/kmsd/kmsd/internal/awserr"
+	"github.com/kmsd/kmsd/internal/awsquery"
 )
 
 // Auditor makes audit records durable. *audit.Log is one. Err reports a
@@ -45,11 +46,30 @@ func (s *Server) audit(ctx context.Context, r *http.Request, ex *exchange) error
 		rec.ReadOnly = ex.route.ReadOnly()
 		rec.RequestParameters = ex.route.AuditedRequest(ex.body)
 	}
+	if ex.query != nil {
+		rec.EventSource = awsquery.EventSource
+		rec.ReadOnly = ex.query.ReadOnly()
+		rec.RequestParameters = ex.query.Audited()
+	}
 	if ex.authed {
 		c := ex.caller
 		rec.AWSRegion = c.Region
 		rec.UserIdentity = audit.UserIdentity{Type: principalType(c.ARN), ARN: c.ARN, AccountID: c.Account,
 			AccessKeyID: c.AccessKeyID, UserName: c.UserName}
+		if id := c.Identity; id != nil {
+			rec.UserIdentity.PrincipalID = id.UserID
+			if !c.SessionIssued.IsZero() && id.Principal.RoleARN != "" {
+				// Temporary credentials from AssumeRole, described as
+				// CloudTrail does.
+				roleID, _, _ := strings.Cut(id.UserID, ":")
+				roleARN := id.Principal.RoleARN
+				rec.UserIdentity.SessionContext = &audit.SessionContext{
+					SessionIssuer: audit.SessionIssuer{Type: "Role", PrincipalID: roleID, ARN: roleARN, AccountID: c.Account,
+						UserName: roleARN[strings.LastIndexByte(roleARN, '/')+1:]},
+					Attributes: audit.SessionAttributes{CreationDate: c.SessionIssued, MFAAuthenticated: "false"},
+				}
+			}
+		}
 		rec.RecipientAccountID = c.Account
 	} else {
 		rec.UserIdentity = audit.UserIdentity{Type: "Unknown", AccessKeyID: claimedAccessKey(r)}
@@ -60,8 +80,15 @@ func (s *Server) audit(ctx context.Context, r *http.Request, ex *exchange) error
 		if rec.ErrorCode == "" {
 			rec.ErrorCode, rec.ErrorMessage = awserr.KMSInternal, "internal error"
 		}
+		if ex.query != nil {
+			rec.ErrorCode = awsquery.Code(ex.err)
+		}
 	} else if ex.route != nil && !rec.ReadOnly {
 		rec.ResponseElements = ex.route.AuditedResponse(ex.out)
+	} else if ex.query != nil {
+		// Never the secret access key nor the session token: the
+		// handler's allow-list (awsquery.Handler.Serve).
+		rec.ResponseElements = ex.queryOut
 	}
 	arns, accounts := ex.info.Keys()
 	for i, arn := range arns {

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -19,15 +20,18 @@ import (
 
 	"github.com/kmsd/kmsd/internal/awserr"
 	"github.com/kmsd/kmsd/internal/awsjson"
+	"github.com/kmsd/kmsd/internal/awsquery"
 	"github.com/kmsd/kmsd/internal/kms"
 	"github.com/kmsd/kmsd/internal/logging"
 	"github.com/kmsd/kmsd/internal/metrics"
 	"github.com/kmsd/kmsd/internal/sigv4"
 )
 
-// CallerLookup returns the principal that owns an access key.
+// CallerLookup returns the principal that owns an access key, or, for
+// temporary credentials, the session of an access key and session token.
 type CallerLookup interface {
 	Caller(ctx context.Context, accessKeyID string) (kms.Caller, error)
+	SessionCaller(ctx context.Context, accessKeyID, sessionToken string) (kms.Caller, error)
 }
 
 // Config holds what a Server is built from.
@@ -54,6 +58,10 @@ type Config struct {
 	// RefusalLogRate bounds the lines a second that log refused
 	// authentications (0: DefaultRefusalLogRate); the rest are counted.
 	RefusalLogRate int
+	// STS, if set, serves the STS operations (AWS Query requests: a form
+	// body and no X-Amz-Target), verified as Verifier does but for the
+	// signing service "sts".
+	STS *awsquery.Handler
 }
 
 // Server is an http.Handler serving the AWS KMS API.
@@ -69,12 +77,20 @@ type Server struct {
 	region   string
 	gate     func() error
 	refusals *refusalLog
+	sts      *awsquery.Handler
+	// stsVerifier is a copy of verifier for the signing service "sts".
+	stsVerifier *sigv4.Verifier
 }
 
 // New returns a Server.
 func New(cfg Config) *Server {
 	s := &Server{routes: cfg.Routes, verifier: cfg.Verifier, callers: cfg.Callers, log: cfg.Logger, now: cfg.Now,
-		metrics: cfg.Metrics, ready: cfg.Ready, auditor: cfg.Audit, region: cfg.Region, gate: cfg.Gate}
+		metrics: cfg.Metrics, ready: cfg.Ready, auditor: cfg.Audit, region: cfg.Region, gate: cfg.Gate, sts: cfg.STS}
+	if s.sts != nil && s.verifier != nil {
+		v := *s.verifier
+		v.Service = "sts"
+		s.stsVerifier = &v
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -117,6 +133,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// not by this context.
 	ctx, info := kms.WithRequestInfo(logging.WithRequestID(context.WithoutCancel(r.Context()), reqID))
 	r = r.WithContext(ctx)
+	if s.sts != nil && awsquery.Is(r) {
+		s.serveQuery(w, r, &exchange{requestID: reqID, start: start, info: info})
+		return
+	}
 	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
 	ex := &exchange{op: op, route: s.routes[op], requestID: reqID, start: start, info: info}
 	ex.out, ex.err = s.serve(r, ex)
@@ -175,6 +195,10 @@ type exchange struct {
 	authed    bool
 	out       []byte // the response body on success
 	err       error
+	// query is the parsed STS request (nil for KMS requests), queryOut
+	// the response elements its audit record may carry.
+	query    *awsquery.Request
+	queryOut map[string]any
 }
 
 // health answers /healthz (the process serves) and /readyz (it can do its
@@ -249,16 +273,39 @@ func (s *Server) serve(r *http.Request, ex *exchange) ([]byte, error) {
 		return nil, err
 	}
 	ex.body = body
-	res, err := s.verifier.Verify(ctx, r, body)
-	if err != nil {
+	if err := s.authenticate(r, s.verifier, body, ex); err != nil {
 		return nil, err
 	}
-	caller, err := s.callers.Caller(ctx, res.AccessKeyID)
+	caller := ex.caller
+	if route == nil {
+		return nil, awserr.New(awserr.UnknownOperation, "")
+	}
+	return route.Serve(ctx, caller, body)
+}
+
+// authenticate verifies the signature of r with v and sets ex.caller: the
+// owner of the access key, or the session of temporary credentials.
+func (s *Server) authenticate(r *http.Request, v *sigv4.Verifier, body []byte, ex *exchange) error {
+	ctx := r.Context()
+	res, err := v.Verify(ctx, r, body)
+	if err != nil {
+		return err
+	}
+	var caller kms.Caller
+	if res.SessionToken != "" {
+		caller, err = s.callers.SessionCaller(ctx, res.AccessKeyID, res.SessionToken)
+	} else {
+		caller, err = s.callers.Caller(ctx, res.AccessKeyID)
+	}
 	if err != nil {
 		if errors.Is(err, sigv4.ErrUnknownAccessKey) {
-			return nil, awserr.New(awserr.UnrecognizedClient, "The security token included in the request is invalid.")
+			return awserr.New(awserr.UnrecognizedClient, "The security token included in the request is invalid.")
 		}
-		return nil, fmt.Errorf("look up caller: %w", err)
+		if awserr.CodeOf(err) == awserr.ExpiredToken {
+			// The session ended between the signature check and now.
+			return awserr.New(awserr.ExpiredToken, "The security token included in the request is expired")
+		}
+		return fmt.Errorf("look up caller: %w", err)
 	}
 	// The request acts in the scope its credentials were scoped to (the
 	// verifier accepts the served Regions only), as the principal's
@@ -266,10 +313,7 @@ func (s *Server) serve(r *http.Request, ex *exchange) ([]byte, error) {
 	caller.Scope = kms.Scope{Partition: kms.Partition, Region: res.Region, Account: caller.Account}
 	connectionFacts(&caller, r)
 	ex.caller, ex.authed = caller, true
-	if route == nil {
-		return nil, awserr.New(awserr.UnknownOperation, "")
-	}
-	return route.Serve(ctx, caller, body)
+	return nil
 }
 
 // readBody reads the whole body, refusing more than limit bytes.
@@ -278,13 +322,21 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, tooLarge
 	}
-	var buf bytes.Buffer
+	unreadable := awserr.New(awserr.Serialization, "The request body could not be read.")
 	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+		// The usual case, a declared length: one allocation of exactly
+		// that size (net/http refuses to read more or fewer bytes than
+		// Content-Length, so the body cannot be longer).
+		body := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, unreadable
+		}
+		return body, nil
 	}
+	var buf bytes.Buffer
 	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return nil, awserr.New(awserr.Serialization, "The request body could not be read.")
+		return nil, unreadable
 	}
 	if n > limit {
 		return nil, tooLarge
@@ -298,7 +350,17 @@ func newRequestID() string {
 	rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], b[10:])
+	return string(s[:])
 }
 
 // Run serves h on ln until ctx ends, then shuts down gracefully, letting

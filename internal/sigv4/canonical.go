@@ -43,14 +43,9 @@ func newHeaderReader(r *http.Request) headerReader {
 func (hr headerReader) values(name string) []string {
 	r := hr.r
 	if name == "host" {
-		// Exactly as received, port included: the client signed the Host
-		// it sent. r.URL.Host only serves requests built in process.
-		if r.Host != "" {
-			return []string{r.Host}
-		}
-		return []string{r.URL.Host}
+		return []string{hr.host()}
 	}
-	key := textproto.CanonicalMIMEHeaderKey(name)
+	key := canonicalKey(name)
 	vals := r.Header[key]
 	if hr.mixedCase {
 		var others []string
@@ -81,6 +76,47 @@ func (hr headerReader) values(name string) []string {
 		}
 	}
 	return nil
+}
+
+// host is the value of "host": r.Host exactly as received, port
+// included, since the client signed the Host it sent. r.URL.Host only
+// serves requests built in process.
+func (hr headerReader) host() string {
+	if hr.r.Host != "" {
+		return hr.r.Host
+	}
+	return hr.r.URL.Host
+}
+
+// canonicalKey is textproto.CanonicalMIMEHeaderKey(name) for a lowercase
+// name, without its allocation for the names the SDKs sign on every
+// request.
+func canonicalKey(name string) string {
+	switch name {
+	case "amz-sdk-invocation-id":
+		return "Amz-Sdk-Invocation-Id"
+	case "amz-sdk-request":
+		return "Amz-Sdk-Request"
+	case "authorization":
+		return "Authorization"
+	case "content-length":
+		return "Content-Length"
+	case "content-type":
+		return "Content-Type"
+	case "x-amz-date":
+		return "X-Amz-Date"
+	case "x-amz-target":
+		return "X-Amz-Target"
+	case "x-amz-security-token":
+		return "X-Amz-Security-Token"
+	case "x-amz-content-sha256":
+		return "X-Amz-Content-Sha256"
+	case "x-amz-user-agent":
+		return "X-Amz-User-Agent"
+	case "date":
+		return "Date"
+	}
+	return textproto.CanonicalMIMEHeaderKey(name)
 }
 
 // canonicalURIs returns the canonical URI for an escaped request path: first
@@ -225,6 +261,12 @@ func canonicalSuffix(r *http.Request, hdr headerReader, a authorization, body []
 	for _, name := range a.signedHeaders {
 		b = append(b, name...)
 		b = append(b, ':')
+		if name == "host" {
+			// hdr.values would allocate a one-element slice.
+			b = appendHeaderValue(b, hdr.host())
+			b = append(b, '\n')
+			continue
+		}
 		for i, v := range hdr.values(name) {
 			if i > 0 {
 				b = append(b, ',')

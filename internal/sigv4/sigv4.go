@@ -3,8 +3,9 @@
 // every request they send to AWS KMS.
 //
 // Verification is a pure function of the request, a secret lookup and a
-// clock. A Verifier holds configuration only (no cache, no mutable state) and
-// is safe for concurrent use.
+// clock. A Verifier holds configuration and, optionally, a SigningKeyCache
+// (derived signing keys, checked against the secret looked up for every
+// request), and is safe for concurrent use.
 //
 // # Errors
 //
@@ -19,8 +20,11 @@
 //     serves) or for another day; request time outside the allowed skew; a
 //     required header (Host, the date, any X-Amz-* header present) left
 //     unsigned; signature mismatch.
-//   - UnrecognizedClientException: unknown access key, or any
-//     X-Amz-Security-Token (kmsd has no temporary credentials yet).
+//   - UnrecognizedClientException: unknown access key; a session token
+//     (X-Amz-Security-Token) that SessionLookup does not accept for the
+//     access key, or any session token when SessionLookup is nil.
+//   - ExpiredTokenException (from SessionLookup): temporary credentials
+//     past their expiry.
 //
 // A failure that is the server's fault (a SecretLookup error other than
 // ErrUnknownAccessKey, a misconfigured Verifier) is returned as an error that
@@ -106,6 +110,14 @@ var ErrUnknownAccessKey = errors.New("sigv4: unknown access key")
 // lookup may return a slice it owns (and zero it later as it sees fit).
 type SecretLookup func(ctx context.Context, accessKeyID string) (secret []byte, err error)
 
+// SessionLookup returns the secret access key of temporary credentials:
+// an access key id with the session token the request carries
+// (X-Amz-Security-Token). It returns an error wrapping ErrUnknownAccessKey
+// when the pair is not valid, and may return an *awserr.Error (such as
+// ExpiredTokenException) that Verify passes on. The same ownership rules as
+// for SecretLookup apply to the returned slice.
+type SessionLookup func(ctx context.Context, accessKeyID, sessionToken string) (secret []byte, err error)
+
 // Verifier checks SigV4 signatures for one service in a set of Regions.
 // The zero value is not usable: Service, Regions and Lookup are required.
 type Verifier struct {
@@ -114,6 +126,14 @@ type Verifier struct {
 	Lookup  SecretLookup     // resolves access key ids to secrets
 	Now     func() time.Time // injected clock; nil means time.Now
 	MaxSkew time.Duration    // allowed |now - signing time|; 0 means 15 minutes
+
+	// SessionLookup resolves temporary credentials (requests with a
+	// session token); nil refuses every session token.
+	SessionLookup SessionLookup
+
+	// Keys, if set, caches the derived signing keys (see
+	// SigningKeyCache); nil derives the key on every request.
+	Keys *SigningKeyCache
 }
 
 // Result is what a verified request proves.
@@ -122,6 +142,9 @@ type Result struct {
 	Region      string    // Region of the credential scope (one of Verifier.Regions)
 	Service     string    // service of the credential scope (always Verifier.Service)
 	SigningTime time.Time // the request date the client signed, UTC
+	// SessionToken is the session token of temporary credentials that
+	// SessionLookup accepted, "" for long-term credentials.
+	SessionToken string
 }
 
 // Verify checks the signature of r, whose body the caller has already read
@@ -168,9 +191,13 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (Re
 	if err := v.checkSkew(signingTime); err != nil {
 		return Result{}, err
 	}
-	if len(hdr.values("x-amz-security-token")) > 0 {
-		// kmsd has no temporary credentials (no STS) yet, so every session
-		// token is one we did not issue. AWS answers an invalid token this way.
+	token, err := sessionToken(r, hdr)
+	if err != nil {
+		return Result{}, err
+	}
+	if token != "" && v.SessionLookup == nil {
+		// No temporary credentials are issued here, so every session
+		// token is one we did not issue. AWS answers an invalid token so.
 		return Result{}, errUnrecognizedClient()
 	}
 
@@ -186,7 +213,15 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (Re
 		stringsToSign = append(stringsToSign, stringToSign(r.Method, uri, suffix, amzDate, auth.scope()))
 	}
 
-	secret, err := v.Lookup(ctx, auth.accessKeyID)
+	var secret []byte
+	if token != "" {
+		// The token is covered by the signature (a signed header, or part
+		// of the canonical query), and the lookup accepts it only with the
+		// access key id it was issued with.
+		secret, err = v.SessionLookup(ctx, auth.accessKeyID, token)
+	} else {
+		secret, err = v.Lookup(ctx, auth.accessKeyID)
+	}
 	if err != nil {
 		if errors.Is(err, ErrUnknownAccessKey) {
 			return Result{}, errUnrecognizedClient()
@@ -195,24 +230,50 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (Re
 		// id is not secret; the secret is never part of an error.
 		return Result{}, internalError(fmt.Errorf("sigv4: looking up secret for access key %q: %w", echo(auth.accessKeyID), err))
 	}
-	signingKey := deriveSigningKey(secret, auth.date, auth.region, auth.service)
-	defer clear(signingKey)
+	var signingKey, expected [sha256.Size]byte
+	v.Keys.signingKey(&signingKey, secret, auth.accessKeyID, auth.date, auth.region, auth.service)
+	// The stack copies are zeroed however Verify returns.
+	defer clear(signingKey[:])
+	defer clear(expected[:])
 
 	for _, sts := range stringsToSign {
-		expected := hmacSHA256(signingKey, sts)
+		hmacSHA256To(&expected, signingKey[:], sts)
 		// hmac.Equal runs in time independent of where the two MACs differ.
 		// A plain bytes.Equal would let a client learn, byte by byte, how much
 		// of a forged signature is right by timing the rejection.
-		if hmac.Equal(expected, auth.signature) {
+		if hmac.Equal(expected[:], auth.signature) {
 			return Result{
-				AccessKeyID: auth.accessKeyID,
-				Region:      auth.region,
-				Service:     auth.service,
-				SigningTime: signingTime,
+				AccessKeyID:  auth.accessKeyID,
+				Region:       auth.region,
+				Service:      auth.service,
+				SigningTime:  signingTime,
+				SessionToken: token,
 			}, nil
 		}
 	}
 	return Result{}, errSignatureMismatch()
+}
+
+// sessionToken returns the session token of the request: the
+// X-Amz-Security-Token header or query parameter, "" when it has neither.
+// Two tokens (two headers, two parameters, or one of each that differ) are
+// refused: which one was meant would be ambiguous.
+func sessionToken(r *http.Request, hdr headerReader) (string, error) {
+	var tokens []string
+	tokens = append(tokens, hdr.values("x-amz-security-token")...)
+	if r.URL.RawQuery != "" {
+		tokens = append(tokens, r.URL.Query()["X-Amz-Security-Token"]...)
+	}
+	switch {
+	case len(tokens) == 0:
+		return "", nil
+	case len(tokens) == 2 && tokens[0] == tokens[1] || len(tokens) == 1:
+		if strings.TrimSpace(tokens[0]) == "" {
+			return "", errUnrecognizedClient()
+		}
+		return strings.TrimSpace(tokens[0]), nil
+	}
+	return "", awserr.New(awserr.IncompleteSignature, "Request must contain at most one X-Amz-Security-Token.")
 }
 
 // validate reports a misconfigured Verifier as a server fault.

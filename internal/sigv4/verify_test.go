@@ -349,9 +349,54 @@ func TestVerify(t *testing.T) {
 			mutate:   func(r *http.Request) { editAuthorization(r, replaceIn(";x-amz-date", "")) },
 			wantCode: awserr.InvalidSignature,
 			wantMsg:  "'X-Amz-Date' must be a 'SignedHeader' in the AWS Authorization."},
-		{name: "security token",
+		{name: "security token without SessionLookup",
 			sign:     func(p *signParams) { p.sessionToken = "FwoGZXIvYXdzEXAMPLETOKEN" },
 			wantCode: awserr.UnrecognizedClient, wantMsg: "The security token included in the request is invalid."},
+		{name: "ok session credentials",
+			sign: func(p *signParams) {
+				p.accessKey, p.secret, p.sessionToken = testSessionKey, testSessionSecret, testSessionToken
+			},
+			config: withSessions},
+		{name: "ok session token in the query",
+			sign: func(p *signParams) {
+				p.accessKey, p.secret, p.path = testSessionKey, testSessionSecret, "/?X-Amz-Security-Token="+testSessionToken
+			},
+			config: withSessions},
+		{name: "session token of another access key",
+			sign: func(p *signParams) {
+				p.accessKey, p.secret, p.sessionToken = testAccessKey, testSecret, testSessionToken
+			},
+			config:   withSessions,
+			wantCode: awserr.UnrecognizedClient, wantMsg: "The security token included in the request is invalid."},
+		{name: "wrong session token",
+			sign: func(p *signParams) {
+				p.accessKey, p.secret, p.sessionToken = testSessionKey, testSessionSecret, testSessionToken+"x"
+			},
+			config:   withSessions,
+			wantCode: awserr.UnrecognizedClient, wantMsg: "The security token included in the request is invalid."},
+		{name: "session credentials without their token",
+			sign:     func(p *signParams) { p.accessKey, p.secret = testSessionKey, testSessionSecret },
+			config:   withSessions,
+			wantCode: awserr.UnrecognizedClient, wantMsg: "The security token included in the request is invalid."},
+		{name: "expired session",
+			sign: func(p *signParams) {
+				p.accessKey, p.secret, p.sessionToken = testSessionKey, testSessionSecret, testExpiredToken
+			},
+			config:   withSessions,
+			wantCode: awserr.ExpiredToken, wantMsg: "The security token included in the request is expired"},
+		{name: "session token replaced after signing",
+			sign: func(p *signParams) {
+				p.accessKey, p.secret, p.sessionToken = testSessionKey, testSessionSecret, testSessionToken
+			},
+			mutate:   func(r *http.Request) { r.Header.Set("X-Amz-Security-Token", testSessionToken2) },
+			config:   withSessions,
+			wantCode: awserr.InvalidSignature, wantMsg: msgMismatch},
+		{name: "two session tokens",
+			sign: func(p *signParams) {
+				p.accessKey, p.secret, p.sessionToken, p.path = testSessionKey, testSessionSecret, testSessionToken, "/?X-Amz-Security-Token="+testExpiredToken
+			},
+			config:   withSessions,
+			wantCode: awserr.IncompleteSignature},
 		{name: "content sha256 wrong",
 			sign:     func(p *signParams) { p.contentSHA256 = sha256Hex([]byte("something else")) },
 			wantCode: awserr.InvalidSignature,
@@ -449,6 +494,9 @@ func TestVerify(t *testing.T) {
 							t.Fatalf("Verify: %v", err)
 						}
 						want := Result{AccessKeyID: testAccessKey, Region: testRegion, Service: "kms", SigningTime: t0}
+						if p.sessionToken != "" || strings.Contains(p.path, "X-Amz-Security-Token") {
+							want.AccessKeyID, want.SessionToken = testSessionKey, testSessionToken
+						}
 						if res != want {
 							t.Errorf("Result = %+v, want %+v", res, want)
 						}

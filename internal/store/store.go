@@ -495,6 +495,20 @@ const (
 	// (and signing key) without being a node of a shared store. The first
 	// log started on it sets its value to "consumed by log KEYID".
 	SettingRestored = "restored"
+	// SettingAuditNodePrefix starts the name of the record of each node
+	// of a shared store: "audit-node/" + the node id, naming the audit
+	// log the node keeps (JSON, written by kmsd serve), so that a node
+	// whose data folder lost its log is recognised.
+	SettingAuditNodePrefix = "audit-node/"
+	// SettingAuditLostPrefix starts the name of the record of an audit
+	// log declared lost (kmsd serve --accept-lost-log): "audit-lost/" +
+	// the log's id (JSON), so that kmsd audit verify no longer asks for
+	// it.
+	SettingAuditLostPrefix = "audit-lost/"
+	// SettingSTSSessionKey is the key that seals the session tokens of
+	// STS temporary credentials (package iam), wrapped by the keystore:
+	// every node of a store opens the tokens any node issued.
+	SettingSTSSessionKey = "sts-session-key"
 )
 
 // Checker is implemented by a backend that can check the integrity of

@@ -85,8 +85,12 @@ type Config struct {
 	PIN        string
 	Sessions   int
 	// KeyLabel is the CKA_LABEL of the AES-256 wrapping key; it is
-	// generated inside the token on first start when absent.
+	// generated inside the token on first start when absent, unless
+	// MustExist.
 	KeyLabel string
+	// MustExist refuses a token without the key instead of generating
+	// it: a new root could unwrap nothing of a store already in use.
+	MustExist bool
 }
 
 func (c Config) token() TokenConfig {

@@ -27,9 +27,10 @@ import (
 // and id.
 type Keystore struct {
 	*Token
-	keyLabel string
-	id       [keyIDSize]byte
-	idHex    string
+	keyLabel  string
+	mustExist bool // Config.MustExist
+	id        [keyIDSize]byte
+	idHex     string
 }
 
 var _ keystore.Keystore = (*Keystore)(nil)
@@ -42,7 +43,7 @@ func Open(ctx context.Context, cfg Config) (*Keystore, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	k := &Keystore{keyLabel: cfg.KeyLabel}
+	k := &Keystore{keyLabel: cfg.KeyLabel, mustExist: cfg.MustExist}
 	t, err := openToken(ctx, cfg.token(), k.onConnect)
 	if err != nil {
 		return nil, err
@@ -51,11 +52,11 @@ func Open(ctx context.Context, cfg Config) (*Keystore, error) {
 	return k, nil
 }
 
-// onConnect finds (on the first connection: or creates) the wrapping key
+// onConnect finds (on the first connection, unless mustExist: or creates) the wrapping key
 // after every login and checks that it is the key this Keystore started
 // with. It runs with t.mu held.
 func (k *Keystore) onConnect(t *Token, sh p11.SessionHandle, first bool) error {
-	key, id, err := findKey(t.ctx, sh, k.keyLabel, first)
+	key, id, err := findKey(t.ctx, sh, k.keyLabel, first && !k.mustExist)
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ func (s *Store) CreateAlias(ctx context.Context, a *store.Alias) error {
 	if err != nil {
 		return fmt.Errorf("create alias %s: updated: %w", a.Name, err)
 	}
-	err = s.write(ctx, func(tx *writeTx) error {
+	err = s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO aliases (account, region, name, key_id, created, updated, revision)
 			VALUES (?, ?, ?, ?, ?, ?, 1)`,
 			a.Account, a.Region, a.Name, a.KeyID, created, updated)
@@ -89,7 +89,7 @@ func (s *Store) UpdateAlias(ctx context.Context, account, region, name, fromKeyI
 	if err != nil {
 		return fmt.Errorf("update alias %s: updated: %w", name, err)
 	}
-	err = s.write(ctx, func(tx *writeTx) error {
+	err = s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE aliases SET key_id = ?, updated = ?, revision = revision + 1
 			WHERE account = ? AND region = ? AND name = ? AND key_id = ?`,
 			toKeyID, u, account, region, name, fromKeyID)
@@ -112,7 +112,7 @@ func (s *Store) UpdateAlias(ctx context.Context, account, region, name, fromKeyI
 
 // DeleteAlias removes an alias if it still points at keyID.
 func (s *Store) DeleteAlias(ctx context.Context, account, region, name, keyID string) error {
-	err := s.write(ctx, func(tx *writeTx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM aliases WHERE account = ? AND region = ? AND name = ? AND key_id = ?`,
 			account, region, name, keyID)
 		if err != nil {
@@ -182,7 +182,7 @@ func (s *Store) PutAccessKey(ctx context.Context, a *store.AccessKey) error {
 	if err != nil {
 		return fmt.Errorf("put access key %s: created: %w", a.ID, err)
 	}
-	err = s.write(ctx, func(tx *writeTx) error {
+	err = s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO access_keys (id, account, principal_arn, wrapped_secret, created)
 			VALUES (?, ?, ?, ?, ?)`,
 			a.ID, a.Account, a.PrincipalARN, nonNilBlob(a.WrappedSecret), created)

@@ -94,7 +94,7 @@ func (s *Store) LastChange(ctx context.Context) (int64, error) {
 // it deleted. It records no change itself.
 func (s *Store) PruneChanges(ctx context.Context, t time.Time) (int, error) {
 	var n int64
-	err := s.write(ctx, func(tx *writeTx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		const prunable = `FROM changes WHERE time < ? AND seq < (SELECT max(seq) FROM changes)`
 		var high int64
 		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) `+prunable, boundTime(t)).Scan(&high); err != nil {
@@ -137,7 +137,7 @@ func (s *Store) PutSetting(ctx context.Context, name string, value []byte, revis
 	if name == "" {
 		return 0, errors.New("put setting: empty name")
 	}
-	err := s.write(ctx, func(tx *writeTx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		var err error
 		if revision == 0 {
 			_, err = tx.ExecContext(ctx, `INSERT INTO settings (name, value, revision, updated) VALUES (?, ?, 1, ?)`,

@@ -58,7 +58,7 @@ func (s *Store) CreateCustomKeyStore(ctx context.Context, cks *store.CustomKeySt
 	if err != nil {
 		return fmt.Errorf("create custom key store %s: created: %w", cks.ID, err)
 	}
-	err = s.write(ctx, func(tx *writeTx) error {
+	err = s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO custom_key_stores (`+customKeyStoreColumns+`)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
 			cks.ID, cks.Account, cks.Region, cks.Name, cks.Type, cks.ClusterID, cks.TrustAnchor,
@@ -123,7 +123,7 @@ func (s *Store) ListCustomKeyStores(ctx context.Context, account, region, after 
 func (s *Store) UpdateCustomKeyStore(ctx context.Context, id string, fn func(*store.CustomKeyStore) error) (*store.CustomKeyStore, error) {
 	var updated *store.CustomKeyStore
 	var fnErr error
-	err := s.write(ctx, func(tx *writeTx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		old, err := scanCustomKeyStore(tx.QueryRowContext(ctx, `SELECT `+customKeyStoreColumns+`
 			FROM custom_key_stores WHERE id = ?`, id))
 		if err != nil {
@@ -170,7 +170,7 @@ func (s *Store) UpdateCustomKeyStore(ctx context.Context, id string, fn func(*st
 // is a count, made in the write transaction so that no key can join the
 // store between the check and the delete.
 func (s *Store) DeleteCustomKeyStore(ctx context.Context, id string) error {
-	err := s.write(ctx, func(tx *writeTx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		var account, region string
 		err := tx.QueryRowContext(ctx, `SELECT account, region FROM custom_key_stores WHERE id = ?`, id).Scan(&account, &region)
 		if err != nil {

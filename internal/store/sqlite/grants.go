@@ -37,7 +37,7 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant) error {
 	if hash == nil {
 		hash = []byte{}
 	}
-	err = s.write(ctx, func(tx *writeTx) error {
+	err = s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO grants (id, key_id, name, grantee_principal, retiring_principal,
 			issuing_account, operations, constraints, token_hash, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			g.ID, g.KeyID, g.Name, g.GranteePrincipal, g.RetiringPrincipal, g.IssuingAccount, string(ops), string(cons), hash, created)
@@ -130,7 +130,7 @@ func (s *Store) queryGrants(ctx context.Context, q string, limit int, args ...an
 
 // DeleteGrant implements store.Store.
 func (s *Store) DeleteGrant(ctx context.Context, id string) error {
-	err := s.write(ctx, func(tx *writeTx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		// Record the change first, while the grant still names its key:
 		// no row recorded means no such grant.
 		res, err := tx.ExecContext(ctx, `INSERT INTO changes (kind, id, key_id, account, region, time)

@@ -67,7 +67,7 @@ func (s *Store) PutImportParams(ctx context.Context, p *store.ImportParams) erro
 		return fmt.Errorf("put import parameters: valid to: %w", err)
 	}
 	// Import parameters are cached nowhere and have no kind of change.
-	err = s.write(ctx, func(tx *writeTx) error {
+	err = s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO import_params (key_id, id, wrapped_private_key,
 			wrapping_algorithm, wrapping_key_spec, created, valid_to) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 			p.KeyID, p.ID, nonNilBlob(p.WrappedPrivateKey), p.WrappingAlgorithm, p.WrappingKeySpec, created, validTo)
@@ -98,7 +98,7 @@ func (s *Store) GetImportParams(ctx context.Context, keyID, id string) (*store.I
 // import parameters are cached nowhere.
 func (s *Store) DeleteExpiredImportParams(ctx context.Context, t time.Time) (int, error) {
 	var n int64
-	err := s.write(ctx, func(tx *writeTx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM import_params WHERE valid_to <= ?`, boundTime(t))
 		if err != nil {
 			return err

@@ -142,7 +142,7 @@ func (s *Store) CreateKey(ctx context.Context, k *store.Key, m *store.Material) 
 	if err != nil {
 		return fmt.Errorf("create key %s: %w", k.ID, err)
 	}
-	err = s.write(ctx, func(tx *writeTx) error {
+	err = s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		_, err := tx.prepared(ctx, tx.stmts.insertKey).ExecContext(ctx,
 			k.ID, k.Account, k.Region, k.Description, k.KeySpec, k.KeyUsage, k.Origin,
 			k.KeyManager, k.State, v.created, v.deletion, k.PendingWindowDays, k.Policy,
@@ -197,7 +197,7 @@ func (s *Store) UpdateKey(ctx context.Context, id string, fn func(*store.Key) er
 func (s *Store) updateKey(ctx context.Context, id string, fn func(*store.Key) error, also func(tx *writeTx, k *store.Key) error) (*store.Key, error) {
 	var updated *store.Key
 	var fnErr error
-	err := s.write(ctx, func(tx *writeTx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		k, err := scanKey(tx.prepared(ctx, tx.stmts.getKey).QueryRowContext(ctx, id))
 		if err != nil {
 			return classify(err)
@@ -265,7 +265,7 @@ func expectOneRow(res sql.Result) error {
 // grant the cascade removes; import parameters are cached nowhere and
 // have no kind of change.
 func (s *Store) DeleteKey(ctx context.Context, id string, revision int64) error {
-	err := s.write(ctx, func(tx *writeTx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		k := store.Key{ID: id}
 		err := tx.QueryRowContext(ctx, `SELECT account, region, revision FROM keys WHERE id = ?`, id).
 			Scan(&k.Account, &k.Region, &k.Revision)
@@ -471,7 +471,7 @@ func (s *Store) AddMaterial(ctx context.Context, m *store.Material) error {
 	if m == nil {
 		return errors.New("add material: nil material")
 	}
-	err := s.write(ctx, func(tx *writeTx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		if err := insertMaterial(ctx, tx, m.KeyID, m); err != nil {
 			return err
 		}

@@ -201,7 +201,7 @@ var migrations = [][]string{
 // migrations the database lacks, all in one write transaction, so that two
 // processes opening a new database at once cannot both migrate it.
 func (s *Store) migrate(ctx context.Context) error {
-	return s.write(ctx, func(tx *writeTx) error {
+	return s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
 			id      INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
 			version INTEGER NOT NULL

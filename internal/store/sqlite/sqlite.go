@@ -6,13 +6,19 @@
 // # Durability and concurrency
 //
 // Every connection runs with journal_mode=WAL, synchronous=FULL,
-// foreign_keys=ON and a busy timeout, so a write is on stable storage before
+// foreign_keys=ON, temp_store=MEMORY and a busy timeout, so a write is on stable storage before
 // its method returns and survives kill -9 or a power loss. Readers never block
 // the writer and the writer never blocks readers (WAL). Every write is one
 // BEGIN IMMEDIATE transaction, and the Store lets only one of its own write
 // transactions run at a time; a second process writing to the same file waits
 // for the busy timeout. One writer at a time also makes the change feed
 // visible in Seq order.
+//
+// Writes are group-committed: the writes that arrive while a transaction
+// commits run together in the next transaction, each under a savepoint of
+// its own (one failing undoes only its own writes), and one commit, one WAL
+// sync, makes them all durable before any of them returns. A second process
+// sharing the file is one more writer in the busy-timeout queue.
 //
 // A write from inside a fn (UpdateKey's, Update's, ...) to the Store itself
 // rather than to the tx it was given waits for the running transaction, that
@@ -47,6 +53,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -72,6 +80,9 @@ type Store struct {
 	// runs. It is a channel rather than a sync.Mutex so that a writer
 	// waiting for its turn gives up when its context ends.
 	writeSlot chan struct{}
+	// group is the queue of writes waiting for the next group commit
+	// (see write).
+	group *writeQueue
 	// now is the clock that dates changes and settings.
 	now   func() time.Time
 	stmts *statements
@@ -116,7 +127,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
 
-	s := &Store{db: db, path: abs, writeSlot: make(chan struct{}, 1), now: time.Now}
+	s := &Store{db: db, path: abs, writeSlot: make(chan struct{}, 1), group: &writeQueue{}, now: time.Now}
 	for _, o := range opts {
 		o(s)
 	}
@@ -172,6 +183,11 @@ func dsn(abs string) string {
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
+	// Statement and savepoint journals (every write of a group commit
+	// runs under a savepoint) in memory rather than in temporary files:
+	// they only ever undo a part of an open transaction, so they need no
+	// durability, and as files they cost a write system call per page.
+	q.Add("_pragma", "temp_store(MEMORY)")
 	q.Set("_txlock", "immediate")
 	return "file:" + u.EscapedPath() + "?" + q.Encode()
 }
@@ -268,11 +284,12 @@ func (s *Store) prepared(ctx context.Context, st *sql.Stmt) *sql.Stmt {
 type writeTx struct {
 	*sql.Tx
 	stmts *statements
-	// now is the transaction's time, Unix nanoseconds from the Store's
-	// clock: every change it records carries it.
+	// now is the time of the write running in the transaction, Unix
+	// nanoseconds from the Store's clock: every change it records carries
+	// it. Each write of a group commit has its own.
 	now int64
-	// broken is set when undoing a failed method inside Update failed, so
-	// that the transaction, which may hold part of that method's writes,
+	// broken is set when undoing a failed write inside the transaction
+	// failed, so that the transaction, which may hold part of that write,
 	// is never committed.
 	broken error
 }
@@ -282,44 +299,197 @@ func (tx *writeTx) prepared(ctx context.Context, st *sql.Stmt) *sql.Stmt {
 	return tx.StmtContext(ctx, st)
 }
 
-// write runs fn in a read-write (BEGIN IMMEDIATE) transaction and commits
-// it when fn returns nil. Only one write of this Store runs at a time. The
-// error of fn is returned unchanged so that callers can inspect it.
+// maxGroup bounds how many writes one group commit takes, so that a writer
+// that arrives during a long queue still gets its turn soon.
+const maxGroup = 128
+
+// writeReq is one write waiting for a group commit.
+type writeReq struct {
+	ctx  context.Context
+	fn   func(ctx context.Context, tx *writeTx) error
+	err  error
+	pval any           // what fn panicked with, re-raised in the caller
+	done chan struct{} // closed once err (or pval) is final
+}
+
+// write runs fn in a read-write (BEGIN IMMEDIATE) transaction and returns
+// once that transaction has committed, durably, or fn's writes are undone.
+// The error of fn is returned unchanged so that callers can inspect it.
+//
+// Writes are group-committed: the writes of this Store that wait while a
+// transaction commits run together in the next one, each fn under a
+// savepoint of its own, and one commit (one WAL sync) covers them all. A
+// write whose fn fails is rolled back to its savepoint and returns its
+// error; the others are committed. A write waits for the transaction
+// running when it arrived and then its own group (behind more than
+// maxGroup waiting writes, for the groups ahead of it too). A write sees
+// the uncommitted writes of the group's earlier writes, as it would have
+// seen them committed had it come a moment later; if the commit fails,
+// every write of the group fails with it. fn gets a
+// context that is not cancelled with ctx: SQLite rolls back the whole
+// transaction when a write statement inside it is interrupted, which would
+// undo the other writes of the group. ctx is checked before fn starts; once
+// fn runs, write waits for its outcome.
 //
 // On a Store bound to a transaction (inside Update), fn runs in that
 // transaction instead, under a savepoint that undoes its writes when it
 // fails: a method that fails inside Update writes nothing, as outside, and
 // fn may go on.
-func (s *Store) write(ctx context.Context, fn func(tx *writeTx) error) error {
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *writeTx) error) error {
 	if s.tx != nil {
 		return s.tx.savepoint(ctx, fn)
 	}
-	select {
-	case s.writeSlot <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	defer func() { <-s.writeSlot }()
+	req := &writeReq{ctx: ctx, fn: fn, done: make(chan struct{})}
+	s.group.mu.Lock()
+	s.group.queue = append(s.group.queue, req)
+	s.group.mu.Unlock()
+	for {
+		select {
+		case <-req.done:
+			return req.result()
+		case s.writeSlot <- struct{}{}:
+			// This goroutine leads: it commits the writes queued so far,
+			// its own among them unless the queue is longer than a group.
+			s.lead()
+		case <-ctx.Done():
+			if s.group.withdraw(req) {
+				return ctx.Err()
+			}
+			// A leader has taken it: its outcome is coming.
+			<-req.done
+			return req.result()
+		}
+	}
+}
 
-	now, err := encodeTime(s.now())
-	if err != nil {
-		return fmt.Errorf("clock: %w", err)
+func (r *writeReq) result() error {
+	if r.pval != nil {
+		panic(r.pval)
 	}
-	if !now.Valid {
-		return errors.New("clock: the zero time")
+	return r.err
+}
+
+// writeQueue holds the writes waiting for a group commit.
+type writeQueue struct {
+	mu    sync.Mutex
+	queue []*writeReq
+}
+
+// withdraw removes r from the queue, unless a leader took it already.
+func (q *writeQueue) withdraw(r *writeReq) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if i := slices.Index(q.queue, r); i >= 0 {
+		q.queue = slices.Delete(q.queue, i, i+1)
+		return true
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	return false
+}
+
+// take removes up to maxGroup writes from the front of the queue.
+func (q *writeQueue) take() []*writeReq {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := min(len(q.queue), maxGroup)
+	if n == 0 {
+		return nil
+	}
+	group := slices.Clone(q.queue[:n])
+	// A fresh slice for the rest, so that the taken requests are not kept
+	// reachable by the queue's backing array.
+	q.queue = slices.Clone(q.queue[n:])
+	return group
+}
+
+// lead commits one group holding the write slot, and gives the slot back
+// however commitGroup ends.
+func (s *Store) lead() {
+	defer func() { <-s.writeSlot }()
+	s.commitGroup()
+}
+
+// commitGroup runs one group of queued writes in one transaction and
+// commits it. The caller holds the write slot.
+func (s *Store) commitGroup() {
+	group := s.group.take()
+	if len(group) == 0 {
+		return
+	}
+	done := false
+	defer func() {
+		if done {
+			return
+		}
+		// A fn ended its goroutine (runtime.Goexit, as t.FailNow does),
+		// which recover does not stop; the transaction was rolled back
+		// by runGroup's deferred Rollback. The group's other writers
+		// must not wait forever.
+		for _, r := range group {
+			if r.err == nil && r.pval == nil {
+				r.err = errors.New("a write of the same group commit ended its goroutine; nothing was committed")
+			}
+			close(r.done)
+		}
+	}()
+	err := s.runGroup(group)
+	for _, r := range group {
+		if r.err == nil && r.pval == nil {
+			r.err = err
+		}
+		close(r.done)
+	}
+	done = true
+}
+
+// runGroup runs the writes of group in one transaction and commits it if
+// any of them succeeded. It sets the err of each write that failed by
+// itself, and returns the error of the transaction, which is every other
+// write's.
+func (s *Store) runGroup(group []*writeReq) error {
+	// The transaction belongs to no single write: no caller's context may
+	// end it (database/sql rolls back a transaction whose context ends).
+	tx, err := s.db.BeginTx(context.Background(), nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
-	// Rollback after Commit is a no-op; this also covers a panic in fn.
+	// Rollback after Commit is a no-op; this also covers a panic.
 	defer tx.Rollback()
-	wtx := &writeTx{Tx: tx, stmts: s.stmts, now: now.Int64}
-	if err := fn(wtx); err != nil {
-		return err
+	wtx := &writeTx{Tx: tx, stmts: s.stmts}
+	ok := 0
+	for _, r := range group {
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			continue
+		}
+		now, err := encodeTime(s.now())
+		switch {
+		case err != nil:
+			r.err = fmt.Errorf("clock: %w", err)
+			continue
+		case !now.Valid:
+			r.err = errors.New("clock: the zero time")
+			continue
+		}
+		wtx.now = now.Int64
+		ctx := context.WithoutCancel(r.ctx)
+		if len(group) == 1 {
+			// Alone: no savepoint needed, the transaction is the write.
+			r.run(ctx, wtx)
+		} else {
+			wtx.runUnderSavepoint(ctx, r)
+		}
+		if wtx.broken != nil {
+			return wtx.broken
+		}
+		if r.err == nil && r.pval == nil {
+			ok++
+		}
 	}
-	if wtx.broken != nil {
-		return wtx.broken
+	if ok == 0 {
+		return nil // nothing to commit; the deferred Rollback ends it
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
@@ -327,19 +497,64 @@ func (s *Store) write(ctx context.Context, fn func(tx *writeTx) error) error {
 	return nil
 }
 
+// run calls r.fn, catching a panic for the caller to re-raise. A write
+// whose context ended while fn ran fails even if fn succeeded: it must not
+// be committed (the store's contract for a transaction whose context ends
+// before it commits).
+func (r *writeReq) run(ctx context.Context, tx *writeTx) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.pval = p
+		}
+	}()
+	r.err = r.fn(ctx, tx)
+	if r.err == nil {
+		r.err = r.ctx.Err()
+	}
+}
+
+// runUnderSavepoint runs r under a savepoint of its own, undone when it
+// fails or panics, so that it leaves nothing behind for the group's commit.
+// The savepoint's name differs from the one the methods of Update's tx use,
+// so that rolling back to it also undoes any they left open in a panic.
+func (tx *writeTx) runUnderSavepoint(ctx context.Context, r *writeReq) {
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT grp`); err != nil {
+		tx.broken = fmt.Errorf("savepoint: %w", err)
+		return
+	}
+	r.run(ctx, tx)
+	if tx.broken != nil {
+		return
+	}
+	if r.err != nil || r.pval != nil {
+		if _, err := tx.ExecContext(ctx, `ROLLBACK TO grp`); err != nil {
+			tx.broken = fmt.Errorf("undo a failed write of a group commit: %w", err)
+			return
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `RELEASE grp`); err != nil {
+		tx.broken = fmt.Errorf("release savepoint: %w", err)
+	}
+}
+
 // savepoint runs fn inside the transaction under a savepoint, rolled back
-// to when fn fails. Savepoints nest, so Update inside Update works too.
-func (tx *writeTx) savepoint(ctx context.Context, fn func(tx *writeTx) error) error {
+// to when fn fails. Savepoints nest, so Update inside Update works too. fn
+// gets a context that ctx's end does not cancel (see write).
+func (tx *writeTx) savepoint(ctx context.Context, fn func(ctx context.Context, tx *writeTx) error) error {
 	if tx.broken != nil {
 		return tx.broken
 	}
-	if _, err := tx.ExecContext(ctx, `SAVEPOINT write`); err != nil {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Neither fn's statements nor ending the savepoint may depend on
+	// ctx: an interrupted write rolls back the whole transaction, and a
+	// savepoint left open would be committed with it.
+	end := context.WithoutCancel(ctx)
+	if _, err := tx.ExecContext(end, `SAVEPOINT write`); err != nil {
 		return fmt.Errorf("savepoint: %w", err)
 	}
-	// Ending the savepoint must not depend on ctx: a savepoint left open
-	// would be committed with the transaction.
-	end := context.WithoutCancel(ctx)
-	if err := fn(tx); err != nil {
+	if err := fn(end, tx); err != nil {
 		if _, rerr := tx.ExecContext(end, `ROLLBACK TO write`); rerr != nil {
 			tx.broken = fmt.Errorf("undo a failed write inside the transaction: %w", rerr)
 			return err
@@ -361,7 +576,7 @@ func (tx *writeTx) savepoint(ctx context.Context, fn func(tx *writeTx) error) er
 // goroutine at a time, and must not use tx once Update has returned (its
 // methods then fail).
 func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
-	return s.write(ctx, func(tx *writeTx) error {
+	return s.write(ctx, func(_ context.Context, tx *writeTx) error {
 		bound := &Store{db: s.db, path: s.path, now: s.now, stmts: s.stmts, tx: tx}
 		return fn(bound)
 	})

@@ -20,7 +20,7 @@ func (s *Store) RecordKeyUsage(ctx context.Context, uses []*store.KeyUse) error 
 	}
 	// Rows are written in key order, as the PostgreSQL backend does.
 	sorted := slices.SortedFunc(slices.Values(uses), func(a, b *store.KeyUse) int { return cmp.Compare(a.KeyID, b.KeyID) })
-	err := s.write(ctx, func(tx *writeTx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		for _, u := range sorted {
 			at, err := encodeTime(u.Time)
 			if err != nil || !at.Valid {

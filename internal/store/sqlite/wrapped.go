@@ -91,7 +91,7 @@ func (s *Store) UpdateWrapped(ctx context.Context, ref store.WrappedRef, old, ne
 	default:
 		return fmt.Errorf("update wrapped: unknown kind %q", ref.Kind)
 	}
-	err := s.write(ctx, func(tx *writeTx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		res, err := tx.ExecContext(ctx, update, append(args, nonNilBlob(old))...)
 		if err != nil {
 			return err

@@ -36,6 +36,14 @@ const (
 // "N passed, 0 failed".
 func Run(t *testing.T, name string, env []string, need ...string) {
 	t.Helper()
+	RunWith(t, name, []string{filepath.Join(filepath.Dir(name), "lib.sh")}, env, need...)
+}
+
+// RunWith is Run for a script that depends on the files deps (the
+// scripts it sources or runs) instead of the lib.sh beside it: their
+// content, with the script's, keys go test's result cache.
+func RunWith(t *testing.T, name string, deps, env []string, need ...string) {
+	t.Helper()
 	for _, path := range append([]string{AWSCLI}, need...) {
 		if _, err := os.Stat(path); err != nil {
 			msg := InstallCLI + " (and softhsm2, openssl, opensc for the custom key store scenario): " + err.Error()
@@ -54,7 +62,7 @@ func Run(t *testing.T, name string, env []string, need ...string) {
 	}
 	// Opening the scripts records them in go test's result cache key: an
 	// edited script runs again instead of replaying a cached pass.
-	for _, f := range []string{name, filepath.Join(filepath.Dir(name), "lib.sh")} {
+	for _, f := range append([]string{name}, deps...) {
 		if _, err := os.ReadFile(f); err != nil {
 			t.Fatal(err)
 		}
@@ -98,8 +106,10 @@ func Run(t *testing.T, name string, env []string, need ...string) {
 	}
 }
 
-// BuildKmsd builds ./cmd/kmsd into dir and returns the binary's path.
-func BuildKmsd(t *testing.T, dir string) string {
+// BuildKmsd builds ./cmd/kmsd into dir, with env (such as
+// CGO_ENABLED=0) added to the go command's environment, and returns the
+// binary's path.
+func BuildKmsd(t *testing.T, dir string, env ...string) string {
 	t.Helper()
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
@@ -112,6 +122,7 @@ func BuildKmsd(t *testing.T, dir string) string {
 	bin := filepath.Join(dir, "kmsd")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/kmsd")
 	build.Dir = root
+	build.Env = append(os.Environ(), env...)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/kmsd: %v\n%s", err, out)
 	}
