@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -44,7 +45,11 @@ func (d dataDirFlags) load(getenv func(string) string) (config.Config, error) {
 			args = append(args, f.name, *f.v)
 		}
 	}
-	return config.Load(args, getenv)
+	cfg, err := config.Load(args, getenv)
+	if err == nil && cfg.DataDir == "" {
+		err = errors.New("the configuration is in dev mode without a data folder (a temporary one, gone with the kmsd that used it): name the folder with --data-dir")
+	}
+	return cfg, err
 }
 
 // command is one "kmsd GROUP NAME [flags]" of a group of commands on a

@@ -13,21 +13,22 @@
 //	kmsd backup -o FILE         write a consistent snapshot of the store
 //	kmsd restore FILE           load a snapshot into an empty store
 //	kmsd bench                  load-test a kmsd, optionally against a bare floor server
+//	kmsd import local-kms FILE  convert a local-kms seed file into a kmsd seed file
+//	kmsd completion SHELL       print a bash, zsh or fish completion script
 //	kmsd healthcheck            probe /healthz of the kmsd configured here
-//	kmsd version                print the version
+//	kmsd version                print the version (also kmsd --version)
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
 )
-
-var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -56,8 +57,10 @@ commands:
                            root key is not in it: back it up separately
   restore FILE             load a snapshot into an empty store (SQLite or PostgreSQL)
   bench                    load-test a kmsd (or --spawn one), optionally against a bare --floor server
+  import local-kms FILE    convert a local-kms seed file into a kmsd seed file (docs/seeding.md)
+  completion bash|zsh|fish print a shell completion script
   healthcheck              probe /healthz of the kmsd configured on this machine (a container's HEALTHCHECK)
-  version                  print the version
+  version                  print the version and VCS revision (also --version)
 
 Run "kmsd <command> -h" for the flags of a command.
 `
@@ -67,6 +70,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprint(stderr, usage)
 		return errors.New("no command given")
 	}
+	// -h and --help are no error, for every command: the flag sets
+	// return flag.ErrHelp once they have printed their usage.
+	if err := dispatch(ctx, args, stdout, stderr, getenv); !errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return nil
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	switch args[0] {
 	case "serve":
 		return serveWithPprof(ctx, args[1:], stdout, stderr, getenv)
@@ -92,10 +104,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return benchMain(ctx, args[1:], stdout, stderr, getenv)
 	case "healthcheck":
 		return healthcheckMain(ctx, args[1:], stdout, stderr, getenv)
-	case "version":
-		fmt.Fprintln(stdout, "kmsd", version)
-		return nil
-	case "help", "-h", "--help":
+	case "import":
+		return importMain(ctx, args[1:], stdout, stderr)
+	case "completion":
+		return completionMain(ctx, args[1:], stdout, stderr, getenv)
+	case "version", "--version", "-version":
+		return versionMain(args[1:], stdout, stderr)
+	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:

@@ -73,7 +73,7 @@ func start(t *testing.T, dir string) (banner string, stop func() error) {
 func TestServeFirstAndSecondStart(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	banner, stop := start(t, dir)
-	for _, want := range []string{"export AWS_ACCESS_KEY_ID=AKIA", "export AWS_SECRET_ACCESS_KEY=", "export AWS_ENDPOINT_URL=http://127.0.0.1:", "aws kms create-key --endpoint-url"} {
+	for _, want := range []string{"export AWS_ACCESS_KEY_ID=AKIA", "export AWS_SECRET_ACCESS_KEY=", "export AWS_ENDPOINT_URL_KMS=http://127.0.0.1:", "export AWS_REGION=us-east-1\n", "export AWS_DEFAULT_REGION=us-east-1\n", "aws kms create-key --endpoint-url"} {
 		if !strings.Contains(banner, want) {
 			t.Errorf("first banner lacks %q:\n%s", want, banner)
 		}

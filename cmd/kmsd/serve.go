@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -38,7 +39,7 @@ import (
 const devTLSDir = "dev-tls"
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	cfg, err := config.Load(args, getenv)
+	cfg, err := config.LoadWithUsage(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
@@ -47,6 +48,21 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	// created, not after a first start made half a data folder.
 	if _, err := iam.Compile(cfg.IAM, cfg.Account); err != nil {
 		return fmt.Errorf("iam configuration: %w", err)
+	}
+	if _, err := adminPreset(cfg); err != nil {
+		return err
+	}
+	if _, err := loadSeed(cfg, nil); err != nil {
+		return err
+	}
+	temporary := cfg.Dev && cfg.DataDir == ""
+	removeDevData, err := devDataDir(&cfg)
+	if err != nil {
+		return err
+	}
+	defer removeDevData()
+	if cfg.Dev {
+		log.Warn("dev mode: not for production", "data_dir", cfg.DataDir, "temporary", temporary)
 	}
 	if _, err := hsmClusters(cfg); err != nil {
 		return err
@@ -133,7 +149,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	if cfg.TLSEnabled() {
 		scheme = "https"
 	}
-	endpoint := scheme + "://" + ln.Addr().String()
+	endpoint := scheme + "://" + clientAddr(ln.Addr())
 	// The listener runs until ctx ends, or until a sealed start fails.
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
@@ -201,7 +217,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	reloaders.Store(&rl)
 
 	log.Info("kmsd listening", "endpoint", endpoint, "account", cfg.Account, "region", cfg.Region, "regions", len(cfg.Regions), "data_dir", cfg.DataDir, "root_key", f.ks.ID())
-	printBanner(stdout, endpoint, caFile, cfg, app.akid, app.secret)
+	if cfg.Dev {
+		devWarning(stdout, cfg, temporary)
+	}
+	if app.seeded != "" {
+		fmt.Fprintln(stdout, app.seeded)
+	}
+	printBanner(stdout, endpoint, caFile, cfg, app.akid, app.secret, app.preset)
 	<-runDone
 	log.Info("kmsd stopped")
 	return runErr
@@ -213,6 +235,8 @@ type service struct {
 	h            *server.Server
 	alog         *audit.Log
 	akid, secret string // the admin access key, when just created
+	preset       *presetKey
+	seeded       string // what the seed did, for the banner
 	reloaders    []reloader
 	log          *slog.Logger
 }
@@ -258,7 +282,13 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 		svc.CloseCustomKeyStores()
 		return nil, err
 	}
-	akid, secret, err := bootstrapAdmin(ctx, dir, cfg.Account)
+	preset, err := adminPreset(cfg)
+	if err != nil {
+		closeAudit()
+		svc.CloseCustomKeyStores()
+		return nil, err
+	}
+	akid, secret, err := ensureAdmin(ctx, dir, cfg.Account, preset)
 	if err != nil {
 		closeAudit()
 		svc.CloseCustomKeyStores()
@@ -301,7 +331,12 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 		{"iam identities", identityReloader(dir, cfg, args, getenv, log)},
 		{"roots manifest", func() error { return ks.Reload(ctx) }},
 	}
-	return &service{svc: svc, h: h, alog: alog, akid: akid, secret: secret, reloaders: reloaders, log: log}, nil
+	a := &service{svc: svc, h: h, alog: alog, akid: akid, secret: secret, preset: preset, reloaders: reloaders, log: log}
+	if err := a.applySeed(ctx, cfg, dir); err != nil {
+		a.close()
+		return nil, err
+	}
+	return a, nil
 }
 
 // close flushes and closes the audit log, and closes the custom key
@@ -487,24 +522,35 @@ func bootstrapAdmin(ctx context.Context, dir *iam.Directory, account string) (ak
 	return dir.CreateAccessKey(ctx, account, iam.UserARN(account, "admin"))
 }
 
-func printBanner(w io.Writer, endpoint, caFile string, cfg config.Config, akid, secret string) {
+func printBanner(w io.Writer, endpoint, caFile string, cfg config.Config, akid, secret string, preset *presetKey) {
 	fmt.Fprintf(w, "kmsd is serving the AWS KMS API at %s (account %s, region %s, data in %s)\n", endpoint, cfg.Account, cfg.Region, cfg.DataDir)
 	fmt.Fprintf(w, "Regions served: %s\n\n", strings.Join(cfg.Regions, " "))
-	if secret != "" {
+	switch {
+	case preset != nil:
+		// The user has the secret; kmsd does not print it.
+		fmt.Fprintf(w, "The admin user arn:aws:iam::%s:user/admin has the access key you gave; its secret is the one in %s:\n\n", cfg.Account, preset.from)
+		fmt.Fprintf(w, "export AWS_ACCESS_KEY_ID=%s\n", preset.id)
+	case secret != "":
 		fmt.Fprintf(w, "An access key was created for arn:aws:iam::%s:user/admin. Its secret is shown only this once:\n\n", cfg.Account)
 		fmt.Fprintf(w, "export AWS_ACCESS_KEY_ID=%s\n", akid)
 		fmt.Fprintf(w, "export AWS_SECRET_ACCESS_KEY=%s\n", secret)
-	} else {
+	default:
 		fmt.Fprintf(w, "Use the access key printed when this data folder was created:\n\n")
 	}
+	// AWS_REGION is the variable the JavaScript SDK v3 reads (it ignores
+	// AWS_DEFAULT_REGION); the other SDKs and the CLI read either.
+	fmt.Fprintf(w, "export AWS_REGION=%s\n", cfg.Region)
 	fmt.Fprintf(w, "export AWS_DEFAULT_REGION=%s\n", cfg.Region)
-	fmt.Fprintf(w, "export AWS_ENDPOINT_URL=%s\n", endpoint)
+	// The KMS endpoint only: kmsd serves no other AWS service, and the
+	// global AWS_ENDPOINT_URL would send a client's STS (or S3, …) calls
+	// here too.
+	fmt.Fprintf(w, "export AWS_ENDPOINT_URL_KMS=%s\n", endpoint)
 	caFlag := ""
 	if caFile != "" {
 		fmt.Fprintf(w, "export AWS_CA_BUNDLE=%s\n", caFile)
 		caFlag = " --ca-bundle " + caFile
 	}
-	// AWS CLI releases before 2.13 ignore AWS_ENDPOINT_URL; --endpoint-url
+	// AWS CLI releases before 2.13 ignore AWS_ENDPOINT_URL_KMS; --endpoint-url
 	// works with every version.
 	fmt.Fprintf(w, "\nThen try:\n\n  aws kms create-key --endpoint-url %s%s --description \"my first key\"\n\n", endpoint, caFlag)
 }
@@ -515,4 +561,15 @@ func newLogger(w io.Writer, cfg config.Config) *slog.Logger {
 		level = slog.LevelInfo
 	}
 	return logging.New(w, level, cfg.Log.Format == "json")
+}
+
+// clientAddr is the address a client on this machine reaches a listener
+// at: a wildcard listener ("0.0.0.0", "::", as in a container) is
+// reached on loopback, which the development certificate names too.
+func clientAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return a.String()
+	}
+	return net.JoinHostPort("localhost", strconv.Itoa(tcp.Port))
 }

@@ -94,6 +94,29 @@ type Config struct {
 	// HSMClusters are the PKCS#11 tokens that custom key stores (AWS
 	// CloudHSM key stores) connect to, named by CloudHsmClusterId.
 	HSMClusters []HSMCluster `yaml:"hsm_clusters"`
+
+	// Dev is development mode (kmsd serve --dev): the data folder is a
+	// new temporary one unless one is named, the admin credentials may be
+	// given in the environment, the banner says that this is not for
+	// production, and kmsd never listens beyond loopback without TLS.
+	Dev bool `yaml:"dev"`
+	// AdminCredentialsFile names a file holding the admin user's access
+	// key (an AWS shared credentials file: aws_access_key_id and
+	// aws_secret_access_key), which kmsd serve makes sure exists at start
+	// instead of creating a fresh one. The file must not be accessible by
+	// group or others.
+	AdminCredentialsFile string `yaml:"admin_credentials_file"`
+	// DevAccessKeyID and DevSecretAccessKey are the admin access key of
+	// dev mode, from --dev-access-key-id or KMSD_DEV_ACCESS_KEY_ID and
+	// KMSD_DEV_SECRET_ACCESS_KEY (never a flag: argv is visible in ps).
+	// They are not read from the YAML file, which is no place for a
+	// secret: use admin_credentials_file.
+	DevAccessKeyID     string `yaml:"-"`
+	DevSecretAccessKey Secret `yaml:"-"`
+	// Seed is the declarative seed (keys, aliases, grants …) applied at
+	// every start; SeedFile names a YAML file holding one instead.
+	Seed     *Seed  `yaml:"seed"`
+	SeedFile string `yaml:"seed_file"`
 }
 
 // HSMCluster declares one token standing in for a CloudHSM cluster. Its
@@ -323,12 +346,20 @@ func defaultDataDir() string {
 
 // Load resolves the configuration of "kmsd serve" from args (flags) and
 // getenv. Unknown keys in the YAML file are an error, so that a typo does
-// not silently fall back to a default.
+// not silently fall back to a default. Flag errors and the usage that -h
+// asks for go to os.Stderr.
 func Load(args []string, getenv func(string) string) (Config, error) {
+	return LoadWithUsage(args, getenv, os.Stderr)
+}
+
+// LoadWithUsage is Load with flag errors and the -h usage written to
+// usage; for -h it returns an error wrapping flag.ErrHelp.
+func LoadWithUsage(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
 	c := Defaults()
 	// The default Region is chosen once the served Regions are known.
 	c.Region = ""
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(usage)
 	configPath := fs.String("config", getenv("KMSD_CONFIG"), "YAML configuration file (env KMSD_CONFIG)")
 	listen := fs.String("listen", "", "address to listen on (env KMSD_LISTEN; default 127.0.0.1:4599)")
 	dataDir := fs.String("data-dir", "", "data folder (env KMSD_DATA_DIR; default ~/.local/share/kmsd)")
@@ -347,6 +378,10 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	materialCache := fs.Int("material-cache-size", 0, "unwrapped key materials cached in memory (env KMSD_MATERIAL_CACHE_SIZE; default 10000)")
 	storeType := fs.String("store", "", "store type: sqlite or postgres (env KMSD_STORE; default sqlite)")
 	storeDSN := fs.String("store-dsn", "", "PostgreSQL connection string of a postgres store (env KMSD_STORE_DSN; a password in it shows in the process list: prefer the environment or the YAML file)")
+	dev := fs.Bool("dev", false, "development mode, NOT for production: data in a new temporary folder (deleted at exit) unless --data-dir names one, loopback only without TLS (env KMSD_DEV=true)")
+	devAKID := fs.String("dev-access-key-id", "", "dev mode: the admin access key id (env KMSD_DEV_ACCESS_KEY_ID); its secret comes from KMSD_DEV_SECRET_ACCESS_KEY, never a flag")
+	adminCreds := fs.String("admin-credentials-file", "", "file (mode 0600) with the admin access key to use, in AWS credentials file form (env KMSD_ADMIN_CREDENTIALS_FILE)")
+	seedFile := fs.String("seed", "", "YAML seed file of keys, aliases, grants to create at start (env KMSD_SEED; see docs/seeding.md)")
 	nodeID := fs.String("node-id", "", "this node's id in a cluster (env KMSD_NODE_ID; default HOSTNAME:DATA_DIR)")
 	acceptLostLog := fs.Bool("accept-lost-log", false, "start a new audit log on a cluster node whose data folder lost its log, recording the loss")
 	if err := fs.Parse(args); err != nil {
@@ -355,6 +390,8 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	// The data folder's default is chosen once dev mode is known.
+	c.DataDir = ""
 	if *configPath != "" {
 		b, err := os.ReadFile(*configPath)
 		if err != nil {
@@ -374,6 +411,19 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 		}
 		if f := c.Audit.DigestFile; f != "" && !filepath.IsAbs(f) {
 			c.Audit.DigestFile = filepath.Join(c.IAM.BaseDir, f)
+		}
+		for _, f := range []*string{&c.AdminCredentialsFile, &c.SeedFile} {
+			if *f != "" && !filepath.IsAbs(*f) {
+				*f = filepath.Join(c.IAM.BaseDir, *f)
+			}
+		}
+		if c.Seed != nil {
+			c.Seed.BaseDir, c.Seed.Source = c.IAM.BaseDir, *configPath
+			if c.Seed.HoldsMaterial() {
+				if err := CheckPrivateFile(*configPath, "configuration file (its seed holds key material)"); err != nil {
+					return c, err
+				}
+			}
 		}
 	}
 	set := func(dst *string, env, flagVal string) {
@@ -439,6 +489,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 		{&c.AllowInsecureListen, "KMSD_ALLOW_INSECURE_LISTEN", *insecure},
 		{&c.TLS.Dev, "KMSD_DEV_TLS", *devTLS},
 		{&c.Audit.Stdout, "KMSD_AUDIT_STDOUT", *auditStdout},
+		{&c.Dev, "KMSD_DEV", *dev},
 	} {
 		if v := getenv(b.env); v != "" {
 			on, err := strconv.ParseBool(v)
@@ -450,6 +501,15 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 		if b.flag {
 			*b.dst = true
 		}
+	}
+	set(&c.DevAccessKeyID, "KMSD_DEV_ACCESS_KEY_ID", *devAKID)
+	c.DevSecretAccessKey = Secret(getenv("KMSD_DEV_SECRET_ACCESS_KEY"))
+	set(&c.AdminCredentialsFile, "KMSD_ADMIN_CREDENTIALS_FILE", *adminCreds)
+	set(&c.SeedFile, "KMSD_SEED", *seedFile)
+	if c.DataDir == "" && !c.Dev {
+		// In dev mode an unnamed data folder is a new temporary one,
+		// which kmsd serve makes.
+		c.DataDir = defaultDataDir()
 	}
 	return c, c.Validate()
 }
@@ -504,7 +564,7 @@ func (c Config) Validate() error {
 	if c.Cache.Materials < 0 || c.Cache.Materials > 10_000_000 {
 		return fmt.Errorf("cache.materials %d is not between 0 (the default) and 10000000", c.Cache.Materials)
 	}
-	if c.DataDir == "" {
+	if c.DataDir == "" && !c.Dev {
 		return errors.New("data_dir is empty")
 	}
 	host, _, err := net.SplitHostPort(c.Listen)
@@ -516,6 +576,26 @@ func (c Config) Validate() error {
 	}
 	if c.TLS.Dev && c.TLS.CertFile != "" {
 		return errors.New("tls: dev and cert_file exclude each other")
+	}
+	if c.Dev && !c.TLSEnabled() && !isLoopback(host) {
+		return fmt.Errorf("listen address %q is not a loopback address: dev mode serves plain HTTP on loopback only, whatever allow_insecure_listen says; listen on 127.0.0.1, or add TLS (--dev-tls)", c.Listen)
+	}
+	if !c.Dev && (c.DevAccessKeyID != "" || c.DevSecretAccessKey != "") {
+		return errors.New("KMSD_DEV_ACCESS_KEY_ID, KMSD_DEV_SECRET_ACCESS_KEY and --dev-access-key-id are for dev mode (--dev); outside it, preset the admin access key with admin_credentials_file")
+	}
+	if (c.DevAccessKeyID == "") != (c.DevSecretAccessKey == "") {
+		return errors.New("dev mode: give the admin access key id (KMSD_DEV_ACCESS_KEY_ID or --dev-access-key-id) and its secret (KMSD_DEV_SECRET_ACCESS_KEY, never a flag) together, or neither for a fresh access key")
+	}
+	if c.DevAccessKeyID != "" && c.AdminCredentialsFile != "" {
+		return errors.New("dev mode: give the admin access key in the environment or in admin_credentials_file, not both")
+	}
+	if c.Seed != nil && c.SeedFile != "" {
+		return errors.New("seed: give the seed in the configuration (seed:) or in a file (seed_file, --seed, KMSD_SEED), not both")
+	}
+	if c.Seed != nil {
+		if err := c.Seed.Validate(); err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
 	}
 	if !c.TLSEnabled() && !c.AllowInsecureListen && !isLoopback(host) {
 		return fmt.Errorf("listen address %q is not a loopback address; kmsd serves plain HTTP only on loopback: configure TLS (tls.cert_file and tls.key_file) or set allow_insecure_listen", c.Listen)

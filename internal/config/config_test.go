@@ -368,6 +368,116 @@ func TestRegionsSetting(t *testing.T) {
 	}
 }
 
+func TestDevModeSettings(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string // error text; "" for success
+		ok   func(Config) bool
+	}{
+		{"dev without data dir", []string{"--dev"}, nil, "", func(c Config) bool { return c.Dev && c.DataDir == "" }},
+		{"dev from env, named folder", nil, map[string]string{"KMSD_DEV": "true", "KMSD_DATA_DIR": "/d"}, "", func(c Config) bool { return c.Dev && c.DataDir == "/d" }},
+		{"not dev: default folder", nil, nil, "", func(c Config) bool { return !c.Dev && c.DataDir != "" }},
+		{"dev refuses all interfaces without TLS", []string{"--dev", "--listen", "0.0.0.0:4599", "--allow-insecure-listen"}, nil, "dev mode serves plain HTTP on loopback only", nil},
+		{"dev allows all interfaces with TLS", []string{"--dev", "--listen", "0.0.0.0:4599", "--dev-tls"}, nil, "", func(c Config) bool { return c.TLS.Dev }},
+		{"dev credentials from env", []string{"--dev"}, map[string]string{"KMSD_DEV_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "KMSD_DEV_SECRET_ACCESS_KEY": "s"}, "",
+			func(c Config) bool {
+				return c.DevAccessKeyID == "AKIAIOSFODNN7EXAMPLE" && c.DevSecretAccessKey.Reveal() == "s"
+			}},
+		{"dev id without secret", []string{"--dev", "--dev-access-key-id", "AKIAIOSFODNN7EXAMPLE"}, nil, "together", nil},
+		{"dev secret without id", []string{"--dev"}, map[string]string{"KMSD_DEV_SECRET_ACCESS_KEY": "s"}, "together", nil},
+		{"dev credentials outside dev mode", nil, map[string]string{"KMSD_DEV_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "KMSD_DEV_SECRET_ACCESS_KEY": "s"}, "are for dev mode", nil},
+		{"dev credentials and a file", []string{"--dev", "--admin-credentials-file", "/f"}, map[string]string{"KMSD_DEV_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "KMSD_DEV_SECRET_ACCESS_KEY": "s"}, "not both", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(tc.args, func(k string) string { return tc.env[k] })
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("Load = %v, want %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil || !tc.ok(c) {
+				t.Fatalf("Load = %+v, %v", c, err)
+			}
+		})
+	}
+}
+
+func TestReadAdminCredentials(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, content string
+		mode          os.FileMode
+		id, secret    string
+		want          string
+	}{
+		{"default profile", "# preset\n[other]\naws_access_key_id=AKIAOTHER\n[default]\naws_access_key_id = AKIAONE\naws_secret_access_key = sec/ret+\n", 0o600, "AKIAONE", "sec/ret+", ""},
+		{"only profile", "[ci]\naws_access_key_id=AKIATWO\naws_secret_access_key=s2\n", 0o400, "AKIATWO", "s2", ""},
+		{"no header", "aws_access_key_id=AKIATHREE\naws_secret_access_key=s3\n", 0o600, "AKIATHREE", "s3", ""},
+		{"two profiles, no default", "[a]\naws_access_key_id=A\naws_secret_access_key=x\n[b]\naws_access_key_id=B\naws_secret_access_key=y\n", 0o600, "", "", "one profile"},
+		{"readable by others", "aws_access_key_id=A\naws_secret_access_key=topsecret\n", 0o644, "", "", "chmod 600"},
+		{"not key = value", "aws_access_key_id AKIA\n", 0o600, "", "", "line 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_"))
+			if err := os.WriteFile(p, []byte(tc.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(p, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			id, secret, err := ReadAdminCredentials(p)
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "topsecret") {
+					t.Fatalf("ReadAdminCredentials = %v, want %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil || id != tc.id || secret.Reveal() != tc.secret {
+				t.Fatalf("ReadAdminCredentials = %q, %v", id, err)
+			}
+		})
+	}
+}
+
+func TestSeedSection(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	noEnv := func(string) string { return "" }
+	cfgFile := write("kmsd.yaml", "seed:\n  keys:\n    - aliases: [alias/a]\n      policy_file: p.json\n", 0o644)
+	c, err := Load([]string{"--config", cfgFile}, noEnv)
+	if err != nil || c.Seed == nil || len(c.Seed.Keys) != 1 || c.Seed.Path("p.json") != filepath.Join(dir, "p.json") {
+		t.Fatalf("seed section: %+v, %v", c.Seed, err)
+	}
+	both := write("both.yaml", "seed_file: s.yaml\nseed:\n  keys: []\n", 0o600)
+	if _, err := Load([]string{"--config", both}, noEnv); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Fatalf("seed and seed_file: %v", err)
+	}
+	rel := write("rel.yaml", "seed_file: s.yaml\n", 0o600)
+	if c, err := Load([]string{"--config", rel}, noEnv); err != nil || c.SeedFile != filepath.Join(dir, "s.yaml") {
+		t.Fatalf("relative seed_file: %q, %v", c.SeedFile, err)
+	}
+	// A configuration whose seed holds key material must be private.
+	material := write("material.yaml", "seed:\n  keys:\n    - aliases: [alias/a]\n      material: {hex: '00'}\n", 0o644)
+	if _, err := Load([]string{"--config", material}, noEnv); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("readable configuration with material: %v", err)
+	}
+	if err := os.Chmod(material, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load([]string{"--config", material}, noEnv); err != nil {
+		t.Fatalf("private configuration with material: %v", err)
+	}
+}
+
 func TestNodeID(t *testing.T) {
 	for _, tc := range []struct {
 		args   []string

@@ -12,10 +12,12 @@ package iam
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/base32"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -205,3 +207,79 @@ func UserARN(account, name string) string {
 // SecretAAD returns the keystore aad of the wrapped secret of an access
 // key, so that root rotation can unwrap and rewrap it exactly.
 func SecretAAD(accessKeyID string) []byte { return secretAAD(accessKeyID) }
+
+var (
+	accessKeyIDRE = regexp.MustCompile(`^AKIA[A-Z2-7]{16}$`)
+	secretKeyRE   = regexp.MustCompile(`^[A-Za-z0-9+/]{40}$`)
+)
+
+// ValidateAccessKeyID checks that id has the form of the long-term access
+// key ids kmsd makes and AWS issues: "AKIA" and 16 characters of base32
+// (A-Z, 2-7).
+func ValidateAccessKeyID(id string) error {
+	if !accessKeyIDRE.MatchString(id) {
+		return fmt.Errorf("access key id %q is not AKIA followed by 16 characters A-Z or 2-7 (for example AKIAIOSFODNN7EXAMPLE)", sigv4Echo(id))
+	}
+	return nil
+}
+
+// ValidateSecretAccessKey checks that secret has the form of the secret
+// access keys kmsd makes and AWS issues: 40 characters of A-Z, a-z, 0-9,
+// '+' and '/'. The error never shows the secret.
+func ValidateSecretAccessKey(secret string) error {
+	if !secretKeyRE.MatchString(secret) {
+		return fmt.Errorf("the secret access key (%d characters) is not 40 characters of A-Z, a-z, 0-9, + and /", len(secret))
+	}
+	return nil
+}
+
+// sigv4Echo bounds an access key id shown in a message.
+func sigv4Echo(s string) string {
+	if len(s) > 32 {
+		return s[:32] + "…"
+	}
+	return s
+}
+
+// EnsureAccessKey makes the access key id with secret belong to
+// principalARN in account, as a preset access key (kmsd serve
+// --admin-credentials-file, dev mode): it creates it when it does not
+// exist, and changes nothing when it exists for that principal with that
+// secret (created is then false). An access key id that exists for
+// another principal, or with another secret, is refused. Errors never
+// show the secret.
+func (d *Directory) EnsureAccessKey(ctx context.Context, account, principalARN, id, secret string) (created bool, err error) {
+	if err := ValidateAccessKeyID(id); err != nil {
+		return false, err
+	}
+	if err := ValidateSecretAccessKey(secret); err != nil {
+		return false, fmt.Errorf("access key %s: %w", id, err)
+	}
+	ak, err := d.store.GetAccessKey(ctx, id)
+	switch {
+	case err == nil:
+		if ak.Account != account || ak.PrincipalARN != principalARN {
+			return false, fmt.Errorf("access key %s already exists for %s, not %s: choose another access key id", id, ak.PrincipalARN, principalARN)
+		}
+		have, err := d.keystore.Unwrap(ctx, ak.WrappedSecret, secretAAD(id))
+		if err != nil {
+			return false, fmt.Errorf("access key %s: unwrap secret: %w", id, err)
+		}
+		defer clear(have)
+		if subtle.ConstantTimeCompare(have, []byte(secret)) != 1 {
+			return false, fmt.Errorf("access key %s already exists with another secret: kmsd never changes an access key's secret; give its secret, or another access key id", id)
+		}
+		return false, nil
+	case !errors.Is(err, store.ErrNotFound):
+		return false, fmt.Errorf("access key %s: %w", id, err)
+	}
+	wrapped, err := d.keystore.Wrap(ctx, []byte(secret), secretAAD(id))
+	if err != nil {
+		return false, fmt.Errorf("access key %s: wrap secret: %w", id, err)
+	}
+	ak = &store.AccessKey{ID: id, Account: account, PrincipalARN: principalARN, WrappedSecret: wrapped, Created: d.now().UTC()}
+	if err := d.store.PutAccessKey(ctx, ak); err != nil {
+		return false, fmt.Errorf("create access key %s: %w", id, err)
+	}
+	return true, nil
+}

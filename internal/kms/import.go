@@ -138,6 +138,14 @@ func tokenID(token []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
+// ImportedKeyMaterialID is the KeyMaterialId that material imported into
+// the single-Region key keyARN gets: a caller that knows the material can
+// tell whether a key holds it (DescribeKey's CurrentKeyMaterialId)
+// without importing it again.
+func ImportedKeyMaterialID(keyARN string, material []byte) string {
+	return importedMaterialID(keyARN, material)
+}
+
 // importedMaterialID derives the KeyMaterialId of imported material.
 func importedMaterialID(keyARN string, material []byte) string {
 	h := sha256.New()

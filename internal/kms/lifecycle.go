@@ -141,6 +141,19 @@ type CreateKeyOutput struct {
 	KeyMetadata *KeyMetadata
 }
 
+// fixedKeyIDKey is the context key of the key id CreateKey must give its
+// key (WithFixedKeyID).
+type fixedKeyIDKey struct{}
+
+// WithFixedKeyID returns a context in which CreateKey gives the key it
+// creates the id keyID (a lowercase UUID) rather than a random one, or
+// fails with AlreadyExistsException when a key has that id. kmsd's seed
+// (fixed key ids) uses it; no client request can: the wire has no such
+// member, and the server makes every request's context itself.
+func WithFixedKeyID(ctx context.Context, keyID string) context.Context {
+	return context.WithValue(ctx, fixedKeyIDKey{}, keyID)
+}
+
 // CreateKey creates a customer managed key of any spec kmsd implements
 // (see specs.go), with fresh material.
 func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (*CreateKeyOutput, error) {
@@ -199,6 +212,12 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 		return nil, internal("generate key id", err)
 	}
 	keyID := id.String()
+	if fixed, ok := ctx.Value(fixedKeyIDKey{}).(string); ok {
+		if in.MultiRegion || !uuidRE.MatchString(fixed) {
+			return nil, awserr.Newf(awserr.Validation, "A fixed key id must be a UUID in lowercase, for a single-Region key: %q is not one.", fixed)
+		}
+		keyID = fixed
+	}
 	var mrk string
 	if in.MultiRegion {
 		// A multi-Region primary key: its id is the one its replicas
@@ -244,6 +263,9 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 	if err := s.store.CreateKey(ctx, k, m); err != nil {
 		if k.CustomKeyStoreID != "" {
 			s.destroyHSMKey(ctx, k) // no orphan in the HSM
+		}
+		if errors.Is(err, store.ErrExists) && keyID != id.String() {
+			return nil, awserr.Newf(awserr.AlreadyExists, "A key with id %s already exists.", keyID)
 		}
 		return nil, internal("create key", err)
 	}

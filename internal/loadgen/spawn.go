@@ -109,7 +109,7 @@ func SpawnKmsd(ctx context.Context, cfg SpawnConfig) (*Process, Target, error) {
 			t.AccessKeyID = s
 		} else if s, ok := v("AWS_SECRET_ACCESS_KEY"); ok {
 			t.SecretAccessKey = s
-		} else if s, ok := v("AWS_ENDPOINT_URL"); ok {
+		} else if s, ok := v("AWS_ENDPOINT_URL_KMS"); ok {
 			t.Endpoint = s
 		} else if s, ok := v("AWS_DEFAULT_REGION"); ok {
 			t.Region = s

@@ -132,7 +132,7 @@ func startCluster(t *testing.T, bin, dsn string, n int) (nodes []*node, akid, se
 	return nodes, akid, secret
 }
 
-var endpointRE = regexp.MustCompile(`(?m)^export AWS_ENDPOINT_URL=http://(\S+)$`)
+var endpointRE = regexp.MustCompile(`(?m)^export AWS_ENDPOINT_URL_KMS=http://(\S+)$`)
 
 // start starts the node and waits for its banner.
 func (nd *node) start() {
@@ -167,7 +167,7 @@ func (nd *node) start() {
 		sent := false
 		for sc.Scan() {
 			b.WriteString(sc.Text() + "\n")
-			if !sent && strings.HasPrefix(sc.Text(), "export AWS_ENDPOINT_URL=") {
+			if !sent && strings.HasPrefix(sc.Text(), "export AWS_ENDPOINT_URL_KMS=") {
 				banner <- b.String()
 				sent = true
 			}

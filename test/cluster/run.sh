@@ -98,12 +98,12 @@ start_node() {
 		"$KMSD_BIN" serve --data-dir "$RUN/node$n" --listen 127.0.0.1:0 >"$out" 2>"${ERRS[n]}" &
 	PIDS[n]=$!
 	for ((i = 0; i < BANNER_WAIT_TENTHS; i++)); do
-		grep -q '^export AWS_ENDPOINT_URL=' "$out" && break
+		grep -q '^export AWS_ENDPOINT_URL_KMS=' "$out" && break
 		alive "${PIDS[n]}" || fail "node $n exited before printing its banner" "$(cat "${ERRS[n]}")"
 		sleep 0.1
 	done
-	grep -q '^export AWS_ENDPOINT_URL=' "$out" || fail "node $n printed no banner within $((BANNER_WAIT_TENTHS / 10)) s" "$(cat "${ERRS[n]}")"
-	ENDPOINTS[n]=$(sed -n 's/^export AWS_ENDPOINT_URL=//p' "$out")
+	grep -q '^export AWS_ENDPOINT_URL_KMS=' "$out" || fail "node $n printed no banner within $((BANNER_WAIT_TENTHS / 10)) s" "$(cat "${ERRS[n]}")"
+	ENDPOINTS[n]=$(sed -n 's/^export AWS_ENDPOINT_URL_KMS=//p' "$out")
 	pass "node $n (pid ${PIDS[n]}) serves at ${ENDPOINTS[n]}"
 }
 

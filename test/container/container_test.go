@@ -104,6 +104,11 @@ func TestOfflineImage(t *testing.T) {
 		serve.Wait()
 	}()
 	creds := e2etest.Banner(t, stdout)
+	// A wildcard listener is named by the address a client uses, which
+	// the development certificate covers.
+	if got, want := creds["AWS_ENDPOINT_URL_KMS"], "https://localhost:"+port; got != want {
+		t.Errorf("the banner exports AWS_ENDPOINT_URL_KMS=%s, want %s", got, want)
+	}
 
 	// The image's own health check, run as the runtime would.
 	hc := inImage(ctx, rootfs, cfg, env, cfg.Healthcheck.Test[1:])

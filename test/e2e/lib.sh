@@ -141,13 +141,13 @@ start_kmsd() {
 	KMSD_PID=$!
 	local i
 	for ((i = 0; i < BANNER_WAIT_TENTHS; i++)); do
-		# The endpoint line comes first and AWS_ENDPOINT_URL last in the
+		# The endpoint line comes first and AWS_ENDPOINT_URL_KMS last in the
 		# banner, so once this line is there the credentials are too.
-		grep -q '^export AWS_ENDPOINT_URL=' "$KMSD_OUT" && break
+		grep -q '^export AWS_ENDPOINT_URL_KMS=' "$KMSD_OUT" && break
 		alive "$KMSD_PID" || fail "kmsd ($1 start) exited before printing its banner" "$(cat "$KMSD_ERR")"
 		sleep 0.1
 	done
-	grep -q '^export AWS_ENDPOINT_URL=' "$KMSD_OUT" ||
+	grep -q '^export AWS_ENDPOINT_URL_KMS=' "$KMSD_OUT" ||
 		fail "kmsd ($1 start) printed no banner within $((BANNER_WAIT_TENTHS / 10)) s" "stdout: $(cat "$KMSD_OUT")" "stderr: $(cat "$KMSD_ERR")"
 	ENDPOINT=$(sed -n 's/^kmsd is serving the AWS KMS API at \(http:\/\/127\.0\.0\.1:[0-9]*\) .*/\1/p' "$KMSD_OUT")
 	[[ -n $ENDPOINT ]] || fail "no endpoint in kmsd's banner" "$(cat "$KMSD_OUT")"

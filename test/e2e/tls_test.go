@@ -56,7 +56,7 @@ func TestAWSCLIOverTLS(t *testing.T) {
 		for sc.Scan() {
 		}
 	}()
-	endpoint, ca := vars["AWS_ENDPOINT_URL"], vars["AWS_CA_BUNDLE"]
+	endpoint, ca := vars["AWS_ENDPOINT_URL_KMS"], vars["AWS_CA_BUNDLE"]
 	if !strings.HasPrefix(endpoint, "https://127.0.0.1:") || ca == "" || vars["AWS_SECRET_ACCESS_KEY"] == "" {
 		t.Fatalf("banner of kmsd --dev-tls lacks an https endpoint, CA bundle or credentials: %v", vars)
 	}
