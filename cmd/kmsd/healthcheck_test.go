@@ -2,26 +2,14 @@ package main
 
 import (
 	"context"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kmsd/kmsd/internal/tlsutil"
+	"github.com/kmsd/kmsd/test/e2e/e2etest"
 )
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
-}
 
 // TestHealthcheck runs kmsd serve configured by the environment alone, as
 // a container is, and "kmsd healthcheck" with the same environment: it
@@ -58,7 +46,7 @@ func TestHealthcheck(t *testing.T) {
 			if !strings.HasSuffix(env["KMSD_LISTEN"], ":") {
 				env["KMSD_LISTEN"] = "127.0.0.1:"
 			}
-			env["KMSD_LISTEN"] += freePort(t)
+			env["KMSD_LISTEN"] += e2etest.FreePort(t)
 			_, _, stop := startServe(t, nil, func(k string) string { return env[k] })
 			defer stop()
 			for k, v := range tc.probe {
@@ -81,7 +69,7 @@ func TestHealthcheck(t *testing.T) {
 		})
 	}
 	// Nothing listening: a clear failure, not a hang.
-	port := freePort(t)
+	port := e2etest.FreePort(t)
 	err = run(context.Background(), []string{"healthcheck", "--url", "http://127.0.0.1:" + port + "/healthz", "--timeout", "2s"}, &syncBuffer{}, &syncBuffer{}, func(string) string { return "" })
 	if err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("healthcheck of a closed port = %v, want connection refused", err)

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"path/filepath"
 	"sync"
@@ -18,35 +17,11 @@ import (
 // change feed starts empty, and settings work.
 func TestUpgradeFromVersion5(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "kmsd.db")
-	db, err := sql.Open("sqlite", dsn(path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	stmts := []string{
-		`CREATE TABLE schema_version (
-			id      INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
-			version INTEGER NOT NULL
-		)`,
-		`INSERT INTO schema_version (id, version) VALUES (1, 5)`,
-	}
-	for _, m := range migrations[:5] {
-		stmts = append(stmts, m...)
-	}
-	stmts = append(stmts,
+	path := databaseAt(t, 5,
 		`INSERT INTO keys (id, account, region, state, created) VALUES ('k1', '111122223333', 'us-east-1', 'Enabled', 1)`,
 		`INSERT INTO aliases (account, region, name, key_id, created, updated) VALUES ('111122223333', 'us-east-1', 'alias/a', 'k1', 1, 1)`,
 		`INSERT INTO custom_key_stores (id, account, region, name, cluster_id, wrapped_password)
 			VALUES ('cks-0123456789abcdef0', '111122223333', 'us-east-1', 's', 'cluster-1', x'01')`)
-	for _, stmt := range stmts {
-		if _, err := db.ExecContext(ctx, stmt); err != nil {
-			t.Fatalf("build a version 5 database: %v", err)
-		}
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
 
 	s := openAt(t, path)
 	k, err := s.GetKey(ctx, "k1")
@@ -90,31 +65,8 @@ func TestUpgradeFromVersion5(t *testing.T) {
 // and key usage is tracked from the upgrade on.
 func TestUpgradeFromVersion6(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "kmsd.db")
-	db, err := sql.Open("sqlite", dsn(path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	stmts := []string{
-		`CREATE TABLE schema_version (
-			id      INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
-			version INTEGER NOT NULL
-		)`,
-		`INSERT INTO schema_version (id, version) VALUES (1, 6)`,
-	}
-	for _, m := range migrations[:6] {
-		stmts = append(stmts, m...)
-	}
-	stmts = append(stmts, `INSERT INTO keys (id, account, region, state, created) VALUES ('k1', '111122223333', 'us-east-1', 'Enabled', 1)`)
-	for _, stmt := range stmts {
-		if _, err := db.ExecContext(ctx, stmt); err != nil {
-			t.Fatalf("build a version 6 database: %v", err)
-		}
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	path := databaseAt(t, 6,
+		`INSERT INTO keys (id, account, region, state, created) VALUES ('k1', '111122223333', 'us-east-1', 'Enabled', 1)`)
 	before := time.Now().Add(-time.Second)
 	s := openAt(t, path)
 	k, err := s.GetKey(ctx, "k1")

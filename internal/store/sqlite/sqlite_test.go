@@ -237,32 +237,9 @@ func TestNewerSchemaRefused(t *testing.T) {
 // and custom key stores work.
 func TestUpgradeFromVersion4(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "kmsd.db")
-	db, err := sql.Open("sqlite", dsn(path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	stmts := []string{
-		`CREATE TABLE schema_version (
-			id      INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
-			version INTEGER NOT NULL
-		)`,
-		`INSERT INTO schema_version (id, version) VALUES (1, 4)`,
-	}
-	for _, m := range migrations[:4] {
-		stmts = append(stmts, m...)
-	}
-	stmts = append(stmts, `INSERT INTO keys (id, account, region, state, created, expiration_model)
+	path := databaseAt(t, 4,
+		`INSERT INTO keys (id, account, region, state, created, expiration_model)
 		VALUES ('k1', '111122223333', 'us-east-1', 'Enabled', 1, 'KEY_MATERIAL_EXPIRES')`)
-	for _, stmt := range stmts {
-		if _, err := db.ExecContext(ctx, stmt); err != nil {
-			t.Fatalf("build a version 4 database: %v", err)
-		}
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
 
 	s := openAt(t, path)
 	k, err := s.GetKey(ctx, "k1")
@@ -461,4 +438,36 @@ func TestDurableAfterKill(t *testing.T) {
 	if _, err := s.GetAlias(ctx, k.Account, k.Region, "alias/durable"); err != nil {
 		t.Errorf("alias acknowledged before the kill: %v", err)
 	}
+}
+
+// databaseAt builds, in a new folder, the database of an older kmsd: the
+// schema at version (the first version migrations), holding rows (SQL
+// INSERT statements). It returns the database file's path.
+func databaseAt(t *testing.T, version int, rows ...string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kmsd.db")
+	db, err := sql.Open("sqlite", dsn(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	stmts := []string{
+		`CREATE TABLE schema_version (
+			id      INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+			version INTEGER NOT NULL
+		)`,
+		fmt.Sprintf(`INSERT INTO schema_version (id, version) VALUES (1, %d)`, version),
+	}
+	for _, m := range migrations[:version] {
+		stmts = append(stmts, m...)
+	}
+	for _, stmt := range append(stmts, rows...) {
+		if _, err := db.ExecContext(t.Context(), stmt); err != nil {
+			t.Fatalf("build a version %d database: %v", version, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
