@@ -28,11 +28,7 @@ func TestDryRun(t *testing.T) {
 	env := kmstest.StartWithAuditor(t, a)
 	c := env.Client
 	mk := func(spec types.KeySpec, usage types.KeyUsageType) *types.KeyMetadata {
-		out, err := c.CreateKey(ctx, &awskms.CreateKeyInput{KeySpec: spec, KeyUsage: usage})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out.KeyMetadata
+		return newKey(t, c, spec, usage)
 	}
 	sym, sign := mk("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT"), mk("ECC_NIST_P256", "SIGN_VERIFY")
 	hmac, agree := mk("HMAC_256", "GENERATE_VERIFY_MAC"), mk("ECC_NIST_P256", "KEY_AGREEMENT")

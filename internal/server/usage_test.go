@@ -29,11 +29,7 @@ func TestGetKeyLastUsage(t *testing.T) {
 	env := kmstest.StartWithAuditor(t, a)
 	c := env.Client
 	mk := func(spec types.KeySpec, usage types.KeyUsageType) *types.KeyMetadata {
-		out, err := c.CreateKey(ctx, &awskms.CreateKeyInput{KeySpec: spec, KeyUsage: usage})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out.KeyMetadata
+		return newKey(t, c, spec, usage)
 	}
 	sym, sym2 := mk("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT"), mk("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT")
 	sign, hmac := mk("ECC_NIST_P256", "SIGN_VERIFY"), mk("HMAC_256", "GENERATE_VERIFY_MAC")
