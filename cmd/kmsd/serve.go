@@ -44,6 +44,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		return err
 	}
 	log := newLogger(stderr, cfg)
+	setGCPercent(cfg, getenv, log)
 	// A mistake in the configuration is reported before anything is
 	// created, not after a first start made half a data folder.
 	if _, err := iam.Compile(cfg.IAM, cfg.Account); err != nil {

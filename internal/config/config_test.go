@@ -536,3 +536,44 @@ func TestCacheSizes(t *testing.T) {
 		})
 	}
 }
+
+func TestGCPercent(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "kmsd.yaml")
+	if err := os.WriteFile(file, []byte("gc_percent: 300\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    int
+		wantErr bool
+	}{
+		{name: "default", want: 0},
+		{name: "yaml", args: []string{"--config", file}, want: 300},
+		{name: "env over yaml", args: []string{"--config", file}, env: map[string]string{"KMSD_GC_PERCENT": "150"}, want: 150},
+		{name: "flag over env", args: []string{"--gc-percent", "800"}, env: map[string]string{"KMSD_GC_PERCENT": "150"}, want: 800},
+		{name: "too small", args: []string{"--gc-percent", "10"}, wantErr: true},
+		{name: "too large", args: []string{"--gc-percent", "20000"}, wantErr: true},
+		{name: "negative", env: map[string]string{"KMSD_GC_PERCENT": "-1"}, wantErr: true},
+		{name: "env not a number", env: map[string]string{"KMSD_GC_PERCENT": "off"}, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(tc.args, env(tc.env))
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("accepted, gc_percent %d", c.GCPercent)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.GCPercent != tc.want {
+				t.Errorf("gc_percent %d; want %d", c.GCPercent, tc.want)
+			}
+		})
+	}
+}
