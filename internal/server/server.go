@@ -318,28 +318,31 @@ func (s *Server) authenticate(r *http.Request, v *sigv4.Verifier, body []byte, e
 
 // readBody reads the whole body, refusing more than limit bytes.
 func readBody(r *http.Request, limit int64) ([]byte, error) {
-	tooLarge := awserr.Newf(awserr.Validation, "The request body is larger than the %d bytes this operation accepts.", limit)
-	if r.ContentLength > limit {
-		return nil, tooLarge
+	// The errors are made only when needed: this runs for every request.
+	tooLarge := func() error {
+		return awserr.Newf(awserr.Validation, "The request body is larger than the %d bytes this operation accepts.", limit)
 	}
-	unreadable := awserr.New(awserr.Serialization, "The request body could not be read.")
+	unreadable := func() error { return awserr.New(awserr.Serialization, "The request body could not be read.") }
+	if r.ContentLength > limit {
+		return nil, tooLarge()
+	}
 	if r.ContentLength > 0 {
 		// The usual case, a declared length: one allocation of exactly
 		// that size (net/http refuses to read more or fewer bytes than
 		// Content-Length, so the body cannot be longer).
 		body := make([]byte, r.ContentLength)
 		if _, err := io.ReadFull(r.Body, body); err != nil {
-			return nil, unreadable
+			return nil, unreadable()
 		}
 		return body, nil
 	}
 	var buf bytes.Buffer
 	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return nil, unreadable
+		return nil, unreadable()
 	}
 	if n > limit {
-		return nil, tooLarge
+		return nil, tooLarge()
 	}
 	return buf.Bytes(), nil
 }
