@@ -327,7 +327,8 @@ func (v *Verifier) checkScope(a authorization, signingTime time.Time, dateValue 
 		return awserr.Newf(awserr.InvalidSignature, "Credential should be scoped to a valid region. Region '%s' is not served; this kmsd serves %s.",
 			echo(a.region), strings.Join(v.Regions, ", "))
 	}
-	if day := signingTime.Format(scopeDateLayout); a.date != day {
+	var b [len(scopeDateLayout)]byte
+	if day := signingTime.AppendFormat(b[:0], scopeDateLayout); a.date != string(day) {
 		return awserr.Newf(awserr.InvalidSignature,
 			"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '%s' != '%s', from '%s'.",
 			echo(a.date), day, echo(dateValue))
@@ -404,7 +405,8 @@ func (d requestDate) parse() (time.Time, error) {
 		t, err := time.Parse(amzDateLayout, v)
 		// time.Parse accepts some variations (for example single-digit
 		// fields in other layouts); the round trip insists on the exact form.
-		if err != nil || t.Format(amzDateLayout) != v {
+		var b [len(amzDateLayout)]byte // the comparison allocates nothing
+		if err != nil || string(t.AppendFormat(b[:0], amzDateLayout)) != v {
 			return time.Time{}, awserr.Newf(awserr.IncompleteSignature,
 				"Date must be in ISO-8601 'basic format'. Got '%s'. See http://en.wikipedia.org/wiki/ISO_8601", echo(d.value))
 		}
