@@ -149,9 +149,10 @@ func TestMultiRegionKeys(t *testing.T) {
 		// The primary's ARN names no key in Paris.
 		_, err = e.paris.Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: ct.CiphertextBlob, EncryptionContext: ec, KeyId: p.Arn})
 		wantCode(t, err, "NotFoundException")
-		// A Region without a replica does not have the key.
+		// A Region without a replica does not have the key: AWS says
+		// AccessDeniedException to a Decrypt without KeyId.
 		_, err = e.ClientIn("sa-east-1").Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: ct.CiphertextBlob, EncryptionContext: ec})
-		wantCode(t, err, "NotFoundException")
+		wantCode(t, err, "AccessDeniedException")
 	})
 
 	t.Run("each key has its own state, tags and aliases", func(t *testing.T) {
