@@ -485,7 +485,7 @@ const (
 	// and which one wraps (JSON, written by kmsd root).
 	SettingRootManifest = "root-manifest"
 	// SettingInstallation records the first start of kmsd on this store:
-	// the Region it serves and when (JSON, written once by kmsd serve). A
+	// its default Region then and when (JSON, written once by kmsd serve). A
 	// store that has it has been in use.
 	SettingInstallation = "installation"
 	// SettingAuditAnchorPrefix starts the name of the anchor of each
