@@ -38,7 +38,8 @@ type Config struct {
 	// keys in Regions not in Regions (which it then does not serve);
 	// without it kmsd refuses, naming them.
 	AllowUnservedKeyRegions bool `yaml:"allow_unserved_key_regions"`
-	Log                     struct {
+
+	Log struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error
 		Format string `yaml:"format"` // text or json
 	} `yaml:"log"`
