@@ -213,9 +213,9 @@ func storeName(cfg config.Config) string {
 func printSummary(w io.Writer, cfg config.Config, s *snapshot.Snapshot) {
 	c := s.Counts()
 	fmt.Fprintf(w, "  store:     %s\n", storeName(cfg))
-	fmt.Fprintf(w, "  records:   %d keys (%d key materials, %d import parameters, %d grants, %d aliases),\n"+
+	fmt.Fprintf(w, "  records:   %d keys (%d key materials, %d import parameters, %d grants, %d aliases, %d last uses),\n"+
 		"             %d access keys, %d custom key stores, %d settings\n",
-		c.Keys, c.Materials, c.ImportParams, c.Grants, c.Aliases, c.AccessKeys, c.CustomKeyStores, c.Settings)
+		c.Keys, c.Materials, c.ImportParams, c.Grants, c.Aliases, c.KeyUsage, c.AccessKeys, c.CustomKeyStores, c.Settings)
 	ids := rootIDs(s)
 	roots := strings.Join(ids, ", ")
 	if len(ids) == 0 {

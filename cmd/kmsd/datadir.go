@@ -286,9 +286,8 @@ type dataFolder struct {
 
 // checkDataFolder looks at the data folder of cfg and its store, writing
 // nothing, and refuses a folder that is neither empty nor whole (see
-// classifyDataFolder), a store that fails its integrity check, a Region
-// other than the one the store was first started with, and an audit log
-// that does not reach its anchor. It opens the store when there is one
+// classifyDataFolder), a store that fails its integrity check and an audit
+// log that does not reach its anchor. It opens the store when there is one
 // (an SQLite database only when it has content: opening creates it).
 //
 // acceptingReset is for kmsd audit accept-reset, which exists for an
@@ -344,10 +343,6 @@ func (f *dataFolder) check(ctx context.Context, facts *folderFacts) error {
 	}
 	if !f.facts.inUse() {
 		return nil
-	}
-	if inst := f.facts.Installation; inst != nil && inst.Region != f.cfg.Region {
-		return fmt.Errorf("data folder %s was created for Region %s (recorded in its store at its first start, %s), but kmsd is configured for Region %s: its keys live in %s and their ARNs name it, so kmsd will not serve them as %s. Start kmsd with --region %s",
-			f.cfg.DataDir, inst.Region, inst.Created, f.cfg.Region, inst.Region, f.cfg.Region, inst.Region)
 	}
 	roots := rootmgr.New(rootmgr.Config{DataDir: f.cfg.DataDir, Keystore: f.cfg.Keystore, Manifest: rootmgr.NewStoreManifest(f.st)})
 	if facts.MissingRoots, err = roots.MissingRoots(ctx); err != nil {

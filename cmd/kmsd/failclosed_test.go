@@ -257,17 +257,45 @@ func TestFirstStartThatCannotBindCreatesNothing(t *testing.T) {
 // TestServeRefusesAnotherRegion is part of issue 17's seventh item: a data
 // folder started with another --region than it was created with used to
 // serve, its keys silently out of sight.
-func TestServeRefusesAnotherRegion(t *testing.T) {
+// TestServeRegionsOfTheStore: the served Regions and the default Region of
+// a store in use may change; kmsd refuses only to leave keys in Regions it
+// would not serve (naming them and how many), unless told to accept it.
+func TestServeRegionsOfTheStore(t *testing.T) {
+	// A store first started with the defaults (us-east-1), without keys,
+	// serves any other set of Regions.
+	empty := filepath.Join(t.TempDir(), "data")
+	_, stop := start(t, empty)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tryServe(t, "--data-dir", empty, "--listen", "127.0.0.1:0", "--regions", "eu-central-1,us-west-2"); err != nil {
+		t.Fatalf("kmsd serve --regions eu-central-1,us-west-2 on a store without keys: %v", err)
+	}
+
+	// With keys in us-east-1 (the default Region at the first start).
 	dir, _, _ := populated(t)
+	if _, err := tryServe(t, "--data-dir", dir, "--listen", "127.0.0.1:0", "--region", "eu-west-1"); err != nil {
+		t.Fatalf("kmsd serve with another default Region, us-east-1 still served: %v", err)
+	}
 	before := folderHashes(t, dir)
-	_, err := tryServe(t, "--data-dir", dir, "--listen", "127.0.0.1:0", "--region", "eu-west-1")
-	if err == nil || !strings.Contains(err.Error(), "Region us-east-1") || !strings.Contains(err.Error(), "eu-west-1") || !strings.Contains(err.Error(), "--region us-east-1") {
-		t.Fatalf("kmsd serve --region eu-west-1 on a us-east-1 folder: %v", err)
+	_, err := tryServe(t, "--data-dir", dir, "--listen", "127.0.0.1:0", "--regions", "eu-central-1,us-west-2")
+	if err == nil || !strings.Contains(err.Error(), "1 key in Regions this kmsd would not serve: us-east-1 (1)") ||
+		!strings.Contains(err.Error(), "it serves eu-central-1, us-west-2") || !strings.Contains(err.Error(), "--allow-unserved-key-regions") {
+		t.Fatalf("kmsd serve --regions eu-central-1,us-west-2 on a store with keys in us-east-1: %v", err)
 	}
 	if d := diffSnapshots(before, folderHashes(t, dir)); len(d) > 0 {
 		t.Errorf("kmsd serve wrote to the folder it refused: %v", d)
 	}
-	if _, err := tryServe(t, "--data-dir", dir, "--listen", "127.0.0.1:0", "--region", "us-east-1"); err != nil {
+	if _, err := tryServe(t, "--data-dir", dir, "--listen", "127.0.0.1:0", "--regions", "eu-central-1,us-west-2", "--allow-unserved-key-regions"); err != nil {
+		t.Fatalf("kmsd serve --allow-unserved-key-regions: %v", err)
+	}
+	// A default Region that is not served is a configuration error.
+	_, err = tryServe(t, "--data-dir", dir, "--listen", "127.0.0.1:0", "--region", "us-east-1", "--regions", "eu-central-1")
+	if err == nil || !strings.Contains(err.Error(), "region us-east-1 (the default Region) is not one of the served regions eu-central-1") {
+		t.Fatalf("kmsd serve with an unserved default Region: %v", err)
+	}
+	// Serving us-east-1 again, the keys are there.
+	if _, err := tryServe(t, "--data-dir", dir, "--listen", "127.0.0.1:0", "--regions", "us-east-1,eu-central-1"); err != nil {
 		t.Fatal(err)
 	}
 }

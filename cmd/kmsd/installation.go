@@ -13,8 +13,9 @@ import (
 )
 
 // installation is the store's record of kmsd's first start on it (the
-// setting store.SettingInstallation): the Region its keys live in. kmsd
-// refuses to serve the store as another Region.
+// setting store.SettingInstallation): when, and its default Region then. A
+// store that has it has been in use. The served Regions may change later
+// (checkKeyRegions refuses only to leave keys in Regions not served).
 type installation struct {
 	Region  string `json:"region"`
 	Created string `json:"created"` // RFC 3339

@@ -75,6 +75,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		return err
 	}
 	defer f.close()
+	if err := checkKeyRegions(ctx, f.st, cfg, log); err != nil {
+		return err
+	}
 	// Bind before creating anything: a first start that cannot listen
 	// must leave nothing behind, least of all an admin access key whose
 	// secret was never shown.
@@ -305,7 +308,7 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 			return nil, err
 		}
 		if f.kind == existingStart {
-			log.Warn("recorded the Region of this data folder in its store (kept by an earlier kmsd, which did not record it); kmsd will refuse to serve it as another Region", "region", cfg.Region)
+			log.Warn("recorded the first start of this data folder in its store (kept by an earlier kmsd, which did not record it)", "region", cfg.Region)
 		}
 	}
 	verifier := &sigv4.Verifier{Service: "kms", Regions: cfg.Regions, Lookup: dir.Secret, SessionLookup: dir.SessionSecret, Now: time.Now,

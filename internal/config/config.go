@@ -34,7 +34,12 @@ type Config struct {
 	// is refused. Every key, alias, grant and custom key store lives in
 	// one of them.
 	Regions []string `yaml:"regions"`
-	Log     struct {
+	// AllowUnservedKeyRegions lets kmsd serve start on a store that holds
+	// keys in Regions not in Regions (which it then does not serve);
+	// without it kmsd refuses, naming them.
+	AllowUnservedKeyRegions bool `yaml:"allow_unserved_key_regions"`
+
+	Log struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error
 		Format string `yaml:"format"` // text or json
 	} `yaml:"log"`
@@ -373,6 +378,7 @@ func LoadWithUsage(args []string, getenv func(string) string, usage io.Writer) (
 	regions := fs.String("regions", "", "comma-separated Regions to serve (env KMSD_REGIONS; default every commercial AWS Region)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (env KMSD_LOG_LEVEL)")
 	logFormat := fs.String("log-format", "", "text or json (env KMSD_LOG_FORMAT)")
+	unservedKeyRegions := fs.Bool("allow-unserved-key-regions", false, "start although the store holds keys in Regions that --regions does not serve (env KMSD_ALLOW_UNSERVED_KEY_REGIONS=true)")
 	insecure := fs.Bool("allow-insecure-listen", false, "allow a non-loopback listen address without TLS (env KMSD_ALLOW_INSECURE_LISTEN=true)")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate chain to serve HTTPS with (env KMSD_TLS_CERT)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert (env KMSD_TLS_KEY)")
@@ -494,6 +500,7 @@ func LoadWithUsage(args []string, getenv func(string) string, usage io.Writer) (
 		flag bool
 	}{
 		{&c.AllowInsecureListen, "KMSD_ALLOW_INSECURE_LISTEN", *insecure},
+		{&c.AllowUnservedKeyRegions, "KMSD_ALLOW_UNSERVED_KEY_REGIONS", *unservedKeyRegions},
 		{&c.TLS.Dev, "KMSD_DEV_TLS", *devTLS},
 		{&c.Audit.Stdout, "KMSD_AUDIT_STDOUT", *auditStdout},
 		{&c.Dev, "KMSD_DEV", *dev},

@@ -50,6 +50,9 @@ func TestPrecedence(t *testing.T) {
 			return c.AllowInsecureListen && !c.TLS.Dev
 		}},
 		{"flag over env switch", []string{"--dev-tls"}, map[string]string{"KMSD_DEV_TLS": "false"}, func(c Config) bool { return c.TLS.Dev }},
+		{"unserved key Regions from env", nil, map[string]string{"KMSD_ALLOW_UNSERVED_KEY_REGIONS": "true"}, func(c Config) bool { return c.AllowUnservedKeyRegions }},
+		{"unserved key Regions by flag", []string{"--allow-unserved-key-regions"}, nil, func(c Config) bool { return c.AllowUnservedKeyRegions }},
+		{"unserved key Regions off by default", nil, nil, func(c Config) bool { return !c.AllowUnservedKeyRegions }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -233,7 +233,9 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in *DecryptInput) (*Dec
 	if in.Recipient != nil {
 		return nil, errRecipient
 	}
-	if in.CiphertextBlob == nil {
+	// A dry run with IGNORE_CIPHERTEXT checks the key and authorization
+	// only, whatever CiphertextBlob holds (AWS's meaning).
+	if in.CiphertextBlob == nil || ignoresCiphertext(in.DryRun, in.DryRunModifiers) {
 		return s.dryRunIgnoringCiphertext(ctx, c, in.KeyId, in.EncryptionAlgorithm, in.DryRun, in.DryRunModifiers)
 	}
 	k, mid, pt, err := s.open(ctx, c, in.CiphertextBlob, in.EncryptionContext, in.KeyId, in.EncryptionAlgorithm, in.DryRun)
@@ -244,14 +246,19 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in *DecryptInput) (*Dec
 	return &DecryptOutput{KeyId: arnOf(k), Plaintext: pt, EncryptionAlgorithm: algOrDefault(in.EncryptionAlgorithm), KeyMaterialId: mid}, nil
 }
 
-// dryRunIgnoringCiphertext answers a request without a ciphertext: only a
-// dry run with the IGNORE_CIPHERTEXT modifier and a KeyId may omit it.
+// ignoresCiphertext reports whether a Decrypt or ReEncrypt is a dry run
+// with the IGNORE_CIPHERTEXT modifier, which checks the key the request
+// names (KeyId, SourceKeyId: required then) and its authorization, not the
+// ciphertext, which it may omit. The modifier means nothing without DryRun.
+func ignoresCiphertext(dryRun bool, mods []string) bool {
+	return dryRun && slices.Contains(mods, "IGNORE_CIPHERTEXT")
+}
+
+// dryRunIgnoringCiphertext answers a request without a ciphertext, or a dry
+// run that ignores it: only a dry run with the IGNORE_CIPHERTEXT modifier and
+// a KeyId may omit it.
 func (s *Service) dryRunIgnoringCiphertext(ctx context.Context, c Caller, keyID, alg string, dryRun bool, mods []string) (*DecryptOutput, error) {
-	ignore := false
-	for _, m := range mods {
-		ignore = ignore || m == "IGNORE_CIPHERTEXT"
-	}
-	if !dryRun || !ignore {
+	if !ignoresCiphertext(dryRun, mods) {
 		return nil, awserr.Invalid(awserr.Violation{Field: "ciphertextBlob", Null: true, Constraint: "Member must not be null"})
 	}
 	if keyID == "" {
@@ -308,11 +315,14 @@ func (s *Service) ReEncrypt(ctx context.Context, c Caller, in *ReEncryptInput) (
 	if err := checkAsymmetricEncryption(dst, in.DestinationEncryptionAlgorithm, 0, in.DestinationEncryptionContext); err != nil {
 		return nil, err
 	}
-	if in.CiphertextBlob == nil {
+	if in.CiphertextBlob == nil || ignoresCiphertext(in.DryRun, in.DryRunModifiers) {
 		_, err := s.dryRunIgnoringCiphertext(ctx, c, in.SourceKeyId, in.SourceEncryptionAlgorithm, in.DryRun, in.DryRunModifiers)
 		return nil, err
 	}
-	src, srcMID, pt, err := s.open(ctx, c, in.CiphertextBlob, in.SourceEncryptionContext, in.SourceKeyId, in.SourceEncryptionAlgorithm, in.DryRun)
+	// A dry run opens the ciphertext too (dryRun false here): the size of
+	// its plaintext decides whether an RSA destination takes it, and a dry
+	// run must fail as the real call would.
+	src, srcMID, pt, err := s.open(ctx, c, in.CiphertextBlob, in.SourceEncryptionContext, in.SourceKeyId, in.SourceEncryptionAlgorithm, false)
 	if err != nil {
 		return nil, err
 	}
@@ -320,6 +330,9 @@ func (s *Service) ReEncrypt(ctx context.Context, c Caller, in *ReEncryptInput) (
 	// The plaintext size is known only now; an RSA destination may refuse it.
 	if err := checkAsymmetricEncryption(dst, in.DestinationEncryptionAlgorithm, len(pt), nil); err != nil {
 		return nil, err
+	}
+	if in.DryRun {
+		return nil, errDryRun
 	}
 	blob, err := s.encryptWith(ctx, dst, in.DestinationEncryptionAlgorithm, pt, in.DestinationEncryptionContext)
 	if err != nil {

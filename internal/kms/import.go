@@ -311,6 +311,18 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Caller, in *ImportKey
 	if in.KeyMaterialId != "" && in.KeyMaterialId != id {
 		return nil, awserr.New(awserr.IncorrectKeyMaterial, "The key material does not match the KeyMaterialId in the request.")
 	}
+	if isMultiRegion(k) && k.CurrentMaterial != "" && id != k.CurrentMaterial {
+		// Material another related key holds: the primary's new material
+		// pending rotation, or an earlier material a replica lacks (a
+		// replica made after rotations, or a primary moved to a Region).
+		out, handled, err := s.importRelatedMaterial(ctx, k, id, material, in.ImportType == "NEW_KEY_MATERIAL", now)
+		if handled {
+			return out, err
+		}
+		if isReplica(k) && newMaterial {
+			return nil, awserr.Newf(awserr.UnsupportedOperation, "%s is a replica key: import new key material into its primary key in %s with ImportType NEW_KEY_MATERIAL, then the same material into the replica key with ImportType EXISTING_KEY_MATERIAL.", arnOf(k), k.PrimaryRegion)
+		}
+	}
 	if newMaterial {
 		return s.importNewMaterial(ctx, k, id, material, model, validTo, now)
 	}

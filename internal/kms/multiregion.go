@@ -649,7 +649,7 @@ func (s *Service) rotateImportedMultiRegion(ctx context.Context, k *store.Key, p
 		return nil, err
 	}
 	if len(missing) > 0 {
-		return nil, awserr.Newf(awserr.UnsupportedOperation, "The new key material %s of %s is not yet imported into its replica keys in %s (PENDING_MULTI_REGION_IMPORT_AND_ROTATION): import the same material there with ImportType NEW_KEY_MATERIAL first.",
+		return nil, awserr.Newf(awserr.UnsupportedOperation, "The new key material %s of %s is not yet imported into its replica keys in %s (PENDING_MULTI_REGION_IMPORT_AND_ROTATION): import the same material there with ImportType EXISTING_KEY_MATERIAL first.",
 			pending.ID, arnOf(k), strings.Join(missing, ", "))
 	}
 	now := s.now().UTC()
@@ -721,6 +721,94 @@ func materialIDScope(k *store.Key) string {
 		return kmsARN(Partition, "", k.Account, "key/"+k.MultiRegionKeyID)
 	}
 	return arnOf(k)
+}
+
+// importRelatedMaterial imports into k, a key of a multi-Region key with
+// imported material, material id (not k's current) that another related key
+// holds: KeyMaterialIds of multi-Region keys are Region-independent
+// (materialIDScope), so the id names the same material in every Region.
+//
+//   - The primary's material in PENDING_ROTATION (ImportType NEW_KEY_MATERIAL
+//     there) is imported into a replica, with either ImportType, in
+//     PENDING_ROTATION too, so that the primary can rotate to it.
+//   - An earlier material (non-current, rotated away from) is imported with
+//     ImportType EXISTING_KEY_MATERIAL (or none) as an earlier material of
+//     k, so that k opens the ciphertexts made under it. It follows k's
+//     expiration: kmsd keeps one per key.
+//
+// handled is false when no other related key holds id: the caller goes on
+// as for any key. k holding id already is success, changing nothing.
+func (s *Service) importRelatedMaterial(ctx context.Context, k *store.Key, id string, material []byte, newType bool, now time.Time) (out *ImportKeyMaterialOutput, handled bool, err error) {
+	related, err := s.store.ListMultiRegionKeys(ctx, k.MultiRegionKeyID)
+	if err != nil {
+		return nil, true, internal("list the keys of a multi-Region key", err)
+	}
+	var held *store.Material
+	for _, r := range related {
+		if r.ID == k.ID {
+			continue
+		}
+		m, err := s.store.GetMaterial(ctx, r.ID, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, true, internal("get key material", err)
+		}
+		// Only the primary's pending material is new material of the
+		// multi-Region key; a replica's pending copy follows it.
+		if m.RotationType == store.RotationPending && isReplica(r) {
+			continue
+		}
+		if m.RotationType == store.RotationPending && !isReplica(k) {
+			continue
+		}
+		held = m
+		break
+	}
+	if held == nil {
+		return nil, false, nil
+	}
+	pending := held.RotationType == store.RotationPending
+	if !pending && newType {
+		return nil, true, awserr.Newf(awserr.IncorrectKeyMaterial, "The key material is already associated with the multi-Region key %s. Import it with ImportType EXISTING_KEY_MATERIAL.", k.MultiRegionKeyID)
+	}
+	if pending && lacksImportedMaterial(k) {
+		return nil, true, awserr.Newf(awserr.KMSInvalidState, "%s is pending import: import its current key material with ImportType EXISTING_KEY_MATERIAL first.", arnOf(k))
+	}
+	if own, err := s.store.GetMaterial(ctx, k.ID, id); err == nil && (own.RotationType == store.RotationPending) == pending {
+		return &ImportKeyMaterialOutput{KeyId: arnOf(k), KeyMaterialId: id}, true, nil
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, true, internal("get key material", err)
+	}
+	wrapped, err := s.keystore.Wrap(ctx, material, materialAAD(arnOf(k), id))
+	if err != nil {
+		return nil, true, internal("wrap key material", err)
+	}
+	m := &store.Material{KeyID: k.ID, ID: id, Wrapped: wrapped, Created: held.Created, RotationType: held.RotationType}
+	if pending {
+		m.Created = now
+	}
+	updated, err := s.store.ReplaceMaterial(ctx, k.ID, m, "", func(cur *store.Key) error {
+		if err := checkImportable(cur); err != nil {
+			return err
+		}
+		if cur.CurrentMaterial != k.CurrentMaterial || (pending && lacksImportedMaterial(cur)) {
+			return awserr.Newf(awserr.Conflict, "%s changed while key material was being imported. Try again.", arnOf(cur))
+		}
+		return nil
+	})
+	if errors.Is(err, store.ErrExists) {
+		// Imported meanwhile by another request.
+		return &ImportKeyMaterialOutput{KeyId: arnOf(k), KeyMaterialId: id}, true, nil
+	}
+	if err != nil {
+		return nil, true, s.materialWriteError(k, err)
+	}
+	s.view.dropKey(updated.ID)
+	s.log.InfoContext(ctx, "key material of a related multi-Region key imported", "key", arnOf(updated), "key_material_id", id,
+		"rotation_type", m.RotationType)
+	return &ImportKeyMaterialOutput{KeyId: arnOf(updated), KeyMaterialId: id}, true, nil
 }
 
 // importMultiRegion imports material id into k, a key of a multi-Region

@@ -252,10 +252,18 @@ func (s *Service) blobKey(ctx context.Context, c Caller, id string) (*store.Key,
 		return k, nil
 	}
 	if err == nil || isNotFound(err) {
-		return nil, notFoundKey(c.keyARN(id))
+		// AWS's answer (AccessDeniedException, not NotFoundException),
+		// which does not tell whether the key exists in another Region,
+		// was deleted or never existed.
+		return nil, errBlobKeyUnknown
 	}
 	return nil, internal("get key", err)
 }
+
+// errBlobKeyUnknown is the error of a Decrypt or ReEncrypt without KeyId
+// whose ciphertext names a key that is not in the request's Region.
+var errBlobKeyUnknown = awserr.New(awserr.AccessDenied,
+	"The ciphertext refers to a customer master key that does not exist, does not exist in this region, or you are not allowed to access.")
 
 // decryptKey finds the key a Decrypt (or the source of a ReEncrypt) uses:
 // the one KeyId names, else the one the ciphertext names. Its errors are
@@ -264,8 +272,9 @@ func (a *authzCall) decryptKey(keyID string, blob []byte, dryRun bool, mods []st
 	if keyID != "" {
 		return a.resolve(keyID, anyKeyForm)
 	}
-	if blob == nil {
-		// Neither a key nor a ciphertext: the operation's own error.
+	if blob == nil || ignoresCiphertext(dryRun, mods) {
+		// Neither a key nor a ciphertext (or one a dry run ignores): the
+		// operation's own error.
 		_, err := a.s.dryRunIgnoringCiphertext(a.ctx, *a.c, "", "", dryRun, mods)
 		if err == nil {
 			err = internal("authorize", errors.New("no key to authorize"))

@@ -293,3 +293,90 @@ func TestCustomKeyStoreLifecycle(t *testing.T) {
 	_, err = c2.DescribeCustomKeyStores(ctx, &awskms.DescribeCustomKeyStoresInput{CustomKeyStoreId: &id})
 	wantCode(t, err, "CustomKeyStoreNotFoundException")
 }
+
+// TestCustomKeyStoresPerRegion: a custom key store lives in the Region it
+// was created in: another Region neither lists, describes, changes nor
+// creates keys in it, and may have a store of the same name (on another
+// cluster: a cluster backs one store in all).
+func TestCustomKeyStoresPerRegion(t *testing.T) {
+	softhsmtest.Token(t, "kmsd-cks-east", "kmsd-cks-paris")
+	const eastCluster, parisCluster = "cluster-kmsdeastcluster", "cluster-kmsdpariscluster"
+	clusters, err := hsmcluster.New([]hsmcluster.Cluster{
+		{ID: eastCluster, Module: softhsmtest.Module, TokenLabel: "kmsd-cks-east", Sessions: 2},
+		{ID: parisCluster, Module: softhsmtest.Module, TokenLabel: "kmsd-cks-paris", Sessions: 2},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := kmstest.StartWithClusters(t, t.TempDir(), clusters)
+	ctx := context.Background()
+	east, paris := env.Client, env.ClientIn("eu-west-3")
+	anchor := trustAnchorPEM(t)
+	create := func(c *awskms.Client, name, cluster string) (string, error) {
+		out, err := c.CreateCustomKeyStore(ctx, &awskms.CreateCustomKeyStoreInput{CustomKeyStoreName: &name,
+			CloudHsmClusterId: aws.String(cluster), KeyStorePassword: aws.String(softhsmtest.PIN), TrustAnchorCertificate: &anchor})
+		if err != nil {
+			return "", err
+		}
+		return aws.ToString(out.CustomKeyStoreId), nil
+	}
+	eastID, err := create(east, "hr", eastCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The cluster is taken, whatever the Region.
+	_, err = create(paris, "other", eastCluster)
+	wantCode(t, err, "CloudHsmClusterInUseException")
+	// The name is free in another Region.
+	parisID, err := create(paris, "hr", parisCluster)
+	if err != nil {
+		t.Fatalf("a store named hr in eu-west-3 beside us-east-1's: %v", err)
+	}
+	for c, want := range map[*awskms.Client]string{east: eastID, paris: parisID} {
+		out, err := c.DescribeCustomKeyStores(ctx, &awskms.DescribeCustomKeyStoresInput{})
+		if err != nil || len(out.CustomKeyStores) != 1 || aws.ToString(out.CustomKeyStores[0].CustomKeyStoreId) != want {
+			t.Errorf("DescribeCustomKeyStores in %s: %+v, %v; want only %s", c.Options().Region, out, err, want)
+		}
+		byName, err := c.DescribeCustomKeyStores(ctx, &awskms.DescribeCustomKeyStoresInput{CustomKeyStoreName: aws.String("hr")})
+		if err != nil || len(byName.CustomKeyStores) != 1 || aws.ToString(byName.CustomKeyStores[0].CustomKeyStoreId) != want {
+			t.Errorf("DescribeCustomKeyStores of hr in %s: %+v, %v; want %s", c.Options().Region, byName, err, want)
+		}
+	}
+	// us-east-1's store does not exist in eu-west-3, for any operation.
+	_, err = paris.DescribeCustomKeyStores(ctx, &awskms.DescribeCustomKeyStoresInput{CustomKeyStoreId: &eastID})
+	wantCode(t, err, "CustomKeyStoreNotFoundException")
+	_, err = paris.ConnectCustomKeyStore(ctx, &awskms.ConnectCustomKeyStoreInput{CustomKeyStoreId: &eastID})
+	wantCode(t, err, "CustomKeyStoreNotFoundException")
+	_, err = paris.UpdateCustomKeyStore(ctx, &awskms.UpdateCustomKeyStoreInput{CustomKeyStoreId: &eastID, NewCustomKeyStoreName: aws.String("x")})
+	wantCode(t, err, "CustomKeyStoreNotFoundException")
+	_, err = paris.DeleteCustomKeyStore(ctx, &awskms.DeleteCustomKeyStoreInput{CustomKeyStoreId: &eastID})
+	wantCode(t, err, "CustomKeyStoreNotFoundException")
+	if _, err := east.ConnectCustomKeyStore(ctx, &awskms.ConnectCustomKeyStoreInput{CustomKeyStoreId: &eastID}); err != nil {
+		t.Fatal(err)
+	}
+	if e := describeCKS(t, east, eastID); e.ConnectionState != types.ConnectionStateTypeConnected {
+		t.Fatalf("us-east-1's store after connecting: %s %s", e.ConnectionState, e.ConnectionErrorCode)
+	}
+	_, err = paris.CreateKey(ctx, &awskms.CreateKeyInput{CustomKeyStoreId: &eastID, Origin: types.OriginTypeAwsCloudhsm})
+	wantCode(t, err, "CustomKeyStoreNotFoundException")
+	// A key of us-east-1's store is a us-east-1 key.
+	ck, err := east.CreateKey(ctx, &awskms.CreateKeyInput{CustomKeyStoreId: &eastID, Origin: types.OriginTypeAwsCloudhsm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if arn := aws.ToString(ck.KeyMetadata.Arn); !regexp.MustCompile(`^arn:aws:kms:us-east-1:`).MatchString(arn) {
+		t.Errorf("key of us-east-1's store: %s", arn)
+	}
+	_, err = paris.DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: ck.KeyMetadata.KeyId})
+	wantCode(t, err, "NotFoundException")
+	// Disconnected and deleted in its own Region only.
+	if _, err := east.DisconnectCustomKeyStore(ctx, &awskms.DisconnectCustomKeyStoreInput{CustomKeyStoreId: &eastID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := paris.DeleteCustomKeyStore(ctx, &awskms.DeleteCustomKeyStoreInput{CustomKeyStoreId: &parisID}); err != nil {
+		t.Fatal(err)
+	}
+	if e := describeCKS(t, east, eastID); aws.ToString(e.CustomKeyStoreName) != "hr" {
+		t.Errorf("us-east-1's store after eu-west-3's was deleted: %+v", e)
+	}
+}

@@ -175,6 +175,40 @@ func TestDryRun(t *testing.T) {
 			t.Errorf("%s: a dry run that would fail = %s, want %s", op, got, failures[op])
 		}
 	}
+
+	// IGNORE_CIPHERTEXT: a dry run checks the key named and its
+	// authorization, not the ciphertext, even when one is given (a damaged
+	// one here); it needs KeyId (SourceKeyId).
+	ignore := []types.DryRunModifierType{types.DryRunModifierTypeIgnoreCiphertext}
+	garbage := []byte("not a ciphertext at all")
+	_, err = c.Decrypt(ctx, &awskms.DecryptInput{KeyId: sym.KeyId, CiphertextBlob: garbage, DryRun: dry, DryRunModifiers: ignore})
+	wantCode(t, err, "DryRunOperationException")
+	_, err = c.Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: ct.CiphertextBlob, DryRun: dry, DryRunModifiers: ignore})
+	wantCode(t, err, "ValidationException")
+	_, err = c.ReEncrypt(ctx, &awskms.ReEncryptInput{SourceKeyId: sym.KeyId, CiphertextBlob: garbage, DestinationKeyId: sym.KeyId, DryRun: dry, DryRunModifiers: ignore})
+	wantCode(t, err, "DryRunOperationException")
+	_, err = c.ReEncrypt(ctx, &awskms.ReEncryptInput{CiphertextBlob: ct.CiphertextBlob, DestinationKeyId: sym.KeyId, DryRun: dry, DryRunModifiers: ignore})
+	wantCode(t, err, "ValidationException")
+	// The key named is still checked: a signing key cannot decrypt.
+	_, err = c.Decrypt(ctx, &awskms.DecryptInput{KeyId: sign.KeyId, CiphertextBlob: garbage, DryRun: dry, DryRunModifiers: ignore})
+	wantCode(t, err, "InvalidKeyUsageException")
+	// Without DryRun the modifier changes nothing.
+	_, err = c.Decrypt(ctx, &awskms.DecryptInput{KeyId: sym.KeyId, CiphertextBlob: garbage, DryRunModifiers: ignore})
+	wantCode(t, err, "InvalidCiphertextException")
+
+	// A ReEncrypt into an RSA key of a plaintext too large for it fails
+	// the same way dry or real.
+	rsaKey := mk("RSA_2048", "ENCRYPT_DECRYPT")
+	big, err := c.Encrypt(ctx, &awskms.EncryptInput{KeyId: sym.KeyId, Plaintext: make([]byte, 300)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []*bool{nil, dry} {
+		_, err = c.ReEncrypt(ctx, &awskms.ReEncryptInput{CiphertextBlob: big.CiphertextBlob, DestinationKeyId: rsaKey.KeyId,
+			DestinationEncryptionAlgorithm: "RSAES_OAEP_SHA_256", DryRun: d})
+		wantCode(t, err, "ValidationException")
+	}
+
 	// Nothing changed: the one grant is still there, no other was made,
 	// and no key was used.
 	gs, err := c.ListGrants(ctx, &awskms.ListGrantsInput{KeyId: sym.KeyId})
@@ -192,8 +226,12 @@ func TestDryRun(t *testing.T) {
 		}
 	}
 	for op := range ops {
-		if dryRuns[op] != 1 {
-			t.Errorf("%s: %d audit records of a successful dry run with dryRun true, want 1", op, dryRuns[op])
+		want := 1
+		if op == "Decrypt" || op == "ReEncrypt" {
+			want = 2 // and the one ignoring a ciphertext
+		}
+		if dryRuns[op] != want {
+			t.Errorf("%s: %d audit records of a successful dry run with dryRun true, want %d", op, dryRuns[op], want)
 		}
 	}
 }

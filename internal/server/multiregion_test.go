@@ -3,7 +3,11 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
 	"slices"
 	"strings"
 	"testing"
@@ -145,9 +149,10 @@ func TestMultiRegionKeys(t *testing.T) {
 		// The primary's ARN names no key in Paris.
 		_, err = e.paris.Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: ct.CiphertextBlob, EncryptionContext: ec, KeyId: p.Arn})
 		wantCode(t, err, "NotFoundException")
-		// A Region without a replica does not have the key.
+		// A Region without a replica does not have the key: AWS says
+		// AccessDeniedException to a Decrypt without KeyId.
 		_, err = e.ClientIn("sa-east-1").Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: ct.CiphertextBlob, EncryptionContext: ec})
-		wantCode(t, err, "NotFoundException")
+		wantCode(t, err, "AccessDeniedException")
 	})
 
 	t.Run("each key has its own state, tags and aliases", func(t *testing.T) {
@@ -656,7 +661,9 @@ func TestMultiRegionImportedRotation(t *testing.T) {
 	}
 	_, err = e.east.RotateKeyOnDemand(ctx, &awskms.RotateKeyOnDemandInput{KeyId: p.KeyId})
 	wantCode(t, err, "UnsupportedOperationException")
-	if _, err := imp(e.paris, b, types.ImportTypeNewKeyMaterial); err != nil {
+	// AWS's procedure: the replica takes the primary's new material with
+	// ImportType EXISTING_KEY_MATERIAL.
+	if _, err := imp(e.paris, b, types.ImportTypeExistingKeyMaterial); err != nil {
 		t.Fatal(err)
 	}
 	if st := pendingState(); st != types.KeyMaterialStatePendingRotation {
@@ -710,5 +717,231 @@ func TestListKeysWithMultiRegionKeys(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("ListKeys pages: %v, want %v", got, want)
+	}
+}
+
+// importInto returns a function that imports material m into key keyID
+// with client c, ImportType typ ("" for none), never expiring.
+func importInto(t *testing.T, keyID *string) func(c *awskms.Client, m []byte, typ types.ImportType) (string, error) {
+	return func(c *awskms.Client, m []byte, typ types.ImportType) (string, error) {
+		t.Helper()
+		ctx := context.Background()
+		params, err := c.GetParametersForImport(ctx, &awskms.GetParametersForImportInput{KeyId: keyID,
+			WrappingAlgorithm: types.AlgorithmSpecRsaesOaepSha256, WrappingKeySpec: types.WrappingKeySpecRsa2048})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := c.ImportKeyMaterial(ctx, &awskms.ImportKeyMaterialInput{KeyId: keyID, ImportToken: params.ImportToken, ImportType: typ,
+			EncryptedKeyMaterial: oaepWrap(t, params.PublicKey, m), ExpirationModel: types.ExpirationModelTypeKeyMaterialDoesNotExpire})
+		if err != nil {
+			return "", err
+		}
+		return aws.ToString(out.KeyMaterialId), nil
+	}
+}
+
+// TestMultiRegionImportedReplicaOfRotatedKey: a replica made after an
+// EXTERNAL multi-Region key rotated takes every material the related keys
+// hold (each named by its Region-independent KeyMaterialId), with
+// EXISTING_KEY_MATERIAL, and then opens the ciphertexts made under each;
+// material no related key holds is refused, and new material goes into
+// the primary first.
+func TestMultiRegionImportedReplicaOfRotatedKey(t *testing.T) {
+	ctx := context.Background()
+	e := startMRK(t)
+	p := createMRK(t, e.east, &awskms.CreateKeyInput{Origin: types.OriginTypeExternal})
+	imp := importInto(t, p.KeyId)
+	a, b, c, stranger := make([]byte, 32), make([]byte, 32), make([]byte, 32), make([]byte, 32)
+	for _, m := range [][]byte{a, b, c, stranger} {
+		rand.Read(m)
+	}
+	aID, err := imp(e.east, a, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	encrypt := func(cl *awskms.Client, pt string) []byte {
+		t.Helper()
+		out, err := cl.Encrypt(ctx, &awskms.EncryptInput{KeyId: p.KeyId, Plaintext: []byte(pt)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.CiphertextBlob
+	}
+	decrypt := func(cl *awskms.Client, blob []byte) (string, error) {
+		t.Helper()
+		out, err := cl.Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: blob})
+		if err != nil {
+			return "", err
+		}
+		return string(out.Plaintext), nil
+	}
+	underA := encrypt(e.east, "under a")
+	// The primary rotates to b before any replica exists.
+	bID, err := imp(e.east, b, types.ImportTypeNewKeyMaterial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.east.RotateKeyOnDemand(ctx, &awskms.RotateKeyOnDemandInput{KeyId: p.KeyId}); err != nil {
+		t.Fatal(err)
+	}
+	underB := encrypt(e.east, "under b")
+
+	r := replicate(t, e.east, p.KeyId, "eu-west-3").ReplicaKeyMetadata
+	if r.KeyState != types.KeyStatePendingImport || aws.ToString(r.CurrentKeyMaterialId) != bID {
+		t.Fatalf("the replica of a rotated EXTERNAL key: %s, current %s; want PendingImport, %s", r.KeyState, aws.ToString(r.CurrentKeyMaterialId), bID)
+	}
+	if id, err := imp(e.paris, b, types.ImportTypeExistingKeyMaterial); err != nil || id != bID {
+		t.Fatalf("import of the current material into the replica: %s, %v", id, err)
+	}
+	if pt, err := decrypt(e.paris, underB); err != nil || pt != "under b" {
+		t.Fatalf("Decrypt in Paris of a ciphertext under the current material: %q, %v", pt, err)
+	}
+	// The earlier material is not the replica's yet.
+	if _, err := decrypt(e.paris, underA); err == nil {
+		t.Fatal("Decrypt in Paris under material the replica does not hold succeeded")
+	}
+	// Material no related key holds, and earlier material as new, are refused.
+	_, err = imp(e.paris, stranger, types.ImportTypeExistingKeyMaterial)
+	wantCode(t, err, "IncorrectKeyMaterialException")
+	_, err = imp(e.paris, a, types.ImportTypeNewKeyMaterial)
+	wantCode(t, err, "IncorrectKeyMaterialException")
+	_, err = imp(e.paris, stranger, types.ImportTypeNewKeyMaterial)
+	wantCode(t, err, "UnsupportedOperationException")
+	for range 2 { // the second import changes nothing
+		if id, err := imp(e.paris, a, types.ImportTypeExistingKeyMaterial); err != nil || id != aID {
+			t.Fatalf("import of the earlier material into the replica: %s, %v; want %s", id, err, aID)
+		}
+	}
+	if pt, err := decrypt(e.paris, underA); err != nil || pt != "under a" {
+		t.Fatalf("Decrypt in Paris under the earlier material, after its import: %q, %v", pt, err)
+	}
+	md := describe(t, e.paris, p.KeyId)
+	if md.KeyState != types.KeyStateEnabled || aws.ToString(md.CurrentKeyMaterialId) != bID {
+		t.Fatalf("the replica after importing its earlier material: %s, current %s", md.KeyState, aws.ToString(md.CurrentKeyMaterialId))
+	}
+	// New ciphertexts of the replica still use the current material.
+	if pt, err := decrypt(e.east, encrypt(e.paris, "paris")); err != nil || pt != "paris" {
+		t.Fatalf("Decrypt in us-east-1 of a new Paris ciphertext: %q, %v", pt, err)
+	}
+	rs, err := e.paris.ListKeyRotations(ctx, &awskms.ListKeyRotationsInput{KeyId: p.KeyId, IncludeKeyMaterial: types.IncludeKeyMaterialAllKeyMaterial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]types.KeyMaterialState{}
+	for _, e := range rs.Rotations {
+		states[aws.ToString(e.KeyMaterialId)] = e.KeyMaterialState
+	}
+	if states[aID] != types.KeyMaterialStateNonCurrent || states[bID] != types.KeyMaterialStateCurrent {
+		t.Errorf("ListKeyRotations of the replica: %v; want %s NON_CURRENT, %s CURRENT", states, aID, bID)
+	}
+
+	// The next rotation: c is new in the primary, the replica takes it
+	// with EXISTING_KEY_MATERIAL, and the primary rotates both.
+	cID, err := imp(e.east, c, types.ImportTypeNewKeyMaterial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := imp(e.paris, c, types.ImportTypeExistingKeyMaterial); err != nil || id != cID {
+		t.Fatalf("import of the primary's new material into the replica: %s, %v", id, err)
+	}
+	if _, err := e.east.RotateKeyOnDemand(ctx, &awskms.RotateKeyOnDemandInput{KeyId: p.KeyId}); err != nil {
+		t.Fatal(err)
+	}
+	if m := aws.ToString(describe(t, e.paris, p.KeyId).CurrentKeyMaterialId); m != cID {
+		t.Fatalf("the replica's current material after the rotation: %s, want %s", m, cID)
+	}
+	for blob, want := range map[*[]byte]string{&underA: "under a", &underB: "under b"} {
+		if pt, err := decrypt(e.paris, *blob); err != nil || pt != want {
+			t.Errorf("Decrypt in Paris after the second rotation: %q, %v; want %q", pt, err, want)
+		}
+	}
+}
+
+// TestMultiRegionImportedHMACAndECC: the same HMAC or ECC material
+// imported into the related keys of an EXTERNAL multi-Region key in two
+// Regions gives equal MACs, and signatures one Region verifies.
+func TestMultiRegionImportedHMACAndECC(t *testing.T) {
+	ctx := context.Background()
+	e := startMRK(t)
+
+	hmacKey := createMRK(t, e.east, &awskms.CreateKeyInput{Origin: types.OriginTypeExternal, KeySpec: "HMAC_256", KeyUsage: "GENERATE_VERIFY_MAC"})
+	replicate(t, e.east, hmacKey.KeyId, "eu-west-3")
+	hmacMaterial := make([]byte, 32)
+	rand.Read(hmacMaterial)
+	impHMAC := importInto(t, hmacKey.KeyId)
+	for _, c := range []*awskms.Client{e.paris, e.east} {
+		if _, err := impHMAC(c, hmacMaterial, ""); err != nil {
+			t.Fatalf("import of HMAC material in %s: %v", c.Options().Region, err)
+		}
+	}
+	var macs [][]byte
+	for _, c := range []*awskms.Client{e.east, e.paris} {
+		m, err := c.GenerateMac(ctx, &awskms.GenerateMacInput{KeyId: hmacKey.KeyId, Message: []byte("m"), MacAlgorithm: "HMAC_SHA_256"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		macs = append(macs, m.Mac)
+	}
+	if !bytes.Equal(macs[0], macs[1]) {
+		t.Error("the related keys with the same imported HMAC material make different MACs")
+	}
+	if _, err := e.paris.VerifyMac(ctx, &awskms.VerifyMacInput{KeyId: hmacKey.KeyId, Message: []byte("m"), Mac: macs[0], MacAlgorithm: "HMAC_SHA_256"}); err != nil {
+		t.Fatalf("VerifyMac in Paris of a us-east-1 MAC: %v", err)
+	}
+
+	eccKey := createMRK(t, e.east, &awskms.CreateKeyInput{Origin: types.OriginTypeExternal, KeySpec: "ECC_NIST_P256", KeyUsage: "SIGN_VERIFY"})
+	replicate(t, e.east, eccKey.KeyId, "eu-west-3")
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	impECC := importInto(t, eccKey.KeyId)
+	for _, c := range []*awskms.Client{e.east, e.paris} {
+		if _, err := impECC(c, der, ""); err != nil {
+			t.Fatalf("import of ECC material in %s: %v", c.Options().Region, err)
+		}
+	}
+	// Different ECC material is refused in a related key.
+	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherDER, err := x509.MarshalPKCS8PrivateKey(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokyoReplica := replicate(t, e.east, eccKey.KeyId, "ap-northeast-1").ReplicaKeyMetadata
+	if tokyoReplica.KeyState != types.KeyStatePendingImport {
+		t.Fatalf("the Tokyo replica: %s", tokyoReplica.KeyState)
+	}
+	_, err = impECC(e.tokyo, otherDER, "")
+	wantCode(t, err, "IncorrectKeyMaterialException")
+
+	sig, err := e.east.Sign(ctx, &awskms.SignInput{KeyId: eccKey.KeyId, Message: []byte("m"), SigningAlgorithm: "ECDSA_SHA_256"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := e.paris.Verify(ctx, &awskms.VerifyInput{KeyId: eccKey.KeyId, Message: []byte("m"), Signature: sig.Signature, SigningAlgorithm: "ECDSA_SHA_256"}); err != nil || !v.SignatureValid {
+		t.Fatalf("Verify in Paris of a us-east-1 signature: %v", err)
+	}
+	pk, err := e.paris.GetPublicKey(ctx, &awskms.GetPublicKeyInput{KeyId: eccKey.KeyId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(pk.PublicKey, want) {
+		t.Error("the Paris replica's public key is not the imported key's")
+	}
+	// The signature verifies with the imported key itself, outside kmsd.
+	digest := sha256.Sum256([]byte("m"))
+	if !ecdsa.VerifyASN1(&priv.PublicKey, digest[:], sig.Signature) {
+		t.Error("the signature does not verify with the imported public key")
 	}
 }

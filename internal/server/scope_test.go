@@ -67,8 +67,15 @@ func TestRegions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Without KeyId, AWS answers AccessDeniedException: it does not tell
+	// where the key exists.
 	_, err = east.Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: ct.CiphertextBlob})
-	wantCode(t, err, "NotFoundException")
+	wantCode(t, err, "AccessDeniedException")
+	if err == nil || !strings.Contains(err.Error(), "The ciphertext refers to a customer master key that does not exist, does not exist in this region, or you are not allowed to access.") {
+		t.Errorf("Decrypt in us-east-1 of a Paris ciphertext: %v, want AWS's message", err)
+	}
+	_, err = east.ReEncrypt(ctx, &awskms.ReEncryptInput{CiphertextBlob: ct.CiphertextBlob, DestinationKeyId: aws.String("alias/app")})
+	wantCode(t, err, "AccessDeniedException")
 	if dec, err := paris.Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: ct.CiphertextBlob}); err != nil || string(dec.Plaintext) != "bonjour" {
 		t.Fatalf("Decrypt in eu-west-3: %v", err)
 	}

@@ -222,7 +222,8 @@ func TestEncryptDecrypt(t *testing.T) {
 		blob := bytes.Clone(enc.CiphertextBlob)
 		blob[i/8] ^= 1 << (i % 8)
 		_, err := c.Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: blob, EncryptionContext: ec})
-		if code := errCode(t, err); code != "InvalidCiphertextException" && code != "NotFoundException" {
+		// A flipped bit in the key id names a key that does not exist.
+		if code := errCode(t, err); code != "InvalidCiphertextException" && code != "AccessDeniedException" {
 			t.Fatalf("bit %d flipped: %s", i, code)
 		}
 	}
@@ -433,8 +434,9 @@ func TestKeyStates(t *testing.T) {
 	}
 	_, err = c.DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: md.KeyId})
 	wantCode(t, err, "NotFoundException")
+	// A ciphertext of a deleted key: AWS's AccessDeniedException.
 	_, err = c.Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: enc.CiphertextBlob})
-	wantCode(t, err, "NotFoundException")
+	wantCode(t, err, "AccessDeniedException")
 	_, err = c.DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: aws.String("alias/doomed")})
 	wantCode(t, err, "NotFoundException")
 }

@@ -453,8 +453,13 @@ type KeyUsage interface {
 	// GetKeyUsage returns the last recorded use of a key, or ErrNotFound.
 	GetKeyUsage(ctx context.Context, keyID string) (*KeyUse, error)
 	// KeyUsageSince returns when the store began recording key usage (when
-	// its schema gained it, to the second); it never changes.
+	// its schema gained it, to the second, or what SetKeyUsageSince set).
 	KeyUsageSince(ctx context.Context) (time.Time, error)
+	// SetKeyUsageSince sets when the store began recording key usage. It is
+	// for kmsd restore only, which carries the start of tracking of the
+	// store a snapshot was taken of into an empty store, before any kmsd
+	// serves it: a serving kmsd reads KeyUsageSince once and keeps it.
+	SetKeyUsageSince(ctx context.Context, since time.Time) error
 }
 
 // KeyUse is one successful cryptographic use of a key.
@@ -480,7 +485,7 @@ const (
 	// and which one wraps (JSON, written by kmsd root).
 	SettingRootManifest = "root-manifest"
 	// SettingInstallation records the first start of kmsd on this store:
-	// the Region it serves and when (JSON, written once by kmsd serve). A
+	// its default Region then and when (JSON, written once by kmsd serve). A
 	// store that has it has been in use.
 	SettingInstallation = "installation"
 	// SettingAuditAnchorPrefix starts the name of the anchor of each

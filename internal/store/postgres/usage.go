@@ -67,3 +67,20 @@ func (s *Store) KeyUsageSince(ctx context.Context) (time.Time, error) {
 	}
 	return decodeTime(since), nil
 }
+
+// SetKeyUsageSince sets when the store began recording key usage (kmsd
+// restore).
+func (s *Store) SetKeyUsageSince(ctx context.Context, since time.Time) error {
+	at, err := encodeTime(since)
+	if err != nil || at == nil {
+		return fmt.Errorf("set key usage tracking start: time %v: %v", since, err)
+	}
+	err = s.write(ctx, func(tx *writeTx) error {
+		_, err := tx.q.Exec(ctx, `UPDATE key_usage_since SET since = $1 WHERE id = 1`, *at)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("set key usage tracking start: %w", err)
+	}
+	return nil
+}

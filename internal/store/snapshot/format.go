@@ -16,10 +16,10 @@ import (
 	"github.com/kmsd/kmsd/internal/store"
 )
 
-// The snapshot format, version 1 (docs/operations.md, "Backup and
+// The snapshot format, version 2 (docs/operations.md, "Backup and
 // restore", describes it for readers without this code):
 //
-//	{"format":"kmsd-snapshot","version":1,"created":"2026-01-02T03:04:05.123456789Z"}
+//	{"format":"kmsd-snapshot","version":2,"created":"2026-01-02T03:04:05.123456789Z","key_usage_since":"…"}
 //	{"kind":"setting",...}           every setting, by name
 //	{"kind":"custom_key_store",...}  every custom key store, by id
 //	{"kind":"access_key",...}        every access key, by id
@@ -27,7 +27,8 @@ import (
 //	{"kind":"material",...}            materials in the order the store lists them,
 //	{"kind":"import_params",...}       import parameters by id,
 //	{"kind":"grant",...}               grants by id,
-//	{"kind":"alias",...}               aliases by (account, region, name)
+//	{"kind":"alias",...}               aliases by (account, region, name),
+//	{"kind":"key_usage",...}           its last recorded use, if any
 //	{"kind":"end","counts":{...},"sha256":"..."}
 //
 // Every line is one JSON object ending in "\n", in its canonical form:
@@ -40,11 +41,19 @@ import (
 // strings are standard base64 with padding. The end record counts the
 // records of each kind and holds the SHA-256 (lowercase hex) of every byte
 // before it, header included.
+//
+// Version 1 (kmsd before multi-Region keys and GetKeyLastUsage) had no
+// key_usage_since in its header, no multi_region_key_id and primary_region
+// in its key records, no key_usage records and no key_usage count. Decode
+// reads it still, in its own canonical form: its keys are single-Region
+// keys and it holds no key usage. Encode writes version 2 only.
 
-// Format and Version name the format the header line declares.
+// Format and Version name the format the header line declares; Decode
+// also reads VersionOne.
 const (
-	Format  = "kmsd-snapshot"
-	Version = 1
+	Format     = "kmsd-snapshot"
+	Version    = 2
+	VersionOne = 1
 )
 
 // maxLine bounds one line, so that a file that is not a snapshot cannot
@@ -65,14 +74,22 @@ const (
 	kindImportParams   = "import_params"
 	kindGrant          = "grant"
 	kindAlias          = "alias"
+	kindKeyUsage       = "key_usage"
 	kindEnd            = "end"
 )
 
-// header is the first line.
-type header struct {
+// headerV1 is the first line of version 1.
+type headerV1 struct {
 	Format  string `json:"format"`
 	Version int    `json:"version"`
 	Created stamp  `json:"created"`
+}
+
+// header is the first line: version 1's and when the store began recording
+// key usage (null in a snapshot of a store that records none).
+type header struct {
+	headerV1
+	KeyUsageSince stamp `json:"key_usage_since"`
 }
 
 // The records, one type per kind. They are the format, not the store's
@@ -116,7 +133,8 @@ type tagRecord struct {
 	Value string `json:"value"`
 }
 
-type keyRecord struct {
+// keyRecordV1 is the key record of version 1.
+type keyRecordV1 struct {
 	Kind               string      `json:"kind"`
 	ID                 string      `json:"id"`
 	Account            string      `json:"account"`
@@ -141,6 +159,25 @@ type keyRecord struct {
 	ExpirationModel    string      `json:"expiration_model"`
 	CustomKeyStoreID   string      `json:"custom_key_store_id"`
 	Revision           int64       `json:"revision"`
+}
+
+// keyRecord is version 1's key record and the key's multi-Region key id and
+// primary Region (both "" for a single-Region key). Its members are
+// encoded in this order: version 1's, then these two.
+type keyRecord struct {
+	keyRecordV1
+	MultiRegionKeyID string `json:"multi_region_key_id"`
+	PrimaryRegion    string `json:"primary_region"`
+}
+
+// keyUsageRecord is the last recorded use of the key it follows.
+type keyUsageRecord struct {
+	Kind      string `json:"kind"`
+	KeyID     string `json:"key_id"`
+	Operation string `json:"operation"`
+	Time      stamp  `json:"time"`
+	RequestID string `json:"request_id"`
+	EventID   string `json:"event_id"`
 }
 
 type materialRecord struct {
@@ -200,12 +237,36 @@ type Counts struct {
 	ImportParams    int `json:"import_params"`
 	Grants          int `json:"grant"`
 	Aliases         int `json:"alias"`
+	KeyUsage        int `json:"key_usage"`
 }
 
 type endRecord struct {
 	Kind   string `json:"kind"`
 	Counts Counts `json:"counts"`
 	SHA256 string `json:"sha256"`
+}
+
+// countsV1 and endRecordV1 are version 1's end record, without key_usage.
+type countsV1 struct {
+	Settings        int `json:"setting"`
+	CustomKeyStores int `json:"custom_key_store"`
+	AccessKeys      int `json:"access_key"`
+	Keys            int `json:"key"`
+	Materials       int `json:"material"`
+	ImportParams    int `json:"import_params"`
+	Grants          int `json:"grant"`
+	Aliases         int `json:"alias"`
+}
+
+func (c countsV1) counts() Counts {
+	return Counts{Settings: c.Settings, CustomKeyStores: c.CustomKeyStores, AccessKeys: c.AccessKeys, Keys: c.Keys,
+		Materials: c.Materials, ImportParams: c.ImportParams, Grants: c.Grants, Aliases: c.Aliases}
+}
+
+type endRecordV1 struct {
+	Kind   string   `json:"kind"`
+	Counts countsV1 `json:"counts"`
+	SHA256 string   `json:"sha256"`
 }
 
 // stamp is a time in the format: RFC 3339 in UTC with as many fractional
@@ -287,7 +348,8 @@ func Encode(w io.Writer, s *Snapshot) error {
 		return err
 	}
 	e := &encoder{w: w, sum: sha256.New()}
-	e.line(&header{Format: Format, Version: Version, Created: stampOf(s.Created)})
+	e.line(&header{headerV1: headerV1{Format: Format, Version: Version, Created: stampOf(s.Created)},
+		KeyUsageSince: stampOf(s.KeyUsageSince)})
 	for _, st := range s.Settings {
 		e.line(&settingRecord{Kind: kindSetting, Name: st.Name, Value: blob(st.Value), Revision: st.Revision, Updated: stampOf(st.Updated)})
 	}
@@ -321,6 +383,10 @@ func Encode(w io.Writer, s *Snapshot) error {
 			e.line(&aliasRecord{Kind: kindAlias, Account: a.Account, Region: a.Region, Name: a.Name, KeyID: a.KeyID,
 				Created: stampOf(a.Created), Updated: stampOf(a.Updated), Revision: a.Revision})
 		}
+		if u := k.Usage; u != nil {
+			e.line(&keyUsageRecord{Kind: kindKeyUsage, KeyID: u.KeyID, Operation: u.Operation, Time: stampOf(u.Time),
+				RequestID: u.RequestID, EventID: u.EventID})
+		}
 	}
 	if e.err != nil {
 		return e.err
@@ -335,13 +401,28 @@ func keyRecordOf(k *store.Key) *keyRecord {
 	for i, t := range k.Tags {
 		tags[i] = tagRecord{Key: t.Key, Value: t.Value}
 	}
-	return &keyRecord{Kind: kindKey, ID: k.ID, Account: k.Account, Region: k.Region, Description: k.Description,
+	return &keyRecord{keyRecordV1: keyRecordV1{Kind: kindKey, ID: k.ID, Account: k.Account, Region: k.Region, Description: k.Description,
 		KeySpec: k.KeySpec, KeyUsage: k.KeyUsage, Origin: k.Origin, KeyManager: k.KeyManager, State: k.State,
 		Created: stampOf(k.Created), DeletionDate: stampOf(k.DeletionDate), PendingWindowDays: k.PendingWindowDays,
 		Policy: k.Policy, Tags: tags, CurrentMaterial: k.CurrentMaterial, RotationEnabled: k.RotationEnabled,
 		RotationPeriodDays: k.RotationPeriodDays, NextRotation: stampOf(k.NextRotation), OnDemandRotations: k.OnDemandRotations,
 		MaterialValidTo: stampOf(k.MaterialValidTo), ExpirationModel: k.ExpirationModel, CustomKeyStoreID: k.CustomKeyStoreID,
-		Revision: k.Revision}
+		Revision: k.Revision}, MultiRegionKeyID: k.MultiRegionKeyID, PrimaryRegion: k.PrimaryRegion}
+}
+
+// keyOf is the store's key of a key record.
+func keyOf(r *keyRecord) *store.Key {
+	k := &store.Key{ID: r.ID, Account: r.Account, Region: r.Region, Description: r.Description, KeySpec: r.KeySpec,
+		KeyUsage: r.KeyUsage, Origin: r.Origin, KeyManager: r.KeyManager, State: r.State, Created: r.Created.time(),
+		DeletionDate: r.DeletionDate.time(), PendingWindowDays: r.PendingWindowDays, Policy: r.Policy,
+		CurrentMaterial: r.CurrentMaterial, RotationEnabled: r.RotationEnabled, RotationPeriodDays: r.RotationPeriodDays,
+		NextRotation: r.NextRotation.time(), OnDemandRotations: r.OnDemandRotations, MaterialValidTo: r.MaterialValidTo.time(),
+		ExpirationModel: r.ExpirationModel, CustomKeyStoreID: r.CustomKeyStoreID, Revision: r.Revision,
+		MultiRegionKeyID: r.MultiRegionKeyID, PrimaryRegion: r.PrimaryRegion}
+	for _, t := range r.Tags {
+		k.Tags = append(k.Tags, store.Tag{Key: t.Key, Value: t.Value})
+	}
+	return k
 }
 
 // encoder writes lines and hashes them; the first error sticks.
@@ -423,9 +504,10 @@ func Decode(r io.Reader) (*Snapshot, error) {
 }
 
 type decoder struct {
-	r   *bufio.Reader
-	sum hash.Hash
-	n   int // lines read
+	r       *bufio.Reader
+	sum     hash.Hash
+	n       int // lines read
+	version int // the header's
 }
 
 // next returns the next line with its "\n", or io.EOF at the end of the
@@ -489,21 +571,34 @@ func (d *decoder) decode() (*Snapshot, error) {
 	if json.Unmarshal(line, &probe) != nil || probe.Format != Format {
 		return nil, fmt.Errorf("the first line is not a %s header", Format)
 	}
-	if probe.Version != Version {
-		return nil, fmt.Errorf("snapshot format version %d: this kmsd reads version %d only", probe.Version, Version)
+	var s *Snapshot
+	switch probe.Version {
+	case Version:
+		var h header
+		if err := canonical(line, &h); err != nil {
+			return nil, fmt.Errorf("header: %w", err)
+		}
+		s = &Snapshot{Created: h.Created.time(), KeyUsageSince: h.KeyUsageSince.time()}
+	case VersionOne:
+		var h headerV1
+		if err := canonical(line, &h); err != nil {
+			return nil, fmt.Errorf("header: %w", err)
+		}
+		s = &Snapshot{Created: h.Created.time()}
+	default:
+		return nil, fmt.Errorf("snapshot format version %d: this kmsd reads versions %d and %d only", probe.Version, VersionOne, Version)
 	}
-	var h header
-	if err := canonical(line, &h); err != nil {
-		return nil, fmt.Errorf("header: %w", err)
-	}
+	d.version = probe.Version
 	d.sum.Write(line)
-	s := &Snapshot{Created: h.Created.time()}
 
 	// phase is the kind of the last record: records come in the order
 	// of the kinds, and a key's own records after it.
 	phase := 0
 	order := map[string]int{kindSetting: 1, kindCustomKeyStore: 2, kindAccessKey: 3, kindKey: 4,
-		kindMaterial: 5, kindImportParams: 6, kindGrant: 7, kindAlias: 8}
+		kindMaterial: 5, kindImportParams: 6, kindGrant: 7, kindAlias: 8, kindKeyUsage: 9}
+	if d.version == VersionOne {
+		delete(order, kindKeyUsage) // version 1 has none
+	}
 	var key *Key
 	for {
 		line, err := d.next()
@@ -578,19 +673,14 @@ func (d *decoder) record(line []byte, kind string, s *Snapshot, key **Key) error
 			WrappedSecret: r.WrappedSecret, Created: r.Created.time()})
 	case kindKey:
 		var r keyRecord
-		if err := canonical(line, &r); err != nil {
+		if d.version == VersionOne {
+			if err := canonical(line, &r.keyRecordV1); err != nil {
+				return err
+			}
+		} else if err := canonical(line, &r); err != nil {
 			return err
 		}
-		k := &store.Key{ID: r.ID, Account: r.Account, Region: r.Region, Description: r.Description, KeySpec: r.KeySpec,
-			KeyUsage: r.KeyUsage, Origin: r.Origin, KeyManager: r.KeyManager, State: r.State, Created: r.Created.time(),
-			DeletionDate: r.DeletionDate.time(), PendingWindowDays: r.PendingWindowDays, Policy: r.Policy,
-			CurrentMaterial: r.CurrentMaterial, RotationEnabled: r.RotationEnabled, RotationPeriodDays: r.RotationPeriodDays,
-			NextRotation: r.NextRotation.time(), OnDemandRotations: r.OnDemandRotations, MaterialValidTo: r.MaterialValidTo.time(),
-			ExpirationModel: r.ExpirationModel, CustomKeyStoreID: r.CustomKeyStoreID, Revision: r.Revision}
-		for _, t := range r.Tags {
-			k.Tags = append(k.Tags, store.Tag{Key: t.Key, Value: t.Value})
-		}
-		*key = &Key{Key: k}
+		*key = &Key{Key: keyOf(&r)}
 		s.Keys = append(s.Keys, *key)
 	case kindMaterial:
 		var r materialRecord
@@ -623,6 +713,15 @@ func (d *decoder) record(line []byte, kind string, s *Snapshot, key **Key) error
 		}
 		(*key).Aliases = append((*key).Aliases, &store.Alias{Account: r.Account, Region: r.Region, Name: r.Name,
 			KeyID: r.KeyID, Created: r.Created.time(), Updated: r.Updated.time(), Revision: r.Revision})
+	case kindKeyUsage:
+		var r keyUsageRecord
+		if err := canonical(line, &r); err != nil {
+			return err
+		}
+		if (*key).Usage != nil {
+			return fmt.Errorf("a second use of key %q", (*key).Key.ID)
+		}
+		(*key).Usage = &store.KeyUse{KeyID: r.KeyID, Operation: r.Operation, Time: r.Time.time(), RequestID: r.RequestID, EventID: r.EventID}
 	}
 	// Each record is checked where it joins the snapshot, so that the
 	// error names its line.
@@ -633,7 +732,13 @@ func (d *decoder) record(line []byte, kind string, s *Snapshot, key **Key) error
 // follows it.
 func (d *decoder) end(line []byte, s *Snapshot) error {
 	var r endRecord
-	if err := canonical(line, &r); err != nil {
+	if d.version == VersionOne {
+		var r1 endRecordV1
+		if err := canonical(line, &r1); err != nil {
+			return fmt.Errorf("end record: %w", err)
+		}
+		r = endRecord{Kind: r1.Kind, Counts: r1.Counts.counts(), SHA256: r1.SHA256}
+	} else if err := canonical(line, &r); err != nil {
 		return fmt.Errorf("end record: %w", err)
 	}
 	if got := s.Counts(); got != r.Counts {

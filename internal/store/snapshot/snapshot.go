@@ -33,7 +33,10 @@ import (
 // (byte order, all unique and not empty).
 type Snapshot struct {
 	// Created is when the snapshot was taken.
-	Created         time.Time
+	Created time.Time
+	// KeyUsageSince is when the store began recording key usage (zero in a
+	// snapshot of format version 1, which holds no key usage).
+	KeyUsageSince   time.Time
 	Settings        []*store.Setting
 	CustomKeyStores []*store.CustomKeyStore
 	AccessKeys      []*store.AccessKey
@@ -53,6 +56,9 @@ type Key struct {
 	ImportParams []*store.ImportParams
 	Grants       []*store.Grant
 	Aliases      []*store.Alias
+	// Usage is the key's last recorded use (GetKeyLastUsage), nil when
+	// none was recorded.
+	Usage *store.KeyUse
 }
 
 // pageSize is how many keys, access keys or custom key stores Take asks
@@ -88,6 +94,9 @@ func take(ctx context.Context, tx store.Tx, now time.Time) (*Snapshot, error) {
 	if s.Settings, err = tx.ListSettings(ctx); err != nil {
 		return nil, err
 	}
+	if s.KeyUsageSince, err = tx.KeyUsageSince(ctx); err != nil {
+		return nil, err
+	}
 	if s.CustomKeyStores, err = pages(func(after string) ([]*store.CustomKeyStore, string, error) {
 		cs, err := tx.ListCustomKeyStores(ctx, "", "", after, pageSize)
 		return cs, lastID(cs, func(c *store.CustomKeyStore) string { return c.ID }), err
@@ -119,6 +128,12 @@ func take(ctx context.Context, tx store.Tx, now time.Time) (*Snapshot, error) {
 			return nil, err
 		}
 		if e.Aliases, err = tx.ListAliasesOfKey(ctx, k.ID); err != nil {
+			return nil, err
+		}
+		switch e.Usage, err = tx.GetKeyUsage(ctx, k.ID); {
+		case errors.Is(err, store.ErrNotFound):
+			e.Usage = nil
+		case err != nil:
 			return nil, err
 		}
 		s.Keys = append(s.Keys, e)
@@ -163,6 +178,9 @@ func (s *Snapshot) Counts() Counts {
 		c.ImportParams += len(k.ImportParams)
 		c.Grants += len(k.Grants)
 		c.Aliases += len(k.Aliases)
+		if k.Usage != nil {
+			c.KeyUsage++
+		}
 	}
 	return c
 }
@@ -246,6 +264,14 @@ func restore(ctx context.Context, tx store.Tx, s *Snapshot) error {
 	if _, err := tx.PutSetting(ctx, store.SettingRestored, []byte(marker), 0); err != nil {
 		return err
 	}
+	// GetKeyLastUsage reports the start of tracking of the store the
+	// uses were recorded in, not the restore's (a version 1 snapshot has
+	// none: the new store's own stays).
+	if !s.KeyUsageSince.IsZero() {
+		if err := tx.SetKeyUsageSince(ctx, s.KeyUsageSince); err != nil {
+			return err
+		}
+	}
 	for _, c := range s.CustomKeyStores {
 		if err := tx.CreateCustomKeyStore(ctx, c); err != nil {
 			return err
@@ -281,6 +307,11 @@ func restore(ctx context.Context, tx store.Tx, s *Snapshot) error {
 		}
 		for _, a := range k.Aliases {
 			if err := tx.CreateAlias(ctx, a); err != nil {
+				return err
+			}
+		}
+		if k.Usage != nil {
+			if err := tx.RecordKeyUsage(ctx, []*store.KeyUse{k.Usage}); err != nil {
 				return err
 			}
 		}
@@ -329,6 +360,9 @@ func (s *Snapshot) check() error {
 				return err
 			}
 		}
+		if err := checkUsage(k); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -356,6 +390,8 @@ func (s *Snapshot) checkLast(kind string) error {
 		return checkGrant(k, len(k.Grants)-1)
 	case kindAlias:
 		return checkAlias(k, len(k.Aliases)-1)
+	case kindKeyUsage:
+		return checkUsage(k)
 	}
 	return fmt.Errorf("unknown kind %q", kind)
 }
@@ -445,6 +481,22 @@ func checkAlias(k *Key, i int) error {
 		if cmpAlias(p, a) >= 0 {
 			return fmt.Errorf("alias %s/%s/%s after %s/%s/%s: out of order or repeated", a.Account, a.Region, a.Name, p.Account, p.Region, p.Name)
 		}
+	}
+	return nil
+}
+
+// checkUsage checks that the use of k, if any, names it and has a time:
+// RecordKeyUsage could not restore it otherwise.
+func checkUsage(k *Key) error {
+	u := k.Usage
+	if u == nil {
+		return nil
+	}
+	if err := belongs("use", u.Operation, u.KeyID, k); err != nil {
+		return err
+	}
+	if u.Time.IsZero() || u.Operation == "" {
+		return fmt.Errorf("use of key %q without a time or operation", u.KeyID)
 	}
 	return nil
 }

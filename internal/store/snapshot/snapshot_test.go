@@ -18,7 +18,7 @@ import (
 	"github.com/kmsd/kmsd/internal/store/backend"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/v1.snapshot")
+var update = flag.Bool("update", false, "rewrite testdata/v2.snapshot")
 
 // base is a fixed instant the test records are dated from.
 var base = time.Date(2025, 3, 14, 15, 9, 26, 535_897_932, time.UTC)
@@ -144,6 +144,23 @@ func populate(t *testing.T, st store.Store) {
 		}
 		must(st.CreateKey(ctx, k, m))
 	}
+
+	// A multi-Region key: its primary in us-east-1 and replicas in two
+	// other Regions, each a record of its own with its own copy of the
+	// material, sharing the mrk- id and naming the primary's Region.
+	const mrk = "mrk-0123456789abcdef0123456789abcdef"
+	for _, reg := range []string{"us-east-1", "eu-central-1", "ap-northeast-1"} {
+		k := &store.Key{ID: mrk + "/" + reg, Account: "111122223333", Region: reg, KeySpec: "HMAC_256",
+			KeyUsage: "GENERATE_VERIFY_MAC", Origin: "AWS_KMS", KeyManager: "CUSTOMER", State: "Enabled", Created: base,
+			CurrentMaterial: hex64("7"), MultiRegionKeyID: mrk, PrimaryRegion: "us-east-1"}
+		must(st.CreateKey(ctx, k, &store.Material{ID: hex64("7"), Wrapped: []byte("copy for " + reg), Created: base}))
+	}
+
+	// Last uses (GetKeyLastUsage) of two keys, one a replica.
+	must(st.RecordKeyUsage(ctx, []*store.KeyUse{
+		{KeyID: sym.ID, Operation: "Decrypt", Time: base.Add(2 * time.Hour), RequestID: "req-1", EventID: "event-1"},
+		{KeyID: mrk + "/eu-central-1", Operation: "GenerateMac", Time: base.Add(3*time.Hour + 1), RequestID: "req-2", EventID: "event-2"},
+	}))
 }
 
 // mustTake takes a snapshot of st, failing the test on error.
@@ -205,7 +222,7 @@ func TestRoundTrip(t *testing.T) {
 				src := openSrc(t)
 				populate(t, src)
 				s := mustTake(t, src)
-				want := Counts{Settings: 2, CustomKeyStores: 1, AccessKeys: 2, Keys: 6, Materials: 8, ImportParams: 2, Grants: 2, Aliases: 3}
+				want := Counts{Settings: 2, CustomKeyStores: 1, AccessKeys: 2, Keys: 9, Materials: 11, ImportParams: 2, Grants: 2, Aliases: 3, KeyUsage: 2}
 				if got := s.Counts(); got != want {
 					t.Fatalf("Counts = %+v, want %+v", got, want)
 				}
@@ -248,6 +265,31 @@ func TestRoundTrip(t *testing.T) {
 				if got, want := restored(again), restored(s); !reflect.DeepEqual(got, want) {
 					t.Errorf("restored store differs:\n got %s\nwant %s", encode(t, got), encode(t, want))
 				}
+				// What the service reads of them: the related keys of the
+				// multi-Region key, the last uses and the start of tracking.
+				const mrk = "mrk-0123456789abcdef0123456789abcdef"
+				related, err := dst.ListMultiRegionKeys(ctx, mrk)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var regions []string
+				for _, k := range related {
+					if k.PrimaryRegion != "us-east-1" {
+						t.Errorf("restored %s: PrimaryRegion %q, want us-east-1", k.ID, k.PrimaryRegion)
+					}
+					regions = append(regions, k.Region)
+				}
+				if want := []string{"ap-northeast-1", "eu-central-1", "us-east-1"}; !slices.Equal(regions, want) {
+					t.Errorf("ListMultiRegionKeys after the restore: Regions %v, want %v", regions, want)
+				}
+				if u, err := dst.GetKeyUsage(ctx, mrk+"/eu-central-1"); err != nil || u.Operation != "GenerateMac" ||
+					!u.Time.Equal(base.Add(3*time.Hour+1)) || u.EventID != "event-2" {
+					t.Errorf("restored last use of the replica = %+v, %v", u, err)
+				}
+				srcSince, _ := src.KeyUsageSince(ctx)
+				if since, err := dst.KeyUsageSince(ctx); err != nil || !since.Equal(srcSince) || srcSince.IsZero() {
+					t.Errorf("restored KeyUsageSince = %v, %v; want the source's %v", since, err, srcSince)
+				}
 
 				// The restored store's change feed holds the restore's own
 				// changes, one per record written (import parameters record
@@ -261,7 +303,7 @@ func TestRoundTrip(t *testing.T) {
 					byKind[c.Kind]++
 				}
 				wantKinds := map[string]int{store.ChangeSetting: 3, store.ChangeCustomKeyStore: 1, store.ChangeAccessKey: 2,
-					store.ChangeKey: 6, store.ChangeMaterial: 8, store.ChangeGrant: 2, store.ChangeAlias: 3}
+					store.ChangeKey: 9, store.ChangeMaterial: 11, store.ChangeGrant: 2, store.ChangeAlias: 3}
 				if !reflect.DeepEqual(byKind, wantKinds) {
 					t.Errorf("changes recorded by the restore = %v, want %v", byKind, wantKinds)
 				}
@@ -352,10 +394,10 @@ func TestRestoreFailureWritesNothing(t *testing.T) {
 	}
 }
 
-// golden is a snapshot with every kind and field, built without a store,
-// whose encoding testdata/v1.snapshot pins: version 1 is read by every
-// later kmsd, so its bytes never change.
-func golden() *Snapshot {
+// goldenV1 is the snapshot testdata/v1.snapshot holds: every kind and field
+// of format version 1, which every later kmsd reads, so that file never
+// changes.
+func goldenV1() *Snapshot {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 600_000_000, time.UTC)
 	key := &store.Key{ID: "1234abcd-12ab-34cd-56ef-1234567890ab", Account: "111122223333", Region: "us-east-1",
 		Description: "<b>&\"x\"\u2028\n", KeySpec: "SYMMETRIC_DEFAULT", KeyUsage: "ENCRYPT_DECRYPT", Origin: "EXTERNAL",
@@ -387,10 +429,59 @@ func golden() *Snapshot {
 	}
 }
 
-const goldenFile = "testdata/v1.snapshot"
+// golden is a snapshot with every kind and field of the current format
+// (version 2), built without a store, whose encoding testdata/v2.snapshot
+// pins: each version is read by every later kmsd, so its bytes never
+// change. It is goldenV1 with the start of key usage tracking, a last use
+// and a multi-Region replica key.
+func golden() *Snapshot {
+	s := goldenV1()
+	t0 := s.Created
+	s.KeyUsageSince = t0.Add(-24*time.Hour + 7)
+	k := s.Keys[0]
+	k.Usage = &store.KeyUse{KeyID: k.Key.ID, Operation: "Decrypt", Time: t0.Add(time.Minute), RequestID: "req-<1>", EventID: "ev-1"}
+	const mrk = "mrk-1234abcd12ab34cd56ef1234567890ab"
+	replica := &store.Key{ID: mrk + "/eu-central-1", Account: "111122223333", Region: "eu-central-1", KeySpec: "SYMMETRIC_DEFAULT",
+		KeyUsage: "ENCRYPT_DECRYPT", Origin: "AWS_KMS", KeyManager: "CUSTOMER", State: "Enabled", Created: t0,
+		Policy: `{"Version":"2012-10-17"}`, CurrentMaterial: strings.Repeat("e", 64), Revision: 1,
+		MultiRegionKeyID: mrk, PrimaryRegion: "us-east-1"}
+	s.Keys = append(s.Keys, &Key{Key: replica, Materials: []*store.Material{
+		{KeyID: replica.ID, ID: strings.Repeat("e", 64), Wrapped: []byte("copy"), Created: t0}}})
+	return s
+}
 
-// TestGolden checks that version 1 encodes as it always did, and that the
-// fixed file decodes to the snapshot it was made from.
+const (
+	goldenFile   = "testdata/v2.snapshot"
+	goldenV1File = "testdata/v1.snapshot"
+)
+
+// TestGoldenV1 checks that a snapshot of format version 1 (of a kmsd
+// before multi-Region keys) still decodes to what it was made from, and
+// re-encodes as version 2 holding the same records.
+func TestGoldenV1(t *testing.T) {
+	in, err := os.ReadFile(goldenV1File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := Decode(bytes.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := goldenV1(); !reflect.DeepEqual(dec, g) {
+		t.Errorf("Decode(%s) =\n%+v\nwant\n%+v", goldenV1File, dec, g)
+	}
+	enc := encode(t, dec)
+	if !bytes.HasPrefix(enc, []byte(`{"format":"kmsd-snapshot","version":2,`)) {
+		t.Errorf("a decoded version 1 snapshot encodes as %.60q, want version 2", enc)
+	}
+	again, err := Decode(bytes.NewReader(enc))
+	if err != nil || !reflect.DeepEqual(again, dec) {
+		t.Errorf("version 1 snapshot re-encoded as version 2 decodes to %+v, %v", again, err)
+	}
+}
+
+// TestGolden checks that the current version encodes as it always did, and
+// that the fixed file decodes to the snapshot it was made from.
 func TestGolden(t *testing.T) {
 	enc := encode(t, golden())
 	if *update {
@@ -436,13 +527,17 @@ func TestDecodeRefuses(t *testing.T) {
 	cases := map[string][]byte{
 		"empty":                  nil,
 		"not a snapshot":         []byte("SQLite format 3\x00"),
-		"newer version":          replaceLine(0, `"version":1`, `"version":2`),
+		"newer version":          replaceLine(0, `"version":2`, `"version":3`),
+		"older version":          replaceLine(0, `"version":2`, `"version":1`),
+		"key usage twice":        join(append(append([]string{}, lines[:n-3]...), lines[n-4], lines[n-3], lines[n-2], lines[n-1])...),
+		"key usage of other key": replaceLine(n-4, `"key_id":"1234abcd`, `"key_id":"0234abcd`),
+		"key usage before alias": join(append(append([]string{}, lines[:n-5]...), lines[n-4], lines[n-5], lines[n-3], lines[n-2], lines[n-1])...),
 		"header only":            join(lines[0]),
 		"truncated at a line":    join(lines[:n-1]...),
 		"truncated mid-line":     good[:len(good)-10],
 		"no final newline":       good[:len(good)-1],
 		"altered blob":           replaceLine(1, `"value":"ey`, `"value":"eX`),
-		"altered count":          replaceLine(n-1, `"key":1`, `"key":2`),
+		"altered count":          replaceLine(n-1, `"key":2`, `"key":3`),
 		"altered sum":            replaceLine(n-1, `"sha256":"`, `"sha256":"0`),
 		"unknown kind":           replaceLine(1, `"kind":"setting"`, `"kind":"settings"`),
 		"unknown member":         replaceLine(3, `"created"`, `"extra":1,"created"`),
@@ -498,7 +593,7 @@ func FuzzSnapshot(f *testing.F) {
 	f.Add(good)
 	f.Add(encodeOrPanic(&Snapshot{Created: time.Unix(0, 1).UTC()}))
 	f.Add(good[:len(good)/2])
-	f.Add([]byte(`{"format":"kmsd-snapshot","version":1,"created":null}` + "\n"))
+	f.Add([]byte(`{"format":"kmsd-snapshot","version":2,"created":null,"key_usage_since":null}` + "\n"))
 	seeds, _ := filepath.Glob("testdata/*.snapshot")
 	for _, p := range seeds {
 		if b, err := os.ReadFile(p); err == nil {
@@ -517,6 +612,15 @@ func FuzzSnapshot(f *testing.F) {
 		if err := Encode(&buf, s); err != nil {
 			t.Fatalf("Encode of a decoded snapshot: %v", err)
 		}
+		// Version 1 is re-encoded as the current version, holding the
+		// same records; the current version as the very same bytes.
+		if bytes.HasPrefix(in, []byte(`{"format":"kmsd-snapshot","version":1,`)) {
+			again, err := Decode(bytes.NewReader(buf.Bytes()))
+			if err != nil || !reflect.DeepEqual(again, s) {
+				t.Fatalf("version 1 snapshot re-encoded decodes to %+v, %v; want %+v", again, err, s)
+			}
+			return
+		}
 		if !bytes.Equal(buf.Bytes(), in) {
 			t.Fatalf("re-encoded snapshot differs:\n in %q\nout %q", in, buf.Bytes())
 		}
@@ -529,4 +633,71 @@ func encodeOrPanic(s *Snapshot) []byte {
 		panic(err)
 	}
 	return buf.Bytes()
+}
+
+// fill sets every field of the struct v points to to a value that is not
+// its zero value, by reflection, so that a field added to a store record
+// is in the snapshot below without anyone adding it by hand.
+func fill(t *testing.T, v any, t0 time.Time) {
+	t.Helper()
+	rv := reflect.ValueOf(v).Elem()
+	for i := range rv.NumField() {
+		f, name := rv.Field(i), rv.Type().Field(i).Name
+		switch {
+		case f.Type() == reflect.TypeOf(time.Time{}):
+			f.Set(reflect.ValueOf(t0.Add(time.Duration(i) * time.Second)))
+		case f.Type() == reflect.TypeOf([]store.Tag{}):
+			f.Set(reflect.ValueOf([]store.Tag{{Key: "k", Value: "v"}}))
+		case f.Type() == reflect.TypeOf([]string{}):
+			f.Set(reflect.ValueOf([]string{"Decrypt"}))
+		case f.Type() == reflect.TypeOf(map[string]string{}):
+			f.Set(reflect.ValueOf(map[string]string{"a": name}))
+		case f.Type() == reflect.TypeOf([]byte{}):
+			f.SetBytes([]byte(name))
+		case f.Kind() == reflect.String:
+			f.SetString(name)
+		case f.Kind() == reflect.Int || f.Kind() == reflect.Int64:
+			f.SetInt(int64(i + 1))
+		case f.Kind() == reflect.Bool:
+			f.SetBool(true)
+		default:
+			t.Fatalf("fill: field %s of %T has a type (%s) the test does not know: teach fill and the snapshot format", name, v, f.Type())
+		}
+	}
+}
+
+// TestEveryFieldCarried puts records with every field set into a snapshot:
+// each comes back from Encode and Decode as it was. A field added to a store
+// record and forgotten by the format (as the multi-Region key id and last
+// uses once were) fails here.
+func TestEveryFieldCarried(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	var (
+		setting store.Setting
+		cks     store.CustomKeyStore
+		ak      store.AccessKey
+		key     store.Key
+		mat     store.Material
+		params  store.ImportParams
+		grant   store.Grant
+		alias   store.Alias
+		use     store.KeyUse
+	)
+	for _, v := range []any{&setting, &cks, &ak, &key, &mat, &params, &grant, &alias, &use} {
+		fill(t, v, t0)
+	}
+	for _, id := range []*string{&mat.KeyID, &params.KeyID, &grant.KeyID, &alias.KeyID, &use.KeyID} {
+		*id = key.ID
+	}
+	s := &Snapshot{Created: t0, KeyUsageSince: t0.Add(-time.Hour), Settings: []*store.Setting{&setting},
+		CustomKeyStores: []*store.CustomKeyStore{&cks}, AccessKeys: []*store.AccessKey{&ak},
+		Keys: []*Key{{Key: &key, Materials: []*store.Material{&mat}, ImportParams: []*store.ImportParams{&params},
+			Grants: []*store.Grant{&grant}, Aliases: []*store.Alias{&alias}, Usage: &use}}}
+	got, err := Decode(bytes.NewReader(encode(t, s)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, s) {
+		t.Errorf("a snapshot with every field set comes back as\n%s\nwant\n%s", encode(t, got), encode(t, s))
+	}
 }

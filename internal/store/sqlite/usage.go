@@ -67,3 +67,20 @@ func (s *Store) KeyUsageSince(ctx context.Context) (time.Time, error) {
 	}
 	return decodeTime(since), nil
 }
+
+// SetKeyUsageSince sets when the store began recording key usage (kmsd
+// restore).
+func (s *Store) SetKeyUsageSince(ctx context.Context, since time.Time) error {
+	at, err := encodeTime(since)
+	if err != nil || !at.Valid {
+		return fmt.Errorf("set key usage tracking start: time %v: %v", since, err)
+	}
+	err = s.write(ctx, func(ctx context.Context, tx *writeTx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE key_usage_since SET since = ? WHERE id = 1`, at.Int64)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("set key usage tracking start: %w", err)
+	}
+	return nil
+}

@@ -148,4 +148,15 @@ func testKeyUsage(t *testing.T, s store.Store) {
 	mustCreateKey(t, s, newKey("k1", account, region), nil)
 	_, err = s.GetKeyUsage(ctx, "k1")
 	checkErrIs(t, "GetKeyUsage of a recreated key", err, store.ErrNotFound)
+
+	// A restore carries the start of tracking of the store it restores
+	// (to the nanosecond the snapshot gives), recording no change.
+	restoredSince := base.Add(-400*24*time.Hour + 123)
+	checkChanges(t, s, "SetKeyUsageSince", func() error { return s.SetKeyUsageSince(ctx, restoredSince) })
+	if got, err := s.KeyUsageSince(ctx); err != nil || !got.Equal(restoredSince) {
+		t.Errorf("KeyUsageSince after SetKeyUsageSince(%v) = %v, %v", restoredSince, got, err)
+	}
+	if err := s.SetKeyUsageSince(ctx, time.Time{}); err == nil {
+		t.Error("SetKeyUsageSince of the zero time succeeded, want an error")
+	}
 }
