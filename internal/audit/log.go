@@ -289,8 +289,8 @@ func open(ctx context.Context, opts Options, acceptReset bool) (*Log, error) {
 		return nil, err
 	}
 	l := &Log{
-		opts:   opts,
-		keyID:  keyID,
+		opts:     opts,
+		keyID:    keyID,
 		lock:     lock,
 		wake:     make(chan struct{}, 1),
 		closed:   make(chan struct{}),
