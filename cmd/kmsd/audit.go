@@ -132,13 +132,21 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer, g
 			return err
 		}
 	}
-	anchor, note, err := storeAnchor(ctx, storeConfig(cfg), pub)
+	found, err := storeAnchor(ctx, storeConfig(cfg), pub)
 	if err != nil {
 		return err
 	}
-	if note != "" {
-		fmt.Fprintf(stdout, "note: %s\n", note)
+	if found.note != "" {
+		fmt.Fprintf(stdout, "note: %s\n", found.note)
 	}
+	if found.problem != "" {
+		fmt.Fprintf(stdout, "FAILED: %s\n", found.problem)
+		return errors.New("the audit log failed verification")
+	}
+	if printKept(stdout, "", found.kept, found.keptBad) {
+		return errors.New("the store keeps records for the audit log that are not its own")
+	}
+	anchor := found.anchor
 	if anchor != nil {
 		checkpoints = append(checkpoints, *anchor)
 	}
@@ -303,6 +311,14 @@ func verifyNode(ctx context.Context, anchors storeAnchors, node string, allowOpe
 		fmt.Fprintf(stdout, "%s: FAILED: %v\n", node, err)
 		return false, 0, id
 	}
+	kept, bad, err := keptFor(ctx, anchors.st, pub)
+	if err != nil {
+		fmt.Fprintf(stdout, "%s: FAILED: %v\n", node, err)
+		return false, 0, id
+	}
+	if printKept(stdout, node+": ", kept, bad) {
+		return false, 0, id
+	}
 	cp := audit.Checkpoint{Sequence: a.Sequence, Hash: a.Hash, Source: fmt.Sprintf("the log's anchor in the store (set %s)", a.Time)}
 	rep, err := audit.Verify(filepath.Join(node, audit.DirName), pub, cp)
 	var p *audit.Problem
@@ -331,31 +347,127 @@ func verifyNode(ctx context.Context, anchors storeAnchors, node string, allowOpe
 	return true, rep.Records, id
 }
 
-// storeAnchor returns the anchor of the log signed by pub, from the store
-// of the data folder, as a checkpoint. When there is no store to read (an
-// SQLite database is opened only when it has content: opening creates
-// it), or it holds no anchor for this log, it returns a note saying the
-// anchor was not checked.
-func storeAnchor(ctx context.Context, bcfg backend.Config, pub ed25519.PublicKey) (*audit.Checkpoint, string, error) {
+// storeFindings is what the store says about one log, for verify.
+type storeFindings struct {
+	// anchor is the log's anchor as a checkpoint (nil: none to check).
+	anchor *audit.Checkpoint
+	// note says why the anchor was not checked, when it was not.
+	note string
+	// problem is set when the store shows the log is not the one it
+	// anchors (verify fails).
+	problem string
+	// kept are the records kept in the store for this log (not yet in
+	// it), and keptBad those that fail audit.CheckKept.
+	kept    []audit.KeptInfo
+	keptBad []error
+}
+
+// storeAnchor reads, from the store of the data folder, the anchor of the
+// log signed by pub and the records kept for it. When there is no store
+// to read (an SQLite database is opened only when it has content: opening
+// creates it), the anchor is not checked (a note says so). When the store
+// holds no anchor for this log but has been started on (its installation
+// record) or anchors other logs, the log is not this store's — another
+// folder's log and signing key put in place of its own, or its anchor
+// removed — and verify fails, as kmsd serve refuses to start on it.
+func storeAnchor(ctx context.Context, bcfg backend.Config, pub ed25519.PublicKey) (storeFindings, error) {
+	var out storeFindings
 	if bcfg.InDataFolder() {
 		fi, err := os.Stat(filepath.Join(bcfg.DataDir, backend.DatabaseFile))
 		if err != nil || fi.Size() == 0 {
-			return nil, fmt.Sprintf("no store in %s: the log's anchor was not checked", bcfg.DataDir), nil
+			out.note = fmt.Sprintf("no store in %s: the log's anchor was not checked", bcfg.DataDir)
+			return out, nil
 		}
 	}
 	st, err := backend.Open(ctx, bcfg)
 	if err != nil {
-		return nil, "", fmt.Errorf("open store (for the log's anchor): %w", err)
+		return out, fmt.Errorf("open store (for the log's anchor): %w", err)
 	}
 	defer st.Close()
-	a, _, err := storeAnchors{st}.LoadAnchor(ctx, audit.KeyID(pub))
+	id := audit.KeyID(pub)
+	if out.kept, out.keptBad, err = keptFor(ctx, st, pub); err != nil {
+		return out, err
+	}
+	a, _, err := storeAnchors{st}.LoadAnchor(ctx, id)
 	if errors.Is(err, audit.ErrNoAnchor) {
-		return nil, fmt.Sprintf("the store in %s holds no anchor for log %s: the log's anchor was not checked", bcfg.DataDir, audit.KeyID(pub)), nil
+		inst, _, err := loadInstallation(ctx, st)
+		if err != nil {
+			return out, err
+		}
+		others, err := anchoredLogs(ctx, st)
+		if err != nil {
+			return out, err
+		}
+		if inst == nil && len(others) == 0 {
+			// A store no kmsd that anchors its log has started on yet:
+			// kmsd serve anchors the log at its next start.
+			out.note = fmt.Sprintf("the store in %s holds no anchor for log %s, nor any record of a start: the log's anchor was not checked", bcfg.DataDir, id)
+			return out, nil
+		}
+		why := "it has been started on (it holds its installation record)"
+		if len(others) > 0 {
+			why = fmt.Sprintf("it anchors %s (%s)", plural(uint64(len(others)), "other log"), strings.Join(others, ", "))
+		}
+		out.problem = fmt.Sprintf("the store holds no anchor for log %s (the signing key in the data folder), although %s: this log and its signing key are not the ones this store keeps (another folder's were put in their place), or the log's anchor was removed; kmsd serve refuses to start on it", id, why)
+		return out, nil
 	}
 	if err != nil {
-		return nil, "", err
+		return out, err
 	}
-	return &audit.Checkpoint{Sequence: a.Sequence, Hash: a.Hash, Source: fmt.Sprintf("the log's anchor in the store (set %s)", a.Time)}, "", nil
+	out.anchor = &audit.Checkpoint{Sequence: a.Sequence, Hash: a.Hash, Source: fmt.Sprintf("the log's anchor in the store (set %s)", a.Time)}
+	return out, nil
+}
+
+// anchoredLogs lists the ids of the logs the store anchors.
+func anchoredLogs(ctx context.Context, st store.Settings) ([]string, error) {
+	settings, err := st.ListSettings(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list the anchors in the store: %w", err)
+	}
+	var ids []string
+	for _, s := range settings {
+		if id, ok := strings.CutPrefix(s.Name, store.SettingAuditAnchorPrefix); ok {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// keptFor reads the records kept in the store for the log signed by pub:
+// those that are the log's own (signed by its key) and the errors of
+// those that are not.
+func keptFor(ctx context.Context, st store.Settings, pub ed25519.PublicKey) ([]audit.KeptInfo, []error, error) {
+	id := audit.KeyID(pub)
+	recs, _, err := storeOutbox{st}.LoadKept(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	var good []audit.KeptInfo
+	var bad []error
+	for _, k := range recs {
+		info, err := audit.CheckKept(pub, id, k)
+		if err != nil {
+			bad = append(bad, err)
+			continue
+		}
+		good = append(good, info)
+	}
+	return good, bad, nil
+}
+
+// printKept reports the records kept in the store for a log, with prefix
+// before each line. It returns whether any is not the log's own.
+func printKept(w io.Writer, prefix string, kept []audit.KeptInfo, bad []error) bool {
+	if len(kept) > 0 {
+		fmt.Fprintf(w, "%swarning: the store keeps %s of this log that the log does not hold yet (changes committed while the log could not write, or made by kmsd commands while kmsd serve held it); kmsd serve appends them when it starts, or within seconds if it runs:\n", prefix, plural(uint64(len(kept)), "record"))
+		for _, k := range kept {
+			fmt.Fprintf(w, "%s  %s %s eventID %s\n", prefix, k.EventTime, k.EventName, k.EventID)
+		}
+	}
+	for _, err := range bad {
+		fmt.Fprintf(w, "%sFAILED: %v\n", prefix, err)
+	}
+	return len(bad) > 0
 }
 
 const auditAcceptResetUsage = `usage: kmsd audit accept-reset --reason TEXT [--config FILE] [--data-dir DIR] [--passphrase-file FILE | --share-file FILE...]

@@ -18,7 +18,8 @@ commands:
   create-access-key (--user NAME | --role NAME [--session NAME]) [--account ID] [--config FILE] [--data-dir DIR]
         create an access key for a user (or a session of a role) declared in
         the iam section of the configuration, and print it once; a running
-        kmsd accepts it at once
+        kmsd accepts it at once. The creation is recorded in the data
+        folder's audit log (the secret never is)
   list-access-keys [--account ID] [--config FILE] [--data-dir DIR]
         list the access keys of an account (ids and principals, no secrets)
   check [--config FILE]
@@ -92,9 +93,25 @@ func iamMain(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		if err != nil {
 			return err
 		}
+		// The record is signed with the audit signing key: loaded first,
+		// so that a command that cannot record its change makes none.
+		oa, err := newOperatorAudit(ctx, f, nil, stderr)
+		if err != nil {
+			return fmt.Errorf("kmsd iam create-access-key: %w", err)
+		}
+		defer oa.close()
 		akid, secret, err := dir.CreateAccessKey(ctx, *account, arn)
 		if err != nil {
 			return err
+		}
+		// The access key id and its principal, never the secret.
+		rec := operatorRecord("CreateAccessKey", cfg.Region, map[string]any{"principalArn": arn, "account": *account})
+		rec.ResponseElements = map[string]any{"accessKeyId": akid}
+		rec.RecipientAccountID = *account
+		if err := oa.record(ctx, rec, stderr); err != nil {
+			// Its secret is never shown, so no one can use the key that
+			// has no record.
+			return fmt.Errorf("kmsd iam create-access-key: access key %s was created but has no audit record (%w); its secret is not shown, so it cannot be used: run the command again once the audit log or the store works", akid, err)
 		}
 		fmt.Fprintf(stdout, "An access key was created for %s. Its secret is shown only this once:\n\n", arn)
 		fmt.Fprintf(stdout, "export AWS_ACCESS_KEY_ID=%s\n", akid)

@@ -101,6 +101,54 @@ func (a storeAnchors) SaveAnchor(ctx context.Context, an audit.Anchor, rev int64
 	return next, err
 }
 
+// storeOutbox keeps the records kept for the audit logs (audit.Outbox) as
+// settings of the store, one per log: they follow it to PostgreSQL
+// unchanged, and a kmsd command next to a running kmsd serve reaches them.
+type storeOutbox struct {
+	st store.Settings
+}
+
+var _ audit.Outbox = storeOutbox{}
+
+// keptSet is the value of a log's kept-records setting.
+type keptSet struct {
+	LogID   string             `json:"logId"`
+	Records []audit.KeptRecord `json:"records"`
+}
+
+// LoadKept reads the records kept for log id.
+func (o storeOutbox) LoadKept(ctx context.Context, id string) ([]audit.KeptRecord, int64, error) {
+	s, err := o.st.GetSetting(ctx, store.SettingAuditKeptPrefix+id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("read the audit records kept for log %s: %w", id, err)
+	}
+	var set keptSet
+	if err := decodeStrictJSON(s.Value, &set); err != nil || set.LogID != id {
+		return nil, 0, fmt.Errorf("the audit records kept for log %s in the store are not valid (%v)", id, err)
+	}
+	return set.Records, s.Revision, nil
+}
+
+// SaveKept replaces the records kept for log id by compare and set on its
+// revision.
+func (o storeOutbox) SaveKept(ctx context.Context, id string, recs []audit.KeptRecord, rev int64) (int64, error) {
+	if recs == nil {
+		recs = []audit.KeptRecord{}
+	}
+	b, err := json.Marshal(keptSet{LogID: id, Records: recs})
+	if err != nil {
+		return 0, err
+	}
+	next, err := o.st.PutSetting(ctx, store.SettingAuditKeptPrefix+id, b, rev)
+	if errors.Is(err, store.ErrConflict) {
+		return 0, fmt.Errorf("%w: %v", audit.ErrKeptChanged, err)
+	}
+	return next, err
+}
+
 // decodeStrictJSON decodes one JSON value, refusing unknown members.
 func decodeStrictJSON(b []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(b))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,10 +30,14 @@ commands:
         drop a kept root that nothing depends on any more from the roots
         manifest (its file or HSM key is left in place)
 
-On a sealed data folder (kmsd init), rotate and migrate need the unseal
-material: --passphrase-file FILE, or --share-file FILE once per share (as
-many as the threshold), or, on a terminal, they ask for it. A new file root
-is sealed under the same seal key. status and retire need none.
+rotate, migrate and retire are recorded in the data folder's audit log (at
+once, or by the running kmsd serve within seconds).
+
+On a sealed data folder (kmsd init), rotate, migrate and retire need the
+unseal material (the roots wrap the keys, and the audit signing key):
+--passphrase-file FILE, or --share-file FILE once per share (as many as the
+threshold), or, on a terminal, they ask for it. A new file root is sealed
+under the same seal key. status needs none.
 `
 
 // rootMain runs `kmsd root ...`, next to a running kmsd if need be: the
@@ -101,7 +106,22 @@ func rootMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	// the manifest, or the sealed file's header), unless it is given.
 	var unseal rootmgr.UnsealFunc
 	if cmd == "rotate" || cmd == "migrate" || !material.empty() {
-		unseal = func(info keystore.SealInfo) (*keystore.SealKey, error) { return material.localKey(info, stderr) }
+		unseal = onceUnseal(&material, stderr)
+	}
+	// The commands that change the roots record it in the audit log,
+	// whose signing key the roots wrap (on a sealed folder, retire too
+	// needs the unseal material). It is loaded before the change, so that
+	// a command that cannot record its change makes none: here for
+	// retire, by the rotation's Prepare for rotate and migrate.
+	var oa *operatorAudit
+	if cmd == "retire" {
+		if unseal == nil && f.sealed != nil {
+			unseal = onceUnseal(&material, stderr)
+		}
+		if oa, err = newOperatorAudit(ctx, f, unseal, stderr); err != nil {
+			return fmt.Errorf("kmsd root %s: %w", cmd, err)
+		}
+		defer oa.close()
 	}
 
 	switch cmd {
@@ -117,6 +137,11 @@ func rootMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		if err != nil {
 			return fmt.Errorf("kmsd root retire: %w", err)
 		}
+		rec := operatorRecord("RetireRoot", cfg.Region, map[string]any{"rootId": r.ID})
+		rec.ResponseElements = map[string]any{"retired": r.String()}
+		if err := oa.record(ctx, rec, stderr); err != nil {
+			return fmt.Errorf("kmsd root retire: root %s was retired, but %w", r.ID, err)
+		}
 		where := "file " + filepath.Join(cfg.DataDir, r.File)
 		if r.Kind == rootmgr.KindPKCS11 {
 			where = fmt.Sprintf("PKCS#11 key %q", r.Label)
@@ -125,7 +150,10 @@ func rootMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return nil
 	}
 
-	opts := rootmgr.RotateOptions{Resume: *resume, Unseal: unseal}
+	opts := rootmgr.RotateOptions{Resume: *resume, Unseal: unseal, Prepare: func(ctx context.Context, ks keystore.Keystore) (err error) {
+		oa, err = operatorAuditWith(ctx, f, ks, stderr)
+		return err
+	}}
 	if cmd == "migrate" {
 		opts.To = *to
 	}
@@ -136,6 +164,7 @@ func rootMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	defer rot.Close()
 	switch {
 	case rot.Idle:
+		// Nothing changed: nothing to record.
 		fmt.Fprintln(stdout, "Nothing to resume: every stored secret is wrapped under the current root.")
 		return printRotationStatus(ctx, stdout, rot)
 	case rot.Resumed:
@@ -145,6 +174,23 @@ func rootMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	n, finished, err := rot.Rewrap(ctx, *batch, *maxN)
 	fmt.Fprintf(stdout, "Rewrapped %d secrets under root %s.\n", n, rot.Current.ID)
+	// A new root, a rewrap (finished or not): each changed the store.
+	event := "RotateRoot"
+	params := map[string]any{"resume": *resume, "batch": *batch, "max": *maxN}
+	if cmd == "migrate" {
+		event, params["to"] = "MigrateRoot", *to
+	}
+	rec := operatorRecord(event, cfg.Region, params)
+	rec.ResponseElements = map[string]any{"currentRoot": rot.Current.String(), "newRoot": !rot.Resumed, "rewrapped": n, "finished": finished}
+	if !rot.Resumed {
+		rec.ResponseElements["previousRoot"] = rot.Previous.String()
+	}
+	if err != nil {
+		rec.ErrorCode, rec.ErrorMessage = "RewrapFailed", err.Error()
+	}
+	if rerr := oa.record(ctx, rec, stderr); rerr != nil {
+		return fmt.Errorf("kmsd root %s: %w", cmd, errors.Join(err, rerr))
+	}
 	if err != nil {
 		return fmt.Errorf("kmsd root %s: %w (run it again to resume)", cmd, err)
 	}

@@ -259,7 +259,7 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 	// The audit log opens before anything is written (custom key stores
 	// reconnected, the admin access key): opening it is the last check
 	// (its anchor), and every change must have its record.
-	alog, err := openAudit(ctx, cfg, ks, f, stdout, log)
+	alog, err := openAudit(ctx, cfg, ks, f, stdout, log, m.ObserveAnchorSave)
 	if err != nil {
 		return nil, err
 	}
@@ -328,6 +328,9 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 			if err := alog.Err(); err != nil {
 				return err
 			}
+			if err := alog.AnchorErr(); err != nil {
+				return &server.NotReady{Reason: "the audit log's anchor cannot be saved in the store (kmsd retries)", Err: err}
+			}
 			return st.Ping(ctx)
 		},
 	})
@@ -348,6 +351,7 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 func (a *service) close() {
 	// ctx is done by now: give the last records and the close digest
 	// a context of their own.
+	a.waitForChanges()
 	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := a.svc.FlushKeyUsage(cctx); err != nil {
@@ -357,6 +361,22 @@ func (a *service) close() {
 		a.log.Error("closing the audit log", "err", err)
 	}
 	a.svc.CloseCustomKeyStores()
+}
+
+// waitForChanges waits, however long it takes, for the requests that
+// change state still running (the HTTP server's shutdown grace may have
+// run out on them): closing the audit log under one would leave its
+// change committed and its record kept for the next start at best.
+func (a *service) waitForChanges() {
+	for {
+		wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		n, err := a.h.Close(wctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		a.log.Warn("waiting for requests that change state to finish before closing the audit log", "running", n)
+	}
 }
 
 // frontHandler serves the API through the handler in use: the sealed
@@ -393,7 +413,7 @@ func sealedServer(cfg config.Config, m *metrics.Metrics, log *slog.Logger) http.
 // wrapped by the root of trust and its anchor kept in the store. Only a
 // first start, or a new node of a shared store, makes a signing key and a
 // log; otherwise both must be there and the log must reach its anchor.
-func openAudit(ctx context.Context, cfg config.Config, ks keystore.Keystore, f *dataFolder, stdout io.Writer, log *slog.Logger) (*audit.Log, error) {
+func openAudit(ctx context.Context, cfg config.Config, ks keystore.Keystore, f *dataFolder, stdout io.Writer, log *slog.Logger, onAnchorSave func(error)) (*audit.Log, error) {
 	keyPath := filepath.Join(cfg.DataDir, audit.SigningKeyFile)
 	var signer audit.Signer
 	var err error
@@ -406,6 +426,7 @@ func openAudit(ctx context.Context, cfg config.Config, ks keystore.Keystore, f *
 		return nil, fmt.Errorf("audit signing key: %w", err)
 	}
 	opts := auditOptions(cfg, signer, f.st, log)
+	opts.OnAnchorSave = onAnchorSave
 	// A log without an anchor is started only when it is new, or kept by
 	// an earlier kmsd (the store has no installation record yet).
 	opts.AllowUnanchored = f.kind != existingStart || f.facts.Installation == nil
@@ -436,6 +457,7 @@ func auditOptions(cfg config.Config, signer audit.Signer, st store.Settings, log
 		MaxFileBytes: cfg.Audit.MaxFileMB << 20,
 		MaxFileAge:   cfg.Audit.MaxFileAge,
 		Anchors:      storeAnchors{st},
+		Outbox:       storeOutbox{st},
 		Logger:       log,
 	}
 	if cfg.Audit.DigestFile != "" {

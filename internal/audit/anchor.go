@@ -233,12 +233,36 @@ func (l *Log) enqueue(evs []digestEvent) {
 
 // publish is the publisher goroutine: it moves the anchor to the latest
 // durable digest and delivers every digest to the sinks, until the
-// writer has finished and nothing is left.
+// writer has finished and nothing is left. An anchor update that fails is
+// tried again after a delay (doubling from anchorRetryMin to
+// anchorRetryMax), so that the anchor does not fall behind silently until
+// the next digest; AnchorErr reports the failure meanwhile.
 func (l *Log) publish() {
 	defer close(l.pub.done)
 	// A store call or a hook is not cut off by Close: it runs to its
 	// end, bounded by the store's and the sink's own limits.
 	ctx := context.Background()
+	var (
+		behind *Anchor // the latest anchor not saved yet, if its save failed
+		retry  <-chan time.Time
+		first  = anchorRetryMin
+	)
+	if l.opts.anchorRetry > 0 {
+		first = l.opts.anchorRetry
+	}
+	delay := first
+	saveAnchor := func(a Anchor) {
+		err := publishAnchor(ctx, l.opts.Anchors, a, &l.pub.anchorRev, &l.pub.anchored)
+		l.setAnchorErr(err)
+		if err == nil {
+			behind, retry, delay = nil, nil, first
+			return
+		}
+		l.opts.Logger.Error("audit: the log's anchor could not be moved on; kmsd tries again and reports not ready until it succeeds", "sequence", a.Sequence, "retry_in", delay, "err", err)
+		behind = &a
+		retry = time.After(delay)
+		delay = min(2*delay, anchorRetryMax)
+	}
 	for {
 		l.pub.mu.Lock()
 		evs := l.pub.queue
@@ -247,6 +271,9 @@ func (l *Log) publish() {
 		if len(evs) == 0 {
 			select {
 			case <-l.pub.wake:
+				continue
+			case <-retry:
+				saveAnchor(*behind)
 				continue
 			case <-l.pub.stop:
 				// The writer has finished: whatever it queued is here.
@@ -268,11 +295,30 @@ func (l *Log) publish() {
 		}
 		if l.opts.Anchors != nil {
 			// Only the latest digest matters: it vouches for all before it.
-			if err := publishAnchor(ctx, l.opts.Anchors, evs[len(evs)-1].anchor, &l.pub.anchorRev, &l.pub.anchored); err != nil {
-				l.opts.Logger.Error("audit: the log's anchor could not be moved on; it will be at the next digest", "sequence", evs[len(evs)-1].anchor.Sequence, "err", err)
-			}
+			saveAnchor(evs[len(evs)-1].anchor)
 		}
 	}
+}
+
+// setAnchorErr records the outcome of an anchor update.
+func (l *Log) setAnchorErr(err error) {
+	l.pub.errMu.Lock()
+	l.pub.anchorErr = err
+	l.pub.errMu.Unlock()
+	if l.opts.OnAnchorSave != nil {
+		l.opts.OnAnchorSave(err)
+	}
+}
+
+// AnchorErr returns nil while the log's anchor follows it, and the error
+// of the last attempt to move the anchor on while that keeps failing: the
+// anchor is then behind the log, and a rollback to between the two would
+// go unnoticed. It is nil again once an update succeeds (the publisher
+// tries again by itself). A server reports itself not ready meanwhile.
+func (l *Log) AnchorErr() error {
+	l.pub.errMu.Lock()
+	defer l.pub.errMu.Unlock()
+	return l.pub.anchorErr
 }
 
 // ErrNothingToAccept is wrapped by AcceptReset's error when the log

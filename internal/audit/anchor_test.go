@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // memAnchors is an Anchors in memory, with revisions like the store's
@@ -210,25 +211,68 @@ func TestOpenRefusesAnUnanchoredLog(t *testing.T) {
 	}
 }
 
-func TestAnchorFailureKeepsTheLogRunning(t *testing.T) {
+// TestAnchorFailureIsReportedAndRetried: a failed anchor update keeps
+// the log running, is reported (AnchorErr, OnAnchorSave) while it lasts,
+// and is tried again without waiting for the next digest; the report
+// clears once an update succeeds.
+func TestAnchorFailureIsReportedAndRetried(t *testing.T) {
 	anchors := newMemAnchors()
 	var logs bytes.Buffer
+	var mu sync.Mutex
+	var saves []error
 	dir := t.TempDir()
-	l := openLog(t, dir, Options{Anchors: anchors, AllowUnanchored: true, DigestEvery: 2, Logger: newTextLogger(&logs)})
+	opts := Options{Anchors: anchors, AllowUnanchored: true, DigestEvery: 2, Logger: newTextLogger(&logs),
+		OnAnchorSave: func(err error) { mu.Lock(); saves = append(saves, err); mu.Unlock() }}
+	opts.anchorRetry = 20 * time.Millisecond
+	l := openLog(t, dir, opts)
+	if l.AnchorErr() != nil {
+		t.Fatal(l.AnchorErr())
+	}
 	anchors.mu.Lock()
 	anchors.fail = errors.New("store unreachable")
 	anchors.mu.Unlock()
-	appendN(t, l, 0, 3)
+	appendN(t, l, 0, 3) // a digest after record 2, whose anchor fails
+	waitFor(t, func() bool { return l.AnchorErr() != nil })
+	if err := l.AnchorErr(); !strings.Contains(err.Error(), "store unreachable") {
+		t.Errorf("AnchorErr = %v", err)
+	}
+	time.Sleep(100 * time.Millisecond) // a few retries, all failing
+	if l.AnchorErr() == nil {
+		t.Fatal("AnchorErr cleared while every update fails")
+	}
 	anchors.mu.Lock()
 	anchors.fail = nil
 	anchors.mu.Unlock()
-	appendN(t, l, 3, 1) // the digest after record 4 catches the anchor up
-	closeLog(t, l)
-	if a := anchors.get(t); a.Sequence != 4 {
-		t.Errorf("anchor = %+v, want record 4", a)
+	// No new digest: the retry alone catches the anchor up.
+	waitFor(t, func() bool { return l.AnchorErr() == nil })
+	if a := anchors.get(t); a.Sequence != 2 {
+		t.Errorf("anchor = %+v, want record 2", a)
 	}
+	closeLog(t, l)
 	if !strings.Contains(logs.String(), "store unreachable") {
 		t.Errorf("the failed anchor update was not logged:\n%s", logs.String())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	failed := 0
+	for _, err := range saves {
+		if err != nil {
+			failed++
+		}
+	}
+	if failed < 2 || saves[len(saves)-1] != nil {
+		t.Errorf("OnAnchorSave saw %v: want repeated failures, then a success last", saves)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 

@@ -65,7 +65,9 @@
 // Appends share one write and one fsync (group commit). If a write, an
 // fsync, a signature or the Stdout copy fails, every Append of that batch
 // and every later one fails: the log fails closed, and the caller must
-// fail the request rather than let it go unaudited.
+// fail the request rather than let it go unaudited — or, when the request
+// already changed something, keep its record (Log.Keep) in the Outbox,
+// which the log appends when it opens again (see kept.go).
 //
 // # Secrets
 //

@@ -23,7 +23,7 @@ func lockDir(dir string) (io.Closer, error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("audit: the log in %s is in use by another process (locked %s)", dir, path)
+			return nil, fmt.Errorf("audit: the log in %s: %w (locked %s)", dir, ErrLocked, path)
 		}
 		return nil, fmt.Errorf("audit: locking %s: %w", path, err)
 	}

@@ -25,6 +25,13 @@ const (
 	DefaultMaxFileAge     = 24 * time.Hour
 	DefaultDigestEvery    = 1000
 	DefaultDigestInterval = time.Minute
+	// DefaultKeptPollInterval is how often a running log appends the
+	// records kept for it (Options.Outbox).
+	DefaultKeptPollInterval = 5 * time.Second
+	// anchorRetryMin and anchorRetryMax bound the wait before the
+	// publisher tries again to save an anchor that failed.
+	anchorRetryMin = time.Second
+	anchorRetryMax = 30 * time.Second
 )
 
 // recordBufSize is the capacity a record's encoding starts with: enough
@@ -34,6 +41,10 @@ const recordBufSize = 1024
 
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("audit: the log is closed")
+
+// ErrLocked is wrapped by Open's error when another process holds the log
+// (kmsd serve, while a kmsd command tries to append to it).
+var ErrLocked = errors.New("the log is in use by another process")
 
 // Options configure a Log.
 type Options struct {
@@ -80,14 +91,28 @@ type Options struct {
 	// DigestSink), in the background, in log order.
 	Sinks []DigestSink
 	// Logger receives what fails in the background: anchor updates and
-	// digest deliveries (nil: discarded). The log keeps running: the
-	// anchor catches up at the next digest.
+	// digest deliveries (nil: discarded). The log keeps running: a failed
+	// anchor update is tried again (after 1 s, then up to every 30 s) and
+	// AnchorErr reports it until one succeeds.
 	Logger *slog.Logger
+	// OnAnchorSave, if set, is called by the publisher after every attempt
+	// to move the anchor on, with its error (nil: saved), for a metric.
+	OnAnchorSave func(err error)
+	// Outbox, if set, holds the records kept for this log (see Keep):
+	// Open appends them before anything else, and the running log every
+	// KeptPollInterval; each leaves the outbox once durable in the log.
+	Outbox Outbox
+	// KeptPollInterval is how often the running log looks for kept
+	// records. 0 means DefaultKeptPollInterval; negative, only at Open.
+	KeptPollInterval time.Duration
 
 	// For tests: the most records one write takes (0: no limit; 1 is
 	// fsync per record), and a hook that wraps every file opened.
 	maxBatch int
 	wrapFile func(logFile) logFile
+	// For tests: the first wait before an anchor update is tried again
+	// (0: anchorRetryMin).
+	anchorRetry time.Duration
 }
 
 // logFile is what the writer needs of an *os.File.
@@ -120,6 +145,8 @@ type Log struct {
 	openedAt uint64
 
 	pub publisher
+
+	pollDone chan struct{} // closed when pollKept has finished (or never ran)
 }
 
 // publisher hands durable digests to the anchor and the sinks, away from
@@ -135,6 +162,11 @@ type publisher struct {
 	// Owned by the publisher goroutine (and Open before starting it).
 	anchorRev int64  // revision of the stored anchor, 0 if none
 	anchored  uint64 // its sequence
+
+	// errMu guards anchorErr: the last anchor update's failure, nil once
+	// one succeeds (AnchorErr).
+	errMu     sync.Mutex
+	anchorErr error
 }
 
 // digestEvent is one durable digest, for the publisher.
@@ -224,6 +256,9 @@ func open(ctx context.Context, opts Options, acceptReset bool) (*Log, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.KeptPollInterval == 0 {
+		opts.KeptPollInterval = DefaultKeptPollInterval
+	}
 	if acceptReset {
 		opts.Anchors = nil
 	}
@@ -254,12 +289,13 @@ func open(ctx context.Context, opts Options, acceptReset bool) (*Log, error) {
 		return nil, err
 	}
 	l := &Log{
-		opts:   opts,
-		keyID:  keyID,
-		lock:   lock,
-		wake:   make(chan struct{}, 1),
-		closed: make(chan struct{}),
-		done:   make(chan struct{}),
+		opts:     opts,
+		keyID:    keyID,
+		lock:     lock,
+		wake:     make(chan struct{}, 1),
+		closed:   make(chan struct{}),
+		done:     make(chan struct{}),
+		pollDone: make(chan struct{}),
 		pub: publisher{
 			on:   opts.Anchors != nil || len(opts.Sinks) > 0,
 			wake: make(chan struct{}, 1),
@@ -291,6 +327,26 @@ func open(ctx context.Context, opts Options, acceptReset bool) (*Log, error) {
 		close(l.pub.done)
 	}
 	go l.run()
+	if opts.Outbox == nil {
+		close(l.pollDone)
+		return l, nil
+	}
+	// The records kept for this log (changes committed while it could
+	// not write) come before anything else.
+	if n, err := l.appendKept(ctx); err != nil {
+		close(l.pollDone)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		l.Close(cctx)
+		return nil, err
+	} else if n > 0 {
+		opts.Logger.Warn("audit: appended the records kept in the store while the log could not write them", "records", n, "log", keyID)
+	}
+	if opts.KeptPollInterval > 0 {
+		go l.pollKept()
+	} else {
+		close(l.pollDone)
+	}
 	return l, nil
 }
 
@@ -469,6 +525,9 @@ func (l *Log) run() {
 			// returns (or its context ends).
 			close(l.pub.stop)
 			<-l.pub.done
+			// The poll's appends were drained above; its store call
+			// finishes before Close returns.
+			<-l.pollDone
 			return
 		}
 	}

@@ -266,6 +266,54 @@ type RequestInfo struct {
 	mu      sync.Mutex
 	keys    []*store.Key // in the order resolved, without repeats
 	eventID string
+	// The key uses the request noted, recorded by CommitUses once its
+	// audit record is durable: two fit without an allocation (ReEncrypt
+	// uses two keys).
+	uses  [2]deferredUse
+	nUses int
+	more  []deferredUse
+}
+
+// deferredUse is a key use waiting for its request's audit record.
+type deferredUse struct {
+	svc *Service
+	use *store.KeyUse
+}
+
+// deferUse notes a use of svc's key, with the request's eventID, for
+// CommitUses.
+func (ri *RequestInfo) deferUse(svc *Service, u *store.KeyUse) {
+	ri.mu.Lock()
+	defer ri.mu.Unlock()
+	if ri.eventID == "" {
+		ri.eventID = uuid.NewString()
+	}
+	u.EventID = ri.eventID
+	d := deferredUse{svc, u}
+	if ri.nUses < len(ri.uses) {
+		ri.uses[ri.nUses] = d
+		ri.nUses++
+		return
+	}
+	ri.more = append(ri.more, d)
+}
+
+// CommitUses records the key uses the request noted (for GetKeyLastUsage,
+// with the request's eventID). The server calls it once the request's
+// audit record is durable, and never when it is not: a use is reported
+// only with a record to back it.
+func (ri *RequestInfo) CommitUses() {
+	ri.mu.Lock()
+	uses, more := ri.uses, ri.more
+	n := ri.nUses
+	ri.uses, ri.nUses, ri.more = [2]deferredUse{}, 0, nil
+	ri.mu.Unlock()
+	for _, d := range uses[:n] {
+		d.svc.recordUse(d.use)
+	}
+	for _, d := range more {
+		d.svc.recordUse(d.use)
+	}
 }
 
 // EventID returns the request's audit eventID: a random UUID, made on first

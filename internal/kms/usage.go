@@ -54,19 +54,29 @@ type usageState struct {
 	since atomic.Pointer[time.Time]
 }
 
-// noteUse records that operation op just used key k successfully.
+// noteUse records that operation op just used key k successfully. In a
+// request (a RequestInfo in ctx), the use is only noted there: the server
+// records it (RequestInfo.CommitUses) once the request's audit record is
+// durable, so that GetKeyLastUsage never names an eventID that has no
+// record. Outside a request it is recorded at once.
 func (s *Service) noteUse(ctx context.Context, k *store.Key, op string) {
 	u := &store.KeyUse{KeyID: k.ID, Operation: op, Time: s.now().UTC(), RequestID: logging.RequestID(ctx)}
 	if ri := requestInfoOf(ctx); ri != nil {
-		u.EventID = ri.EventID()
+		ri.deferUse(s, u)
+		return
 	}
+	s.recordUse(u)
+}
+
+// recordUse keeps u as its key's latest use, to be flushed.
+func (s *Service) recordUse(u *store.KeyUse) {
 	s.usage.mu.Lock()
 	defer s.usage.mu.Unlock()
 	if s.usage.pending == nil {
 		s.usage.pending = make(map[string]*store.KeyUse)
 	}
-	if p := s.usage.pending[k.ID]; p == nil || !u.Time.Before(p.Time) {
-		s.usage.pending[k.ID] = u
+	if p := s.usage.pending[u.KeyID]; p == nil || !u.Time.Before(p.Time) {
+		s.usage.pending[u.KeyID] = u
 	}
 }
 

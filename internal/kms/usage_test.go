@@ -49,6 +49,12 @@ func TestKeyUsageAcrossNodes(t *testing.T) {
 	if _, err := a.Encrypt(rctx, admin, &EncryptInput{KeyId: id, Plaintext: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
+	// In a request, the use waits for the request's audit record: until
+	// the server commits it, nothing reports it.
+	if u := last(a); u != nil {
+		t.Fatalf("a use reported before its request's audit record was durable: %+v", u)
+	}
+	ri.CommitUses()
 	want := KeyLastUsageData{Operation: "Encrypt", Timestamp: start, KmsRequestId: "request-1", CloudTrailEventId: ri.EventID()}
 	if u := last(a); u == nil || *u != want {
 		t.Fatalf("a's last usage before its flush: %+v, want %+v", u, want)

@@ -100,6 +100,13 @@ func StartWithLogger(tb testing.TB, log *slog.Logger) *Env {
 	return startIn(tb, tb.TempDir(), options{logger: log})
 }
 
+// StartWithAuditorAndLogger starts kmsd in a fresh data folder with an
+// audit sink and a server that logs to log.
+func StartWithAuditorAndLogger(tb testing.TB, a server.Auditor, log *slog.Logger) *Env {
+	tb.Helper()
+	return startIn(tb, tb.TempDir(), options{auditor: a, logger: log})
+}
+
 // StartWithClusters starts kmsd in data folder dir with the HSM clusters
 // that custom key stores connect to (see package hsmcluster). Like kmsd
 // serve, it reconnects the custom key stores that were connected.

@@ -28,6 +28,10 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	audit    prometheus.Histogram
+	// The audit log's anchor in the store: whether its last update
+	// failed, and how many updates failed.
+	anchorFailing  prometheus.Gauge
+	anchorFailures prometheus.Counter
 }
 
 // New returns Metrics reading src at scrape time.
@@ -49,7 +53,15 @@ func New(src Sources) *Metrics {
 			Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1},
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.audit,
+	m.anchorFailing = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "kmsd_audit_anchor_failing",
+		Help: "1 while the audit log's anchor could not be moved on in the store (kmsd retries; /readyz answers 503), 0 once it was.",
+	})
+	m.anchorFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kmsd_audit_anchor_save_failures_total",
+		Help: "Failed attempts to move the audit log's anchor on in the store.",
+	})
+	m.reg.MustRegister(m.requests, m.latency, m.audit, m.anchorFailing, m.anchorFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if src.CacheStats != nil {
 		m.reg.MustRegister(
@@ -90,6 +102,20 @@ func (m *Metrics) ObserveAudit(d time.Duration) {
 }
 
 // Handler serves the metrics in the Prometheus text format.
+// ObserveAnchorSave records the outcome of an attempt to move the audit
+// log's anchor on (audit.Options.OnAnchorSave).
+func (m *Metrics) ObserveAnchorSave(err error) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.anchorFailing.Set(1)
+		m.anchorFailures.Inc()
+		return
+	}
+	m.anchorFailing.Set(0)
+}
+
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }

@@ -27,6 +27,8 @@ func TestMetrics(t *testing.T) {
 	m.ObserveRequest("Encrypt", "ok", time.Millisecond)
 	m.ObserveRequest("Decrypt", "InvalidCiphertextException", time.Millisecond)
 	m.ObserveAudit(time.Millisecond)
+	m.ObserveAnchorSave(errors.New("store down"))
+	m.ObserveAnchorSave(errors.New("store down"))
 	out := scrape(t, m)
 	for _, want := range []string{
 		`kmsd_requests_total{operation="Encrypt",outcome="ok"} 2`,
@@ -37,10 +39,16 @@ func TestMetrics(t *testing.T) {
 		`kmsd_keys{state="Enabled"} 3`,
 		`kmsd_keys{state="PendingDeletion"} 0`,
 		`kmsd_audit_write_duration_seconds_count 1`,
+		`kmsd_audit_anchor_failing 1`,
+		`kmsd_audit_anchor_save_failures_total 2`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+	m.ObserveAnchorSave(nil)
+	if out := scrape(t, m); !strings.Contains(out, "kmsd_audit_anchor_failing 0") || !strings.Contains(out, "kmsd_audit_anchor_save_failures_total 2") {
+		t.Error("a successful anchor update did not clear kmsd_audit_anchor_failing")
 	}
 	var nilMetrics *Metrics
 	nilMetrics.ObserveRequest("x", "ok", 0) // a server without metrics

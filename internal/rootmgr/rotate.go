@@ -237,6 +237,11 @@ type RotateOptions struct {
 	// root is then sealed under the same key, so that one unseal opens
 	// the ring.
 	Unseal UnsealFunc
+	// Prepare, if set, is called with the roots in force, once they are
+	// open and before anything changes: kmsd root loads the audit signing
+	// key (which they wrap) with it, to record the rotation; an error
+	// stops the rotation with nothing changed.
+	Prepare func(ctx context.Context, ks keystore.Keystore) error
 }
 
 // Rotation is a root rotation under way: a new current root (or the
@@ -274,6 +279,16 @@ func (g *Manager) StartRotation(ctx context.Context, st store.Store, opts Rotate
 		return nil, err
 	}
 	rot := &Rotation{g: g, st: st, s: s}
+	if opts.Prepare != nil {
+		ring, err := keystore.NewRing(s.roots[0], s.roots[1:]...)
+		if err == nil {
+			err = opts.Prepare(ctx, ring)
+		}
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+	}
 	if err := rot.start(ctx, opts); err != nil {
 		s.close()
 		return nil, err

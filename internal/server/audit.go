@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -21,12 +22,25 @@ type Auditor interface {
 	Err() error
 }
 
-var _ Auditor = (*audit.Log)(nil)
+// Keeper is an Auditor that can keep a record its Append could not write
+// elsewhere, durably, to be appended to the log later (*audit.Log keeps
+// it in the store, see audit.Log.Keep). The server keeps the record of a
+// change that is committed, so that no change is left without its record.
+type Keeper interface {
+	Keep(ctx context.Context, r *audit.Record) error
+}
+
+var (
+	_ Auditor = (*audit.Log)(nil)
+	_ Keeper  = (*audit.Log)(nil)
+)
 
 // audit records one request. It returns an error only when the record
-// could not be made durable.
+// could not be made durable. Once it is, the key uses the request noted
+// are recorded (GetKeyLastUsage): never a use without its record.
 func (s *Server) audit(ctx context.Context, r *http.Request, ex *exchange) error {
 	if s.auditor == nil {
+		ex.info.CommitUses()
 		return nil
 	}
 	rec := &audit.Record{
@@ -106,7 +120,42 @@ func (s *Server) audit(ctx context.Context, r *http.Request, ex *exchange) error
 	// record of a committed change is written even if the client left.
 	err := s.auditor.Append(ctx, rec)
 	s.metrics.ObserveAudit(time.Since(start))
-	return err
+	if err != nil {
+		return s.keep(ctx, ex, rec, err)
+	}
+	ex.info.CommitUses()
+	return nil
+}
+
+// keep handles a record Append could not write. A request that changed
+// nothing (it failed, or its operation is read-only) just fails: nothing
+// happened without a record. The record of a committed change is kept
+// (Keeper) for the log to append later; the change and its record are
+// then both durable and the request succeeds. If that fails too, the
+// change stays committed without a record: the request fails, and the
+// operator is told at error level which event and keys it concerned, with
+// the record itself (only allow-listed members, never a secret).
+func (s *Server) keep(ctx context.Context, ex *exchange, rec *audit.Record, appendErr error) error {
+	if ex.err != nil || ex.route == nil || rec.ReadOnly {
+		return appendErr
+	}
+	arns, _ := ex.info.Keys()
+	k, ok := s.auditor.(Keeper)
+	if !ok {
+		s.log.ErrorContext(ctx, "a committed change has no audit record: the audit log could not write it", "operation", ex.op, "event_id", rec.EventID, "keys", arns, "err", appendErr)
+		return appendErr
+	}
+	if err := k.Keep(ctx, rec); err != nil {
+		// The record itself goes to the operator's log: it holds only
+		// the allow-listed members an audit record may hold (no secret),
+		// and names what changed (a new key's id is in its response).
+		b, _ := json.Marshal(rec)
+		s.log.ErrorContext(ctx, "a committed change has no audit record: neither the audit log nor the store could take it", "operation", ex.op, "event_id", rec.EventID, "keys", arns, "err", appendErr, "keep_err", err, "record", string(b))
+		return appendErr
+	}
+	s.log.ErrorContext(ctx, "the audit log could not write the record of a committed change: it is kept in the store, and the log appends it when it opens again", "operation", ex.op, "event_id", rec.EventID, "keys", arns, "err", appendErr)
+	ex.info.CommitUses()
+	return nil
 }
 
 // eventName is the operation name, or a bounded, printable version of an

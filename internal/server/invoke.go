@@ -25,7 +25,15 @@ func (s *Server) Invoke(ctx context.Context, caller kms.Caller, op, agent string
 	ex := &exchange{op: op, route: s.routes[op], requestID: reqID, start: time.Now(), info: info, body: body}
 	caller.UserAgent = agent
 	ex.caller, ex.authed = caller, true
+	// Counted like ServeHTTP's requests that change state (see Close).
+	counted := false
+	if ex.route != nil && !ex.route.ReadOnly() {
+		if counted = s.changes.enter(); !counted {
+			ex.err = errStopping
+		}
+	}
 	switch {
+	case ex.err != nil:
 	case s.gate != nil && s.gate() != nil:
 		ex.err = s.gate()
 	case s.auditor != nil && s.auditor.Err() != nil:
@@ -38,7 +46,11 @@ func (s *Server) Invoke(ctx context.Context, caller kms.Caller, op, agent string
 	// The record's userAgent comes from the request; there is no
 	// connection, so no source IP and no TLS details.
 	r := &http.Request{Header: http.Header{"User-Agent": {agent}}}
-	if err := s.audit(ctx, r, ex); err != nil {
+	err := s.audit(ctx, r, ex)
+	if counted {
+		s.changes.leave()
+	}
+	if err != nil {
 		clear(ex.out)
 		return nil, fmt.Errorf("audit: %w", err)
 	}

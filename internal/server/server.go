@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kmsd/kmsd/internal/awserr"
@@ -80,6 +81,9 @@ type Server struct {
 	sts      *awsquery.Handler
 	// stsVerifier is a copy of verifier for the signing service "sts".
 	stsVerifier *sigv4.Verifier
+	// changes counts the requests of operations that change state while
+	// they run (see Close).
+	changes inFlight
 }
 
 // New returns a Server.
@@ -139,12 +143,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
 	ex := &exchange{op: op, route: s.routes[op], requestID: reqID, start: start, info: info}
-	ex.out, ex.err = s.serve(r, ex)
+	// A request that may change state is counted from before it runs
+	// until its audit record is durable, so that Close can wait for it:
+	// the audit log must not close between its commit and its record.
+	// Read-only operations (Encrypt, …) only pay the branch.
+	counted := false
+	if ex.route != nil && !ex.route.ReadOnly() {
+		if counted = s.changes.enter(); !counted {
+			ex.err = errStopping
+		}
+	}
+	if ex.err == nil {
+		ex.out, ex.err = s.serve(r, ex)
+	}
 	if err := s.audit(ctx, r, ex); err != nil {
 		if ex.err == nil {
 			clear(ex.out)
 		}
 		ex.out, ex.err = nil, fmt.Errorf("audit: %w", err)
+	}
+	if counted {
+		s.changes.leave()
 	}
 
 	if !ex.authed && authFailure(ex.err) {
@@ -218,12 +237,28 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		if err := s.ready(ctx); err != nil {
 			s.log.WarnContext(ctx, "not ready", "err", err)
 			w.WriteHeader(http.StatusServiceUnavailable)
-			io.WriteString(w, "not ready\n")
+			var nr *NotReady
+			if errors.As(err, &nr) {
+				io.WriteString(w, "not ready: "+nr.Reason+"\n")
+			} else {
+				io.WriteString(w, "not ready\n")
+			}
 			return
 		}
 	}
 	io.WriteString(w, "ok\n")
 }
+
+// NotReady is an error of Config.Ready whose Reason /readyz shows; the
+// text of any other error is only logged, as it may hold internal details
+// (paths, addresses).
+type NotReady struct {
+	Reason string
+	Err    error
+}
+
+func (e *NotReady) Error() string { return e.Reason + ": " + e.Err.Error() }
+func (e *NotReady) Unwrap() error { return e.Err }
 
 // gateMessage is what /readyz shows of a gate's error: the message of an
 // AWS error (written for clients), never the text of another error.
@@ -364,6 +399,75 @@ func newRequestID() string {
 	s[23] = '-'
 	hex.Encode(s[24:], b[10:])
 	return string(s[:])
+}
+
+// errStopping refuses a request that would change state once Close began:
+// 503, which the SDKs retry (on another node of a cluster).
+var errStopping = awserr.New(awserr.DependencyTimeout, "kmsd is stopping; retry the request")
+
+// inFlight counts requests in flight until it is closed; then it admits
+// none and tells when the last one has left.
+type inFlight struct {
+	mu     sync.Mutex
+	n      int
+	closed bool
+	idle   chan struct{} // made by close, closed when n reaches 0
+}
+
+// enter admits a request, unless closing began.
+func (f *inFlight) enter() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return false
+	}
+	f.n++
+	return true
+}
+
+func (f *inFlight) leave() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n--
+	if f.n == 0 && f.closed {
+		close(f.idle)
+	}
+}
+
+// close stops admitting requests and returns a channel closed once none
+// is in flight, and how many are.
+func (f *inFlight) close() (<-chan struct{}, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.closed {
+		f.closed = true
+		f.idle = make(chan struct{})
+		if f.n == 0 {
+			close(f.idle)
+		}
+	}
+	return f.idle, f.n
+}
+
+// Close stops the server from running requests that change state (later
+// ones are refused with DependencyTimeoutException, before anything runs)
+// and waits for those in flight to finish, their audit records included.
+// kmsd serve calls it after the HTTP server's shutdown and before it
+// closes the audit log, however long the shutdown grace was: a request
+// still running then would otherwise commit its change after the log
+// closed. If ctx ends first, Close returns its error and how many are
+// still running; call it again to go on waiting.
+func (s *Server) Close(ctx context.Context) (running int, err error) {
+	idle, n := s.changes.close()
+	select {
+	case <-idle:
+		return 0, nil
+	case <-ctx.Done():
+		s.changes.mu.Lock()
+		n = s.changes.n
+		s.changes.mu.Unlock()
+		return n, fmt.Errorf("server: %d requests that change state still running: %w", n, ctx.Err())
+	}
 }
 
 // Run serves h on ln until ctx ends, then shuts down gracefully, letting

@@ -510,6 +510,13 @@ const (
 	// the log's id (JSON), so that kmsd audit verify no longer asks for
 	// it.
 	SettingAuditLostPrefix = "audit-lost/"
+	// SettingAuditKeptPrefix starts the name of the records kept for an
+	// audit log: "audit-kept/" + the log's id (JSON, package audit's
+	// KeptRecord list). A change committed while its log could not write
+	// its record (or made by a kmsd command while kmsd serve held the
+	// log) has its record kept here, signed by the log's key, until the
+	// log appends it.
+	SettingAuditKeptPrefix = "audit-kept/"
 	// SettingSTSSessionKey is the key that seals the session tokens of
 	// STS temporary credentials (package iam), wrapped by the keystore:
 	// every node of a store opens the tokens any node issued.
