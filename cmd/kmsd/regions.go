@@ -11,19 +11,19 @@ import (
 	"github.com/kmsd/kmsd/internal/store"
 )
 
-// keyRegionsPage is how many keys checkKeyRegions reads at a time.
-const keyRegionsPage = 1000
-
 // checkKeyRegions refuses to serve a store that holds keys in Regions cfg
 // does not serve: kmsd refuses every request signed for such a Region, so
 // those keys would silently become unreachable. cfg.AllowUnservedKeyRegions
 // accepts it (the keys stay in the store, unused, until their Regions are
-// served again), with a warning naming them. It reads only.
+// served again), with a warning naming them. It reads only, and not the
+// keys: the store counts those outside the served Regions along its index
+// (store.Keys.CountKeysOutsideRegions), so that a start costs the same with
+// a million keys as with none.
 func checkKeyRegions(ctx context.Context, st store.Store, cfg config.Config, log *slog.Logger) error {
 	if st == nil {
 		return nil // no store yet: a first start
 	}
-	unserved, total, err := unservedKeys(ctx, st, cfg.Regions, keyRegionsPage)
+	unserved, total, err := unservedKeys(ctx, st, cfg.Regions)
 	if err != nil {
 		return err
 	}
@@ -55,26 +55,16 @@ func checkKeyRegions(ctx context.Context, st store.Store, cfg config.Config, log
 }
 
 // unservedKeys counts the keys of st in Regions not in served, by Region,
-// reading page keys at a time.
-func unservedKeys(ctx context.Context, st store.Keys, served []string, page int) (byRegion map[string]int, total int, err error) {
-	byRegion = map[string]int{}
-	after := ""
-	for {
-		ks, err := st.ListAllKeys(ctx, after, page)
-		if err != nil {
-			return nil, 0, fmt.Errorf("read the keys of the store: %w", err)
-		}
-		for _, k := range ks {
-			if !slices.Contains(served, k.Region) {
-				byRegion[k.Region]++
-				total++
-			}
-		}
-		if len(ks) < page {
-			return byRegion, total, nil
-		}
-		after = ks[len(ks)-1].ID
+// and in all.
+func unservedKeys(ctx context.Context, st store.Keys, served []string) (byRegion map[string]int, total int, err error) {
+	byRegion, err = st.CountKeysOutsideRegions(ctx, served)
+	if err != nil {
+		return nil, 0, fmt.Errorf("count the keys of the store outside the served Regions: %w", err)
 	}
+	for _, n := range byRegion {
+		total += n
+	}
+	return byRegion, total, nil
 }
 
 // servedList names the served Regions, briefly when they are many.

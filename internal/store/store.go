@@ -293,6 +293,14 @@ type Keys interface {
 	// CountKeysByState returns how many keys (of every account) are in each
 	// state; states without keys are absent.
 	CountKeysByState(ctx context.Context) (map[string]int, error)
+	// CountKeysOutsideRegions returns how many keys (of every account, in
+	// every state) each Region that is not one of regions holds; Regions
+	// are compared byte for byte, Regions without keys are absent, and an
+	// empty result means that every key is in one of regions. kmsd serve
+	// calls it at every start, so its work must not grow with the keys in
+	// regions: only with the distinct (account, Region) pairs of the store
+	// (a few index searches each) and the keys it counts.
+	CountKeysOutsideRegions(ctx context.Context, regions []string) (map[string]int, error)
 }
 
 // Materials are the generations of key material of each key, and the

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/kmsd/kmsd/internal/store"
 )
 
@@ -369,6 +371,81 @@ func (s *Store) CountKeysByState(ctx context.Context) (map[string]int, error) {
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("count keys by state: %w", err)
+	}
+	return counts, nil
+}
+
+// unservedKeyRegionPairs lists the distinct (account, region) pairs of keys
+// whose region is not in $1, walking the index keys_by_account (account,
+// region, id) with one index search per pair (a loose index scan), never
+// reading the keys of a pair: the next pair is the next region of the same
+// account, else the first region of the next account.
+const unservedKeyRegionPairs = `WITH RECURSIVE pairs(account, region) AS (
+		(SELECT account, region FROM keys ORDER BY account, region LIMIT 1)
+		UNION ALL
+		SELECT
+			CASE WHEN (SELECT min(k.region) FROM keys k WHERE k.account = p.account AND k.region > p.region) IS NULL
+				THEN (SELECT min(k.account) FROM keys k WHERE k.account > p.account)
+				ELSE p.account END,
+			coalesce((SELECT min(k.region) FROM keys k WHERE k.account = p.account AND k.region > p.region),
+				(SELECT min(k.region) FROM keys k WHERE k.account =
+					(SELECT min(k2.account) FROM keys k2 WHERE k2.account > p.account)))
+		FROM pairs p WHERE p.account IS NOT NULL
+	)
+	SELECT account, region FROM pairs WHERE account IS NOT NULL AND region <> ALL ($1::text[])`
+
+// CountKeysOutsideRegions implements store.Store.
+//
+// It lists the pairs, then counts each one's keys: one statement doing both
+// would be planned at the cost of counting every pair, and that estimate
+// turns on PostgreSQL's JIT compilation, which takes longer than the query.
+// Outside Update both run in one read-only transaction, so that they see
+// one state of the store.
+func (s *Store) CountKeysOutsideRegions(ctx context.Context, regions []string) (map[string]int, error) {
+	if regions == nil {
+		regions = []string{} // NULL would make <> ALL unknown for every row
+	}
+	q := s.q()
+	if s.tx == nil {
+		tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return nil, fmt.Errorf("count keys outside regions: begin: %w", redact(err, s.secrets))
+		}
+		defer func() {
+			// As in writeOnce: the connection goes back to the pool clean
+			// even when ctx has ended.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			tx.Rollback(rctx)
+		}()
+		q = scrubbed{tx, s.secrets}
+	}
+	rows, err := q.Query(ctx, unservedKeyRegionPairs, regions)
+	if err != nil {
+		return nil, fmt.Errorf("count keys outside regions: %w", err)
+	}
+	type pair struct{ account, region string }
+	var pairs []pair
+	for rows.Next() {
+		var p pair
+		if err := rows.Scan(&p.account, &p.region); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("count keys outside regions: %w", err)
+		}
+		pairs = append(pairs, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count keys outside regions: %w", err)
+	}
+	counts := make(map[string]int)
+	for _, p := range pairs {
+		var n int64
+		if err := q.QueryRow(ctx, `SELECT count(*) FROM keys WHERE account = $1 AND region = $2`,
+			p.account, p.region).Scan(&n); err != nil {
+			return nil, fmt.Errorf("count keys outside regions: keys of %s: %w", p.region, err)
+		}
+		counts[p.region] += int(n) // a region holds keys of several accounts
 	}
 	return counts, nil
 }

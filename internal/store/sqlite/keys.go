@@ -369,6 +369,68 @@ func (s *Store) CountKeysByState(ctx context.Context) (map[string]int, error) {
 	return counts, nil
 }
 
+// keyRegionPairs walks the distinct (account, region) pairs of keys along
+// the index keys_by_account (account, region, id) with one index search per
+// pair (a loose index scan), never reading the keys of a pair: the next pair
+// is the next region of the same account, else the first region of the next
+// account. SQLite allows the recursive table in no subquery, hence the
+// repeated searches of the recursive step.
+const keyRegionPairs = `WITH RECURSIVE pairs(account, region) AS (
+		SELECT * FROM (SELECT account, region FROM keys ORDER BY account, region LIMIT 1)
+		UNION ALL
+		SELECT
+			iif((SELECT min(k.region) FROM keys k WHERE k.account = p.account AND k.region > p.region) IS NULL,
+				(SELECT min(k.account) FROM keys k WHERE k.account > p.account),
+				p.account),
+			coalesce((SELECT min(k.region) FROM keys k WHERE k.account = p.account AND k.region > p.region),
+				(SELECT min(k.region) FROM keys k WHERE k.account =
+					(SELECT min(k2.account) FROM keys k2 WHERE k2.account > p.account)))
+		FROM pairs p WHERE p.account IS NOT NULL
+	)`
+
+// countKeysOutsideRegions counts, in one statement, the keys of each
+// (account, region) pair whose region is not in the JSON array ?1: the
+// count runs only for those pairs, each an index range.
+const countKeysOutsideRegions = keyRegionPairs + `
+	SELECT p.region, (SELECT count(*) FROM keys k WHERE k.account = p.account AND k.region = p.region)
+	FROM pairs p
+	WHERE p.account IS NOT NULL AND p.region NOT IN (SELECT value FROM json_each(?1))`
+
+// CountKeysOutsideRegions implements store.Store.
+func (s *Store) CountKeysOutsideRegions(ctx context.Context, regions []string) (map[string]int, error) {
+	served, err := json.Marshal(nonNilStrings(regions))
+	if err != nil {
+		return nil, fmt.Errorf("count keys outside regions: %w", err)
+	}
+	rows, err := s.q().QueryContext(ctx, countKeysOutsideRegions, string(served))
+	if err != nil {
+		return nil, fmt.Errorf("count keys outside regions: %w", err)
+	}
+	defer rows.Close()
+	counts := make(map[string]int)
+	for rows.Next() {
+		var region string
+		var n int
+		if err := rows.Scan(&region, &n); err != nil {
+			return nil, fmt.Errorf("count keys outside regions: %w", err)
+		}
+		counts[region] += n // a region holds keys of several accounts
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count keys outside regions: %w", err)
+	}
+	return counts, nil
+}
+
+// nonNilStrings returns ss, or an empty slice for nil (which JSON encodes
+// as null, not []).
+func nonNilStrings(ss []string) []string {
+	if ss == nil {
+		return []string{}
+	}
+	return ss
+}
+
 // Ping implements store.Store.
 //
 // Beyond a connection, it reads the first row of every table, so that a

@@ -89,6 +89,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListAliases", testListAliases},
 		{"AccessKeys", testAccessKeys},
 		{"CountKeysByState", testCountKeysByState},
+		{"CountKeysOutsideRegions", testCountKeysOutsideRegions},
 		{"Grants", testGrants},
 		{"RotationFields", testRotationFields},
 		{"RotateKey", testRotateKey},
