@@ -23,6 +23,9 @@ import (
 type node struct {
 	*Service
 	st *hookStore
+	// startFollow starts the node's Follow and waits for its first read
+	// of the feed.
+	startFollow func()
 }
 
 // hookStore is a store.Store whose feed can be cut and whose reads can be
@@ -36,6 +39,23 @@ type hookStore struct {
 	afterPendingDeletion func()
 	// usageDown makes RecordKeyUsage fail.
 	usageDown atomic.Bool
+	// pruneOnce makes the next Changes answer ErrChangesPruned.
+	pruneOnce atomic.Bool
+	// hideCKSChanges makes Changes leave out the changes of custom key
+	// stores, as if the feed had missed them.
+	hideCKSChanges atomic.Bool
+	// cksDown makes GetCustomKeyStore fail.
+	cksDown atomic.Bool
+	// afterExpiredMaterial, when set, runs after KeysWithExpiredMaterial
+	// listed the keys and before the caller sees them.
+	afterExpiredMaterial func()
+}
+
+func (h *hookStore) GetCustomKeyStore(ctx context.Context, id string) (*store.CustomKeyStore, error) {
+	if h.cksDown.Load() {
+		return nil, errors.New("test: store unreachable")
+	}
+	return h.Store.GetCustomKeyStore(ctx, id)
 }
 
 func (h *hookStore) RecordKeyUsage(ctx context.Context, uses []*store.KeyUse) error {
@@ -49,7 +69,25 @@ func (h *hookStore) Changes(ctx context.Context, after int64, limit int) ([]stor
 	if h.feedDown.Load() {
 		return nil, errors.New("test: feed unreachable")
 	}
-	return h.Store.Changes(ctx, after, limit)
+	if h.pruneOnce.CompareAndSwap(true, false) {
+		return nil, store.ErrChangesPruned
+	}
+	cs, err := h.Store.Changes(ctx, after, limit)
+	if err != nil || !h.hideCKSChanges.Load() {
+		return cs, err
+	}
+	kept := cs[:0]
+	for _, c := range cs {
+		if c.Kind != store.ChangeCustomKeyStore {
+			kept = append(kept, c)
+		}
+	}
+	// Read as many as asked for, so that Follow reads on as the store's
+	// answer would have it.
+	if len(cs) == limit && len(kept) < limit {
+		return append(kept, store.Change{Seq: cs[limit-1].Seq, Kind: store.ChangeSetting}), nil
+	}
+	return kept, nil
 }
 
 // Notify passes the store's change notifications through (PostgreSQL's);
@@ -78,6 +116,14 @@ func (h *hookStore) KeysPendingDeletion(ctx context.Context, t time.Time) ([]*st
 // newNodes starts n nodes on one store in a fresh data folder.
 func newNodes(t *testing.T, n int, now func() time.Time) []*node {
 	t.Helper()
+	return newNodesWith(t, n, Config{Now: now}, true)
+}
+
+// newNodesWith starts n nodes on one store in a fresh data folder, each a
+// Service of cfg (its Store and Keystore set here); unless follow, they do
+// not follow the change feed (startFollow starts it).
+func newNodesWith(t *testing.T, n int, cfg Config, follow bool) []*node {
+	t.Helper()
 	dir := t.TempDir()
 	ks, err := keystore.OpenFile(filepath.Join(dir, "root.key"))
 	if err != nil {
@@ -87,24 +133,33 @@ func newNodes(t *testing.T, n int, now func() time.Time) []*node {
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	var nodes []*node
-	cfg := backendtest.Config(t, dir)
+	bcfg := backendtest.Config(t, dir)
 	for range n {
-		st, err := backend.Open(context.Background(), cfg)
+		st, err := backend.Open(context.Background(), bcfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
 		hs := &hookStore{Store: st}
-		s, err := New(Config{Store: hs, Keystore: ks, Now: now})
+		scfg := cfg
+		scfg.Store, scfg.Keystore = hs, ks
+		s, err := New(scfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		wg.Add(1)
-		go func() { defer wg.Done(); s.Follow(ctx, 0) }() // the default interval: the test measures the bound kmsd serve has
-		nodes = append(nodes, &node{s, hs})
+		t.Cleanup(s.CloseCustomKeyStores)
+		nd := &node{Service: s, st: hs}
+		nd.startFollow = func() {
+			wg.Add(1)
+			go func() { defer wg.Done(); s.Follow(ctx, 0) }() // the default interval: the test measures the bound kmsd serve has
+			within(t, time.Second, "the node's first reading of the feed", func() bool { return s.view.synced.Load() != 0 })
+		}
+		nodes = append(nodes, nd)
 	}
-	for _, n := range nodes {
-		within(t, time.Second, "the node's first reading of the feed", func() bool { return n.view.synced.Load() != 0 })
+	if follow {
+		for _, n := range nodes {
+			n.startFollow()
+		}
 	}
 	return nodes
 }
