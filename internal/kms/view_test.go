@@ -2,6 +2,10 @@ package kms
 
 import (
 	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -109,6 +113,14 @@ func (h *hookStore) KeysPendingDeletion(ctx context.Context, t time.Time) ([]*st
 	ks, err := h.Store.KeysPendingDeletion(ctx, t)
 	if err == nil && h.afterPendingDeletion != nil {
 		h.afterPendingDeletion()
+	}
+	return ks, err
+}
+
+func (h *hookStore) KeysWithExpiredMaterial(ctx context.Context, t time.Time) ([]*store.Key, error) {
+	ks, err := h.Store.KeysWithExpiredMaterial(ctx, t)
+	if err == nil && h.afterExpiredMaterial != nil {
+		h.afterExpiredMaterial()
 	}
 	return ks, err
 }
@@ -336,6 +348,72 @@ func TestReaperLeavesCancelledDeletion(t *testing.T) {
 	}
 	if out.KeyMetadata.KeyState != StateDisabled {
 		t.Errorf("state %s, want Disabled", out.KeyMetadata.KeyState)
+	}
+}
+
+// TestExpiryLeavesReimportedMaterial is the regression test of imported
+// material deleted although it was re-imported with a later ValidTo between
+// the expiry's list of due keys and its delete: the delete is a
+// compare-and-set on the ValidTo it listed.
+func TestExpiryLeavesReimportedMaterial(t *testing.T) {
+	ctx := context.Background()
+	var clock atomic.Pointer[time.Time]
+	start := time.Now()
+	clock.Store(&start)
+	n := newNodes(t, 1, func() time.Time { return *clock.Load() })[0]
+	ck, err := n.CreateKey(ctx, admin, &CreateKeyInput{Origin: OriginExternal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ck.KeyMetadata.KeyId
+	material := make([]byte, 32)
+	if _, err := rand.Read(material); err != nil {
+		t.Fatal(err)
+	}
+	imp := func(validTo time.Time) {
+		t.Helper()
+		p, err := n.GetParametersForImport(ctx, admin, &GetParametersForImportInput{KeyId: id,
+			WrappingAlgorithm: "RSAES_OAEP_SHA_256", WrappingKeySpec: "RSA_2048"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, err := x509.ParsePKIXPublicKey(p.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wrapped, _ := wrapForImport(t, pub.(*rsa.PublicKey), crypto.SHA256, false, material)
+		v := float64(validTo.Unix())
+		if _, err := n.ImportKeyMaterial(ctx, admin, &ImportKeyMaterialInput{KeyId: id, ImportToken: p.ImportToken,
+			EncryptedKeyMaterial: wrapped, ValidTo: &v, ExpirationModel: "KEY_MATERIAL_EXPIRES"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	imp(start.Add(time.Hour))
+	later := start.Add(2 * time.Hour)
+	clock.Store(&later)
+	n.st.afterExpiredMaterial = func() {
+		n.st.afterExpiredMaterial = nil
+		imp(later.Add(time.Hour)) // the same material, valid for another hour
+	}
+	expired, err := n.ExpireImportedMaterial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if expired != 0 {
+		t.Errorf("expired %d keys, want 0", expired)
+	}
+	out, err := n.DescribeKey(ctx, admin, &KeyIdInput{KeyId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.KeyMetadata.KeyState != StateEnabled {
+		t.Errorf("state %s, want Enabled", out.KeyMetadata.KeyState)
+	}
+	if ms, err := n.st.ListMaterials(ctx, id); err != nil || len(ms) != 1 {
+		t.Errorf("key holds %d materials (%v), want the re-imported one", len(ms), err)
+	}
+	if _, err := n.Encrypt(ctx, admin, &EncryptInput{KeyId: id, Plaintext: []byte("x")}); err != nil {
+		t.Errorf("encrypt with the re-imported material: %v", err)
 	}
 }
 
