@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/kmsd/kmsd/internal/awsarn"
 	"github.com/kmsd/kmsd/internal/awserr"
 	"github.com/kmsd/kmsd/internal/store"
 )
@@ -105,7 +106,7 @@ const MaxTagsPerKey = 50
 
 // DefaultKeyPolicy is the policy CreateKey attaches when none is given, in
 // the exact pretty-printed form GetKeyPolicy returns on AWS.
-func DefaultKeyPolicy(account string) string {
+func DefaultKeyPolicy(partition, account string) string {
 	return `{
   "Version" : "2012-10-17",
   "Id" : "key-default-1",
@@ -113,7 +114,7 @@ func DefaultKeyPolicy(account string) string {
     "Sid" : "Enable IAM User Permissions",
     "Effect" : "Allow",
     "Principal" : {
-      "AWS" : "` + rootARN(account) + `"
+      "AWS" : "` + awsarn.Root(partition, account) + `"
     },
     "Action" : "kms:*",
     "Resource" : "*"
@@ -196,7 +197,7 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 	if in.MultiRegion && (in.CustomKeyStoreId != "" || origin == OriginCloudHSM) {
 		return nil, awserr.New(awserr.UnsupportedOperation, "A multi-Region key cannot be created in a custom key store.")
 	}
-	policy := DefaultKeyPolicy(c.Account)
+	policy := DefaultKeyPolicy(c.Partition, c.Account)
 	if in.Policy != nil {
 		if err := checkPolicy(*in.Policy); err != nil {
 			return nil, err

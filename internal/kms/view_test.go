@@ -259,13 +259,13 @@ func TestChangesReachEveryNode(t *testing.T) {
 	t.Logf("RevokeGrant enforced on the other node after %v", d)
 
 	// A key policy that lets bob encrypt, then one that does not.
-	open := strings.Replace(DefaultKeyPolicy("111122223333"), `"Statement" : [`,
+	open := strings.Replace(DefaultKeyPolicy(testScope.Partition, "111122223333"), `"Statement" : [`,
 		`"Statement" : [{"Sid": "bob", "Effect": "Allow", "Principal": {"AWS": "`+bob.ARN+`"}, "Action": "kms:Encrypt", "Resource": "*"},`, 1)
 	if err := a.PutKeyPolicy(ctx, admin, &PutKeyPolicyInput{KeyId: id1, Policy: open}); err != nil {
 		t.Fatal(err)
 	}
 	within(t, time.Second, "policy loosened on a, used on b", func() bool { return bobEncrypt(b) == nil })
-	if err := a.PutKeyPolicy(ctx, admin, &PutKeyPolicyInput{KeyId: id1, Policy: DefaultKeyPolicy("111122223333")}); err != nil {
+	if err := a.PutKeyPolicy(ctx, admin, &PutKeyPolicyInput{KeyId: id1, Policy: DefaultKeyPolicy(testScope.Partition, "111122223333")}); err != nil {
 		t.Fatal(err)
 	}
 	d = within(t, time.Second, "policy tightened on a, enforced on b", func() bool { return codeOf(bobEncrypt(b)) == awserr.AccessDenied })
@@ -474,11 +474,7 @@ func TestViewIsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := backend.Open(ctx, backend.Config{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := backendtest.Open(t, dir)
 	const bound = 50
 	s, err := New(Config{Store: st, Keystore: ks, KeyCacheSize: bound})
 	if err != nil {

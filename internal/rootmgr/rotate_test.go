@@ -26,7 +26,7 @@ func mustJSON(t *testing.T, v any) []byte {
 	return b
 }
 
-var admin = kms.Caller{Scope: kms.Scope{Partition: kms.Partition, Region: "us-east-1", Account: "111122223333"}, ARN: "arn:aws:iam::111122223333:user/admin"}
+var admin = kms.Caller{Scope: kms.ScopeOf("us-east-1", "111122223333"), ARN: "arn:aws:iam::111122223333:user/admin"}
 
 // folder is a data folder with wrapped secrets of every common kind: key
 // material (a ciphertext under each key), access key secrets and the audit
