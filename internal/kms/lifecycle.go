@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -592,8 +593,19 @@ func (s *Service) forEachDue(ctx context.Context, what string, due []*store.Key,
 		switch {
 		case err == nil:
 			n++
-		case errors.Is(err, errRotationRaced), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound), errors.As(err, &ae):
+		case errors.Is(err, errRotationRaced), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound):
+			// Lost a race with another writer: the next pass sees the
+			// key as it is now.
 			s.view.dropKey(k.ID)
+		case errors.As(err, &ae):
+			// The key refuses the step (its state, its custom key
+			// store, …): it stays due and is retried every pass, so
+			// say so, once per key and step per stepLogInterval.
+			s.view.dropKey(k.ID)
+			if s.refusedSteps.due(what+" "+k.ID, s.now()) {
+				s.log.WarnContext(ctx, "background step refused; retried at every pass until it succeeds", "step", what,
+					"key", arnOf(k), "code", ae.Code, "reason", ae.Message)
+			}
 		default:
 			return n, fmt.Errorf("%s %s: %w", what, k.ID, err)
 		}
@@ -602,6 +614,34 @@ func (s *Service) forEachDue(ctx context.Context, what string, due []*store.Key,
 		}
 	}
 	return n, nil
+}
+
+// stepLogInterval is how often a background step that keeps being refused
+// for one key is logged again.
+const stepLogInterval = time.Hour
+
+// stepLogMax bounds the steps stepLog remembers.
+const stepLogMax = 10000
+
+// stepLog remembers when each refused step was last logged.
+type stepLog struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+// due reports whether step should be logged at now, and notes that it is.
+func (l *stepLog) due(step string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t, ok := l.last[step]; ok && now.Sub(t) < stepLogInterval {
+		return false
+	}
+	if l.last == nil || len(l.last) >= stepLogMax {
+		// Bounded: forgetting only means logging a step again early.
+		l.last = map[string]time.Time{}
+	}
+	l.last[step] = now
+	return true
 }
 
 // ChangeRetention is how long the store keeps its change feed.

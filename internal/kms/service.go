@@ -104,6 +104,9 @@ type Service struct {
 	regions []string
 	// usage holds the key uses not yet written to the store (usage.go).
 	usage usageState
+	// refusedSteps rate-limits the log of background steps that keep
+	// being refused (lifecycle.go, forEachDue).
+	refusedSteps stepLog
 }
 
 // New returns a Service.

@@ -7,6 +7,8 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"errors"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -592,4 +594,65 @@ func TestBackgroundWorkOnceAcrossNodes(t *testing.T) {
 			t.Errorf("key %s scheduled for deletion: %v, want deleted", id, err)
 		}
 	}
+}
+
+// TestRefusedBackgroundStepIsLogged: a due step a key keeps refusing (an
+// AWS error, not a lost race) is logged with the key and the code, once
+// per key and step per interval, not retried silently forever.
+func TestRefusedBackgroundStepIsLogged(t *testing.T) {
+	ctx := context.Background()
+	var clock atomic.Pointer[time.Time]
+	start := time.Now()
+	clock.Store(&start)
+	var logs strings.Builder
+	var mu sync.Mutex
+	n := newNodesWith(t, 1, Config{Now: func() time.Time { return *clock.Load() },
+		Logger: slog.New(slog.NewTextHandler(&lockedWriter{&mu, &logs}, nil))}, true)[0]
+	ck, err := n.CreateKey(ctx, admin, &CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := n.st.GetKey(ctx, ck.KeyMetadata.KeyId)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refuse := func(*store.Key) error { return awserr.New(awserr.KMSInvalidState, "test refusal") }
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Count(logs.String(), "background step refused")
+	}
+	for range 3 {
+		if done, err := n.forEachDue(ctx, "test step", []*store.Key{k}, refuse); done != 0 || err != nil {
+			t.Fatalf("forEachDue: %d, %v", done, err)
+		}
+	}
+	if c := count(); c != 1 {
+		t.Fatalf("3 refused passes logged %d times, want 1:\n%s", c, logs.String())
+	}
+	mu.Lock()
+	line := logs.String()
+	mu.Unlock()
+	for _, want := range []string{"step=\"test step\"", ck.KeyMetadata.Arn, awserr.KMSInvalidState} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the log does not name %s:\n%s", want, line)
+		}
+	}
+	later := start.Add(stepLogInterval + time.Second)
+	clock.Store(&later)
+	n.forEachDue(ctx, "test step", []*store.Key{k}, refuse)
+	if c := count(); c != 2 {
+		t.Fatalf("after the interval: %d log lines, want 2", c)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

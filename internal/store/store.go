@@ -1,9 +1,10 @@
 // Package store is kmsd's durable state: keys, their wrapped key material,
 // aliases, grants, custom key stores, access keys and shared settings,
-// behind one interface (Store, whose contracts its comment states) with an
-// embedded SQLite backend (package store/sqlite). Package store/backend
+// behind one interface (Store, whose contracts its comment states) with two
+// backends: embedded SQLite (package store/sqlite) and PostgreSQL, shared
+// by any number of nodes (package store/postgres). Package store/backend
 // opens the backend a configuration names; package store/storetest checks
-// any backend against the contracts.
+// every backend against the contracts.
 package store
 
 import (
