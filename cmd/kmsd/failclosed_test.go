@@ -158,13 +158,13 @@ func TestServeRefusesAPartialDataFolder(t *testing.T) {
 	}{
 		{dbFile + " missing", func(t *testing.T, dir string) {
 			removeFiles(t, dir, dbFile, dbFile+"-wal", dbFile+"-shm")
-		}, []string{dbFile, "is missing", "restore "+dbFile}},
+		}, []string{dbFile, "is missing", "restore " + dbFile}},
 		{dbFile + " empty", func(t *testing.T, dir string) {
 			removeFiles(t, dir, dbFile+"-wal", dbFile+"-shm")
 			if err := os.Truncate(filepath.Join(dir, dbFile), 0); err != nil {
 				t.Fatal(err)
 			}
-		}, []string{dbFile, "is empty", "restore "+dbFile}},
+		}, []string{dbFile, "is empty", "restore " + dbFile}},
 		{"root.key missing", func(t *testing.T, dir string) {
 			removeFiles(t, dir, "root.key")
 		}, []string{"root key root.key is missing", "restore it"}},
