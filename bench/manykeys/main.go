@@ -36,7 +36,7 @@ import (
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kmsd/kmsd/internal/store"
-	"github.com/kmsd/kmsd/internal/store/sqlite"
+	"github.com/kmsd/kmsd/internal/store/backend"
 )
 
 func main() {
@@ -70,7 +70,7 @@ func main() {
 	}
 	p.stop()
 
-	ids := populate(ctx, filepath.Join(data, "kmsd.db"), *ck.KeyMetadata.KeyId, *n)
+	ids := populate(ctx, data, *ck.KeyMetadata.KeyId, *n)
 
 	fmt.Printf("%d keys stored\n", len(ids)+1)
 	fmt.Printf("%-16s %12s %12s %12s %14s %10s\n", "--key-cache-size", "RSS idle MB", "RSS end MB", "peak MB", "keys touched", "req/s")
@@ -89,9 +89,10 @@ func main() {
 }
 
 // populate stores n-1 copies of the template key (new ids, the same
-// policy), 10,000 per transaction, and returns their ids.
-func populate(ctx context.Context, path, templateID string, n int) []string {
-	st, err := sqlite.Open(ctx, path)
+// policy) in the store of data folder data, 10,000 per transaction, and
+// returns their ids.
+func populate(ctx context.Context, data, templateID string, n int) []string {
+	st, err := backend.Open(ctx, backend.Config{DataDir: data})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -201,7 +202,7 @@ func serve(bin, data, addr string, cacheSize int) (*process, aws.Credentials) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if _, err := os.Stat(filepath.Join(data, "kmsd.db")); err == nil {
+	if _, err := os.Stat(filepath.Join(data, backend.DatabaseFile)); err == nil {
 		select {
 		case <-ready:
 		case <-time.After(2 * time.Second): // not a first start: no new key shown

@@ -14,7 +14,7 @@ func TestClassifyDataFolder(t *testing.T) {
 	inUse := storeFacts{Keys: 3, AccessKeys: true, Installation: &installation{Region: "us-east-1"}}
 	whole := func(mod func(*folderFacts)) folderFacts {
 		f := folderFacts{Dir: "/d", DB: dbPresent, Audit: true, SigningKey: true, PublicKey: true,
-			State: []string{"audit-signing.key", "audit-signing.pub", "audit/", "kmsd.db", "root.key"}}
+			State: []string{"audit-signing.key", "audit-signing.pub", "audit/", dbFile, "root.key"}}
 		if mod != nil {
 			mod(&f)
 		}
@@ -24,7 +24,7 @@ func TestClassifyDataFolder(t *testing.T) {
 		f.Shared, f.DB = true, dbAbsent
 		var state []string
 		for _, s := range f.State {
-			if s != "kmsd.db" {
+			if s != dbFile {
 				state = append(state, s)
 			}
 		}
@@ -40,18 +40,18 @@ func TestClassifyDataFolder(t *testing.T) {
 	}{
 		// A store in the folder (SQLite).
 		{"absent or empty folder", folderFacts{Dir: "/d"}, storeFacts{}, firstStart, nil},
-		{"a folder kmsd init prepared", folderFacts{Dir: "/d", DB: dbPresent, State: []string{"kmsd.db", "root.key.sealed"}}, storeFacts{}, firstStart, nil},
-		{"an empty database left by an interrupted first start", folderFacts{Dir: "/d", DB: dbEmpty, State: []string{"kmsd.db"}}, storeFacts{}, firstStart, nil},
+		{"a folder kmsd init prepared", folderFacts{Dir: "/d", DB: dbPresent, State: []string{dbFile, "root.key.sealed"}}, storeFacts{}, firstStart, nil},
+		{"an empty database left by an interrupted first start", folderFacts{Dir: "/d", DB: dbEmpty, State: []string{dbFile}}, storeFacts{}, firstStart, nil},
 		{"only files kmsd does not know", folderFacts{Dir: "/d", Unknown: []string{"notes.txt"}}, storeFacts{}, 0, []string{"notes.txt", "nothing of kmsd's"}},
 		{"database missing", whole(func(f *folderFacts) { f.DB = dbAbsent; f.State = f.State[:3] }), storeFacts{},
-			0, []string{"kmsd.db (the store", "is missing", "audit/", "restore kmsd.db", "written nothing"}},
-		{"database empty", whole(func(f *folderFacts) { f.DB = dbEmpty }), storeFacts{}, 0, []string{"kmsd.db", "is empty", "restore kmsd.db"}},
-		{"database without data beside a root key", folderFacts{Dir: "/d", DB: dbPresent, State: []string{"kmsd.db", "root.key"}}, storeFacts{},
+			0, []string{dbFile + " (the store", "is missing", "audit/", "restore " + dbFile, "written nothing"}},
+		{"database empty", whole(func(f *folderFacts) { f.DB = dbEmpty }), storeFacts{}, 0, []string{dbFile, "is empty", "restore " + dbFile}},
+		{"database without data beside a root key", folderFacts{Dir: "/d", DB: dbPresent, State: []string{dbFile, "root.key"}}, storeFacts{},
 			0, []string{"holds no kmsd data", "root.key", "interrupted"}},
 		{"whole", whole(nil), inUse, existingStart, nil},
-		{"a store kmsd restore just filled, no audit log yet: a new log", folderFacts{Dir: "/d", DB: dbPresent, State: []string{"kmsd.db", "root.key"}},
+		{"a store kmsd restore just filled, no audit log yet: a new log", folderFacts{Dir: "/d", DB: dbPresent, State: []string{dbFile, "root.key"}},
 			storeFacts{Keys: 3, AccessKeys: true, Restored: true}, joinStart, nil},
-		{"a restored store whose first log is gone", folderFacts{Dir: "/d", DB: dbPresent, State: []string{"kmsd.db", "root.key"}},
+		{"a restored store whose first log is gone", folderFacts{Dir: "/d", DB: dbPresent, State: []string{dbFile, "root.key"}},
 			storeFacts{Keys: 3, AccessKeys: true}, 0, []string{"audit/", "is missing", "audit-signing.key"}},
 		{"whole, kept by an earlier kmsd (no installation record)", whole(nil), storeFacts{Keys: 1, AccessKeys: true}, existingStart, nil},
 		{"whole but for the public key (rewritten from the key)", whole(func(f *folderFacts) { f.PublicKey = false }), inUse, existingStart, nil},

@@ -28,6 +28,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/kmsd/kmsd/envelope"
+	"github.com/kmsd/kmsd/internal/awsarn"
 )
 
 const envelopeUsage = `usage: kmsd encrypt --key KEY [--key KEY]... [flags] [INPUT]
@@ -137,7 +138,7 @@ func parseEnvelopeFlags(cmd string, args []string, stderr io.Writer) (*envelopeF
 	} else {
 		fs.BoolVar(&f.discovery, "discovery", false, "")
 		fs.Var(&f.discoveryAccounts, "discovery-account", "")
-		fs.StringVar(&f.discoveryPartition, "discovery-partition", "aws", "")
+		fs.StringVar(&f.discoveryPartition, "discovery-partition", awsarn.Partition, "")
 		fs.IntVar(&f.maxEDKs, "max-encrypted-data-keys", 0, "")
 	}
 	// Flags may come before or after the input file.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"io/fs"
 	"net"
@@ -17,8 +16,13 @@ import (
 	"time"
 
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
-	_ "modernc.org/sqlite"
+
+	"github.com/kmsd/kmsd/internal/store/backend"
+	"github.com/kmsd/kmsd/internal/store/backendtest"
 )
+
+// dbFile is the SQLite database of a data folder, as the tests name it.
+const dbFile = backend.DatabaseFile
 
 // These tests drive kmsd as an operator would (run, files, the AWS SDK):
 // they fail closed where kmsd used to carry on (issue 17).
@@ -131,32 +135,6 @@ func diffSnapshots(before, after map[string]string) []string {
 	return diff
 }
 
-// damageKeysTable overwrites the root page of the keys table of the
-// database at path with garbage, as a bad disk would.
-func damageKeysTable(t *testing.T, path string) {
-	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pageSize, root int64
-	if err := db.QueryRow(`PRAGMA page_size`).Scan(&pageSize); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.QueryRow(`SELECT rootpage FROM sqlite_master WHERE name = 'keys'`).Scan(&root); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteAt(bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, int(pageSize)/4), (root-1)*pageSize); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func removeFiles(t *testing.T, dir string, names ...string) {
 	t.Helper()
 	for _, n := range names {
@@ -178,15 +156,15 @@ func TestServeRefusesAPartialDataFolder(t *testing.T) {
 		damage func(t *testing.T, dir string)
 		want   []string // in the error
 	}{
-		{"kmsd.db missing", func(t *testing.T, dir string) {
-			removeFiles(t, dir, "kmsd.db", "kmsd.db-wal", "kmsd.db-shm")
-		}, []string{"kmsd.db", "is missing", "restore kmsd.db"}},
-		{"kmsd.db empty", func(t *testing.T, dir string) {
-			removeFiles(t, dir, "kmsd.db-wal", "kmsd.db-shm")
-			if err := os.Truncate(filepath.Join(dir, "kmsd.db"), 0); err != nil {
+		{dbFile + " missing", func(t *testing.T, dir string) {
+			removeFiles(t, dir, dbFile, dbFile+"-wal", dbFile+"-shm")
+		}, []string{dbFile, "is missing", "restore " + dbFile}},
+		{dbFile + " empty", func(t *testing.T, dir string) {
+			removeFiles(t, dir, dbFile+"-wal", dbFile+"-shm")
+			if err := os.Truncate(filepath.Join(dir, dbFile), 0); err != nil {
 				t.Fatal(err)
 			}
-		}, []string{"kmsd.db", "is empty", "restore kmsd.db"}},
+		}, []string{dbFile, "is empty", "restore " + dbFile}},
 		{"root.key missing", func(t *testing.T, dir string) {
 			removeFiles(t, dir, "root.key")
 		}, []string{"root key root.key is missing", "restore it"}},
@@ -196,8 +174,8 @@ func TestServeRefusesAPartialDataFolder(t *testing.T) {
 		{"audit folder missing", func(t *testing.T, dir string) {
 			removeFiles(t, dir, "audit")
 		}, []string{"audit/ is missing", "kmsd audit accept-reset"}},
-		{"kmsd.db damaged", func(t *testing.T, dir string) {
-			damageKeysTable(t, filepath.Join(dir, "kmsd.db"))
+		{dbFile + " damaged", func(t *testing.T, dir string) {
+			backendtest.DamageKeysTable(t, dir)
 		}, []string{"integrity check", "kmsd store check"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -471,7 +449,7 @@ func TestStoreCheck(t *testing.T) {
 	if out, err := runKmsdCombined(t, "store", "check", "--data-dir", dir); err != nil || !strings.Contains(out, "OK") {
 		t.Fatalf("store check of a sound store: %v\n%s", err, out)
 	}
-	damageKeysTable(t, filepath.Join(dir, "kmsd.db"))
+	backendtest.DamageKeysTable(t, dir)
 	if out, err := runKmsdCombined(t, "store", "check", "--data-dir", dir); err == nil || !strings.Contains(out, "FAILED") {
 		t.Fatalf("store check of a damaged store: %v\n%s", err, out)
 	}

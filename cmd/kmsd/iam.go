@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/kmsd/kmsd/internal/awsarn"
 	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/iam"
 	"github.com/kmsd/kmsd/internal/rootmgr"
@@ -134,11 +135,7 @@ func printIdentities(w io.Writer, cfg config.Config, ids *iam.Identities) error 
 }
 
 func iamARN(account, kind string, p config.IAMPrincipal) string {
-	path := p.Path
-	if path == "" {
-		path = "/"
-	}
-	return "arn:aws:iam::" + account + ":" + kind + path + p.Name
+	return awsarn.IAM(awsarn.Partition, account, kind, p.Path, p.Name)
 }
 
 // loadIdentities compiles the iam section of cfg into dir.

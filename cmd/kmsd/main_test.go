@@ -84,7 +84,7 @@ func TestServeFirstAndSecondStart(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("graceful stop: %v", err)
 	}
-	for name, want := range map[string]os.FileMode{".": 0o700, "root.key": 0o600, "kmsd.db": 0o600} {
+	for name, want := range map[string]os.FileMode{".": 0o700, "root.key": 0o600, dbFile: 0o600} {
 		fi, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)

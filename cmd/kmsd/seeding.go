@@ -57,7 +57,7 @@ func (a *service) applySeed(ctx context.Context, cfg config.Config, dir *iam.Dir
 	if !ok {
 		return fmt.Errorf("seed: the admin user %s is not declared", arn)
 	}
-	caller := kms.Caller{Scope: kms.Scope{Partition: kms.Partition, Region: cfg.Region, Account: cfg.Account},
+	caller := kms.Caller{Scope: kms.ScopeOf(cfg.Region, cfg.Account),
 		ARN: arn, UserName: iam.AdminUser, Identity: id}
 	r, err := seed.Apply(ctx, s, a.h, caller)
 	if err != nil {

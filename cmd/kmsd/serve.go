@@ -554,10 +554,10 @@ func printBanner(w io.Writer, endpoint, caFile string, cfg config.Config, akid, 
 	switch {
 	case preset != nil:
 		// The user has the secret; kmsd does not print it.
-		fmt.Fprintf(w, "The admin user arn:aws:iam::%s:user/admin has the access key you gave; its secret is the one in %s:\n\n", cfg.Account, preset.from)
+		fmt.Fprintf(w, "The admin user %s has the access key you gave; its secret is the one in %s:\n\n", iam.UserARN(cfg.Account, iam.AdminUser), preset.from)
 		fmt.Fprintf(w, "export AWS_ACCESS_KEY_ID=%s\n", preset.id)
 	case secret != "":
-		fmt.Fprintf(w, "An access key was created for arn:aws:iam::%s:user/admin. Its secret is shown only this once:\n\n", cfg.Account)
+		fmt.Fprintf(w, "An access key was created for %s. Its secret is shown only this once:\n\n", iam.UserARN(cfg.Account, iam.AdminUser))
 		fmt.Fprintf(w, "export AWS_ACCESS_KEY_ID=%s\n", akid)
 		fmt.Fprintf(w, "export AWS_SECRET_ACCESS_KEY=%s\n", secret)
 	default:

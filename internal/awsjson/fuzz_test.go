@@ -27,7 +27,7 @@ import (
 )
 
 // testScope is where the tests' requests act.
-var testScope = kms.Scope{Partition: kms.Partition, Region: "us-east-1", Account: "111122223333"}
+var testScope = kms.ScopeOf("us-east-1", "111122223333")
 
 // newRoutes returns the routes of a real service on a temp data folder.
 func newRoutes(tb testing.TB) (map[string]*Route, kms.Caller) {

@@ -18,9 +18,9 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/kmsd/kmsd/internal/awserr"
 	"github.com/kmsd/kmsd/internal/iam"
@@ -35,10 +35,6 @@ const Version = "2011-06-15"
 
 // ContentType is the content type of every response.
 const ContentType = "text/xml"
-
-// BodyLimit bounds a request body: a session policy of 2048 characters,
-// percent-encoded, and the other parameters.
-const BodyLimit = 16 << 10
 
 // EventSource is the audit records' eventSource of STS requests.
 const EventSource = "sts.amazonaws.com"
@@ -56,6 +52,7 @@ func Is(r *http.Request) bool {
 // Request is a parsed Query request.
 type Request struct {
 	Action string
+	op     *operation // nil when Action is not served
 	params url.Values
 }
 
@@ -84,15 +81,19 @@ func Parse(body []byte) (*Request, error) {
 	case vals.Get("Version") != Version:
 		return req, awserr.Newf(errInvalidAction, "Could not find operation %s for version %s", echo(req.Action), echo(vals.Get("Version")))
 	}
-	allowed, ok := operations[req.Action]
-	if !ok {
+	op := operationNamed(req.Action)
+	if op == nil {
 		return req, awserr.Newf(errInvalidAction, "Could not find operation %s for version %s", echo(req.Action), Version)
 	}
+	req.op = op
+	if int64(len(body)) > op.limit {
+		return req, awserr.Newf(awserr.Validation, "The request body is larger than the %d bytes this operation accepts.", op.limit)
+	}
 	for k := range vals {
-		if k == "Action" || k == "Version" || allowed[k] {
+		if k == "Action" || k == "Version" || op.accepts(k) {
 			continue
 		}
-		if _, known := unsupported[k]; known || strings.Contains(k, ".member.") {
+		if slices.Contains(op.refused, k) || strings.Contains(k, ".member.") {
 			return req, awserr.Newf(awserr.Validation, "kmsd does not support the %s parameter of %s.", echo(k), req.Action)
 		}
 		return req, awserr.Newf(awserr.Validation, "%s has no parameter %s.", req.Action, echo(k))
@@ -102,23 +103,7 @@ func Parse(body []byte) (*Request, error) {
 
 // Known reports whether action is an operation served here (for metric
 // labels, which must not take any value a client sends).
-func Known(action string) bool {
-	_, ok := operations[action]
-	return ok
-}
-
-// operations lists the parameters each operation accepts.
-var operations = map[string]map[string]bool{
-	"GetCallerIdentity": {},
-	"AssumeRole":        {"RoleArn": true, "RoleSessionName": true, "DurationSeconds": true, "Policy": true, "ExternalId": true},
-}
-
-// unsupported are AssumeRole parameters AWS has and kmsd refuses rather
-// than ignores: ignoring them would grant what the caller meant to narrow
-// or prove.
-var unsupported = map[string]struct{}{
-	"SerialNumber": {}, "TokenCode": {}, "SourceIdentity": {}, "TransitiveTagKeys": {}, "Tags": {}, "PolicyArns": {}, "ProvidedContexts": {},
-}
+func Known(action string) bool { return operationNamed(action) != nil }
 
 // Error codes of the Query protocol that KMS does not have.
 const (
@@ -128,25 +113,30 @@ const (
 )
 
 // ReadOnly reports whether the operation changes nothing (CloudTrail's
-// readOnly). Neither STS operation changes any state.
-func (r *Request) ReadOnly() bool { return true }
+// readOnly, from the operation table). A request for no served operation
+// changed nothing.
+func (r *Request) ReadOnly() bool { return r.op == nil || r.op.readOnly }
 
-// Audited returns the request parameters an audit record may carry, as
-// CloudTrail records them: never a secret (STS requests carry none; the
+// Audited returns the request parameters an audit record may carry, as the
+// operation table names them: never a secret (STS requests carry none; the
 // session policy is not secret and is recorded, as CloudTrail does).
 func (r *Request) Audited() map[string]any {
-	if r == nil || r.Action != "AssumeRole" || r.params == nil {
+	if r == nil || r.op == nil || r.params == nil {
 		return nil
 	}
-	m := map[string]any{}
-	for k, name := range map[string]string{"RoleArn": "roleArn", "RoleSessionName": "roleSessionName", "Policy": "policy", "ExternalId": "externalId"} {
-		if v, ok := r.params[k]; ok {
-			m[name] = truncate(v[0], 2048)
+	var m map[string]any
+	for _, p := range r.op.params {
+		v, ok := r.params[p.name]
+		if !ok || p.audit == "" {
+			continue
 		}
-	}
-	if v, ok := r.params["DurationSeconds"]; ok {
-		if n, err := strconv.ParseInt(v[0], 10, 64); err == nil {
-			m["durationSeconds"] = n
+		if m == nil {
+			m = map[string]any{}
+		}
+		if !p.integer {
+			m[p.audit] = truncate(v[0], auditTextLimit)
+		} else if n, err := strconv.ParseInt(v[0], 10, 64); err == nil {
+			m[p.audit] = n
 		}
 	}
 	return m
@@ -162,42 +152,18 @@ type Handler struct {
 // the response elements its audit record may carry (never the secret
 // access key nor the session token).
 func (h *Handler) Serve(ctx context.Context, caller kms.Caller, req *Request, requestID string) (body []byte, audited map[string]any, err error) {
-	switch req.Action {
-	case "GetCallerIdentity":
-		userID := caller.Account
-		if caller.Identity != nil && caller.Identity.UserID != "" {
-			userID = caller.Identity.UserID
-		}
-		return marshal(getCallerIdentityResponse{Xmlns: Namespace,
-			Result:   getCallerIdentityResult{Arn: caller.ARN, UserID: userID, Account: caller.Account},
-			Metadata: metadata{RequestID: requestID}}), nil, nil
-	case "AssumeRole":
-		in, err := assumeRoleInput(req.params)
-		if err != nil {
-			return nil, nil, err
-		}
-		out, err := h.IAM.AssumeRole(ctx, caller, in)
-		if err != nil {
-			return nil, nil, err
-		}
-		res := assumeRoleResult{
-			User: assumedRoleUser{ID: out.AssumedRoleID, Arn: out.AssumedRoleARN},
-			Credentials: credentials{AccessKeyID: out.Credentials.AccessKeyID, SecretAccessKey: out.Credentials.SecretAccessKey,
-				SessionToken: out.Credentials.SessionToken, Expiration: out.Credentials.Expiration.UTC().Format(time.RFC3339)},
-			PackedPolicySize: out.PackedPolicySize,
-		}
-		audited = map[string]any{
-			"credentials":     map[string]any{"accessKeyId": out.Credentials.AccessKeyID, "expiration": res.Credentials.Expiration},
-			"assumedRoleUser": map[string]any{"assumedRoleId": out.AssumedRoleID, "arn": out.AssumedRoleARN},
-		}
-		if out.PackedPolicySize != nil {
-			audited["packedPolicySize"] = *out.PackedPolicySize
-		}
-		// body holds the secret access key and the session token: the
-		// server writes it out and clears it, and never logs or audits it.
-		return marshal(assumeRoleResponse{Xmlns: Namespace, Result: res, Metadata: metadata{RequestID: requestID}}), audited, nil
+	op := operationNamed(req.Action)
+	if op == nil {
+		return nil, nil, awserr.Newf(errInvalidAction, "Could not find operation %s for version %s", echo(req.Action), Version)
 	}
-	return nil, nil, awserr.Newf(errInvalidAction, "Could not find operation %s for version %s", echo(req.Action), Version)
+	body, audited, err = op.serve(h, ctx, caller, req, requestID)
+	// Only the elements the table declares are recorded.
+	for k := range audited {
+		if !slices.Contains(op.response, k) {
+			delete(audited, k)
+		}
+	}
+	return body, audited, err
 }
 
 // assumeRoleInput reads AssumeRole's parameters; DurationSeconds must be

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -107,6 +109,84 @@ func TestErrorResponse(t *testing.T) {
 		}
 		if status == 500 && strings.Contains(string(body), "detail") || strings.Contains(string(body), "fire") {
 			t.Errorf("%v: an internal error's text is sent: %s", tc.err, body)
+		}
+	}
+}
+
+// stsReadOnly are the STS operations kmsd serves that CloudTrail marks
+// readOnly (both: neither changes a resource).
+var stsReadOnly = []string{"GetCallerIdentity", "AssumeRole"}
+
+// secretElements are the STS request parameters and response elements
+// that hold a secret: never audited.
+var secretElements = []string{"SecretAccessKey", "SessionToken", "TokenCode", "secretAccessKey", "sessionToken", "tokenCode"}
+
+// TestOperationTable checks the STS operation table as awsjson's checks
+// the KMS one: every part declared, read-only as CloudTrail marks it, each
+// parameter a field of the operation's input and recorded under its
+// CloudTrail name, no secret audited, the refused parameters apart from
+// the accepted ones.
+func TestOperationTable(t *testing.T) {
+	seen := map[string]bool{}
+	for _, o := range operations {
+		if o.name == "" || seen[o.name] {
+			t.Errorf("operation %q: no name, or declared twice", o.name)
+		}
+		seen[o.name] = true
+		if o.limit <= 0 || o.limit > BodyLimit() || o.serve == nil {
+			t.Errorf("%s: declared without a body limit (within BodyLimit) or a call", o.name)
+		}
+		if want := slices.Contains(stsReadOnly, o.name); o.readOnly != want {
+			t.Errorf("%s: readOnly is %v, CloudTrail's is %v", o.name, o.readOnly, want)
+		}
+		if (o.input == nil) != (len(o.params) == 0) {
+			t.Errorf("%s: parameters %v without an input struct, or the reverse", o.name, o.params)
+		}
+		var fields []string
+		if o.input != nil {
+			st := reflect.TypeOf(o.input)
+			for i := range st.NumField() {
+				fields = append(fields, strings.ToLower(st.Field(i).Name))
+			}
+		}
+		var names []string
+		for _, p := range o.params {
+			names = append(names, strings.ToLower(p.name))
+			if p.audit != "" && p.audit != strings.ToLower(p.name[:1])+p.name[1:] {
+				t.Errorf("%s: %s recorded as %q, not CloudTrail's lowerCamel name", o.name, p.name, p.audit)
+			}
+			if slices.Contains(secretElements, p.name) && p.audit != "" {
+				t.Errorf("%s: the secret %s is audited", o.name, p.name)
+			}
+			if slices.Contains(o.refused, p.name) {
+				t.Errorf("%s: %s both accepted and refused", o.name, p.name)
+			}
+		}
+		slices.Sort(fields)
+		slices.Sort(names)
+		if !slices.Equal(fields, names) {
+			t.Errorf("%s: parameters %v, input fields %v", o.name, names, fields)
+		}
+		for _, r := range o.response {
+			if slices.Contains(secretElements, r) {
+				t.Errorf("%s: the secret response element %s is audited", o.name, r)
+			}
+		}
+	}
+	for _, name := range stsReadOnly {
+		if !seen[name] {
+			t.Errorf("%s is not served", name)
+		}
+	}
+}
+
+// TestBodyLimits: each operation refuses a body over its own limit.
+func TestBodyLimits(t *testing.T) {
+	for _, o := range operations {
+		body := "Action=" + o.name + "&Version=" + Version
+		pad := "&Pad=" + strings.Repeat("x", int(o.limit)-len(body))
+		if _, err := Parse([]byte(body + pad)); err == nil || !strings.Contains(err.Error(), "larger than") {
+			t.Errorf("%s: a body over its %d-byte limit: %v", o.name, o.limit, err)
 		}
 	}
 }

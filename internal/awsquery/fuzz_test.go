@@ -33,11 +33,12 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, ok := operations[req.Action]; !ok || req.params.Get("Version") != Version {
+		op := operationNamed(req.Action)
+		if op == nil || req.params.Get("Version") != Version || int64(len(body)) > op.limit {
 			t.Fatalf("accepted %q", body)
 		}
 		for k, v := range req.params {
-			if len(v) != 1 || !(k == "Action" || k == "Version" || operations[req.Action][k]) {
+			if len(v) != 1 || !(k == "Action" || k == "Version" || op.accepts(k)) {
 				t.Fatalf("accepted parameter %q (%d values)", k, len(v))
 			}
 		}

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/kmsd/kmsd/internal/awsarn"
 )
 
 // Config is kmsd's configuration.
@@ -305,8 +307,9 @@ func (k Keystore) Validate() error {
 
 // CommercialRegions are the Regions of the commercial AWS partition (aws),
 // which kmsd serves unless the regions setting narrows them. The partitions
-// of China, GovCloud and the European Sovereign Cloud are not included:
-// kmsd builds every ARN in partition aws.
+// of China, GovCloud and the European Sovereign Cloud are not included, and
+// validation refuses their Regions: kmsd serves the Regions of one partition
+// (awsarn.Partition).
 var CommercialRegions = []string{
 	"af-south-1",
 	"ap-east-1", "ap-east-2",
@@ -662,6 +665,11 @@ func validateRegions(regions []string, def string) error {
 		}
 		if seen[r] {
 			return fmt.Errorf("regions: %s is listed twice", r)
+		}
+		if p := awsarn.PartitionOf(r); p != awsarn.Partition {
+			// Keys do not record a partition and a key's ARN is bound into
+			// its wrapped material: kmsd serves the Regions of one.
+			return fmt.Errorf("regions: %s is in partition %s; kmsd serves the Regions of partition %s only", r, p, awsarn.Partition)
 		}
 		seen[r] = true
 	}

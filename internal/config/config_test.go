@@ -362,6 +362,8 @@ func TestRegionsSetting(t *testing.T) {
 	}{
 		{[]string{"--regions", "us-east-1,moon"}, `"moon" is not a region name`},
 		{[]string{"--regions", "us-east-1,us-east-1"}, "listed twice"},
+		{[]string{"--regions", "us-east-1,cn-north-1"}, "cn-north-1 is in partition aws-cn"},
+		{[]string{"--regions", "us-gov-west-1", "--region", "us-gov-west-1"}, "partition aws-us-gov"},
 		{[]string{"--regions", "eu-west-1", "--region", "us-east-1"}, "not one of the served regions eu-west-1"},
 		{[]string{"--regions", " , "}, "regions is empty"},
 	} {

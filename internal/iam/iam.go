@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kmsd/kmsd/internal/awsarn"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/kms"
 	"github.com/kmsd/kmsd/internal/sigv4"
@@ -201,7 +202,7 @@ func callerFor(ak *store.AccessKey) kms.Caller {
 
 // UserARN is the ARN of IAM user name in account.
 func UserARN(account, name string) string {
-	return "arn:aws:iam::" + account + ":user/" + name
+	return awsarn.IAM(awsarn.Partition, account, "user", "/", name)
 }
 
 // SecretAAD returns the keystore aad of the wrapped secret of an access

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kmsd/kmsd/internal/awsarn"
 	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/kms"
 	"github.com/kmsd/kmsd/internal/policy"
@@ -72,7 +73,7 @@ func Compile(cfg config.IAM, defaultAccount string) (*Identities, error) {
 	}
 	for _, a := range accounts {
 		ids.accounts = append(ids.accounts, a.ID)
-		root, err := kms.NewIdentity(kms.IdentityConfig{ARN: RootARN(a.ID), Type: kms.PrincipalTypeAccount, UserID: a.ID})
+		root, err := kms.NewIdentity(kms.IdentityConfig{ARN: awsarn.Root(awsarn.Partition, a.ID), Type: kms.PrincipalTypeAccount, UserID: a.ID})
 		if err != nil {
 			return nil, err
 		}
@@ -85,7 +86,7 @@ func Compile(cfg config.IAM, defaultAccount string) (*Identities, error) {
 			})
 		}
 		for _, u := range users {
-			arn := "arn:aws:iam::" + a.ID + ":user" + pathOf(u.Path) + u.Name
+			arn := awsarn.IAM(awsarn.Partition, a.ID, "user", pathOf(u.Path), u.Name)
 			pols, err := compilePolicies(cfg.BaseDir, arn, u.Policies)
 			if err != nil {
 				return nil, err
@@ -99,7 +100,7 @@ func Compile(cfg config.IAM, defaultAccount string) (*Identities, error) {
 			ids.byARN[arn] = id
 		}
 		for _, r := range a.Roles {
-			arn := "arn:aws:iam::" + a.ID + ":role" + pathOf(r.Path) + r.Name
+			arn := awsarn.IAM(awsarn.Partition, a.ID, "role", pathOf(r.Path), r.Name)
 			pols, err := compilePolicies(cfg.BaseDir, arn, r.Policies)
 			if err != nil {
 				return nil, err
@@ -244,29 +245,14 @@ func sessionNameRE(s string) bool {
 	return true
 }
 
-// parseSessionARN splits arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION.
+// parseSessionARN splits arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION.
 func parseSessionARN(arn string) (account, roleName, session string, ok bool) {
-	rest, found := strings.CutPrefix(arn, "arn:aws:sts::")
-	if !found {
-		return "", "", "", false
-	}
-	account, rest, found = strings.Cut(rest, ":assumed-role/")
-	if !found {
-		return "", "", "", false
-	}
-	roleName, session, found = strings.Cut(rest, "/")
-	if !found || roleName == "" || session == "" || strings.Contains(session, "/") {
-		return "", "", "", false
-	}
-	return account, roleName, session, true
+	return awsarn.ParseAssumedRole(arn, awsarn.Partition)
 }
-
-// RootARN is the ARN of an account's root user.
-func RootARN(account string) string { return "arn:aws:iam::" + account + ":root" }
 
 // SessionARN is the ARN of a session of role roleName in account.
 func SessionARN(account, roleName, session string) string {
-	return "arn:aws:sts::" + account + ":assumed-role/" + roleName + "/" + session
+	return awsarn.AssumedRole(awsarn.Partition, account, roleName, session)
 }
 
 // SetIdentities replaces the declared principals. Requests in flight keep

@@ -52,6 +52,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kmsd/kmsd/internal/awsarn"
 	"github.com/kmsd/kmsd/internal/awserr"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/kms"
@@ -81,7 +82,7 @@ const sessionCacheSize = 10000
 
 var (
 	roleSessionNameRE = regexp.MustCompile(`^[\w+=,.@-]{2,64}$`)
-	roleARNRE         = regexp.MustCompile(`^arn:aws:iam::(\d{12}):role(/[\x21-\x7e]*)?/([\w+=,.@-]{1,64})$`)
+	roleARNRE         = regexp.MustCompile(`^arn:` + regexp.QuoteMeta(awsarn.Partition) + `:iam::(\d{12}):role(/[\x21-\x7e]*)?/([\w+=,.@-]{1,64})$`)
 )
 
 // AssumeRoleInput is an AssumeRole request.

@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kmsd/kmsd/internal/awsarn"
 	"github.com/kmsd/kmsd/internal/awserr"
 	"github.com/kmsd/kmsd/internal/policy"
 	"github.com/kmsd/kmsd/internal/store"
@@ -71,7 +72,7 @@ func (s *Service) keyAuthz(k *store.Key) *keyAuthz {
 		// administrator can still replace the policy.
 		s.log.Warn("stored key policy does not compile; using the default key policy until PutKeyPolicy replaces it",
 			"key", ka.arn, "err", cp.err)
-		cp = s.view.policy(DefaultKeyPolicy(k.Account))
+		cp = s.view.policy(DefaultKeyPolicy(awsarn.PartitionOf(k.Region), k.Account))
 		if cp.err != nil {
 			panic("kms: the default key policy does not compile: " + cp.err.Error())
 		}

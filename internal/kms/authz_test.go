@@ -70,7 +70,7 @@ func TestConditionContext(t *testing.T) {
 	}
 	// A key whose policy mentions kms:ResourceAliases, so that the key's
 	// aliases are looked up.
-	pol := strings.Replace(DefaultKeyPolicy("111122223333"), `"Resource" : "*"`,
+	pol := strings.Replace(DefaultKeyPolicy(testScope.Partition, "111122223333"), `"Resource" : "*"`,
 		`"Resource" : "*", "Condition": {"ForAnyValue:StringLike": {"kms:ResourceAliases": ["alias/*", "none"]}}`, 1)
 	ck, err := s.CreateKey(ctx, admin, &CreateKeyInput{Policy: &pol, Tags: []Tag{{"Env", "prod"}}})
 	if err != nil {
@@ -170,7 +170,7 @@ func TestConditionContext(t *testing.T) {
 				"kms:encryptioncontextkeys":          {"Tenant"},
 				"kms:bypasspolicylockoutsafetycheck": nil,
 			}}}},
-		{"PutKeyPolicy", req(AuthorizePutKeyPolicy, &PutKeyPolicyInput{KeyId: keyID, Policy: DefaultKeyPolicy("111122223333")}),
+		{"PutKeyPolicy", req(AuthorizePutKeyPolicy, &PutKeyPolicyInput{KeyId: keyID, Policy: DefaultKeyPolicy(testScope.Partition, "111122223333")}),
 			[]eval{{"kms:PutKeyPolicy", keyARN, map[string][]string{"kms:bypasspolicylockoutsafetycheck": {"false"}}}}},
 	}
 	for _, tc := range cases {
@@ -388,7 +388,7 @@ func TestConditionsSeeTheirKeys(t *testing.T) {
 			if allowed := err == nil; allowed == wrong {
 				t.Errorf("case %d key policy %s: %v", i, cond, err)
 			}
-			if err := s.PutKeyPolicy(ctx, admin, &PutKeyPolicyInput{KeyId: keyID, Policy: DefaultKeyPolicy("111122223333")}); err != nil {
+			if err := s.PutKeyPolicy(ctx, admin, &PutKeyPolicyInput{KeyId: keyID, Policy: DefaultKeyPolicy(testScope.Partition, "111122223333")}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -397,7 +397,7 @@ func TestConditionsSeeTheirKeys(t *testing.T) {
 
 func TestContextNeeds(t *testing.T) {
 	for doc, want := range map[string]ctxNeeds{
-		DefaultKeyPolicy("111122223333"):                                                    0,
+		DefaultKeyPolicy(testScope.Partition, "111122223333"):                               0,
 		`{"Condition": {"StringEquals": {"AWS:SourceIP": "x"}}}`:                            needConnection,
 		`{"Condition": {"StringEquals": {"kms:EncryptionContext:Dept": "IT"}}}`:             needEC,
 		`{"Resource": "arn:aws:kms:*:*:key/${aws:PrincipalTag/k}"}`:                         needPrincipalTags,

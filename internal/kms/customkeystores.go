@@ -18,10 +18,12 @@ package kms
 // the ciphertext is blob format version 2 (docs/ciphertext-format.md). Its
 // key material never exists outside the HSM.
 //
-// Connection state lives in the store, so it survives restarts: kmsd
-// reconnects the stores that were CONNECTED when it starts (Service.
-// RestoreCustomKeyStores). The open connections are an immutable map
-// swapped atomically, so the hot path reads it without a lock.
+// Connection state lives in the store, so it survives restarts and every
+// node shares it: kmsd reconnects the stores that were CONNECTED when it
+// starts (Service.RestoreCustomKeyStores), and each node follows the state
+// through its cached view (cksconn.go). The open connections are an
+// immutable map swapped atomically, so the hot path reads it without a
+// lock.
 
 import (
 	"bytes"
@@ -474,6 +476,7 @@ func (s *Service) UpdateCustomKeyStore(ctx context.Context, c Caller, in *Update
 		}
 		return nil
 	})
+	s.view.dropCKS(cks.ID)
 	var ae *awserr.Error
 	switch {
 	case errors.As(err, &ae):
@@ -508,6 +511,7 @@ func (s *Service) DeleteCustomKeyStore(ctx context.Context, c Caller, in *Custom
 		return cksInvalidState(cks, "DeleteCustomKeyStore", "disconnect the custom key store first")
 	}
 	err = s.store.DeleteCustomKeyStore(ctx, cks.ID)
+	s.view.dropCKS(cks.ID)
 	switch {
 	case errors.Is(err, store.ErrInUse):
 		return awserr.Newf(awserr.CustomKeyStoreHasCMKs, "Custom key store %s contains KMS keys; schedule their deletion and wait until they are deleted first.", cks.ID)
@@ -534,7 +538,11 @@ func (s *Service) describe(ctx context.Context, k *store.Key) (*KeyMetadata, err
 		return md, nil
 	}
 	md.CustomKeyStoreId = k.CustomKeyStoreID
-	md.KeyState = s.keyState(k)
+	state, err := s.keyState(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	md.KeyState = state
 	if cks, err := s.store.GetCustomKeyStore(ctx, k.CustomKeyStoreID); err == nil {
 		md.CloudHsmClusterId = cks.ClusterID
 	}
@@ -549,11 +557,11 @@ func (s *Service) connectedCKS(ctx context.Context, c Caller, id, op string) (*s
 	if err != nil {
 		return nil, nil, err
 	}
-	h := s.cks.hsm(cks.ID)
-	if cks.ConnectionState != ConnectionConnected || h == nil {
+	cc := s.cks.conn(cks.ID)
+	if cks.ConnectionState != ConnectionConnected || cc == nil || cc.cluster != cks.ClusterID {
 		return nil, nil, cksInvalidState(cks, op, "connect the custom key store first")
 	}
-	return cks, h, nil
+	return cks, cc.hsm, nil
 }
 
 // createHSMKey validates a CreateKey in a custom key store and generates
@@ -583,7 +591,7 @@ func (s *Service) createHSMKey(ctx context.Context, c Caller, k *store.Key, cksI
 
 // sealHSM encrypts plaintext inside the HSM of k's custom key store.
 func (s *Service) sealHSM(ctx context.Context, k *store.Key, plaintext []byte, ec map[string]string) ([]byte, error) {
-	h, err := s.keyHSM(k)
+	h, err := s.keyHSM(ctx, k)
 	if err != nil {
 		return nil, err
 	}
@@ -607,7 +615,7 @@ func (s *Service) openHSM(ctx context.Context, k *store.Key, b keys.HSMBlob, ec 
 	if k.CustomKeyStoreID == "" || b.MaterialID != k.CurrentMaterial {
 		return nil, errInvalidCiphertext
 	}
-	h, err := s.keyHSM(k)
+	h, err := s.keyHSM(ctx, k)
 	if err != nil {
 		return nil, err
 	}
@@ -639,8 +647,8 @@ func hsmError(k *store.Key, op string, err error) error {
 // store is connected. Otherwise the material stays in the token, orphaned
 // (as on AWS), and the log names its label so an operator can remove it.
 func (s *Service) destroyHSMKey(ctx context.Context, k *store.Key) {
-	h := s.cks.hsm(k.CustomKeyStoreID)
-	if h == nil {
+	h, err := s.cksHSM(ctx, k.CustomKeyStoreID)
+	if err != nil || h == nil {
 		s.log.WarnContext(ctx, "custom key store not connected: key material left in the HSM", "key", arnOf(k), "custom_key_store", k.CustomKeyStoreID, "label", hsmLabel(k.ID))
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/kmsd/kmsd/internal/awsarn"
 	"github.com/kmsd/kmsd/internal/policy"
 	"github.com/kmsd/kmsd/internal/store"
 )
@@ -12,13 +13,6 @@ import (
 // Authorization by grants: whether a grant of the key allows a request
 // that its key policy and the caller's identity policies do not, and the
 // rules of the grant operations themselves.
-
-// isRootOf reports whether p is the root ARN of account.
-func isRootOf(p, account string) bool {
-	const prefix = "arn:" + Partition + ":iam::" // as rootARN builds it
-	return len(p) == len(prefix)+len(account)+len(":root") && strings.HasPrefix(p, prefix) &&
-		strings.HasSuffix(p, ":root") && p[len(prefix):len(prefix)+len(account)] == account
-}
 
 // names reports whether principal p (of a grant) is the caller: its ARN,
 // the role of its session, or its account's root when the caller is that
@@ -38,7 +32,7 @@ func (a *authzCall) isGrantee(p string, identity policy.Decision) bool {
 		return p == a.id.Principal.ARN || a.id.SessionPolicy == nil || a.sessionAllows
 	}
 	pr := &a.id.Principal
-	return isRootOf(p, pr.Account) && (pr.IsAccountRoot() || identity == policy.Allow)
+	return awsarn.IsRoot(p, a.c.Partition, pr.Account) && (pr.IsAccountRoot() || identity == policy.Allow)
 }
 
 // grantAllows reports whether a grant of key k allows operation op to the

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kmsd/kmsd/internal/awsarn"
 	"github.com/kmsd/kmsd/internal/awserr"
 	"github.com/kmsd/kmsd/internal/policy"
 	"github.com/kmsd/kmsd/internal/store"
@@ -163,9 +164,9 @@ func grantNotFound(id string) error {
 
 // checkGrantPrincipal accepts the principals a grant may name: IAM users
 // and roles, assumed-role sessions, federated users and account roots.
-func checkGrantPrincipal(field, p string) error {
-	if _, err := policy.NewPrincipal(p); err != nil || !strings.HasPrefix(p, "arn:"+Partition+":") {
-		return awserr.Newf(awserr.Validation, "%s '%s' is not a valid principal: use the ARN of an account (%s), an IAM user or role, or an assumed-role session.", field, p, rootARN("ACCOUNT"))
+func checkGrantPrincipal(partition, field, p string) error {
+	if _, err := policy.NewPrincipal(p); err != nil || !strings.HasPrefix(p, "arn:"+partition+":") {
+		return awserr.Newf(awserr.Validation, "%s '%s' is not a valid principal: use the ARN of an account (%s), an IAM user or role, or an assumed-role session.", field, p, awsarn.Root(partition, "ACCOUNT"))
 	}
 	return nil
 }
@@ -311,11 +312,11 @@ func (s *Service) CreateGrant(ctx context.Context, c Caller, in *CreateGrantInpu
 	if in.GranteePrincipal == "" {
 		return nil, awserr.Invalid(awserr.Violation{Field: "granteePrincipal", Null: true, Constraint: "Member must not be null"})
 	}
-	if err := checkGrantPrincipal("GranteePrincipal", in.GranteePrincipal); err != nil {
+	if err := checkGrantPrincipal(c.Partition, "GranteePrincipal", in.GranteePrincipal); err != nil {
 		return nil, err
 	}
 	if in.RetiringPrincipal != "" {
-		if err := checkGrantPrincipal("RetiringPrincipal", in.RetiringPrincipal); err != nil {
+		if err := checkGrantPrincipal(c.Partition, "RetiringPrincipal", in.RetiringPrincipal); err != nil {
 			return nil, err
 		}
 	}
@@ -383,7 +384,7 @@ func (s *Service) CreateGrant(ctx context.Context, c Caller, in *CreateGrantInpu
 		Name:              in.Name,
 		GranteePrincipal:  in.GranteePrincipal,
 		RetiringPrincipal: in.RetiringPrincipal,
-		IssuingAccount:    rootARN(k.Account),
+		IssuingAccount:    awsarn.Root(awsarn.PartitionOf(k.Region), k.Account),
 		Operations:        ops,
 		TokenHash:         tokenHash[:],
 		Created:           s.now().UTC(),

@@ -16,7 +16,7 @@ import (
 )
 
 // testScope is where the tests' requests act.
-var testScope = Scope{Partition: Partition, Region: "us-east-1", Account: "111122223333"}
+var testScope = ScopeOf("us-east-1", "111122223333")
 
 var admin = Caller{Scope: testScope, ARN: "arn:aws:iam::111122223333:user/admin"}
 

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/kmsd/kmsd/internal/awsarn"
 	"github.com/kmsd/kmsd/internal/awserr"
 	"github.com/kmsd/kmsd/internal/store"
 )
@@ -105,7 +107,7 @@ const MaxTagsPerKey = 50
 
 // DefaultKeyPolicy is the policy CreateKey attaches when none is given, in
 // the exact pretty-printed form GetKeyPolicy returns on AWS.
-func DefaultKeyPolicy(account string) string {
+func DefaultKeyPolicy(partition, account string) string {
 	return `{
   "Version" : "2012-10-17",
   "Id" : "key-default-1",
@@ -113,7 +115,7 @@ func DefaultKeyPolicy(account string) string {
     "Sid" : "Enable IAM User Permissions",
     "Effect" : "Allow",
     "Principal" : {
-      "AWS" : "` + rootARN(account) + `"
+      "AWS" : "` + awsarn.Root(partition, account) + `"
     },
     "Action" : "kms:*",
     "Resource" : "*"
@@ -196,7 +198,7 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 	if in.MultiRegion && (in.CustomKeyStoreId != "" || origin == OriginCloudHSM) {
 		return nil, awserr.New(awserr.UnsupportedOperation, "A multi-Region key cannot be created in a custom key store.")
 	}
-	policy := DefaultKeyPolicy(c.Account)
+	policy := DefaultKeyPolicy(c.Partition, c.Account)
 	if in.Policy != nil {
 		if err := checkPolicy(*in.Policy); err != nil {
 			return nil, err
@@ -591,8 +593,19 @@ func (s *Service) forEachDue(ctx context.Context, what string, due []*store.Key,
 		switch {
 		case err == nil:
 			n++
-		case errors.Is(err, errRotationRaced), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound), errors.As(err, &ae):
+		case errors.Is(err, errRotationRaced), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound):
+			// Lost a race with another writer: the next pass sees the
+			// key as it is now.
 			s.view.dropKey(k.ID)
+		case errors.As(err, &ae):
+			// The key refuses the step (its state, its custom key
+			// store, …): it stays due and is retried every pass, so
+			// say so, once per key and step per stepLogInterval.
+			s.view.dropKey(k.ID)
+			if s.refusedSteps.due(what+" "+k.ID, s.now()) {
+				s.log.WarnContext(ctx, "background step refused; retried at every pass until it succeeds", "step", what,
+					"key", arnOf(k), "code", ae.Code, "reason", ae.Message)
+			}
 		default:
 			return n, fmt.Errorf("%s %s: %w", what, k.ID, err)
 		}
@@ -601,6 +614,34 @@ func (s *Service) forEachDue(ctx context.Context, what string, due []*store.Key,
 		}
 	}
 	return n, nil
+}
+
+// stepLogInterval is how often a background step that keeps being refused
+// for one key is logged again.
+const stepLogInterval = time.Hour
+
+// stepLogMax bounds the steps stepLog remembers.
+const stepLogMax = 10000
+
+// stepLog remembers when each refused step was last logged.
+type stepLog struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+// due reports whether step should be logged at now, and notes that it is.
+func (l *stepLog) due(step string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t, ok := l.last[step]; ok && now.Sub(t) < stepLogInterval {
+		return false
+	}
+	if l.last == nil || len(l.last) >= stepLogMax {
+		// Bounded: forgetting only means logging a step again early.
+		l.last = map[string]time.Time{}
+	}
+	l.last[step] = now
+	return true
 }
 
 // ChangeRetention is how long the store keeps its change feed.

@@ -45,6 +45,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kmsd/kmsd/internal/awsarn"
 	"github.com/kmsd/kmsd/internal/awserr"
 	"github.com/kmsd/kmsd/internal/store"
 )
@@ -203,7 +204,7 @@ func (s *Service) ReplicateKey(ctx context.Context, c Caller, in *ReplicateKeyIn
 	if err := s.checkReplicaRegion(k, in.ReplicaRegion); err != nil {
 		return nil, err
 	}
-	policy := DefaultKeyPolicy(k.Account)
+	policy := DefaultKeyPolicy(awsarn.PartitionOf(k.Region), k.Account)
 	if in.Policy != nil {
 		if err := checkPolicy(*in.Policy); err != nil {
 			return nil, err
@@ -270,7 +271,7 @@ func (s *Service) ReplicateKey(ctx context.Context, c Caller, in *ReplicateKeyIn
 
 func errReplicaExists(k *store.Key, region string) error {
 	return awserr.Newf(awserr.AlreadyExists, "%s already has a replica key in %s: %s.", arnOf(k), region,
-		kmsARN(Partition, region, k.Account, "key/"+k.MultiRegionKeyID))
+		regionARN(region, k.Account, "key/"+k.MultiRegionKeyID))
 }
 
 // replicate writes replica, a copy of primary k as read, with copies of its
@@ -718,7 +719,7 @@ func (s *Service) rotateImportedMultiRegion(ctx context.Context, k *store.Key, p
 // (and a replica can tell the primary's material from another).
 func materialIDScope(k *store.Key) string {
 	if isMultiRegion(k) {
-		return kmsARN(Partition, "", k.Account, "key/"+k.MultiRegionKeyID)
+		return kmsARN(awsarn.PartitionOf(k.Region), "", k.Account, "key/"+k.MultiRegionKeyID)
 	}
 	return arnOf(k)
 }

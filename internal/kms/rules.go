@@ -522,7 +522,7 @@ func authorizeReplicateKey(a *authzCall, in *ReplicateKeyInput) error {
 	if err != nil {
 		return err
 	}
-	return checkLockout(pol, a.id, kmsARN(Partition, in.ReplicaRegion, k.Account, "key/"+keyIDOf(k)), pc)
+	return checkLockout(pol, a.id, regionARN(in.ReplicaRegion, k.Account, "key/"+keyIDOf(k)), pc)
 }
 
 // authorizeUpdatePrimaryRegion checks kms:UpdatePrimaryRegion on the

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/kmsd/kmsd/internal/awsarn"
 	"github.com/kmsd/kmsd/internal/keys"
 	"github.com/kmsd/kmsd/internal/store"
 )
@@ -29,16 +30,25 @@ func (sc Scope) check() error {
 	return nil
 }
 
-// Partition is the partition of every key kmsd holds. Keys do not record
-// one, and a key's ARN is bound into its wrapped material (materialAAD),
-// so a key's ARN must never change: a second partition would first have to
-// be stored with each key.
-const Partition = "aws"
+// ScopeOf is the scope of a request signed for region by a principal of
+// account: its partition is region's.
+func ScopeOf(region, account string) Scope {
+	return Scope{Partition: awsarn.PartitionOf(region), Region: region, Account: account}
+}
+
+// A key's partition is its Region's (awsarn.PartitionOf): keys do not
+// record one, and a key's ARN is bound into its wrapped material
+// (materialAAD), so a key's ARN must never change.
 
 // kmsARN is the ARN of a KMS resource ("key/ID" or "alias/NAME"). Every
 // KMS ARN the service shows is built here.
 func kmsARN(partition, region, account, resource string) string {
-	return "arn:" + partition + ":kms:" + region + ":" + account + ":" + resource
+	return awsarn.ARN(partition, "kms", region, account, resource)
+}
+
+// regionARN is the ARN of a KMS resource in region, in region's partition.
+func regionARN(region, account, resource string) string {
+	return kmsARN(awsarn.PartitionOf(region), region, account, resource)
 }
 
 // keyARN is the ARN of key id in the scope's account and Region.
@@ -54,7 +64,7 @@ func (sc Scope) aliasARN(name string) string {
 
 // arnOf is the ARN of key k, in its own account and Region.
 func arnOf(k *store.Key) string {
-	return kmsARN(Partition, k.Region, k.Account, "key/"+keyIDOf(k))
+	return regionARN(k.Region, k.Account, "key/"+keyIDOf(k))
 }
 
 // keyIDOf is the key id of k as clients see it: its ID, or for a key of a
@@ -86,11 +96,5 @@ func keyIDFromRecord(rid string) string {
 
 // aliasARNOf is the ARN of alias a, in its own account and Region.
 func aliasARNOf(a *store.Alias) string {
-	return kmsARN(Partition, a.Region, a.Account, a.Name)
-}
-
-// rootARN is the ARN of the root principal of account, which stands for
-// the whole account in key policies and grants.
-func rootARN(account string) string {
-	return "arn:" + Partition + ":iam::" + account + ":root"
+	return regionARN(a.Region, a.Account, a.Name)
 }

@@ -70,6 +70,10 @@ type Config struct {
 	// successful read of the store's change feed, once Follow runs
 	// (DefaultStaleAfter).
 	StaleAfter time.Duration
+	// CacheTTL is the time-to-live of what the view caches, the backstop
+	// of the change feed; custom key store connections are rechecked as
+	// often (DefaultCacheTTL).
+	CacheTTL time.Duration
 	// HSMClusters are the tokens custom key stores connect to; nil means
 	// none are configured (customkeystores.go).
 	HSMClusters HSMClusters
@@ -100,6 +104,9 @@ type Service struct {
 	regions []string
 	// usage holds the key uses not yet written to the store (usage.go).
 	usage usageState
+	// refusedSteps rate-limits the log of background steps that keep
+	// being refused (lifecycle.go, forEachDue).
+	refusedSteps stepLog
 }
 
 // New returns a Service.
@@ -114,7 +121,7 @@ func New(cfg Config) (*Service, error) {
 		rand:      cfg.Rand,
 		log:       cfg.Logger,
 		materials: newMaterialCache(cfg.MaterialCacheSize),
-		view:      newView(cfg.Store, cfg.KeyCacheSize, cfg.StaleAfter),
+		view:      newView(cfg.Store, cfg.KeyCacheSize, cfg.StaleAfter, cfg.CacheTTL),
 		regions:   slices.Clone(cfg.Regions),
 	}
 	s.cks.clusters = cfg.HSMClusters

@@ -2,7 +2,8 @@ package kms
 
 // The Service's one cached view of the store.
 //
-// Every request reads keys, aliases, key policies and grants; reading the
+// Every request reads keys, aliases, key policies, grants and (for keys of
+// custom key stores) its store's connection state; reading the
 // store each time would put a database round trip on the hot path. The view
 // caches them in one component with one invalidation rule:
 //
@@ -13,7 +14,8 @@ package kms
 //     A node's own writes also drop their records at once, so that it reads
 //     its own writes.
 //   - An entry older than the time-to-live is reloaded anyway (a backstop
-//     against a change the feed did not name).
+//     against a change the feed did not name); custom key store
+//     connections are rechecked against their records as often.
 //   - When the feed has not been read successfully for StaleAfter (the
 //     store is unreachable, say), nothing cached is trusted: every read goes
 //     to the store, and fails with it. A node cut off from the store never
@@ -46,7 +48,7 @@ const (
 	DefaultKeyCacheSize   = 10000
 	DefaultFollowInterval = 100 * time.Millisecond
 	DefaultStaleAfter     = time.Second
-	defaultCacheTTL       = 30 * time.Second
+	DefaultCacheTTL       = 30 * time.Second
 	// policyCacheSize bounds the compiled key policies, shared by text.
 	policyCacheSize = 1024
 	// changesPage is how many changes Follow reads at a time.
@@ -68,6 +70,9 @@ type view struct {
 	keys     boundedMap[string, *keyEntry]
 	aliases  boundedMap[aliasRef, *aliasEntry]
 	policies boundedMap[string, *compiledPolicy]
+	// cks holds custom key store records: their connection state decides
+	// whether this node may use its connection to their token (cksconn.go).
+	cks boundedMap[string, *cksEntry]
 
 	// following is set once Follow runs; synced is when (UnixNano) the
 	// last successful read of the feed started. A view that is not
@@ -92,6 +97,11 @@ type keyEntry struct {
 
 type aliasRef struct{ account, region, name string }
 
+type cksEntry struct {
+	cks    *store.CustomKeyStore
+	loaded int64
+}
+
 type aliasEntry struct {
 	keyID  string
 	loaded int64
@@ -105,16 +115,20 @@ type compiledPolicy struct {
 	err    error
 }
 
-func newView(st store.Store, keys int, stale time.Duration) *view {
+func newView(st store.Store, keys int, stale, ttl time.Duration) *view {
 	if keys <= 0 {
 		keys = DefaultKeyCacheSize
 	}
 	if stale <= 0 {
 		stale = DefaultStaleAfter
 	}
-	v := &view{st: st, ttl: defaultCacheTTL, staleNano: int64(stale)}
+	if ttl <= 0 {
+		ttl = DefaultCacheTTL
+	}
+	v := &view{st: st, ttl: ttl, staleNano: int64(stale)}
 	v.keys.max = int64(keys)
 	v.aliases.max = int64(keys)
+	v.cks.max = int64(keys)
 	v.policies.max = policyCacheSize
 	return v
 }
@@ -177,6 +191,28 @@ func (v *view) aliasTarget(ctx context.Context, account, region, name string) (s
 		}
 	}
 	return a.KeyID, nil
+}
+
+// customKeyStore returns the record of custom key store id, from the cache
+// or the store (store.ErrNotFound when there is none).
+func (v *view) customKeyStore(ctx context.Context, id string) (*store.CustomKeyStore, error) {
+	now := time.Now().UnixNano()
+	if e, ok := v.cks.load(id); ok && v.fresh(e.loaded, now) {
+		return e.cks, nil
+	}
+	gen := v.gen.Load()
+	cks, err := v.st.GetCustomKeyStore(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	e := &cksEntry{cks: cks, loaded: now}
+	if v.trusted(now) {
+		v.cks.store(id, e)
+		if v.gen.Load() != gen {
+			v.cks.compareAndDelete(id, e)
+		}
+	}
+	return cks, nil
 }
 
 // grants returns the grants of the key of entry e, ordered by id.
@@ -256,6 +292,11 @@ func (v *view) dropAlias(account, region, name string) {
 	v.aliases.delete(aliasRef{account, region, name})
 }
 
+func (v *view) dropCKS(id string) {
+	v.gen.Add(1)
+	v.cks.delete(id)
+}
+
 // dropAliases drops every alias resolution and every key's alias list.
 func (v *view) dropAliases() {
 	v.gen.Add(1)
@@ -270,6 +311,7 @@ func (v *view) dropAll() {
 	v.aliasGen.Add(1)
 	v.keys.clear()
 	v.aliases.clear()
+	v.cks.clear()
 }
 
 // Following the change feed.
@@ -280,6 +322,8 @@ func (v *view) dropAll() {
 // materials and custom key store connections they concern. kmsd serve runs
 // it for the life of the process; until it has read the feed once, and
 // whenever it has not for the staleness bound, nothing cached is trusted.
+// Every time-to-live it also rechecks every custom key store connection
+// (the backstop of what the feed names).
 func (s *Service) Follow(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = DefaultFollowInterval
@@ -305,6 +349,9 @@ func (s *Service) Follow(ctx context.Context, interval time.Duration) {
 			if failing {
 				s.log.InfoContext(ctx, "change feed readable again")
 				failing = false
+			}
+			if start-s.cks.lastRecheck.Load() >= int64(v.ttl) {
+				s.goRecheckAll(ctx)
 			}
 		case ctx.Err() != nil:
 			return
@@ -347,8 +394,9 @@ func (s *Service) listen(ctx context.Context, n store.Notifier, wake chan<- stru
 }
 
 // followOnce applies the changes after cursor and returns the new cursor.
-// A cursor of -1 starts following: everything cached so far is dropped,
-// since changes made before are unknown.
+// A cursor of -1 starts following: everything cached so far is dropped and
+// every custom key store connection rechecked, since changes made before
+// are unknown.
 func (s *Service) followOnce(ctx context.Context, cursor int64) (int64, error) {
 	v := s.view
 	if cursor < 0 {
@@ -357,6 +405,7 @@ func (s *Service) followOnce(ctx context.Context, cursor int64) (int64, error) {
 			return cursor, err
 		}
 		v.dropAll()
+		s.goRecheckAll(ctx)
 		return last, nil
 	}
 	for {
@@ -394,8 +443,8 @@ func (s *Service) apply(ctx context.Context, c *store.Change) {
 	case store.ChangeAlias:
 		v.dropAlias(c.Account, c.Region, c.ID)
 	case store.ChangeCustomKeyStore:
-		// Connecting may take seconds: not in the way of the feed.
-		go s.followCustomKeyStore(ctx, c.ID)
+		v.dropCKS(c.ID)
+		s.goRecheck(ctx, c.ID)
 	case store.ChangeAccessKey, store.ChangeSetting:
 		// Not cached by the view: identities and the root of trust
 		// follow the feed themselves.

@@ -2,7 +2,13 @@ package kms
 
 import (
 	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"errors"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,6 +29,9 @@ import (
 type node struct {
 	*Service
 	st *hookStore
+	// startFollow starts the node's Follow and waits for its first read
+	// of the feed.
+	startFollow func()
 }
 
 // hookStore is a store.Store whose feed can be cut and whose reads can be
@@ -36,6 +45,23 @@ type hookStore struct {
 	afterPendingDeletion func()
 	// usageDown makes RecordKeyUsage fail.
 	usageDown atomic.Bool
+	// pruneOnce makes the next Changes answer ErrChangesPruned.
+	pruneOnce atomic.Bool
+	// hideCKSChanges makes Changes leave out the changes of custom key
+	// stores, as if the feed had missed them.
+	hideCKSChanges atomic.Bool
+	// cksDown makes GetCustomKeyStore fail.
+	cksDown atomic.Bool
+	// afterExpiredMaterial, when set, runs after KeysWithExpiredMaterial
+	// listed the keys and before the caller sees them.
+	afterExpiredMaterial func()
+}
+
+func (h *hookStore) GetCustomKeyStore(ctx context.Context, id string) (*store.CustomKeyStore, error) {
+	if h.cksDown.Load() {
+		return nil, errors.New("test: store unreachable")
+	}
+	return h.Store.GetCustomKeyStore(ctx, id)
 }
 
 func (h *hookStore) RecordKeyUsage(ctx context.Context, uses []*store.KeyUse) error {
@@ -49,7 +75,25 @@ func (h *hookStore) Changes(ctx context.Context, after int64, limit int) ([]stor
 	if h.feedDown.Load() {
 		return nil, errors.New("test: feed unreachable")
 	}
-	return h.Store.Changes(ctx, after, limit)
+	if h.pruneOnce.CompareAndSwap(true, false) {
+		return nil, store.ErrChangesPruned
+	}
+	cs, err := h.Store.Changes(ctx, after, limit)
+	if err != nil || !h.hideCKSChanges.Load() {
+		return cs, err
+	}
+	kept := cs[:0]
+	for _, c := range cs {
+		if c.Kind != store.ChangeCustomKeyStore {
+			kept = append(kept, c)
+		}
+	}
+	// Read as many as asked for, so that Follow reads on as the store's
+	// answer would have it.
+	if len(cs) == limit && len(kept) < limit {
+		return append(kept, store.Change{Seq: cs[limit-1].Seq, Kind: store.ChangeSetting}), nil
+	}
+	return kept, nil
 }
 
 // Notify passes the store's change notifications through (PostgreSQL's);
@@ -75,8 +119,24 @@ func (h *hookStore) KeysPendingDeletion(ctx context.Context, t time.Time) ([]*st
 	return ks, err
 }
 
+func (h *hookStore) KeysWithExpiredMaterial(ctx context.Context, t time.Time) ([]*store.Key, error) {
+	ks, err := h.Store.KeysWithExpiredMaterial(ctx, t)
+	if err == nil && h.afterExpiredMaterial != nil {
+		h.afterExpiredMaterial()
+	}
+	return ks, err
+}
+
 // newNodes starts n nodes on one store in a fresh data folder.
 func newNodes(t *testing.T, n int, now func() time.Time) []*node {
+	t.Helper()
+	return newNodesWith(t, n, Config{Now: now}, true)
+}
+
+// newNodesWith starts n nodes on one store in a fresh data folder, each a
+// Service of cfg (its Store and Keystore set here); unless follow, they do
+// not follow the change feed (startFollow starts it).
+func newNodesWith(t *testing.T, n int, cfg Config, follow bool) []*node {
 	t.Helper()
 	dir := t.TempDir()
 	ks, err := keystore.OpenFile(filepath.Join(dir, "root.key"))
@@ -87,24 +147,33 @@ func newNodes(t *testing.T, n int, now func() time.Time) []*node {
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	var nodes []*node
-	cfg := backendtest.Config(t, dir)
+	bcfg := backendtest.Config(t, dir)
 	for range n {
-		st, err := backend.Open(context.Background(), cfg)
+		st, err := backend.Open(context.Background(), bcfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
 		hs := &hookStore{Store: st}
-		s, err := New(Config{Store: hs, Keystore: ks, Now: now})
+		scfg := cfg
+		scfg.Store, scfg.Keystore = hs, ks
+		s, err := New(scfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		wg.Add(1)
-		go func() { defer wg.Done(); s.Follow(ctx, 0) }() // the default interval: the test measures the bound kmsd serve has
-		nodes = append(nodes, &node{s, hs})
+		t.Cleanup(s.CloseCustomKeyStores)
+		nd := &node{Service: s, st: hs}
+		nd.startFollow = func() {
+			wg.Add(1)
+			go func() { defer wg.Done(); s.Follow(ctx, 0) }() // the default interval: the test measures the bound kmsd serve has
+			within(t, time.Second, "the node's first reading of the feed", func() bool { return s.view.synced.Load() != 0 })
+		}
+		nodes = append(nodes, nd)
 	}
-	for _, n := range nodes {
-		within(t, time.Second, "the node's first reading of the feed", func() bool { return n.view.synced.Load() != 0 })
+	if follow {
+		for _, n := range nodes {
+			n.startFollow()
+		}
 	}
 	return nodes
 }
@@ -192,13 +261,13 @@ func TestChangesReachEveryNode(t *testing.T) {
 	t.Logf("RevokeGrant enforced on the other node after %v", d)
 
 	// A key policy that lets bob encrypt, then one that does not.
-	open := strings.Replace(DefaultKeyPolicy("111122223333"), `"Statement" : [`,
+	open := strings.Replace(DefaultKeyPolicy(testScope.Partition, "111122223333"), `"Statement" : [`,
 		`"Statement" : [{"Sid": "bob", "Effect": "Allow", "Principal": {"AWS": "`+bob.ARN+`"}, "Action": "kms:Encrypt", "Resource": "*"},`, 1)
 	if err := a.PutKeyPolicy(ctx, admin, &PutKeyPolicyInput{KeyId: id1, Policy: open}); err != nil {
 		t.Fatal(err)
 	}
 	within(t, time.Second, "policy loosened on a, used on b", func() bool { return bobEncrypt(b) == nil })
-	if err := a.PutKeyPolicy(ctx, admin, &PutKeyPolicyInput{KeyId: id1, Policy: DefaultKeyPolicy("111122223333")}); err != nil {
+	if err := a.PutKeyPolicy(ctx, admin, &PutKeyPolicyInput{KeyId: id1, Policy: DefaultKeyPolicy(testScope.Partition, "111122223333")}); err != nil {
 		t.Fatal(err)
 	}
 	d = within(t, time.Second, "policy tightened on a, enforced on b", func() bool { return codeOf(bobEncrypt(b)) == awserr.AccessDenied })
@@ -284,6 +353,72 @@ func TestReaperLeavesCancelledDeletion(t *testing.T) {
 	}
 }
 
+// TestExpiryLeavesReimportedMaterial is the regression test of imported
+// material deleted although it was re-imported with a later ValidTo between
+// the expiry's list of due keys and its delete: the delete is a
+// compare-and-set on the ValidTo it listed.
+func TestExpiryLeavesReimportedMaterial(t *testing.T) {
+	ctx := context.Background()
+	var clock atomic.Pointer[time.Time]
+	start := time.Now()
+	clock.Store(&start)
+	n := newNodes(t, 1, func() time.Time { return *clock.Load() })[0]
+	ck, err := n.CreateKey(ctx, admin, &CreateKeyInput{Origin: OriginExternal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ck.KeyMetadata.KeyId
+	material := make([]byte, 32)
+	if _, err := rand.Read(material); err != nil {
+		t.Fatal(err)
+	}
+	imp := func(validTo time.Time) {
+		t.Helper()
+		p, err := n.GetParametersForImport(ctx, admin, &GetParametersForImportInput{KeyId: id,
+			WrappingAlgorithm: "RSAES_OAEP_SHA_256", WrappingKeySpec: "RSA_2048"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, err := x509.ParsePKIXPublicKey(p.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wrapped, _ := wrapForImport(t, pub.(*rsa.PublicKey), crypto.SHA256, false, material)
+		v := float64(validTo.Unix())
+		if _, err := n.ImportKeyMaterial(ctx, admin, &ImportKeyMaterialInput{KeyId: id, ImportToken: p.ImportToken,
+			EncryptedKeyMaterial: wrapped, ValidTo: &v, ExpirationModel: "KEY_MATERIAL_EXPIRES"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	imp(start.Add(time.Hour))
+	later := start.Add(2 * time.Hour)
+	clock.Store(&later)
+	n.st.afterExpiredMaterial = func() {
+		n.st.afterExpiredMaterial = nil
+		imp(later.Add(time.Hour)) // the same material, valid for another hour
+	}
+	expired, err := n.ExpireImportedMaterial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if expired != 0 {
+		t.Errorf("expired %d keys, want 0", expired)
+	}
+	out, err := n.DescribeKey(ctx, admin, &KeyIdInput{KeyId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.KeyMetadata.KeyState != StateEnabled {
+		t.Errorf("state %s, want Enabled", out.KeyMetadata.KeyState)
+	}
+	if ms, err := n.st.ListMaterials(ctx, id); err != nil || len(ms) != 1 {
+		t.Errorf("key holds %d materials (%v), want the re-imported one", len(ms), err)
+	}
+	if _, err := n.Encrypt(ctx, admin, &EncryptInput{KeyId: id, Plaintext: []byte("x")}); err != nil {
+		t.Errorf("encrypt with the re-imported material: %v", err)
+	}
+}
+
 // TestCutOffNodeStopsTrustingItsCache: while the change feed answers, a
 // warm key costs no store read; once it has not answered for the staleness
 // bound, every request reads the store again (and would fail with it),
@@ -302,8 +437,12 @@ func TestCutOffNodeStopsTrustingItsCache(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Once the follower has read the feed, the cache is trusted.
+	// Once the follower has read the feed, the cache is trusted; the
+	// feed's own record of the key's creation, applied after the first
+	// encrypt, would drop what it cached (PostgreSQL's notification makes
+	// that likely).
 	within(t, time.Second, "first read of the feed", func() bool { return n.view.synced.Load() != 0 })
+	caughtUp(t, n)
 	encrypt()
 	before := n.st.getKeys.Load()
 	for range 10 {
@@ -341,11 +480,7 @@ func TestViewIsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := backend.Open(ctx, backend.Config{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := backendtest.Open(t, dir)
 	const bound = 50
 	s, err := New(Config{Store: st, Keystore: ks, KeyCacheSize: bound})
 	if err != nil {
@@ -463,4 +598,65 @@ func TestBackgroundWorkOnceAcrossNodes(t *testing.T) {
 			t.Errorf("key %s scheduled for deletion: %v, want deleted", id, err)
 		}
 	}
+}
+
+// TestRefusedBackgroundStepIsLogged: a due step a key keeps refusing (an
+// AWS error, not a lost race) is logged with the key and the code, once
+// per key and step per interval, not retried silently forever.
+func TestRefusedBackgroundStepIsLogged(t *testing.T) {
+	ctx := context.Background()
+	var clock atomic.Pointer[time.Time]
+	start := time.Now()
+	clock.Store(&start)
+	var logs strings.Builder
+	var mu sync.Mutex
+	n := newNodesWith(t, 1, Config{Now: func() time.Time { return *clock.Load() },
+		Logger: slog.New(slog.NewTextHandler(&lockedWriter{&mu, &logs}, nil))}, true)[0]
+	ck, err := n.CreateKey(ctx, admin, &CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := n.st.GetKey(ctx, ck.KeyMetadata.KeyId)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refuse := func(*store.Key) error { return awserr.New(awserr.KMSInvalidState, "test refusal") }
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Count(logs.String(), "background step refused")
+	}
+	for range 3 {
+		if done, err := n.forEachDue(ctx, "test step", []*store.Key{k}, refuse); done != 0 || err != nil {
+			t.Fatalf("forEachDue: %d, %v", done, err)
+		}
+	}
+	if c := count(); c != 1 {
+		t.Fatalf("3 refused passes logged %d times, want 1:\n%s", c, logs.String())
+	}
+	mu.Lock()
+	line := logs.String()
+	mu.Unlock()
+	for _, want := range []string{"step=\"test step\"", ck.KeyMetadata.Arn, awserr.KMSInvalidState} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the log does not name %s:\n%s", want, line)
+		}
+	}
+	later := start.Add(stepLogInterval + time.Second)
+	clock.Store(&later)
+	n.forEachDue(ctx, "test step", []*store.Key{k}, refuse)
+	if c := count(); c != 2 {
+		t.Fatalf("after the interval: %d log lines, want 2", c)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

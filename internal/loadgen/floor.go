@@ -30,6 +30,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/kmsd/kmsd/internal/awsarn"
 	"github.com/kmsd/kmsd/internal/awserr"
 	"github.com/kmsd/kmsd/internal/sigv4"
 )
@@ -300,7 +301,7 @@ func (f *Floor) createKey(spec, usage string) (*floorKey, error) {
 		return nil, awserr.Newf(awserr.Validation, "the floor makes %s keys for %s only", spec, usageOf(spec))
 	}
 	id := uuid.NewString()
-	k := &floorKey{id: id, arn: "arn:aws:kms:" + f.region + ":" + FloorAccount + ":key/" + id, spec: spec, usage: usage, created: time.Now()}
+	k := &floorKey{id: id, arn: awsarn.ARN(awsarn.PartitionOf(f.region), "kms", f.region, FloorAccount, "key/"+id), spec: spec, usage: usage, created: time.Now()}
 	var err error
 	switch spec {
 	case specSymmetric:
@@ -338,7 +339,7 @@ func (f *Floor) createKey(spec, usage string) (*floorKey, error) {
 
 func (f *Floor) key(keyID string) (*floorKey, error) {
 	id := keyID
-	if rest, ok := strings.CutPrefix(keyID, "arn:aws:kms:"+f.region+":"+FloorAccount+":key/"); ok {
+	if rest, ok := strings.CutPrefix(keyID, awsarn.ARN(awsarn.PartitionOf(f.region), "kms", f.region, FloorAccount, "key/")); ok {
 		id = rest
 	}
 	f.mu.RLock()

@@ -421,7 +421,7 @@ func (g *Manager) rewrap(ctx context.Context, st store.Store, ring *keystore.Rin
 					return done, fmt.Errorf("wrap %s %s/%s: %w", kind, w.KeyID, w.ID, err)
 				}
 				err = st.UpdateWrapped(ctx, w.WrappedRef, w.Blob, nw)
-				if errors.Is(err, store.ErrNotFound) {
+				if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
 					continue // deleted or changed meanwhile: the next run sees it
 				}
 				if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,7 +27,7 @@ func mustJSON(t *testing.T, v any) []byte {
 	return b
 }
 
-var admin = kms.Caller{Scope: kms.Scope{Partition: kms.Partition, Region: "us-east-1", Account: "111122223333"}, ARN: "arn:aws:iam::111122223333:user/admin"}
+var admin = kms.Caller{Scope: kms.ScopeOf("us-east-1", "111122223333"), ARN: "arn:aws:iam::111122223333:user/admin"}
 
 // folder is a data folder with wrapped secrets of every common kind: key
 // material (a ciphertext under each key), access key secrets and the audit
@@ -274,4 +275,50 @@ func TestRotationSealed(t *testing.T) {
 	if _, err := g.StartRotation(ctx, f.st, RotateOptions{Unseal: func(keystore.SealInfo) (*keystore.SealKey, error) { return nil, refused }}); !errors.Is(err, refused) {
 		t.Fatalf("rotation with a failing unseal: %v", err)
 	}
+}
+
+// conflictOnce is a store whose first UpdateWrapped reports that the blob
+// changed meanwhile (another node rewrapped or replaced it), as the store
+// contract words it: ErrConflict alone.
+type conflictOnce struct {
+	store.Store
+	done bool
+}
+
+func (c *conflictOnce) UpdateWrapped(ctx context.Context, ref store.WrappedRef, old, new []byte) error {
+	if !c.done {
+		c.done = true
+		return fmt.Errorf("test: %w: the blob changed meanwhile", store.ErrConflict)
+	}
+	return c.Store.UpdateWrapped(ctx, ref, old, new)
+}
+
+// TestRewrapSkipsChangedSecret: a secret whose blob changed between the
+// rewrap's list and its write is left for the next run, not an error that
+// stops the rotation.
+func TestRewrapSkipsChangedSecret(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	f := populate(t, dir, nil)
+	g := New(Config{DataDir: dir})
+	st := &conflictOnce{Store: f.st}
+	rot, err := g.StartRotation(ctx, st, RotateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, finished, err := rot.Rewrap(ctx, 0, 0)
+	rot.Close()
+	if err != nil || n != secrets-1 || finished {
+		t.Fatalf("Rewrap with one conflict: %d, %v, %v; want %d rewrapped, not finished", n, finished, err, secrets-1)
+	}
+	rot, err = g.StartRotation(ctx, st, RotateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, finished, err = rot.Rewrap(ctx, 0, 0)
+	rot.Close()
+	if err != nil || n != 1 || !finished {
+		t.Fatalf("the next run: %d, %v, %v; want the one left", n, finished, err)
+	}
+	f.check(t, nil)
 }

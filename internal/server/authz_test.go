@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/kmsd/kmsd/internal/awsarn"
 	"github.com/kmsd/kmsd/internal/kms"
 	"github.com/kmsd/kmsd/internal/kmstest"
 )
@@ -446,7 +447,7 @@ func TestKeyPolicies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if aws.ToString(got.Policy) != kms.DefaultKeyPolicy(kmstest.Account) || aws.ToString(got.PolicyName) != "default" {
+		if aws.ToString(got.Policy) != kms.DefaultKeyPolicy(awsarn.Partition, kmstest.Account) || aws.ToString(got.PolicyName) != "default" {
 			t.Fatalf("GetKeyPolicy = %q / %q", aws.ToString(got.Policy), aws.ToString(got.PolicyName))
 		}
 		names, err := e.Client.ListKeyPolicies(ctx, &awskms.ListKeyPoliciesInput{KeyId: key.Arn})
@@ -462,7 +463,7 @@ func TestKeyPolicies(t *testing.T) {
 	t.Run("PutKeyPolicy takes effect with the next request", func(t *testing.T) {
 		_, err := e.mallory.DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: key.KeyId})
 		wantDenied(t, err, "")
-		pol := strings.Replace(kms.DefaultKeyPolicy(kmstest.Account), "} ]", `}, {
+		pol := strings.Replace(kms.DefaultKeyPolicy(awsarn.Partition, kmstest.Account), "} ]", `}, {
     "Sid" : "Mallory may look",
     "Effect" : "Allow",
     "Principal" : { "AWS" : "`+malloryARN+`" },
@@ -492,7 +493,7 @@ func TestKeyPolicies(t *testing.T) {
 		}
 		// A policy that delegates to the account passes: IAM can grant
 		// PutKeyPolicy.
-		own, err := e.keyadmin.CreateKey(ctx, &awskms.CreateKeyInput{Policy: aws.String(kms.DefaultKeyPolicy(kmstest.Account))})
+		own, err := e.keyadmin.CreateKey(ctx, &awskms.CreateKeyInput{Policy: aws.String(kms.DefaultKeyPolicy(awsarn.Partition, kmstest.Account))})
 		if err != nil {
 			t.Fatal(err)
 		}

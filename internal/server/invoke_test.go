@@ -24,7 +24,7 @@ func TestInvokeIsAudited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	caller.Scope = kms.Scope{Partition: kms.Partition, Region: kmstest.Region, Account: caller.Account}
+	caller.Scope = kms.ScopeOf(kmstest.Region, caller.Account)
 	out, err := env.Handler.Invoke(ctx, caller, "CreateKey", "kmsd-seed", []byte(`{"Description":"seeded"}`))
 	if err != nil {
 		t.Fatal(err)

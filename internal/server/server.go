@@ -345,7 +345,7 @@ func (s *Server) authenticate(r *http.Request, v *sigv4.Verifier, body []byte, e
 	// The request acts in the scope its credentials were scoped to (the
 	// verifier accepts the served Regions only), as the principal's
 	// account.
-	caller.Scope = kms.Scope{Partition: kms.Partition, Region: res.Region, Account: caller.Account}
+	caller.Scope = kms.Scope{Partition: res.Partition, Region: res.Region, Account: caller.Account}
 	connectionFacts(&caller, r)
 	ex.caller, ex.authed = caller, true
 	return nil

@@ -65,7 +65,7 @@ func (s *Server) runQuery(r *http.Request, ex *exchange) ([]byte, error) {
 			return nil, fmt.Errorf("audit log failed: %w", err)
 		}
 	}
-	body, err := readBody(r, awsquery.BodyLimit)
+	body, err := readBody(r, awsquery.BodyLimit())
 	if err != nil {
 		return nil, err
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
-	"github.com/kmsd/kmsd/internal/iam"
+	"github.com/kmsd/kmsd/internal/awsarn"
 	"github.com/kmsd/kmsd/internal/kmstest"
 )
 
@@ -198,7 +198,7 @@ func TestAssumeRoleRefused(t *testing.T) {
 	}
 
 	// The root user may not assume roles, whatever the trust policy.
-	akid, secret, err := env.IAM.CreateAccessKey(ctx, stsAccount, iam.RootARN(stsAccount))
+	akid, secret, err := env.IAM.CreateAccessKey(ctx, stsAccount, awsarn.Root(awsarn.Partition, stsAccount))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,6 +78,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kmsd/kmsd/internal/awsarn"
 	"github.com/kmsd/kmsd/internal/awserr"
 )
 
@@ -140,6 +141,7 @@ type Verifier struct {
 type Result struct {
 	AccessKeyID string    // the access key whose secret signed the request
 	Region      string    // Region of the credential scope (one of Verifier.Regions)
+	Partition   string    // the partition of Region (awsarn.PartitionOf)
 	Service     string    // service of the credential scope (always Verifier.Service)
 	SigningTime time.Time // the request date the client signed, UTC
 	// SessionToken is the session token of temporary credentials that
@@ -245,6 +247,7 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (Re
 			return Result{
 				AccessKeyID:  auth.accessKeyID,
 				Region:       auth.region,
+				Partition:    awsarn.PartitionOf(auth.region),
 				Service:      auth.service,
 				SigningTime:  signingTime,
 				SessionToken: token,

@@ -493,7 +493,7 @@ func TestVerify(t *testing.T) {
 						if err != nil {
 							t.Fatalf("Verify: %v", err)
 						}
-						want := Result{AccessKeyID: testAccessKey, Region: testRegion, Service: "kms", SigningTime: t0}
+						want := Result{AccessKeyID: testAccessKey, Region: testRegion, Partition: "aws", Service: "kms", SigningTime: t0}
 						if p.sessionToken != "" || strings.Contains(p.path, "X-Amz-Security-Token") {
 							want.AccessKeyID, want.SessionToken = testSessionKey, testSessionToken
 						}

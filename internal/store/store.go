@@ -1,9 +1,10 @@
 // Package store is kmsd's durable state: keys, their wrapped key material,
 // aliases, grants, custom key stores, access keys and shared settings,
-// behind one interface (Store, whose contracts its comment states) with an
-// embedded SQLite backend (package store/sqlite). Package store/backend
+// behind one interface (Store, whose contracts its comment states) with two
+// backends: embedded SQLite (package store/sqlite) and PostgreSQL, shared
+// by any number of nodes (package store/postgres). Package store/backend
 // opens the backend a configuration names; package store/storetest checks
-// any backend against the contracts.
+// every backend against the contracts.
 package store
 
 import (
@@ -196,7 +197,11 @@ type Grant struct {
 //   - Revisions: every mutable record (Key, Alias, CustomKeyStore, Setting)
 //     carries a Revision the store sets: 1 when it is inserted, one more on
 //     every write. A caller never sets it; a value it passes in is ignored
-//     except where a method says it is compared.
+//     except where a method says it is compared. The rows that hold only a
+//     wrapped blob besides fixed facts (Material, AccessKey, ImportParams)
+//     have no Revision: their one mutable field is the blob, and
+//     UpdateWrapped compares the blob itself (a rewrap always makes a new
+//     blob, so an equal blob is an unchanged row).
 //   - Compare and set: a write that depends on what the caller read earlier
 //     (outside the transaction) names what it read, and the store refuses it
 //     with ErrConflict when the record changed meanwhile (DeleteKey,
@@ -430,8 +435,9 @@ type WrappedSecrets interface {
 	// to rewrap every secret.
 	ListWrapped(ctx context.Context, kind string, after WrappedRef, limit int) ([]*Wrapped, error)
 	// UpdateWrapped replaces the blob of ref with new, if and only if it
-	// still is old (compare and set): ErrNotFound when the record is gone,
-	// ErrConflict when its blob changed meanwhile.
+	// still is old (compare and set on the blob, see Revisions above):
+	// ErrNotFound when the record is gone, ErrConflict (and not
+	// ErrNotFound) when its blob changed meanwhile.
 	UpdateWrapped(ctx context.Context, ref WrappedRef, old, new []byte) error
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/kmsd/kmsd/internal/pgtest"
 	"github.com/kmsd/kmsd/internal/store"
 	"github.com/kmsd/kmsd/internal/store/backend"
+	"github.com/kmsd/kmsd/internal/store/sqlite/sqlitetest"
 )
 
 // dsnNote is the file in a test's data folder that names its database.
@@ -65,4 +66,16 @@ func Open(tb testing.TB, dataDir string) store.Store {
 	}
 	tb.Cleanup(func() { st.Close() })
 	return st
+}
+
+// DamageKeysTable damages the keys table of the store of data folder
+// dataDir (closed), as a bad disk would. It reaches into SQLite's file: a
+// test whose folder names a PostgreSQL database (Config wrote its note) is
+// skipped, since that store's storage belongs to its server.
+func DamageKeysTable(tb testing.TB, dataDir string) {
+	tb.Helper()
+	if _, err := os.Stat(filepath.Join(dataDir, dsnNote)); err == nil {
+		tb.Skip("damaging the store's file is a SQLite test: this test's store is a PostgreSQL database, whose storage belongs to its server")
+	}
+	sqlitetest.DamageTable(tb, filepath.Join(dataDir, backend.DatabaseFile), "keys")
 }

@@ -102,7 +102,7 @@ func (s *Store) UpdateWrapped(ctx context.Context, ref store.WrappedRef, old, ne
 			if found == 0 {
 				return fmt.Errorf("%w (gone)", store.ErrNotFound)
 			}
-			return fmt.Errorf("%w (%w): the blob changed meanwhile", store.ErrConflict, store.ErrNotFound)
+			return fmt.Errorf("%w: the blob changed meanwhile", store.ErrConflict)
 		}
 		switch ref.Kind {
 		case store.WrappedMaterial:

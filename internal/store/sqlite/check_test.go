@@ -2,10 +2,11 @@ package sqlite
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kmsd/kmsd/internal/store/sqlite/sqlitetest"
 )
 
 // damagedDatabase writes a database with a few hundred keys, closes it
@@ -25,27 +26,10 @@ func damagedDatabase(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	var pageSize, root int64
-	if err := s.db.QueryRowContext(t.Context(), `PRAGMA page_size`).Scan(&pageSize); err != nil {
-		t.Fatal(err)
-	}
-	// The root page of the keys table, which every read of it goes
-	// through.
-	if err := s.db.QueryRowContext(t.Context(), `SELECT rootpage FROM sqlite_master WHERE name = 'keys'`).Scan(&root); err != nil {
-		t.Fatal(err)
-	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	garbage := []byte(strings.Repeat("\xde\xad\xbe\xef", int(pageSize)/4))
-	if _, err := f.WriteAt(garbage, (root-1)*pageSize); err != nil {
-		t.Fatal(err)
-	}
+	sqlitetest.DamageTable(t, path, "keys")
 	return path
 }
 

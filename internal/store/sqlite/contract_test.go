@@ -165,29 +165,6 @@ func TestClock(t *testing.T) {
 	}
 }
 
-// TestUpdateWrappedConflict: a blob that changed meanwhile is both
-// store.ErrNotFound (UpdateWrapped's documentation, which root rotation
-// relies on) and store.ErrConflict (the Store's compare-and-set contract); a
-// record that is gone is ErrNotFound only.
-func TestUpdateWrappedConflict(t *testing.T) {
-	s := openTemp(t)
-	ctx := t.Context()
-	m := testMaterial("k1")
-	if err := s.CreateKey(ctx, testKey("k1"), m); err != nil {
-		t.Fatal(err)
-	}
-	ref := store.WrappedRef{Kind: store.WrappedMaterial, KeyID: "k1", ID: m.ID}
-	err := s.UpdateWrapped(ctx, ref, []byte("stale"), []byte("new"))
-	if !errors.Is(err, store.ErrNotFound) || !errors.Is(err, store.ErrConflict) {
-		t.Errorf("UpdateWrapped with a stale blob: %v, want ErrNotFound and ErrConflict", err)
-	}
-	ref.ID = "missing"
-	err = s.UpdateWrapped(ctx, ref, m.Wrapped, []byte("new"))
-	if !errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
-		t.Errorf("UpdateWrapped of a missing material: %v, want ErrNotFound only", err)
-	}
-}
-
 // TestUpdateContextCancelled: a transaction whose context ends before it
 // commits writes nothing, even when fn returns nil.
 func TestUpdateContextCancelled(t *testing.T) {

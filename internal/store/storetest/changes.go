@@ -373,7 +373,7 @@ func testChangeFeedFailedWrites(t *testing.T, s store.Store) {
 		}, store.ErrExists},
 		{"DeleteCustomKeyStore in use", func() error { return s.DeleteCustomKeyStore(ctx, cks1.ID) }, store.ErrInUse},
 		{"DeleteCustomKeyStore of a missing store", func() error { return s.DeleteCustomKeyStore(ctx, cksID(9)) }, store.ErrNotFound},
-		{"UpdateWrapped with a stale blob", func() error { return s.UpdateWrapped(ctx, material, []byte("stale"), []byte("new")) }, store.ErrNotFound},
+		{"UpdateWrapped with a stale blob", func() error { return s.UpdateWrapped(ctx, material, []byte("stale"), []byte("new")) }, store.ErrConflict},
 		{"UpdateWrapped of a missing record", func() error {
 			return s.UpdateWrapped(ctx, store.WrappedRef{Kind: store.WrappedAccessKey, ID: "AKIA9"}, []byte("s"), []byte("new"))
 		}, store.ErrNotFound},

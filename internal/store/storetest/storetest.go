@@ -281,6 +281,15 @@ func checkErrIs(t *testing.T, what string, err, target error) {
 	}
 }
 
+// checkConflictOnly checks that err is a refused compare and set of a
+// record that still exists: ErrConflict, and not ErrNotFound.
+func checkConflictOnly(t *testing.T, what string, err error) {
+	t.Helper()
+	if !errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+		t.Errorf("%s: error = %v, want ErrConflict only", what, err)
+	}
+}
+
 func keyIDs(keys []*store.Key) []string {
 	ids := make([]string, len(keys))
 	for i, k := range keys {

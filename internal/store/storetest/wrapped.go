@@ -77,18 +77,14 @@ func testWrapped(t *testing.T, s store.Store) {
 
 	// Compare and set.
 	m := mats[0]
-	if err := s.UpdateWrapped(ctx, m.WrappedRef, []byte("not the blob"), []byte("x")); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("UpdateWrapped with a stale old blob: %v, want ErrNotFound", err)
-	}
+	checkConflictOnly(t, "UpdateWrapped with a stale old blob", s.UpdateWrapped(ctx, m.WrappedRef, []byte("not the blob"), []byte("x")))
 	if err := s.UpdateWrapped(ctx, m.WrappedRef, m.Blob, []byte("new")); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := s.GetMaterial(ctx, m.KeyID, m.ID); got == nil || string(got.Wrapped) != "new" {
 		t.Errorf("material after UpdateWrapped: %v", got)
 	}
-	if err := s.UpdateWrapped(ctx, m.WrappedRef, m.Blob, []byte("newer")); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("second UpdateWrapped with the replaced blob: %v, want ErrNotFound", err)
-	}
+	checkConflictOnly(t, "second UpdateWrapped with the replaced blob", s.UpdateWrapped(ctx, m.WrappedRef, m.Blob, []byte("newer")))
 	if err := s.UpdateWrapped(ctx, aks[1].WrappedRef, aks[1].Blob, []byte("ak-new")); err != nil {
 		t.Fatal(err)
 	}
@@ -101,9 +97,12 @@ func testWrapped(t *testing.T, s store.Store) {
 	if got, _ := s.GetImportParams(ctx, "k1", "p1"); got == nil || string(got.WrappedPrivateKey) != "wp-new" {
 		t.Errorf("import params after UpdateWrapped: %v", got)
 	}
+	// Every kind compares on its blob: a stale blob conflicts.
+	checkConflictOnly(t, "UpdateWrapped of an access key with its replaced blob", s.UpdateWrapped(ctx, aks[1].WrappedRef, aks[1].Blob, []byte("x")))
+	checkConflictOnly(t, "UpdateWrapped of import parameters with their replaced blob", s.UpdateWrapped(ctx, ps[0].WrappedRef, ps[0].Blob, []byte("x")))
 	missing := store.WrappedRef{Kind: store.WrappedAccessKey, ID: "AKIAZ"}
-	if err := s.UpdateWrapped(ctx, missing, nil, []byte("x")); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("UpdateWrapped of a missing record: %v, want ErrNotFound", err)
+	if err := s.UpdateWrapped(ctx, missing, nil, []byte("x")); !errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+		t.Errorf("UpdateWrapped of a missing record: %v, want ErrNotFound only", err)
 	}
 	if _, err := s.ListWrapped(ctx, "bogus", store.WrappedRef{}, 10); err == nil {
 		t.Error("ListWrapped of an unknown kind: no error")
