@@ -193,6 +193,9 @@ func TestServeRefusesAPartialDataFolder(t *testing.T) {
 		{"audit signing key missing", func(t *testing.T, dir string) {
 			removeFiles(t, dir, "audit-signing.key", "audit-signing.pub")
 		}, []string{"audit-signing.key is missing", "restore it"}},
+		{"audit public key missing", func(t *testing.T, dir string) {
+			removeFiles(t, dir, "audit-signing.pub")
+		}, []string{"audit-signing.pub is missing", "restore it"}},
 		{"audit folder missing", func(t *testing.T, dir string) {
 			removeFiles(t, dir, "audit")
 		}, []string{"audit/ is missing", "kmsd audit accept-reset"}},
