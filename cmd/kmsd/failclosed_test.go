@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	_ "modernc.org/sqlite"
 )
@@ -469,5 +472,102 @@ func TestInitRefusesAPartialFolder(t *testing.T) {
 	}
 	if d := diffSnapshots(before, folderHashes(t, dir)); len(d) > 0 {
 		t.Errorf("kmsd init wrote to the folder it refused: %v", d)
+	}
+}
+
+// damageLastLeaf overwrites, under a running kmsd, the last leaf page of
+// table in the database at path: a page that the readiness probe (one row
+// per table) never reads, and that only a request reading the rows it
+// holds meets. The WAL is first checkpointed into the file (so that the
+// page is read from the file, not from the WAL) and restarted, which also
+// makes every connection of kmsd drop the pages it cached.
+func damageLastLeaf(t *testing.T, path, table string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var busy, logged, done int
+		if err := db.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logged, &done); err != nil {
+			t.Fatal(err)
+		}
+		if busy == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the WAL could not be checkpointed within 10s")
+		}
+	}
+	var pageSize, page int64
+	if err := db.QueryRow(`PRAGMA page_size`).Scan(&pageSize); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.QueryRow(`SELECT MAX(pageno) FROM dbstat WHERE name = ? AND pagetype = 'leaf'`, table).Scan(&page); err != nil {
+		t.Fatal(err)
+	}
+	var root int64
+	if err := db.QueryRow(`SELECT rootpage FROM sqlite_master WHERE name = ?`, table).Scan(&root); err != nil || page <= root {
+		t.Fatalf("table %s: last leaf page %d, root page %d (%v): the test needs a table of several pages", table, page, root, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, int(pageSize)/4), (page-1)*pageSize); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readyz returns the status and body of endpoint's /readyz.
+func readyz(t *testing.T, endpoint string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(endpoint + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// TestReadinessReportsDamageRequestsMeet is the readiness half of issue
+// 17's third item: a database damaged while kmsd serves, past the first
+// page of a table, used to leave /readyz at "ok" (its probe reads one row
+// per table) while every request reading the damaged rows failed with
+// "database disk image is malformed". Once a request meets the damage,
+// /readyz answers 503 and says why, and goes on saying it.
+func TestReadinessReportsDamageRequestsMeet(t *testing.T) {
+	dir, akid, secret := populated(t)
+	banner, stop := start(t, dir)
+	defer stop()
+	endpoint := endpointRE.FindStringSubmatch(banner)[1]
+	c := rootClient(banner, akid, secret)
+	ctx := context.Background()
+	// Keys of a page each (long descriptions), so that the keys table
+	// has many leaf pages.
+	for range 40 {
+		if _, err := c.CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String(strings.Repeat("k", 3000))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	damageLastLeaf(t, filepath.Join(dir, "kmsd.db"), "keys")
+	if code, body := readyz(t, endpoint); code != http.StatusOK {
+		t.Fatalf("/readyz before any request met the damage: %d %s (the test needs damage the probe itself misses)", code, body)
+	}
+	_, err := c.ListKeys(ctx, &awskms.ListKeysInput{Limit: aws.Int32(1000)})
+	if err == nil || !strings.Contains(err.Error(), "KMSInternalException") {
+		t.Fatalf("ListKeys across the damaged page: %v, want KMSInternalException", err)
+	}
+	for range 2 {
+		code, body := readyz(t, endpoint)
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "store is damaged") || !strings.Contains(body, "kmsd store check") {
+			t.Fatalf("/readyz after a request met the damage: %d %q, want 503 naming the damaged store", code, body)
+		}
 	}
 }

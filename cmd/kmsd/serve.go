@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,6 +32,7 @@ import (
 	"github.com/kmsd/kmsd/internal/server"
 	"github.com/kmsd/kmsd/internal/sigv4"
 	"github.com/kmsd/kmsd/internal/store"
+	"github.com/kmsd/kmsd/internal/store/backend"
 	"github.com/kmsd/kmsd/internal/tlsutil"
 	"github.com/kmsd/kmsd/internal/unseal"
 )
@@ -324,7 +326,7 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 			if err := alog.Err(); err != nil {
 				return err
 			}
-			return st.Ping(ctx)
+			return storeReadiness(st.Ping(ctx))
 		},
 	})
 	reloaders := []reloader{
@@ -337,6 +339,17 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 		return nil, err
 	}
 	return a, nil
+}
+
+// storeReadiness is what /readyz says of the store's Ping error: a
+// damaged store (which no retry mends, and which the store remembers once
+// any request met it) is named, so that the operator sees why at once;
+// other errors only in the log, since /readyz needs no credentials.
+func storeReadiness(err error) error {
+	if errors.Is(err, store.ErrDamaged) {
+		return awserr.New(awserr.KMSInternal, "the store is damaged (a request met \"database disk image is malformed\", or a check failed), so requests that read the damaged part fail: restore "+backend.DatabaseFile+" from your backup (docs/operations.md#backups); kmsd store check lists the damage")
+	}
+	return err
 }
 
 // close flushes and closes the audit log, and closes the custom key

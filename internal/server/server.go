@@ -43,7 +43,8 @@ type Config struct {
 	Now      func() time.Time
 	Metrics  *metrics.Metrics // optional
 	// Ready reports whether kmsd can serve (store reachable, audit log
-	// healthy); /readyz answers 503 while it returns an error.
+	// healthy); /readyz answers 503 while it returns an error, with the
+	// message of an *awserr.Error (never the text of another error).
 	Ready func(ctx context.Context) error
 	// Audit, if set, receives a record of every request before its reply.
 	Audit  Auditor
@@ -218,7 +219,14 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		if err := s.ready(ctx); err != nil {
 			s.log.WarnContext(ctx, "not ready", "err", err)
 			w.WriteHeader(http.StatusServiceUnavailable)
-			io.WriteString(w, "not ready\n")
+			// The reason only when Ready wrote it for this page (an AWS
+			// error): /readyz needs no credentials.
+			msg := "not ready"
+			var e *awserr.Error
+			if errors.As(err, &e) {
+				msg += ": " + e.Message
+			}
+			io.WriteString(w, msg+"\n")
 			return
 		}
 	}
