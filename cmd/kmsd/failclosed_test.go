@@ -571,3 +571,60 @@ func TestReadinessReportsDamageRequestsMeet(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedSeedLeavesNoUnshownSecret is the seed half of issue 17's
+// fourth item: a first start whose seed failed used to have created the
+// data folder and the admin access key already, without printing its
+// secret, and the next start said to use "the access key printed when
+// this data folder was created". Now a seed that fails its checks
+// (a malformed key policy) is refused before anything is written, and one
+// that fails only when applied (a grantee that is no principal) fails
+// before the admin access key is made: either way the next start prints
+// a secret that works.
+func TestFailedSeedLeavesNoUnshownSecret(t *testing.T) {
+	for _, tc := range []struct {
+		name, seed string
+		created    bool // the failed start made the data folder
+	}{
+		{"malformed key policy", `keys:
+  - aliases: [alias/app]
+    policy: '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow"}]}'
+`, false},
+		{"grant that cannot be made", `keys:
+  - aliases: [alias/app]
+    grants:
+      - name: app
+        grantee: not-a-principal
+        operations: [Decrypt]
+`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			seedFile := filepath.Join(t.TempDir(), "seed.yaml")
+			if err := os.WriteFile(seedFile, []byte(tc.seed), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			banner, err := tryServe(t, "--data-dir", dir, "--listen", "127.0.0.1:0", "--seed", seedFile)
+			if err == nil || !strings.Contains(err.Error(), "seed") {
+				t.Fatalf("kmsd serve with a failing seed: %v\n%s", err, banner)
+			}
+			if _, serr := os.Stat(dir); tc.created == os.IsNotExist(serr) {
+				t.Errorf("data folder after the failed start: %v, want it made: %v (error: %v)", serr, tc.created, err)
+			}
+			banner, err = tryServe(t, "--data-dir", dir, "--listen", "127.0.0.1:0")
+			if err != nil || !strings.Contains(banner, "export AWS_SECRET_ACCESS_KEY=") {
+				t.Fatalf("the start after a failed seed does not show the admin secret: %v\n%s", err, banner)
+			}
+			akid := regexp.MustCompile(`AWS_ACCESS_KEY_ID=(\S+)`).FindStringSubmatch(banner)[1]
+			secret := regexp.MustCompile(`AWS_SECRET_ACCESS_KEY=(\S+)`).FindStringSubmatch(banner)[1]
+			b, stop := start(t, dir)
+			defer stop()
+			if !strings.Contains(b, "kmsd iam create-access-key --user admin") {
+				t.Errorf("a later start's banner does not name the recovery of a lost admin secret:\n%s", b)
+			}
+			if _, err := rootClient(b, akid, secret).ListKeys(context.Background(), &awskms.ListKeysInput{}); err != nil {
+				t.Errorf("the admin secret shown after the failed seed: %v", err)
+			}
+		})
+	}
+}
