@@ -213,7 +213,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		defer app.close()
 		log.Info("kmsd unsealed", "root_key", f.ks.ID())
 	}
-	go app.svc.RunReaper(ctx, time.Minute)
+	go app.svc.RunReaper(ctx, cfg.ReaperInterval)
 	// Writes the keys' last uses (GetKeyLastUsage) to the store, off the
 	// request path; close writes the last ones.
 	go app.svc.RunKeyUsageRecorder(ctx, kms.DefaultUsageFlushInterval)

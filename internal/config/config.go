@@ -72,6 +72,11 @@ type Config struct {
 		// parsed private keys) are cached (0: 10000).
 		Materials int `yaml:"materials"`
 	} `yaml:"cache"`
+	// ReaperInterval is how often kmsd deletes the keys whose waiting
+	// period ended, expires imported key material, rotates the keys that
+	// are due and prunes the change feed (default 1m; between
+	// MinReaperInterval and MaxReaperInterval).
+	ReaperInterval time.Duration `yaml:"reaper_interval"`
 	// MetricsListen is the address of the Prometheus /metrics listener;
 	// empty disables it.
 	MetricsListen string `yaml:"metrics_listen"`
@@ -331,8 +336,18 @@ func Defaults() Config {
 	c.Log.Format = "text"
 	c.Store.Type = "sqlite"
 	c.Keystore.Type = "file"
+	c.ReaperInterval = time.Minute
 	return c
 }
+
+// The bounds of reaper_interval: each pass reads the store (the keys due,
+// the material expiring), so a pass every instant is load for nothing,
+// and a key whose waiting period ended should not outlive it by more
+// than a day.
+const (
+	MinReaperInterval = time.Second
+	MaxReaperInterval = 24 * time.Hour
+)
 
 func defaultDataDir() string {
 	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
@@ -462,6 +477,13 @@ func LoadWithUsage(args []string, getenv func(string) string, usage io.Writer) (
 	set(&dsn, "KMSD_STORE_DSN", *storeDSN)
 	c.Store.DSN = Secret(dsn)
 	set(&c.NodeID, "KMSD_NODE_ID", *nodeID)
+	if v := getenv("KMSD_REAPER_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return c, fmt.Errorf("KMSD_REAPER_INTERVAL=%q is not a duration such as 1m or 30s", v)
+		}
+		c.ReaperInterval = d
+	}
 	c.AcceptLostLog = *acceptLostLog
 	for _, n := range []struct {
 		dst  *int
@@ -563,6 +585,9 @@ func (c Config) Validate() error {
 	}
 	if c.Cache.Materials < 0 || c.Cache.Materials > 10_000_000 {
 		return fmt.Errorf("cache.materials %d is not between 0 (the default) and 10000000", c.Cache.Materials)
+	}
+	if c.ReaperInterval < MinReaperInterval || c.ReaperInterval > MaxReaperInterval {
+		return fmt.Errorf("reaper_interval %s is not between %s and %s", c.ReaperInterval, MinReaperInterval, MaxReaperInterval)
 	}
 	if c.DataDir == "" && !c.Dev {
 		return errors.New("data_dir is empty")
