@@ -5,7 +5,7 @@
 # for some packages only: test/fuzz/run.sh ./internal/sigv4 ./envelope.
 #
 # Time: the whole run is bounded. FUZZ_BUDGET seconds of fuzzing (default
-# 90) are shared evenly among the targets found (at least 1s each), so that
+# 80) are shared evenly among the targets found (at least 1s each), so that
 # a new target costs the others time rather than lengthening the run;
 # FUZZTIME (a go test -fuzztime value) instead gives each target that much.
 # A new input that widens coverage is minimized for at most the target's
@@ -13,7 +13,10 @@
 # FUZZ_TIMEOUT seconds (default 240 when FUZZTIME is not set, else none; 0:
 # none) bound the whole script, building the test binaries included: past
 # it, the run is stopped and fails, saying so. The time taken is printed at
-# the end.
+# the end. Each target costs about a second more than its fuzzing time
+# (starting, gathering the corpus's coverage); building the instrumented
+# binaries took 33s with a warm build cache and 196s with a cold one, on
+# two cores shared with other builds.
 #
 # The targets are found by listing each test binary's Fuzz functions
 # (-test.list), so a new Fuzz function is fuzzed without being registered
@@ -51,7 +54,7 @@ if [ -z "${KMSD_FUZZ_BOUNDED:-}" ]; then
   exit "$rc"
 fi
 
-budget=${FUZZ_BUDGET:-90}
+budget=${FUZZ_BUDGET:-80}
 case $budget in
   '' | *[!0-9]* | 0) echo "fuzz: FUZZ_BUDGET=$budget is not a positive number of seconds" >&2; exit 2 ;;
 esac
@@ -100,18 +103,49 @@ else
 fi
 echo "fuzz: $count targets built in $((SECONDS - start))s; fuzzing each for $fuzztime"
 
+# fuzz runs one target; it fails when the target does.
+fuzz() {
+  # Run in the package's folder, as go test does: seeds are read from,
+  # and a failing input written to, testdata/fuzz there.
+  (cd "$dir" && "$bin" -test.run '^$' -test.fuzz "^${name}\$" -test.fuzztime "$fuzztime" \
+    -test.fuzzminimizetime "$minimize" -test.fuzzcachedir "$cache/$pkg" -test.timeout "$testTimeout") >"$work/out" 2>&1
+}
+
+# inputs lists the failing inputs a target has written.
+inputs() { ls "$dir/testdata/fuzz/$name" 2>/dev/null || true; }
+
 start=$SECONDS
+flaked=0
 for target in "${targets[@]}"; do
   IFS=: read -r pkg dir bin name <<<"$target"
   t0=$SECONDS
-  # Run in the package's folder, as go test does: seeds are read from,
-  # and a failing input written to, testdata/fuzz there.
-  if ! (cd "$dir" && "$bin" -test.run '^$' -test.fuzz "^${name}\$" -test.fuzztime "$fuzztime" \
-    -test.fuzzminimizetime "$minimize" -test.fuzzcachedir "$cache/$pkg" -test.timeout "$testTimeout") >"$work/out" 2>&1; then
+  before=$(inputs)
+  if ! fuzz; then
+    # Go's fuzzing coordinator can fail a target at the end of its
+    # -fuzztime with a bare "context deadline exceeded", having found
+    # nothing, when the machine is busy (golang/go#75804): no failing
+    # input is written. Such a target runs once more; a finding always
+    # writes its input, and fails the run.
+    if [ "$(inputs)" = "$before" ] && grep -q '^    context deadline exceeded$' "$work/out"; then
+      echo "fuzz: $pkg $name: the fuzzing coordinator stopped late without a finding (golang/go#75804); once more"
+      if fuzz; then
+        echo "fuzz: $pkg $name ok ($((SECONDS - t0))s, second run)"
+        continue
+      fi
+      if [ "$(inputs)" = "$before" ] && grep -q '^    context deadline exceeded$' "$work/out"; then
+        echo "fuzz: $pkg $name: again stopped late without a finding; counted as not run" >&2
+        flaked=$((flaked + 1))
+        continue
+      fi
+    fi
     cat "$work/out"
     echo "fuzz: $pkg $name failed" >&2
     exit 1
   fi
   echo "fuzz: $pkg $name ok ($((SECONDS - t0))s)"
 done
-echo "fuzz: $count targets in $((SECONDS - start))s"
+echo "fuzz: $count targets in $((SECONDS - start))s ($flaked not run: the coordinator's late stop twice)"
+if [ $((flaked * 4)) -gt "$count" ]; then
+  echo "fuzz: more than a quarter of the targets did not run: the machine is too busy for this run to mean anything" >&2
+  exit 1
+fi
