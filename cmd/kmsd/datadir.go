@@ -104,10 +104,11 @@ var preparedByInit = []string{rootmgr.SealedRootFile, backend.DatabaseFile, back
 //     database). Anything else there (a root key, an audit log, a signing
 //     key) belongs to a store that is gone: refused.
 //   - The store is in use: the folder must be whole (every root key file
-//     the roots name, the audit log folder, the audit signing key). With a
-//     shared store, a folder with no audit log and no signing key is a new
-//     node joining it; so is one on a store kmsd restore just filled, once
-//     (store.SettingRestored). Anything missing: refused.
+//     the roots name, the audit log folder, the audit signing key and its
+//     public key). With a shared store, a folder with no audit log and no
+//     signing key is a new node joining it; so is one on a store kmsd
+//     restore just filled, once (store.SettingRestored). Anything
+//     missing: refused.
 //
 // A folder holding only entries kmsd does not know is refused as well: a
 // first start needs an empty folder.
@@ -160,8 +161,15 @@ func classifyDataFolder(f folderFacts, s storeFacts) (startKind, error) {
 	if !f.Audit {
 		missing = append(missing, fmt.Sprintf("the audit log folder %s/ is missing: restore it from your backup; if it is lost for good, accept the loss with kmsd audit accept-reset (which is itself audited)", audit.DirName))
 	}
-	if !f.SigningKey {
+	switch {
+	case !f.SigningKey:
 		missing = append(missing, fmt.Sprintf("the audit signing key %s is missing: restore it (and %s) from your backup", audit.SigningKeyFile, audit.PublicKeyFile))
+	case !f.PublicKey:
+		// Not rewritten from the signing key: the public key is what an
+		// auditor verifies the log with, and the one kept beside the
+		// backups is the reference; a folder that lost it lost something
+		// else too, perhaps, and kmsd writes nothing into a partial folder.
+		missing = append(missing, fmt.Sprintf("the audit public key %s is missing: restore it from your backup (it is the public half of %s, which kmsd audit verify checks the log with)", audit.PublicKeyFile, audit.SigningKeyFile))
 	}
 	if len(missing) > 0 {
 		return 0, fmt.Errorf("data folder %s is incomplete, so kmsd will not start (it has written nothing):\n  - %s", f.Dir, strings.Join(missing, "\n  - "))

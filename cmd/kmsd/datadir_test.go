@@ -54,7 +54,7 @@ func TestClassifyDataFolder(t *testing.T) {
 		{"a restored store whose first log is gone", folderFacts{Dir: "/d", DB: dbPresent, State: []string{dbFile, "root.key"}},
 			storeFacts{Keys: 3, AccessKeys: true}, 0, []string{"audit/", "is missing", "audit-signing.key"}},
 		{"whole, kept by an earlier kmsd (no installation record)", whole(nil), storeFacts{Keys: 1, AccessKeys: true}, existingStart, nil},
-		{"whole but for the public key (rewritten from the key)", whole(func(f *folderFacts) { f.PublicKey = false }), inUse, existingStart, nil},
+		{"whole but for the public key", whole(func(f *folderFacts) { f.PublicKey = false }), inUse, 0, []string{"audit-signing.pub is missing", "restore it"}},
 		{"root key missing", whole(func(f *folderFacts) { f.MissingRoots = []string{"root.key"} }), inUse, 0, []string{"root key root.key is missing", "never makes a new root"}},
 		{"a rotated root missing", whole(func(f *folderFacts) { f.MissingRoots = []string{"root-20250101T000000Z-0a1b2c3d.key"} }), inUse, 0, []string{"root-20250101T000000Z-0a1b2c3d.key is missing"}},
 		{"audit log missing", whole(func(f *folderFacts) { f.Audit = false }), inUse, 0, []string{"audit/ is missing", "kmsd audit accept-reset"}},

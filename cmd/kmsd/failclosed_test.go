@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kmsd/kmsd/internal/store/backend"
@@ -171,6 +174,9 @@ func TestServeRefusesAPartialDataFolder(t *testing.T) {
 		{"audit signing key missing", func(t *testing.T, dir string) {
 			removeFiles(t, dir, "audit-signing.key", "audit-signing.pub")
 		}, []string{"audit-signing.key is missing", "restore it"}},
+		{"audit public key missing", func(t *testing.T, dir string) {
+			removeFiles(t, dir, "audit-signing.pub")
+		}, []string{"audit-signing.pub is missing", "restore it"}},
 		{"audit folder missing", func(t *testing.T, dir string) {
 			removeFiles(t, dir, "audit")
 		}, []string{"audit/ is missing", "kmsd audit accept-reset"}},
@@ -472,5 +478,113 @@ func TestInitRefusesAPartialFolder(t *testing.T) {
 	}
 	if d := diffSnapshots(before, folderHashes(t, dir)); len(d) > 0 {
 		t.Errorf("kmsd init wrote to the folder it refused: %v", d)
+	}
+}
+
+// readyz returns the status and body of endpoint's /readyz.
+func readyz(t *testing.T, endpoint string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(endpoint + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// TestReadinessReportsDamageRequestsMeet is the readiness half of issue
+// 17's third item: a database damaged while kmsd serves, past the first
+// page of a table, used to leave /readyz at "ok" (its probe reads one row
+// per table) while every request reading the damaged rows failed with
+// "database disk image is malformed". Once a request meets the damage,
+// /readyz answers 503 and says why, and goes on saying it.
+func TestReadinessReportsDamageRequestsMeet(t *testing.T) {
+	dir, akid, secret := populated(t)
+	banner, stop := start(t, dir)
+	defer stop()
+	endpoint := endpointRE.FindStringSubmatch(banner)[1]
+	c := rootClient(banner, akid, secret)
+	ctx := context.Background()
+	// Keys of a page each (long descriptions), so that the keys table
+	// has many leaf pages.
+	for range 40 {
+		if _, err := c.CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String(strings.Repeat("k", 3000))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	backendtest.DamageKeysTableLastLeaf(t, dir)
+	if code, body := readyz(t, endpoint); code != http.StatusOK {
+		t.Fatalf("/readyz before any request met the damage: %d %s (the test needs damage the probe itself misses)", code, body)
+	}
+	_, err := c.ListKeys(ctx, &awskms.ListKeysInput{Limit: aws.Int32(1000)})
+	if err == nil || !strings.Contains(err.Error(), "KMSInternalException") {
+		t.Fatalf("ListKeys across the damaged page: %v, want KMSInternalException", err)
+	}
+	for range 2 {
+		code, body := readyz(t, endpoint)
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "store is damaged") || !strings.Contains(body, "kmsd store check") {
+			t.Fatalf("/readyz after a request met the damage: %d %q, want 503 naming the damaged store", code, body)
+		}
+	}
+}
+
+// TestFailedSeedLeavesNoUnshownSecret is the seed half of issue 17's
+// fourth item: a first start whose seed failed used to have created the
+// data folder and the admin access key already, without printing its
+// secret, and the next start said to use "the access key printed when
+// this data folder was created". Now a seed that fails its checks
+// (a malformed key policy) is refused before anything is written, and one
+// that fails only when applied (a grantee that is no principal) fails
+// before the admin access key is made: either way the next start prints
+// a secret that works.
+func TestFailedSeedLeavesNoUnshownSecret(t *testing.T) {
+	for _, tc := range []struct {
+		name, seed string
+		created    bool // the failed start made the data folder
+	}{
+		{"malformed key policy", `keys:
+  - aliases: [alias/app]
+    policy: '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow"}]}'
+`, false},
+		{"grant that cannot be made", `keys:
+  - aliases: [alias/app]
+    grants:
+      - name: app
+        grantee: not-a-principal
+        operations: [Decrypt]
+`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			seedFile := filepath.Join(t.TempDir(), "seed.yaml")
+			if err := os.WriteFile(seedFile, []byte(tc.seed), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			banner, err := tryServe(t, "--data-dir", dir, "--listen", "127.0.0.1:0", "--seed", seedFile)
+			if err == nil || !strings.Contains(err.Error(), "seed") {
+				t.Fatalf("kmsd serve with a failing seed: %v\n%s", err, banner)
+			}
+			if _, serr := os.Stat(dir); tc.created == os.IsNotExist(serr) {
+				t.Errorf("data folder after the failed start: %v, want it made: %v (error: %v)", serr, tc.created, err)
+			}
+			banner, err = tryServe(t, "--data-dir", dir, "--listen", "127.0.0.1:0")
+			if err != nil || !strings.Contains(banner, "export AWS_SECRET_ACCESS_KEY=") {
+				t.Fatalf("the start after a failed seed does not show the admin secret: %v\n%s", err, banner)
+			}
+			akid := regexp.MustCompile(`AWS_ACCESS_KEY_ID=(\S+)`).FindStringSubmatch(banner)[1]
+			secret := regexp.MustCompile(`AWS_SECRET_ACCESS_KEY=(\S+)`).FindStringSubmatch(banner)[1]
+			b, stop := start(t, dir)
+			defer stop()
+			if !strings.Contains(b, "kmsd iam create-access-key --user admin") {
+				t.Errorf("a later start's banner does not name the recovery of a lost admin secret:\n%s", b)
+			}
+			if _, err := rootClient(b, akid, secret).ListKeys(context.Background(), &awskms.ListKeysInput{}); err != nil {
+				t.Errorf("the admin secret shown after the failed seed: %v", err)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,9 +29,11 @@ import (
 	"github.com/kmsd/kmsd/internal/logging"
 	"github.com/kmsd/kmsd/internal/metrics"
 	"github.com/kmsd/kmsd/internal/rootmgr"
+	"github.com/kmsd/kmsd/internal/seed"
 	"github.com/kmsd/kmsd/internal/server"
 	"github.com/kmsd/kmsd/internal/sigv4"
 	"github.com/kmsd/kmsd/internal/store"
+	"github.com/kmsd/kmsd/internal/store/backend"
 	"github.com/kmsd/kmsd/internal/tlsutil"
 	"github.com/kmsd/kmsd/internal/unseal"
 )
@@ -53,8 +56,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	if _, err := adminPreset(cfg); err != nil {
 		return err
 	}
-	if _, err := loadSeed(cfg, nil); err != nil {
+	// The seed too, as far as it can be without the service: a seed
+	// that fails when applied leaves keys behind (audited, but a first
+	// start that made them did not end).
+	if s, err := loadSeed(cfg, nil); err != nil {
 		return err
+	} else if s != nil {
+		if err := seed.Check(s); err != nil {
+			return fmt.Errorf("seed: %w (kmsd has written nothing)", err)
+		}
 	}
 	temporary := cfg.Dev && cfg.DataDir == ""
 	removeDevData, err := devDataDir(&cfg)
@@ -207,7 +217,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		defer app.close()
 		log.Info("kmsd unsealed", "root_key", f.ks.ID())
 	}
-	go app.svc.RunReaper(ctx, time.Minute)
+	go app.svc.RunReaper(ctx, cfg.ReaperInterval)
 	// Writes the keys' last uses (GetKeyLastUsage) to the store, off the
 	// request path; close writes the last ones.
 	go app.svc.RunKeyUsageRecorder(ctx, kms.DefaultUsageFlushInterval)
@@ -247,9 +257,11 @@ type service struct {
 
 // startService builds the service on an open root of trust: the kms
 // service, the iam directory (whose secrets the root wraps), the audit
-// log (its signing key is wrapped by the root), the admin access key on
-// the first start of an account, the installation record on the first
-// start of the store, and the HTTP server.
+// log (its signing key is wrapped by the root), the installation record
+// on the first start of the store, the HTTP server, the seed, and last
+// the admin access key when the admin has none (the first start of an
+// account), whose secret kmsd serve prints next, with nothing in between
+// that can fail.
 func startService(ctx context.Context, cfg config.Config, args []string, f *dataFolder, ks *rootmgr.LiveRing, m *metrics.Metrics, stdout io.Writer, getenv func(string) string, log *slog.Logger) (*service, error) {
 	st := f.st
 	clusters, err := hsmClusters(cfg)
@@ -292,16 +304,10 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 		svc.CloseCustomKeyStores()
 		return nil, err
 	}
-	akid, secret, err := ensureAdmin(ctx, dir, cfg.Account, preset)
-	if err != nil {
-		closeAudit()
-		svc.CloseCustomKeyStores()
-		return nil, err
-	}
 	if f.facts.Installation == nil {
-		// Written last: a store that has it went through a whole first
-		// start. A store of an earlier kmsd gets it on its first start
-		// with this one, with the Region it is started with.
+		// A store that has it went through a first start. A store of an
+		// earlier kmsd gets it on its first start with this one, with the
+		// Region it is started with.
 		if err := recordInstallation(ctx, st, cfg.Region, time.Now()); err != nil {
 			closeAudit()
 			svc.CloseCustomKeyStores()
@@ -331,19 +337,39 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 			if err := alog.AnchorErr(); err != nil {
 				return &server.NotReady{Reason: "the audit log's anchor cannot be saved in the store (kmsd retries)", Err: err}
 			}
-			return st.Ping(ctx)
+			return storeReadiness(st.Ping(ctx))
 		},
 	})
 	reloaders := []reloader{
 		{"iam identities", identityReloader(dir, cfg, args, getenv, log)},
 		{"roots manifest", func() error { return ks.Reload(ctx) }},
 	}
-	a := &service{svc: svc, h: h, alog: alog, akid: akid, secret: secret, preset: preset, reloaders: reloaders, log: log}
+	a := &service{svc: svc, h: h, alog: alog, preset: preset, reloaders: reloaders, log: log}
 	if err := a.applySeed(ctx, cfg, dir); err != nil {
 		a.close()
 		return nil, err
 	}
+	// The admin access key is made last, once nothing that follows can
+	// fail before the banner shows its secret: a start that fails before
+	// this point leaves no secret that was never shown, and the next
+	// start, finding the admin without an access key, makes one and shows
+	// it. (The seed runs as the admin user, without an access key.)
+	if a.akid, a.secret, err = ensureAdmin(ctx, dir, cfg.Account, preset); err != nil {
+		a.close()
+		return nil, err
+	}
 	return a, nil
+}
+
+// storeReadiness is what /readyz says of the store's Ping error: a
+// damaged store (which no retry mends, and which the store remembers once
+// any request met it) is named, so that the operator sees why at once;
+// other errors only in the log, since /readyz needs no credentials.
+func storeReadiness(err error) error {
+	if errors.Is(err, store.ErrDamaged) {
+		return awserr.New(awserr.KMSInternal, "the store is damaged (a request met \"database disk image is malformed\", or a check failed), so requests that read the damaged part fail: restore "+backend.DatabaseFile+" from your backup (docs/operations.md#backups); kmsd store check lists the damage")
+	}
+	return err
 }
 
 // close flushes and closes the audit log, and closes the custom key
@@ -561,7 +587,8 @@ func printBanner(w io.Writer, endpoint, caFile string, cfg config.Config, akid, 
 		fmt.Fprintf(w, "export AWS_ACCESS_KEY_ID=%s\n", akid)
 		fmt.Fprintf(w, "export AWS_SECRET_ACCESS_KEY=%s\n", secret)
 	default:
-		fmt.Fprintf(w, "Use the access key printed when this data folder was created:\n\n")
+		fmt.Fprintf(w, "Use the admin access key printed when this data folder was created. If its secret is lost, make\n")
+		fmt.Fprintf(w, "another (next to this kmsd, with the --config or --data-dir it runs with):\n\n  kmsd iam create-access-key --user admin\n\n")
 	}
 	// AWS_REGION is the variable the JavaScript SDK v3 reads (it ignores
 	// AWS_DEFAULT_REGION); the other SDKs and the CLI read either.

@@ -84,6 +84,11 @@ type Config struct {
 	// environment variable if set, else 400). Higher spends memory to
 	// save CPU per request; docs/performance.md gives the figures.
 	GCPercent int `yaml:"gc_percent"`
+	// ReaperInterval is how often kmsd deletes the keys whose waiting
+	// period ended, expires imported key material, rotates the keys that
+	// are due and prunes the change feed (default 1m; between
+	// MinReaperInterval and MaxReaperInterval).
+	ReaperInterval time.Duration `yaml:"reaper_interval"`
 	// MetricsListen is the address of the Prometheus /metrics listener;
 	// empty disables it.
 	MetricsListen string `yaml:"metrics_listen"`
@@ -344,8 +349,18 @@ func Defaults() Config {
 	c.Log.Format = "text"
 	c.Store.Type = "sqlite"
 	c.Keystore.Type = "file"
+	c.ReaperInterval = time.Minute
 	return c
 }
+
+// The bounds of reaper_interval: each pass reads the store (the keys due,
+// the material expiring), so a pass every instant is load for nothing,
+// and a key whose waiting period ended should not outlive it by more
+// than a day.
+const (
+	MinReaperInterval = time.Second
+	MaxReaperInterval = 24 * time.Hour
+)
 
 func defaultDataDir() string {
 	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
@@ -477,6 +492,13 @@ func LoadWithUsage(args []string, getenv func(string) string, usage io.Writer) (
 	set(&dsn, "KMSD_STORE_DSN", *storeDSN)
 	c.Store.DSN = Secret(dsn)
 	set(&c.NodeID, "KMSD_NODE_ID", *nodeID)
+	if v := getenv("KMSD_REAPER_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return c, fmt.Errorf("KMSD_REAPER_INTERVAL=%q is not a duration such as 1m or 30s", v)
+		}
+		c.ReaperInterval = d
+	}
 	c.AcceptLostLog = *acceptLostLog
 	for _, n := range []struct {
 		dst  *int
@@ -585,6 +607,9 @@ func (c Config) Validate() error {
 	// may grow a hundredfold before a collection: both are mistakes.
 	if c.GCPercent != 0 && (c.GCPercent < 25 || c.GCPercent > 10_000) {
 		return fmt.Errorf("gc_percent %d is not between 25 and 10000 (or 0, the default)", c.GCPercent)
+	}
+	if c.ReaperInterval < MinReaperInterval || c.ReaperInterval > MaxReaperInterval {
+		return fmt.Errorf("reaper_interval %s is not between %s and %s", c.ReaperInterval, MinReaperInterval, MaxReaperInterval)
 	}
 	if c.DataDir == "" && !c.Dev {
 		return errors.New("data_dir is empty")

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -578,6 +579,49 @@ func TestGCPercent(t *testing.T) {
 			}
 			if c.GCPercent != tc.want {
 				t.Errorf("gc_percent %d; want %d", c.GCPercent, tc.want)
+			}
+		})
+	}
+}
+
+// TestReaperInterval: reaper_interval comes from the file or the
+// environment (over the file), 1m by default, and is refused outside 1s to
+// 24h or when it is no duration.
+func TestReaperInterval(t *testing.T) {
+	dir := t.TempDir()
+	file := func(v string) string {
+		p := filepath.Join(dir, "kmsd-"+v+".yaml")
+		if err := os.WriteFile(p, []byte("reaper_interval: "+v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    time.Duration
+		wantErr string
+	}{
+		{name: "default", want: time.Minute},
+		{name: "file", args: []string{"--config", file("10s")}, want: 10 * time.Second},
+		{name: "env over file", args: []string{"--config", file("10s")}, env: map[string]string{"KMSD_REAPER_INTERVAL": "2h"}, want: 2 * time.Hour},
+		{name: "bounds", env: map[string]string{"KMSD_REAPER_INTERVAL": "1s"}, want: time.Second},
+		{name: "too short", env: map[string]string{"KMSD_REAPER_INTERVAL": "999ms"}, wantErr: "reaper_interval 999ms is not between 1s and 24h0m0s"},
+		{name: "zero in the file", args: []string{"--config", file("0s")}, wantErr: "reaper_interval 0s"},
+		{name: "too long", args: []string{"--config", file("25h")}, wantErr: "reaper_interval 25h0m0s"},
+		{name: "not a duration", env: map[string]string{"KMSD_REAPER_INTERVAL": "soon"}, wantErr: "KMSD_REAPER_INTERVAL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(tc.args, env(tc.env))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Load = %v, want an error with %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || c.ReaperInterval != tc.want {
+				t.Fatalf("Load: reaper interval %v, %v; want %v", c.ReaperInterval, err, tc.want)
 			}
 		})
 	}

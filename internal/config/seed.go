@@ -241,6 +241,14 @@ func ReadAdminCredentials(path string) (id string, secret Secret, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("%s: %w", what, err)
 	}
+	defer clear(b)
+	return parseAdminCredentials(b, path)
+}
+
+// parseAdminCredentials is ReadAdminCredentials's parser of the file's
+// content b, read from path.
+func parseAdminCredentials(b []byte, path string) (id string, secret Secret, err error) {
+	const what = "admin credentials file"
 	profiles := map[string]map[string]string{}
 	var order []string
 	cur := ""

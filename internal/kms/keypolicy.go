@@ -27,6 +27,13 @@ func checkPolicy(p string) error {
 	return err
 }
 
+// CheckKeyPolicy applies to a key policy document the checks of its text
+// that CreateKey and PutKeyPolicy make, with their errors, so that a
+// policy can be checked before any request: kmsd serve checks a seed's
+// before it writes anything. The lockout check, which depends on the
+// caller, is not among them.
+func CheckKeyPolicy(p string) error { return checkPolicy(p) }
+
 // compileKeyPolicy is checkPolicy that also returns the compiled policy.
 func compileKeyPolicy(p string) (*policy.Policy, error) {
 	if len(p) > MaxPolicyBytes {

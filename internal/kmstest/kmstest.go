@@ -115,12 +115,24 @@ func StartWithClusters(tb testing.TB, dir string, clusters kms.HSMClusters) *Env
 	return startIn(tb, dir, options{clusters: clusters})
 }
 
+// StartWithReaper starts kmsd in a fresh data folder with its reaper
+// running every interval, as kmsd serve runs it every reaper_interval (its
+// least, one second, is too long for a test). The reaper goes by the
+// service's clock, Env.Clock: advancing it past a key's waiting period
+// makes the key due, and the reaper's next pass deletes it. This is how a
+// test races requests against the reaper through the API.
+func StartWithReaper(tb testing.TB, interval time.Duration) *Env {
+	tb.Helper()
+	return startIn(tb, tb.TempDir(), options{reaper: interval})
+}
+
 // options are what the Start functions vary.
 type options struct {
 	iam      config.IAM
 	auditor  server.Auditor
 	clusters kms.HSMClusters
 	logger   *slog.Logger
+	reaper   time.Duration // run the reaper this often; 0: not at all
 }
 
 func startIn(tb testing.TB, dir string, o options) *Env {
@@ -138,11 +150,16 @@ func startIn(tb testing.TB, dir string, o options) *Env {
 	}
 	// The service follows the store's change feed, as kmsd serve's does.
 	fctx, stopFollow := context.WithCancel(ctx)
-	followed, recorded := make(chan struct{}), make(chan struct{})
+	followed, recorded, reaped := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() { defer close(followed); svc.Follow(fctx, 0) }()
 	// And records key usage, as kmsd serve does.
 	go func() { defer close(recorded); svc.RunKeyUsageRecorder(fctx, 0) }()
-	tb.Cleanup(func() { stopFollow(); <-followed; <-recorded })
+	if o.reaper > 0 {
+		go func() { defer close(reaped); svc.RunReaper(fctx, o.reaper) }()
+	} else {
+		close(reaped)
+	}
+	tb.Cleanup(func() { stopFollow(); <-followed; <-recorded; <-reaped })
 	if o.clusters != nil {
 		if err := svc.RestoreCustomKeyStores(ctx); err != nil {
 			tb.Fatal(err)

@@ -72,6 +72,33 @@ func Apply(ctx context.Context, s *config.Seed, inv Invoker, caller kms.Caller) 
 	return a.report, nil
 }
 
+// Check checks what of seed s can be checked before it is applied, with
+// no service: each key policy (its file read, its text as CreateKey checks
+// it) and each key material (its source read and decoded). kmsd serve runs
+// it before it writes anything, so that a seed that cannot be applied for
+// these reasons leaves no half-made data folder behind. What only the
+// service can say (a policy that would lock the caller out, material of
+// the wrong size for its spec, a grantee that is no principal) is found
+// when the seed is applied.
+func Check(s *config.Seed) error {
+	a := &applier{seed: s}
+	for i, k := range s.Keys {
+		policy, err := a.policyOf(k)
+		if err == nil && policy != "" {
+			err = kms.CheckKeyPolicy(policy)
+		}
+		if err == nil && k.Material != nil {
+			var m []byte
+			m, err = a.materialOf(k.Material)
+			clear(m)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", k.Name(i), err)
+		}
+	}
+	return nil
+}
+
 type applier struct {
 	inv    Invoker
 	caller kms.Caller
@@ -152,13 +179,9 @@ func (a *applier) key(ctx context.Context, i int, k config.SeedKey) error {
 		}
 		defer clear(material)
 	}
-	policy := k.Policy
-	if k.PolicyFile != "" {
-		b, err := os.ReadFile(a.seed.Path(k.PolicyFile))
-		if err != nil {
-			return fmt.Errorf("policy_file: %w", err)
-		}
-		policy = string(b)
+	policy, err := a.policyOf(k)
+	if err != nil {
+		return err
 	}
 
 	lookup := k.ID
@@ -204,6 +227,19 @@ func (a *applier) key(ctx context.Context, i int, k config.SeedKey) error {
 		}
 	}
 	return nil
+}
+
+// policyOf returns the key policy a seed key declares, read from its
+// policy_file if it names one; "" for the default key policy.
+func (a *applier) policyOf(k config.SeedKey) (string, error) {
+	if k.PolicyFile == "" {
+		return k.Policy, nil
+	}
+	b, err := os.ReadFile(a.seed.Path(k.PolicyFile))
+	if err != nil {
+		return "", fmt.Errorf("policy_file: %w", err)
+	}
+	return string(b), nil
 }
 
 // create creates a seed key, with its fixed id when it has one.

@@ -44,7 +44,8 @@ type Config struct {
 	Now      func() time.Time
 	Metrics  *metrics.Metrics // optional
 	// Ready reports whether kmsd can serve (store reachable, audit log
-	// healthy); /readyz answers 503 while it returns an error.
+	// healthy); /readyz answers 503 while it returns an error, with the
+	// message of an *awserr.Error (never the text of another error).
 	Ready func(ctx context.Context) error
 	// Audit, if set, receives a record of every request before its reply.
 	Audit  Auditor
@@ -237,12 +238,18 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		if err := s.ready(ctx); err != nil {
 			s.log.WarnContext(ctx, "not ready", "err", err)
 			w.WriteHeader(http.StatusServiceUnavailable)
+			// The reason only when Ready wrote it for this page (NotReady,
+			// or an AWS error): /readyz needs no credentials.
+			msg := "not ready"
 			var nr *NotReady
-			if errors.As(err, &nr) {
-				io.WriteString(w, "not ready: "+nr.Reason+"\n")
-			} else {
-				io.WriteString(w, "not ready\n")
+			var e *awserr.Error
+			switch {
+			case errors.As(err, &nr):
+				msg += ": " + nr.Reason
+			case errors.As(err, &e):
+				msg += ": " + e.Message
 			}
+			io.WriteString(w, msg+"\n")
 			return
 		}
 	}

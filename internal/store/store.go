@@ -23,6 +23,10 @@ var (
 	// ErrConflict is returned by a compare-and-set write whose record
 	// changed since the caller read it.
 	ErrConflict = errors.New("store: conflict: the record changed since it was read")
+	// ErrDamaged is wrapped by Ping's error once the store met damage in
+	// its stored data (SQLite: "database disk image is malformed"): a
+	// fault no retry mends, reported until the store is restored.
+	ErrDamaged = errors.New("store: the stored data is damaged")
 	// ErrChangesPruned is returned by ChangeFeed.Changes when the changes
 	// the caller asks for were pruned.
 	ErrChangesPruned = errors.New("store: changes pruned")
@@ -235,7 +239,10 @@ type Store interface {
 	// together when fn returns nil, or none when it returns an error
 	// (returned unchanged). fn must use only tx, never the Store.
 	Update(ctx context.Context, fn func(tx Tx) error) error
-	// Ping checks that the store answers.
+	// Ping checks that the store answers, cheaply (it backs every
+	// readiness probe). A backend that can meet damage in its stored
+	// data remembers the damage any call met and reports it from then
+	// on, wrapping ErrDamaged.
 	Ping(ctx context.Context) error
 	// Close releases the store.
 	Close() error

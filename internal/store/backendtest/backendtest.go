@@ -79,3 +79,14 @@ func DamageKeysTable(tb testing.TB, dataDir string) {
 	}
 	sqlitetest.DamageTable(tb, filepath.Join(dataDir, backend.DatabaseFile), "keys")
 }
+
+// DamageKeysTableLastLeaf damages the last leaf page of the keys table of
+// the store of data folder dataDir, which a running kmsd may hold open (see
+// sqlitetest.DamageLastLeaf); skipped, as DamageKeysTable, on PostgreSQL.
+func DamageKeysTableLastLeaf(tb testing.TB, dataDir string) {
+	tb.Helper()
+	if _, err := os.Stat(filepath.Join(dataDir, dsnNote)); err == nil {
+		tb.Skip("damaging the store's file is a SQLite test: this test's store is a PostgreSQL database, whose storage belongs to its server")
+	}
+	sqlitetest.DamageLastLeaf(tb, filepath.Join(dataDir, backend.DatabaseFile), "keys")
+}

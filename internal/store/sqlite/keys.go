@@ -433,17 +433,25 @@ func nonNilStrings(ss []string) []string {
 
 // Ping implements store.Store.
 //
-// Beyond a connection, it reads the first row of every table, so that a
-// database whose pages were damaged ("database disk image is malformed")
-// is reported as unhealthy, not ready, although it opens: readiness then
-// reflects what requests will meet. Reading one row touches a table's root
-// page and one leaf: cheap enough for every readiness probe.
+// It reports the damage any statement of the Store met since it opened
+// (health.go), wrapping store.ErrDamaged, until a Check finds the
+// database intact. Beyond that and a connection, it reads the first row
+// of every table, so that a database whose first pages were damaged is
+// reported before a request meets it. Reading one row touches a table's
+// root page and one leaf: cheap enough for every readiness probe. Damage
+// deeper in a table is reported once a statement reads it.
 func (s *Store) Ping(ctx context.Context) error {
+	if err := s.health.err(); err != nil {
+		return fmt.Errorf("ping sqlite %s: %w", s.path, err)
+	}
 	if err := s.db.PingContext(ctx); err != nil {
 		return fmt.Errorf("ping sqlite: %w", err)
 	}
 	for _, table := range pingTables {
 		if err := s.readFirstRow(ctx, table); err != nil {
+			if isDamage(err) {
+				err = fmt.Errorf("%w: %w", store.ErrDamaged, err)
+			}
 			return fmt.Errorf("ping sqlite %s: reading table %s: %w", s.path, table, err)
 		}
 	}
@@ -477,33 +485,53 @@ const maxCheckProblems = 20
 // page is read and checked, but indexes are not compared with their
 // tables), or with full, integrity_check, which also compares every index
 // with its table. The error lists the problems SQLite found.
+//
+// The outcome is what Ping reports from then on: damage found is
+// reported (wrapping store.ErrDamaged), and a full check that finds the
+// database intact forgets the damage statements met before.
 func (s *Store) Check(ctx context.Context, full bool) error {
+	problems, err := s.check(ctx, full)
+	switch {
+	case isDamage(err):
+		// SQLite met damage it could not even step past (the driver
+		// noted it for Ping).
+		return fmt.Errorf("check sqlite %s: %w: %w", s.path, store.ErrDamaged, err)
+	case err != nil:
+		return fmt.Errorf("check sqlite %s: %w", s.path, err)
+	case len(problems) > 0:
+		found := errors.New("the integrity check found: " + strings.Join(problems, "; "))
+		s.health.set(found)
+		return fmt.Errorf("check sqlite %s: %w: %w", s.path, store.ErrDamaged, found)
+	}
+	if full {
+		s.health.clear()
+	}
+	return nil
+}
+
+// check runs quick_check or integrity_check and returns the problems it
+// lists.
+func (s *Store) check(ctx context.Context, full bool) ([]string, error) {
 	pragma := fmt.Sprintf("PRAGMA quick_check(%d)", maxCheckProblems)
 	if full {
 		pragma = fmt.Sprintf("PRAGMA integrity_check(%d)", maxCheckProblems)
 	}
 	rows, err := s.db.QueryContext(ctx, pragma)
 	if err != nil {
-		return fmt.Errorf("check sqlite %s: %w", s.path, err)
+		return nil, err
 	}
 	defer rows.Close()
 	var problems []string
 	for rows.Next() {
 		var line string
 		if err := rows.Scan(&line); err != nil {
-			return fmt.Errorf("check sqlite %s: %w", s.path, err)
+			return nil, err
 		}
 		if line != "ok" {
 			problems = append(problems, line)
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("check sqlite %s: %w", s.path, err)
-	}
-	if len(problems) > 0 {
-		return fmt.Errorf("check sqlite %s: the database is damaged: %s", s.path, strings.Join(problems, "; "))
-	}
-	return nil
+	return problems, rows.Err()
 }
 
 func (s *Store) queryKeys(ctx context.Context, query string, args ...any) ([]*store.Key, error) {

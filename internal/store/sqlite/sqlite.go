@@ -76,6 +76,8 @@ const maxOpenConns = 8
 type Store struct {
 	db   *sql.DB
 	path string
+	// health is the damage the database's connections met (health.go).
+	health *health
 	// writeSlot holds one token while a write transaction of this Store
 	// runs. It is a channel rather than a sync.Mutex so that a writer
 	// waiting for its turn gives up when its context ends.
@@ -118,16 +120,20 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("open sqlite store %s: %w", abs, err)
 	}
 
-	db, err := sql.Open("sqlite", dsn(abs))
+	connector, err := sqlite.NewConnector(dsn(abs))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite store %s: %w", abs, err)
 	}
+	// Every connection is watched for damage (health.go), which Ping
+	// then reports.
+	h := &health{}
+	db := sql.OpenDB(watchedConnector{Connector: connector, h: h})
 	db.SetMaxOpenConns(maxOpenConns)
 	db.SetMaxIdleConns(maxOpenConns)
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
 
-	s := &Store{db: db, path: abs, writeSlot: make(chan struct{}, 1), group: &writeQueue{}, now: time.Now}
+	s := &Store{db: db, path: abs, health: h, writeSlot: make(chan struct{}, 1), group: &writeQueue{}, now: time.Now}
 	for _, o := range opts {
 		o(s)
 	}
@@ -577,7 +583,7 @@ func (tx *writeTx) savepoint(ctx context.Context, fn func(ctx context.Context, t
 // methods then fail).
 func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
 	return s.write(ctx, func(_ context.Context, tx *writeTx) error {
-		bound := &Store{db: s.db, path: s.path, now: s.now, stmts: s.stmts, tx: tx}
+		bound := &Store{db: s.db, path: s.path, health: s.health, now: s.now, stmts: s.stmts, tx: tx}
 		return fn(bound)
 	})
 }
