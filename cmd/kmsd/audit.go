@@ -9,12 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strings"
 
 	"github.com/kmsd/kmsd/internal/audit"
-	"github.com/kmsd/kmsd/internal/store"
+	"github.com/kmsd/kmsd/internal/datafolder"
 	"github.com/kmsd/kmsd/internal/store/backend"
 )
 
@@ -132,22 +130,23 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer, g
 			return err
 		}
 	}
-	found, err := storeAnchor(ctx, storeConfig(cfg), pub)
+	found, err := findLog(ctx, storeConfig(cfg), pub)
 	if err != nil {
 		return err
 	}
-	if found.note != "" {
-		fmt.Fprintf(stdout, "note: %s\n", found.note)
+	if found.Note != "" {
+		fmt.Fprintf(stdout, "note: %s\n", found.Note)
 	}
-	if found.problem != "" {
-		fmt.Fprintf(stdout, "FAILED: %s\n", found.problem)
+	if found.Problem != "" {
+		fmt.Fprintf(stdout, "FAILED: %s\n", found.Problem)
 		return errors.New("the audit log failed verification")
 	}
-	if printKept(stdout, "", found.kept, found.keptBad) {
+	if printKept(stdout, "", found.Kept) {
 		return errors.New("the store keeps records for the audit log that are not its own")
 	}
-	anchor := found.anchor
-	if anchor != nil {
+	var anchor *audit.Checkpoint
+	if a := found.Anchor; a != nil {
+		anchor = &audit.Checkpoint{Sequence: a.Sequence, Hash: a.Hash, Source: fmt.Sprintf("the log's anchor in the store (set %s)", a.Time)}
 		checkpoints = append(checkpoints, *anchor)
 	}
 
@@ -160,6 +159,13 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	var p *audit.Problem
 	if err != nil && !errors.As(err, &p) {
 		return err
+	}
+	if len(files) == 0 && datafolder.NoRecordYet(p, found.Anchor) {
+		// The folder of a kmsd that has served no request: its log has no
+		// file yet, and its anchor says it never had a record.
+		fmt.Fprintf(stdout, "note: %s; the log's anchor in the store says it has no record yet: kmsd has served no request with it\n", p.Message)
+		fmt.Fprintf(stdout, "OK: 0 records, as the log's anchor in the store says\n")
+		return nil
 	}
 	for _, n := range rep.Notes {
 		fmt.Fprintf(stdout, "note: %s\n", n)
@@ -205,259 +211,126 @@ func reached(anchor *audit.Checkpoint, digests string) string {
 }
 
 // verifyNodes verifies the audit logs of a cluster's nodes, each in its
-// own folder, against their anchors in the store bcfg names: every log
-// must verify and reach its anchor, no log may be given twice, and unless
-// partial every log the store anchors must be among them.
+// own folder, against their anchors in the store bcfg names
+// (datafolder.VerifyNodes), and prints one line per node and a summary:
+// every log must verify and reach its anchor, and unless partial every
+// log the store anchors must be among them.
 func verifyNodes(ctx context.Context, bcfg backend.Config, nodes []string, allowOpen, partial bool, stdout io.Writer) error {
-	if bcfg.InDataFolder() {
-		fi, err := os.Stat(filepath.Join(bcfg.DataDir, backend.DatabaseFile))
-		if err != nil || fi.Size() == 0 {
-			return fmt.Errorf("no store in %s: --node checks each log against its anchor in the cluster's store; name it (KMSD_STORE and KMSD_STORE_DSN, or --config)", bcfg.DataDir)
-		}
+	if !hasStore(bcfg) {
+		return fmt.Errorf("no store in %s: --node checks each log against its anchor in the cluster's store; name it (KMSD_STORE and KMSD_STORE_DSN, or --config)", bcfg.DataDir)
 	}
 	st, err := backend.Open(ctx, bcfg)
 	if err != nil {
 		return fmt.Errorf("open store (for the logs' anchors): %w", err)
 	}
 	defer st.Close()
-	anchors := storeAnchors{st}
-
-	var records uint64
-	failed := 0
-	seen := make(map[string]string) // log id -> the node folder that had it
-	for _, node := range nodes {
-		ok, n, id := verifyNode(ctx, anchors, node, allowOpen, seen, stdout)
-		if !ok {
-			failed++
-		}
-		records += n
-		if id != "" {
-			seen[id] = node
-		}
-	}
-
-	// Logs the store anchors that no node gave: a node's log left out.
-	settings, err := st.ListSettings(ctx)
+	rep, err := datafolder.VerifyNodes(ctx, st, nodes, allowOpen)
 	if err != nil {
-		return fmt.Errorf("list the anchors in the store: %w", err)
+		return err
 	}
-	var missing []string
-	for _, s := range settings {
-		id, ok := strings.CutPrefix(s.Name, store.SettingAuditAnchorPrefix)
-		if !ok || seen[id] != "" {
-			continue
-		}
-		a, _, err := anchors.LoadAnchor(ctx, id)
-		if err != nil {
-			return err
-		}
-		lost, err := loadLost(ctx, st, id)
-		if err != nil {
-			return err
-		}
-		if lost != nil {
+	return printNodes(stdout, rep, partial)
+}
+
+// printNodes prints what verify --node found: one line per node (and its
+// notes), the logs the store anchors that no node held, and a summary. It
+// fails unless every log verified and, unless partial, every log the
+// store anchors was given.
+func printNodes(stdout io.Writer, rep *datafolder.NodesReport, partial bool) error {
+	nodes := len(rep.Nodes)
+	for _, r := range rep.Nodes {
+		printNode(stdout, r)
+	}
+	for _, a := range rep.NotGiven {
+		if a.Lost != nil {
 			fmt.Fprintf(stdout, "note: log %s of node %q (anchored at record %d, %s) was declared lost on %s; the acceptance is in log %s (AcceptLostNodeLog)\n",
-				id, lost.Node, a.Sequence, a.Time, lost.Time, lost.AcceptedBy)
-			continue
+				a.LogID, a.Lost.Node, a.Anchor.Sequence, a.Anchor.Time, a.Lost.Time, a.Lost.AcceptedBy)
 		}
-		missing = append(missing, fmt.Sprintf("log %s (anchored at record %d, %s)", id, a.Sequence, a.Time))
 	}
+	missing := rep.Missing()
 	for _, m := range missing {
+		what := fmt.Sprintf("log %s (anchored at record %d, %s)", m.LogID, m.Anchor.Sequence, m.Anchor.Time)
 		if partial {
-			fmt.Fprintf(stdout, "note: not given (--partial): %s\n", m)
+			fmt.Fprintf(stdout, "note: not given (--partial): %s\n", what)
 		} else {
-			fmt.Fprintf(stdout, "FAILED: the store anchors %s, which no --node holds: a node's log is missing from the set (give it, or --partial)\n", m)
+			fmt.Fprintf(stdout, "FAILED: the store anchors %s, which no --node holds: a node's log is missing from the set (give it, or --partial)\n", what)
 		}
 	}
+	failed := rep.Failed()
 	if failed > 0 || len(missing) > 0 && !partial {
 		switch {
 		case failed > 0 && len(missing) > 0 && !partial:
-			fmt.Fprintf(stdout, "FAILED: %d of %s failed verification, and %s missing\n", failed, plural(uint64(len(nodes)), "node log"), plural(uint64(len(missing)), "anchored log is"))
+			fmt.Fprintf(stdout, "FAILED: %d of %s failed verification, and %s missing\n", failed, plural(uint64(nodes), "node log"), plural(uint64(len(missing)), "anchored log is"))
 		case failed > 0:
-			fmt.Fprintf(stdout, "FAILED: %d of %s failed verification\n", failed, plural(uint64(len(nodes)), "node log"))
+			fmt.Fprintf(stdout, "FAILED: %d of %s failed verification\n", failed, plural(uint64(nodes), "node log"))
 		default:
-			fmt.Fprintf(stdout, "FAILED: %s verified, but %s missing\n", plural(uint64(len(nodes)), "node log"), plural(uint64(len(missing)), "anchored log is"))
+			fmt.Fprintf(stdout, "FAILED: %s verified, but %s missing\n", plural(uint64(nodes), "node log"), plural(uint64(len(missing)), "anchored log is"))
 		}
 		return errors.New("the audit logs failed verification")
 	}
 	what := "every log the store anchors"
 	if len(missing) > 0 {
-		what = fmt.Sprintf("%d of the %d logs the store anchors", len(nodes), len(nodes)+len(missing))
+		what = fmt.Sprintf("%d of the %d logs the store anchors", nodes, nodes+len(missing))
 	}
-	fmt.Fprintf(stdout, "OK: %s, %s in all, each reaching its anchor in the store; %s\n", plural(uint64(len(nodes)), "node log"), plural(records, "record"), what)
+	fmt.Fprintf(stdout, "OK: %s, %s in all, each reaching its anchor in the store; %s\n", plural(uint64(nodes), "node log"), plural(rep.Records(), "record"), what)
 	return nil
 }
 
-// verifyNode verifies the log in one node folder against its anchor and
-// prints one line about it. It returns whether it verified, its records
-// and its log id ("" when its public key cannot be read).
-func verifyNode(ctx context.Context, anchors storeAnchors, node string, allowOpen bool, seen map[string]string, stdout io.Writer) (ok bool, records uint64, id string) {
-	pub, err := audit.ReadPublicKey(filepath.Join(node, audit.PublicKeyFile))
-	if err != nil {
-		fmt.Fprintf(stdout, "%s: FAILED: %v\n", node, err)
-		return false, 0, ""
-	}
-	id = audit.KeyID(pub)
-	if other := seen[id]; other != "" {
-		fmt.Fprintf(stdout, "%s: FAILED: log %s was given already, by %s: each node has a log of its own\n", node, id, other)
-		return false, 0, ""
-	}
-	a, _, err := anchors.LoadAnchor(ctx, id)
-	if errors.Is(err, audit.ErrNoAnchor) {
-		fmt.Fprintf(stdout, "%s: FAILED: the store holds no anchor for log %s: it is not the log of a node of this store, or its anchor was removed\n", node, id)
-		return false, 0, id
-	}
-	if err != nil {
-		fmt.Fprintf(stdout, "%s: FAILED: %v\n", node, err)
-		return false, 0, id
-	}
-	kept, bad, err := keptFor(ctx, anchors.st, pub)
-	if err != nil {
-		fmt.Fprintf(stdout, "%s: FAILED: %v\n", node, err)
-		return false, 0, id
-	}
-	if printKept(stdout, node+": ", kept, bad) {
-		return false, 0, id
-	}
-	cp := audit.Checkpoint{Sequence: a.Sequence, Hash: a.Hash, Source: fmt.Sprintf("the log's anchor in the store (set %s)", a.Time)}
-	rep, err := audit.Verify(filepath.Join(node, audit.DirName), pub, cp)
-	var p *audit.Problem
-	if err != nil && !errors.As(err, &p) {
-		fmt.Fprintf(stdout, "%s: FAILED: %v\n", node, err)
-		return false, 0, id
-	}
-	if p != nil && p.Kind == audit.ProblemNoLog && a.Sequence == 0 {
-		// A node that has served no request yet: its anchor is the
-		// empty log's.
-		fmt.Fprintf(stdout, "%s: OK: log %s, no record yet, as its anchor says\n", node, id)
-		return true, 0, id
-	}
-	for _, n := range rep.Notes {
-		fmt.Fprintf(stdout, "%s: note: %s\n", node, n)
-	}
-	if p != nil && !(p.Kind == audit.ProblemUnclosed && allowOpen) {
-		fmt.Fprintf(stdout, "%s: FAILED: %v\n", node, p)
-		return false, rep.Records, id
-	}
-	fmt.Fprintf(stdout, "%s: OK: log %s, %s, %s, chain intact through sequence %d, reaches its anchor (record %d)\n",
-		node, id, plural(rep.Records, "record"), plural(uint64(rep.Digests), "digest"), rep.LastSequence, a.Sequence)
-	if p != nil {
-		fmt.Fprintf(stdout, "%s: warning: %s\n", node, p.Message)
-	}
-	return true, rep.Records, id
-}
-
-// storeFindings is what the store says about one log, for verify.
-type storeFindings struct {
-	// anchor is the log's anchor as a checkpoint (nil: none to check).
-	anchor *audit.Checkpoint
-	// note says why the anchor was not checked, when it was not.
-	note string
-	// problem is set when the store shows the log is not the one it
-	// anchors (verify fails).
-	problem string
-	// kept are the records kept in the store for this log (not yet in
-	// it), and keptBad those that fail audit.CheckKept.
-	kept    []audit.KeptInfo
-	keptBad []error
-}
-
-// storeAnchor reads, from the store of the data folder, the anchor of the
-// log signed by pub and the records kept for it. When there is no store
-// to read (an SQLite database is opened only when it has content: opening
-// creates it), the anchor is not checked (a note says so). When the store
-// holds no anchor for this log but has been started on (its installation
-// record) or anchors other logs, the log is not this store's — another
-// folder's log and signing key put in place of its own, or its anchor
-// removed — and verify fails, as kmsd serve refuses to start on it.
-func storeAnchor(ctx context.Context, bcfg backend.Config, pub ed25519.PublicKey) (storeFindings, error) {
-	var out storeFindings
-	if bcfg.InDataFolder() {
-		fi, err := os.Stat(filepath.Join(bcfg.DataDir, backend.DatabaseFile))
-		if err != nil || fi.Size() == 0 {
-			out.note = fmt.Sprintf("no store in %s: the log's anchor was not checked", bcfg.DataDir)
-			return out, nil
+// printNode prints what verify found of one node's log, each line
+// starting with the node's folder.
+func printNode(w io.Writer, r datafolder.NodeResult) {
+	p := r.Dir + ": "
+	badKept := printKept(w, p, r.Kept)
+	switch {
+	case r.Failure != "":
+		fmt.Fprintf(w, "%sFAILED: %s\n", p, r.Failure)
+	case badKept:
+	case r.NoRecordYet:
+		fmt.Fprintf(w, "%sOK: log %s, no record yet, as its anchor says\n", p, r.LogID)
+	default:
+		for _, n := range r.Report.Notes {
+			fmt.Fprintf(w, "%snote: %s\n", p, n)
 		}
+		if !r.OK {
+			fmt.Fprintf(w, "%sFAILED: %v\n", p, r.Problem)
+			return
+		}
+		fmt.Fprintf(w, "%sOK: log %s, %s, %s, chain intact through sequence %d, reaches its anchor (record %d)\n",
+			p, r.LogID, plural(r.Report.Records, "record"), plural(uint64(r.Report.Digests), "digest"), r.Report.LastSequence, r.Anchor.Sequence)
+		if r.Problem != nil {
+			fmt.Fprintf(w, "%swarning: %s\n", p, r.Problem.Message)
+		}
+	}
+}
+
+// hasStore reports whether there is a store to read at bcfg: an SQLite
+// database is opened only when it has content (opening creates it).
+func hasStore(bcfg backend.Config) bool {
+	if !bcfg.InDataFolder() {
+		return true
+	}
+	fi, err := os.Stat(filepath.Join(bcfg.DataDir, backend.DatabaseFile))
+	return err == nil && fi.Size() > 0
+}
+
+// findLog reads, from the store of the data folder, what it holds of the
+// log signed by pub (datafolder.FindLog). When there is no store to
+// read, the anchor is not checked (a note says so).
+func findLog(ctx context.Context, bcfg backend.Config, pub ed25519.PublicKey) (datafolder.LogFindings, error) {
+	if !hasStore(bcfg) {
+		return datafolder.LogFindings{Note: fmt.Sprintf("no store in %s: the log's anchor was not checked", bcfg.DataDir)}, nil
 	}
 	st, err := backend.Open(ctx, bcfg)
 	if err != nil {
-		return out, fmt.Errorf("open store (for the log's anchor): %w", err)
+		return datafolder.LogFindings{}, fmt.Errorf("open store (for the log's anchor): %w", err)
 	}
 	defer st.Close()
-	id := audit.KeyID(pub)
-	if out.kept, out.keptBad, err = keptFor(ctx, st, pub); err != nil {
-		return out, err
-	}
-	a, _, err := storeAnchors{st}.LoadAnchor(ctx, id)
-	if errors.Is(err, audit.ErrNoAnchor) {
-		inst, _, err := loadInstallation(ctx, st)
-		if err != nil {
-			return out, err
-		}
-		others, err := anchoredLogs(ctx, st)
-		if err != nil {
-			return out, err
-		}
-		if inst == nil && len(others) == 0 {
-			// A store no kmsd that anchors its log has started on yet:
-			// kmsd serve anchors the log at its next start.
-			out.note = fmt.Sprintf("the store in %s holds no anchor for log %s, nor any record of a start: the log's anchor was not checked", bcfg.DataDir, id)
-			return out, nil
-		}
-		why := "it has been started on (it holds its installation record)"
-		if len(others) > 0 {
-			why = fmt.Sprintf("it anchors %s (%s)", plural(uint64(len(others)), "other log"), strings.Join(others, ", "))
-		}
-		out.problem = fmt.Sprintf("the store holds no anchor for log %s (the signing key in the data folder), although %s: this log and its signing key are not the ones this store keeps (another folder's were put in their place), or the log's anchor was removed; kmsd serve refuses to start on it", id, why)
-		return out, nil
-	}
-	if err != nil {
-		return out, err
-	}
-	out.anchor = &audit.Checkpoint{Sequence: a.Sequence, Hash: a.Hash, Source: fmt.Sprintf("the log's anchor in the store (set %s)", a.Time)}
-	return out, nil
-}
-
-// anchoredLogs lists the ids of the logs the store anchors.
-func anchoredLogs(ctx context.Context, st store.Settings) ([]string, error) {
-	settings, err := st.ListSettings(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list the anchors in the store: %w", err)
-	}
-	var ids []string
-	for _, s := range settings {
-		if id, ok := strings.CutPrefix(s.Name, store.SettingAuditAnchorPrefix); ok {
-			ids = append(ids, id)
-		}
-	}
-	return ids, nil
-}
-
-// keptFor reads the records kept in the store for the log signed by pub:
-// those that are the log's own (signed by its key) and the errors of
-// those that are not.
-func keptFor(ctx context.Context, st store.Settings, pub ed25519.PublicKey) ([]audit.KeptInfo, []error, error) {
-	id := audit.KeyID(pub)
-	recs, _, err := storeOutbox{st}.LoadKept(ctx, id)
-	if err != nil {
-		return nil, nil, err
-	}
-	var good []audit.KeptInfo
-	var bad []error
-	for _, k := range recs {
-		info, err := audit.CheckKept(pub, id, k)
-		if err != nil {
-			bad = append(bad, err)
-			continue
-		}
-		good = append(good, info)
-	}
-	return good, bad, nil
+	return datafolder.FindLog(ctx, st, bcfg.DataDir, pub)
 }
 
 // printKept reports the records kept in the store for a log, with prefix
 // before each line. It returns whether any is not the log's own.
-func printKept(w io.Writer, prefix string, kept []audit.KeptInfo, bad []error) bool {
+func printKept(w io.Writer, prefix string, k datafolder.Kept) bool {
+	kept, bad := k.Records, k.Bad
 	if len(kept) > 0 {
 		fmt.Fprintf(w, "%swarning: the store keeps %s of this log that the log does not hold yet (changes committed while the log could not write, or made by kmsd commands while kmsd serve held it); kmsd serve appends them when it starts, or within seconds if it runs:\n", prefix, plural(uint64(len(kept)), "record"))
 		for _, k := range kept {
@@ -519,7 +392,7 @@ func auditAcceptReset(ctx context.Context, args []string, stdout, stderr io.Writ
 		return fmt.Errorf("kmsd audit accept-reset: %w", err)
 	}
 	defer f.close()
-	if f.kind != existingStart {
+	if f.kind != datafolder.ExistingStart {
 		return fmt.Errorf("kmsd audit accept-reset: data folder %s has no audit log in use: there is nothing to accept", cfg.DataDir)
 	}
 	if err := f.open(ctx, getenv, log, true); err != nil {
@@ -538,32 +411,11 @@ func auditAcceptReset(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return fmt.Errorf("kmsd audit accept-reset: %w", err)
 	}
-	rec := operatorRecord("AcceptAuditLogReset", cfg.Region, map[string]any{"reason": *reason})
+	rec := audit.OperatorRecord("AcceptAuditLogReset", cfg.Region, map[string]any{"reason": *reason})
 	prev, err := audit.AcceptReset(ctx, auditOptions(cfg, signer, f.st, log), rec)
 	if err != nil {
 		return fmt.Errorf("kmsd audit accept-reset: %w", err)
 	}
 	fmt.Fprintf(stdout, "Accepted: the audit log no longer holds what its anchor named (record %d, signed %s).\nThe acceptance is record %d of the log, and the anchor now names it; kmsd serve starts again.\n", prev.Sequence, prev.Time, rec.Sequence)
 	return nil
-}
-
-// operatorRecord is the audit record of a command an operator ran on the
-// machine (not a request): who ran it, where, with what parameters.
-func operatorRecord(event, region string, params map[string]any) *audit.Record {
-	rec := &audit.Record{
-		EventName:         event,
-		EventSource:       "kmsd",
-		EventType:         "KmsdOperatorAction",
-		AWSRegion:         region,
-		UserIdentity:      audit.UserIdentity{Type: "Operator"},
-		RequestParameters: params,
-	}
-	if u, err := user.Current(); err == nil {
-		rec.UserIdentity.UserName = u.Username
-		rec.UserIdentity.PrincipalID = u.Uid
-	}
-	if h, err := os.Hostname(); err == nil {
-		rec.UserAgent = "kmsd on " + h
-	}
-	return rec
 }

@@ -1,169 +1,74 @@
 package main
 
 import (
-	"context"
-	"os"
-	"path/filepath"
+	"bytes"
 	"strings"
 	"testing"
 
 	"github.com/kmsd/kmsd/internal/audit"
-	"github.com/kmsd/kmsd/internal/keystore"
-	"github.com/kmsd/kmsd/internal/store/backend"
+	"github.com/kmsd/kmsd/internal/datafolder"
 )
 
-// writeNodeLogs makes the logs of a cluster of n nodes: one store (an
-// SQLite database in the returned store folder: the shared store is the
-// same interface whatever its backend) holding each log's anchor, and one
-// folder per node with its own signing key and a closed log of records
-// records.
-func writeNodeLogs(t *testing.T, n, records int) (storeDir string, nodes []string) {
-	t.Helper()
-	ctx := context.Background()
-	storeDir = filepath.Join(t.TempDir(), "store")
-	if err := os.Mkdir(storeDir, 0o700); err != nil {
-		t.Fatal(err)
+// TestPrintNodes: kmsd audit verify --node prints one line per node and
+// one summary from what datafolder.VerifyNodes found (which
+// internal/datafolder tests), and fails unless every log verified and,
+// without --partial, every log the store anchors was given.
+func TestPrintNodes(t *testing.T) {
+	ok := func(dir string) datafolder.NodeResult {
+		return datafolder.NodeResult{Dir: dir, LogID: "log-" + dir, OK: true, Anchor: audit.Anchor{Sequence: 4},
+			Report: &audit.Report{Records: 4, Digests: 3, LastSequence: 4}}
 	}
-	st, err := backend.Open(ctx, backend.Config{Type: backend.SQLite, DataDir: storeDir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	ks, err := keystore.OpenFile(filepath.Join(storeDir, "root.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range n {
-		dir := t.TempDir()
-		signer, err := audit.LoadOrCreateSigningKey(ctx, filepath.Join(dir, audit.SigningKeyFile), ks)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err := audit.Open(ctx, audit.Options{Dir: filepath.Join(dir, audit.DirName), Signer: signer,
-			DigestEvery: 2, DigestInterval: -1, Anchors: storeAnchors{st}, AllowUnanchored: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for j := range records {
-			r := &audit.Record{EventName: "Encrypt", RequestID: "req", UserIdentity: audit.UserIdentity{Type: "IAMUser"}}
-			r.RequestParameters = map[string]any{"node": i, "n": j}
-			if err := l.Append(ctx, r); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := l.Close(ctx); err != nil {
-			t.Fatal(err)
-		}
-		nodes = append(nodes, dir)
-	}
-	return storeDir, nodes
-}
-
-// TestAuditVerifyNodes verifies the logs of three nodes in one command:
-// each against its own anchor in the shared store, with one line per node
-// and one summary, and refuses a set with a log altered, cut back, given
-// twice, foreign to the store or left out.
-func TestAuditVerifyNodes(t *testing.T) {
-	storeDir, nodes := writeNodeLogs(t, 3, 4)
-	_, foreign := writeNodeLogs(t, 1, 2) // anchored in another store
-	nodeArgs := func(dirs ...string) []string {
-		args := []string{"verify", "--data-dir", storeDir}
-		for _, d := range dirs {
-			args = append(args, "--node", d)
-		}
-		return args
-	}
-	// cutBack removes the last records (and digests) of a node's log, as
-	// a log replaced by an older copy.
-	cutBack := func(t *testing.T, node string) {
-		files, err := audit.LogFiles(filepath.Join(node, audit.DirName))
-		if err != nil {
-			t.Fatal(err)
-		}
-		last := files[len(files)-1]
-		b, _ := os.ReadFile(last)
-		lines := strings.SplitAfter(string(b), "\n")
-		if err := os.WriteFile(last, []byte(strings.Join(lines[:len(lines)/2], "")), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	alter := func(t *testing.T, node string) {
-		files, _ := audit.LogFiles(filepath.Join(node, audit.DirName))
-		b, _ := os.ReadFile(files[0])
-		s := strings.Replace(string(b), `"requestID":"req"`, `"requestID":"rex"`, 1)
-		os.WriteFile(files[0], []byte(s), 0o600)
-	}
-
+	altered := datafolder.NodeResult{Dir: "b", LogID: "log-b", Anchor: audit.Anchor{Sequence: 4}, Report: &audit.Report{},
+		Problem: &audit.Problem{Kind: audit.ProblemChain, Message: "record 2 was altered"}}
+	empty := datafolder.NodeResult{Dir: "e", LogID: "log-e", OK: true, NoRecordYet: true, Report: &audit.Report{}}
+	twice := datafolder.NodeResult{Dir: "a2", Failure: "log log-a was given already, by a: each node has a log of its own"}
+	left := datafolder.AnchoredLog{LogID: "log-c", Anchor: audit.Anchor{Sequence: 7, Time: "T"}}
+	lost := datafolder.AnchoredLog{LogID: "log-l", Anchor: audit.Anchor{Sequence: 9, Time: "T"},
+		Lost: &datafolder.LostLog{LogID: "log-l", Node: "n1", Time: "T2", AcceptedBy: "log-a"}}
 	for _, tc := range []struct {
 		name    string
-		args    []string
-		damage  func(t *testing.T, nodes []string) // on a copy of the nodes
+		rep     datafolder.NodesReport
+		partial bool
 		wantErr bool
 		want    []string
 	}{
-		{name: "all three", args: nil, want: []string{
-			": OK: log ", "OK: 3 node logs, 12 records in all, each reaching its anchor in the store; every log the store anchors"}},
-		{name: "one left out", args: []string{"drop-last"}, wantErr: true, want: []string{
-			"which no --node holds", "FAILED: 2 node logs verified, but 1 anchored log is missing"}},
-		{name: "one left out, --partial", args: []string{"drop-last", "--partial"}, want: []string{
-			"note: not given (--partial): log ", "OK: 2 node logs, 8 records in all, each reaching its anchor in the store; 2 of the 3 logs the store anchors"}},
-		{name: "one altered", damage: func(t *testing.T, n []string) { alter(t, n[1]) }, wantErr: true, want: []string{
-			"was altered", "FAILED: 1 of 3 node logs failed verification"}},
-		{name: "one cut back", damage: func(t *testing.T, n []string) { cutBack(t, n[2]) }, wantErr: true, want: []string{
-			"was removed from its end", "FAILED: 1 of 3 node logs failed verification"}},
-		{name: "one given twice", args: []string{"twice"}, wantErr: true, want: []string{
-			"was given already", "FAILED: 1 of 4 node logs failed verification"}},
-		{name: "a foreign log", args: []string{"foreign"}, wantErr: true, want: []string{
-			"the store holds no anchor for log", "FAILED: 1 of 4 node logs failed verification"}},
+		{name: "all", rep: datafolder.NodesReport{Nodes: []datafolder.NodeResult{ok("a"), empty}, NotGiven: []datafolder.AnchoredLog{lost}}, want: []string{
+			"a: OK: log log-a, 4 records, 3 digests, chain intact through sequence 4, reaches its anchor (record 4)\n",
+			"e: OK: log log-e, no record yet, as its anchor says\n",
+			`note: log log-l of node "n1" (anchored at record 9, T) was declared lost on T2; the acceptance is in log log-a (AcceptLostNodeLog)`,
+			"OK: 2 node logs, 4 records in all, each reaching its anchor in the store; every log the store anchors\n"}},
+		{name: "one left out", rep: datafolder.NodesReport{Nodes: []datafolder.NodeResult{ok("a")}, NotGiven: []datafolder.AnchoredLog{left}}, wantErr: true, want: []string{
+			"FAILED: the store anchors log log-c (anchored at record 7, T), which no --node holds", "FAILED: 1 node log verified, but 1 anchored log is missing\n"}},
+		{name: "one left out, --partial", rep: datafolder.NodesReport{Nodes: []datafolder.NodeResult{ok("a")}, NotGiven: []datafolder.AnchoredLog{left}}, partial: true, want: []string{
+			"note: not given (--partial): log log-c", "OK: 1 node log, 4 records in all, each reaching its anchor in the store; 1 of the 2 logs the store anchors\n"}},
+		{name: "failures", rep: datafolder.NodesReport{Nodes: []datafolder.NodeResult{ok("a"), altered, twice}, NotGiven: []datafolder.AnchoredLog{left}}, wantErr: true, want: []string{
+			"b: FAILED: record 2 was altered\n", "a2: FAILED: log log-a was given already", "FAILED: 2 of 3 node logs failed verification, and 1 anchored log is missing\n"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			given := make([]string, len(nodes))
-			for i, n := range nodes {
-				given[i] = filepath.Join(t.TempDir(), "node")
-				copyTree(t, n, given[i])
-			}
-			if tc.damage != nil {
-				tc.damage(t, given)
-			}
-			var extra []string
-			for _, a := range tc.args {
-				switch a {
-				case "drop-last":
-					given = given[:2]
-				case "twice":
-					given = append(given, given[0])
-				case "foreign":
-					given = append(given, foreign[0])
-				default:
-					extra = append(extra, a)
-				}
-			}
-			out, _, err := runAudit(t, append(nodeArgs(given...), extra...)...)
+			var out bytes.Buffer
+			err := printNodes(&out, &tc.rep, tc.partial)
 			if (err != nil) != tc.wantErr {
-				t.Fatalf("err = %v, want an error: %v\n%s", err, tc.wantErr, out)
+				t.Fatalf("err = %v, want an error: %v\n%s", err, tc.wantErr, out.String())
 			}
 			for _, w := range tc.want {
-				if !strings.Contains(out, w) {
-					t.Errorf("output lacks %q:\n%s", w, out)
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("output lacks %q:\n%s", w, out.String())
 				}
-			}
-			if !tc.wantErr && strings.Count(out, ": OK: log ") != len(given) {
-				t.Errorf("want one OK line per node:\n%s", out)
 			}
 		})
 	}
 }
 
 func TestAuditVerifyNodesUsage(t *testing.T) {
-	storeDir, nodes := writeNodeLogs(t, 1, 1)
+	storeDir, node := t.TempDir(), t.TempDir()
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"verify", "--data-dir", storeDir, "--node", nodes[0], "--dir", nodes[0]}, "--node verifies whole node folders"},
-		{[]string{"verify", "--data-dir", storeDir, "--node", nodes[0], "file"}, "--node verifies whole node folders"},
+		{[]string{"verify", "--data-dir", storeDir, "--node", node, "--dir", node}, "--node verifies whole node folders"},
+		{[]string{"verify", "--data-dir", storeDir, "--node", node, "file"}, "--node verifies whole node folders"},
 		{[]string{"verify", "--data-dir", storeDir, "--partial"}, "--partial goes with --node"},
-		{[]string{"verify", "--data-dir", t.TempDir(), "--node", nodes[0]}, "no store in"},
+		{[]string{"verify", "--data-dir", storeDir, "--node", node}, "no store in"},
 	} {
 		if _, _, err := runAudit(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)

@@ -136,3 +136,32 @@ func TestAuditUsageErrors(t *testing.T) {
 		t.Errorf("help: %v %s", err, out)
 	}
 }
+
+// TestAuditVerifyFolderThatNeverServed: a data folder whose kmsd started
+// and stopped without serving a request has no audit log file, and its
+// anchor in the store says the log never had a record: verify answers OK
+// with a note (it used to fail with "no audit log files"). Once the log
+// has records, a log with no file left still fails: its anchor says what
+// was lost.
+func TestAuditVerifyFolderThatNeverServed(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	_, stop := start(t, dir)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runKmsdCombined(t, "audit", "verify", "--data-dir", dir)
+	if err != nil || !strings.Contains(out, "note: no audit log files") || !strings.Contains(out, "kmsd has served no request with it") ||
+		!strings.HasSuffix(out, "\nOK: 0 records, as the log's anchor in the store says\n") {
+		t.Fatalf("verify of a folder that never served: %v\n%s", err, out)
+	}
+
+	served, _, _ := populated(t)
+	removeFiles(t, served, audit.DirName)
+	if err := os.Mkdir(filepath.Join(served, audit.DirName), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runKmsdCombined(t, "audit", "verify", "--data-dir", served)
+	if err == nil || !strings.Contains(out, "FAILED: ") || strings.Contains(out, "OK:") {
+		t.Fatalf("verify of a folder whose anchored log is gone: %v\n%s", err, out)
+	}
+}

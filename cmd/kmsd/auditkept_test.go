@@ -12,6 +12,7 @@ import (
 
 	"github.com/kmsd/kmsd/internal/audit"
 	"github.com/kmsd/kmsd/internal/config"
+	"github.com/kmsd/kmsd/internal/datafolder"
 )
 
 // copyFile copies the file src to dst, mode 0600.
@@ -80,7 +81,7 @@ func TestKeptRecordReachesTheLogAtStart(t *testing.T) {
 	}
 	rec := &audit.Record{EventName: "CreateKey", EventID: "0b1e8a52-3f39-4c1e-9d1b-4f6b1a2c3d4e", UserIdentity: audit.UserIdentity{Type: "IAMUser"},
 		ResponseElements: map[string]any{"keyMetadata": map[string]any{"keyId": "kept-key-id"}}}
-	if err := audit.KeepRecord(ctx, storeOutbox{f.st}, signer, rec, time.Now()); err != nil {
+	if err := audit.KeepRecord(ctx, datafolder.OutboxIn(f.st), signer, rec, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	f.close()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kmsd/kmsd/internal/config"
+	"github.com/kmsd/kmsd/internal/datafolder"
 	"github.com/kmsd/kmsd/internal/durable"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/rootmgr"
@@ -168,7 +169,7 @@ func restoreMain(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	}
 
 	if cfg.Store.Type == backend.SQLite {
-		if err := prepareDataDir(cfg.DataDir); err != nil {
+		if err := datafolder.Prepare(cfg.DataDir); err != nil {
 			return err
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kmsd/kmsd/internal/config"
+	"github.com/kmsd/kmsd/internal/datafolder"
 )
 
 // healthcheckMain is "kmsd healthcheck": it asks the kmsd serving on this
@@ -93,7 +94,7 @@ func probeTarget(cfg config.Config, tlsConf *tls.Config) (string, error) {
 	case cfg.TLS.Dev:
 		// The development CA in the data folder signed a certificate
 		// for localhost and the loopback addresses.
-		pool, err := certPool(filepath.Join(cfg.DataDir, devTLSDir, "ca.pem"))
+		pool, err := certPool(filepath.Join(cfg.DataDir, datafolder.DevTLSDir, "ca.pem"))
 		if err != nil {
 			return "", err
 		}

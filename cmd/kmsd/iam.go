@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/kmsd/kmsd/internal/audit"
 	"github.com/kmsd/kmsd/internal/awsarn"
 	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/iam"
@@ -106,7 +107,7 @@ func iamMain(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 			return err
 		}
 		// The access key id and its principal, never the secret.
-		rec := operatorRecord("CreateAccessKey", cfg.Region, map[string]any{"principalArn": arn, "account": *account})
+		rec := audit.OperatorRecord("CreateAccessKey", cfg.Region, map[string]any{"principalArn": arn, "account": *account})
 		rec.ResponseElements = map[string]any{"accessKeyId": akid}
 		rec.RecipientAccountID = *account
 		if err := oa.record(ctx, rec, stderr); err != nil {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"unicode/utf8"
 
+	"github.com/kmsd/kmsd/internal/datafolder"
 	"github.com/kmsd/kmsd/internal/durable"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/rootmgr"
@@ -83,10 +84,10 @@ func initMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return fmt.Errorf("kmsd init: %w", err)
 	}
 	defer f.close()
-	if f.kind == joinStart {
+	if f.kind == datafolder.JoinStart {
 		return fmt.Errorf("kmsd init: the store of %s is in use by other nodes: their roots are in its manifest", cfg.DataDir)
 	}
-	if err := prepareDataDir(cfg.DataDir); err != nil {
+	if err := datafolder.Prepare(cfg.DataDir); err != nil {
 		return err
 	}
 	unlock, err := rootmgr.Lock(cfg.DataDir)

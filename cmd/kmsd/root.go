@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 
+	"github.com/kmsd/kmsd/internal/audit"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/rootmgr"
 )
@@ -137,7 +138,7 @@ func rootMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		if err != nil {
 			return fmt.Errorf("kmsd root retire: %w", err)
 		}
-		rec := operatorRecord("RetireRoot", cfg.Region, map[string]any{"rootId": r.ID})
+		rec := audit.OperatorRecord("RetireRoot", cfg.Region, map[string]any{"rootId": r.ID})
 		rec.ResponseElements = map[string]any{"retired": r.String()}
 		if err := oa.record(ctx, rec, stderr); err != nil {
 			return fmt.Errorf("kmsd root retire: root %s was retired, but %w", r.ID, err)
@@ -180,7 +181,7 @@ func rootMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if cmd == "migrate" {
 		event, params["to"] = "MigrateRoot", *to
 	}
-	rec := operatorRecord(event, cfg.Region, params)
+	rec := audit.OperatorRecord(event, cfg.Region, params)
 	rec.ResponseElements = map[string]any{"currentRoot": rot.Current.String(), "newRoot": !rot.Resumed, "rewrapped": n, "finished": finished}
 	if !rot.Resumed {
 		rec.ResponseElements["previousRoot"] = rot.Previous.String()

@@ -59,7 +59,7 @@ func (a *service) applySeed(ctx context.Context, cfg config.Config, dir *iam.Dir
 	}
 	caller := kms.Caller{Scope: kms.ScopeOf(cfg.Region, cfg.Account),
 		ARN: arn, UserName: iam.AdminUser, Identity: id}
-	r, err := seed.Apply(ctx, s, a.h, caller)
+	r, err := seed.Apply(ctx, s, a.node.Handler, caller)
 	if err != nil {
 		return fmt.Errorf("seed (%s; kmsd did not start; what was applied before the error stays, audited): %w", r, err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,26 +19,21 @@ import (
 
 	"github.com/kmsd/kmsd/internal/audit"
 	"github.com/kmsd/kmsd/internal/awserr"
-	"github.com/kmsd/kmsd/internal/awsjson"
-	"github.com/kmsd/kmsd/internal/awsquery"
 	"github.com/kmsd/kmsd/internal/config"
+	"github.com/kmsd/kmsd/internal/datafolder"
 	"github.com/kmsd/kmsd/internal/iam"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/kms"
 	"github.com/kmsd/kmsd/internal/logging"
 	"github.com/kmsd/kmsd/internal/metrics"
+	"github.com/kmsd/kmsd/internal/node"
 	"github.com/kmsd/kmsd/internal/rootmgr"
 	"github.com/kmsd/kmsd/internal/seed"
 	"github.com/kmsd/kmsd/internal/server"
-	"github.com/kmsd/kmsd/internal/sigv4"
 	"github.com/kmsd/kmsd/internal/store"
-	"github.com/kmsd/kmsd/internal/store/backend"
 	"github.com/kmsd/kmsd/internal/tlsutil"
 	"github.com/kmsd/kmsd/internal/unseal"
 )
-
-// devTLSDir holds the --dev-tls certificates in the data folder.
-const devTLSDir = "dev-tls"
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	cfg, err := config.LoadWithUsage(args, getenv, stderr)
@@ -101,8 +95,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 			mln.Close()
 		}
 	}
-	if f.kind == firstStart {
-		if err := prepareDataDir(cfg.DataDir); err != nil {
+	if f.kind == datafolder.FirstStart {
+		if err := datafolder.Prepare(cfg.DataDir); err != nil {
 			closeListeners()
 			return err
 		}
@@ -138,9 +132,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 			closeListeners()
 			return err
 		}
-		defer app.close()
-		svcRef.Store(app.svc)
-		front.set(app.h)
+		defer app.node.Close()
+		svcRef.Store(app.node.Service)
+		front.set(app.node.Handler)
 	} else {
 		front.set(sealedServer(cfg, m, log))
 	}
@@ -202,8 +196,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 				return err
 			}
 			f.ks = ks // closed with the folder, after the service
-			svcRef.Store(a.svc)
-			front.set(a.h)
+			svcRef.Store(a.node.Service)
+			front.set(a.node.Handler)
 			app = a
 			return nil
 		})
@@ -214,16 +208,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 			log.Info("kmsd stopped")
 			return runErr
 		}
-		defer app.close()
+		defer app.node.Close()
 		log.Info("kmsd unsealed", "root_key", f.ks.ID())
 	}
-	go app.svc.RunReaper(ctx, cfg.ReaperInterval)
-	// Writes the keys' last uses (GetKeyLastUsage) to the store, off the
-	// request path; close writes the last ones.
-	go app.svc.RunKeyUsageRecorder(ctx, kms.DefaultUsageFlushInterval)
-	// Keeps the service's cached view current with changes other nodes
-	// (and kmsd commands such as kmsd root) make in the store.
-	go app.svc.Follow(ctx, 0)
+	// The change feed, key usage and the reaper; Close stops them and
+	// writes the last key uses.
+	app.node.RunBackground(ctx, cfg.ReaperInterval)
 	rl := append([]reloader{}, app.reloaders...)
 	if reload != nil {
 		rl = append(rl, reloader{"TLS certificate", reload})
@@ -245,9 +235,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 
 // service is what kmsd serve runs once its root of trust is open.
 type service struct {
-	svc          *kms.Service
-	h            *server.Server
-	alog         *audit.Log
+	node         *node.Node
 	akid, secret string // the admin access key, when just created
 	preset       *presetKey
 	seeded       string // what the seed did, for the banner
@@ -255,16 +243,23 @@ type service struct {
 	log          *slog.Logger
 }
 
-// startService builds the service on an open root of trust: the kms
-// service, the iam directory (whose secrets the root wraps), the audit
-// log (its signing key is wrapped by the root), the installation record
-// on the first start of the store, the HTTP server, the seed, and last
+// startService builds the service on an open root of trust: the audit log
+// (its signing key is wrapped by the root), the node (the kms service,
+// the iam directory whose secrets the root wraps, the HTTP server), the
+// installation record on the first start of the store, the seed, and last
 // the admin access key when the admin has none (the first start of an
 // account), whose secret kmsd serve prints next, with nothing in between
 // that can fail.
 func startService(ctx context.Context, cfg config.Config, args []string, f *dataFolder, ks *rootmgr.LiveRing, m *metrics.Metrics, stdout io.Writer, getenv func(string) string, log *slog.Logger) (*service, error) {
-	st := f.st
 	clusters, err := hsmClusters(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := iam.Compile(cfg.IAM, cfg.Account)
+	if err != nil {
+		return nil, fmt.Errorf("iam configuration: %w", err)
+	}
+	preset, err := adminPreset(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -275,78 +270,44 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 	if err != nil {
 		return nil, err
 	}
-	closeAudit := func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		alog.Close(cctx)
-	}
-	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Logger: log, HSMClusters: clusters, Regions: cfg.Regions,
-		KeyCacheSize: cfg.Cache.Keys, MaterialCacheSize: cfg.Cache.Materials})
-	if err != nil {
-		closeAudit()
-		return nil, err
-	}
-	// Custom key stores that were connected are connected again; one that
-	// cannot be becomes FAILED, and kmsd serves on.
-	if err := svc.RestoreCustomKeyStores(ctx); err != nil {
-		closeAudit()
-		return nil, err
-	}
-	dir := iam.NewDirectory(st, ks, nil)
-	if err := loadIdentities(dir, cfg); err != nil {
-		closeAudit()
-		svc.CloseCustomKeyStores()
-		return nil, err
-	}
-	preset, err := adminPreset(cfg)
-	if err != nil {
-		closeAudit()
-		svc.CloseCustomKeyStores()
-		return nil, err
-	}
-	if f.facts.Installation == nil {
-		// A store that has it went through a first start. A store of an
-		// earlier kmsd gets it on its first start with this one, with the
-		// Region it is started with.
-		if err := recordInstallation(ctx, st, cfg.Region, time.Now()); err != nil {
-			closeAudit()
-			svc.CloseCustomKeyStores()
-			return nil, err
-		}
-		if f.kind == existingStart {
-			log.Warn("recorded the first start of this data folder in its store (kept by an earlier kmsd, which did not record it)", "region", cfg.Region)
-		}
-	}
-	verifier := &sigv4.Verifier{Service: "kms", Regions: cfg.Regions, Lookup: dir.Secret, SessionLookup: dir.SessionSecret, Now: time.Now,
-		// Signing keys derived once per access key and day, checked
-		// against the secret looked up for every request.
-		Keys: sigv4.NewSigningKeyCache(0)}
-	h := server.New(server.Config{
-		Routes:   awsjson.Routes(svc),
-		Verifier: verifier,
-		Callers:  dir,
-		STS:      &awsquery.Handler{IAM: dir},
-		Logger:   log,
-		Metrics:  m,
-		Audit:    alog,
-		Region:   cfg.Region,
-		Ready: func(ctx context.Context) error {
+	n, err := node.Start(ctx, node.Config{Store: f.st, Keystore: ks, Identities: ids, Regions: cfg.Regions, Region: cfg.Region,
+		HSMClusters: clusters, KeyCacheSize: cfg.Cache.Keys, MaterialCacheSize: cfg.Cache.Materials,
+		Logger: log, Metrics: m, Audit: alog, CloseAudit: alog.Close,
+		AuditReady: func() error {
 			if err := alog.Err(); err != nil {
 				return err
 			}
 			if err := alog.AnchorErr(); err != nil {
 				return &server.NotReady{Reason: "the audit log's anchor cannot be saved in the store (kmsd retries)", Err: err}
 			}
-			return storeReadiness(st.Ping(ctx))
-		},
-	})
+			return nil
+		}})
+	if err != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		alog.Close(cctx)
+		return nil, err
+	}
+	// From here on, n.Close closes the audit log too.
+	if f.facts.Installation == nil {
+		// A store that has it went through a first start. A store of an
+		// earlier kmsd gets it on its first start with this one, with the
+		// Region it is started with.
+		if err := datafolder.RecordInstallation(ctx, f.st, cfg.Region, time.Now()); err != nil {
+			n.Close()
+			return nil, err
+		}
+		if f.kind == datafolder.ExistingStart {
+			log.Warn("recorded the first start of this data folder in its store (kept by an earlier kmsd, which did not record it)", "region", cfg.Region)
+		}
+	}
 	reloaders := []reloader{
-		{"iam identities", identityReloader(dir, cfg, args, getenv, log)},
+		{"iam identities", identityReloader(n.IAM, cfg, args, getenv, log)},
 		{"roots manifest", func() error { return ks.Reload(ctx) }},
 	}
-	a := &service{svc: svc, h: h, alog: alog, preset: preset, reloaders: reloaders, log: log}
-	if err := a.applySeed(ctx, cfg, dir); err != nil {
-		a.close()
+	a := &service{node: n, preset: preset, reloaders: reloaders, log: log}
+	if err := a.applySeed(ctx, cfg, n.IAM); err != nil {
+		n.Close()
 		return nil, err
 	}
 	// The admin access key is made last, once nothing that follows can
@@ -354,55 +315,11 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 	// this point leaves no secret that was never shown, and the next
 	// start, finding the admin without an access key, makes one and shows
 	// it. (The seed runs as the admin user, without an access key.)
-	if a.akid, a.secret, err = ensureAdmin(ctx, dir, cfg.Account, preset); err != nil {
-		a.close()
+	if a.akid, a.secret, err = ensureAdmin(ctx, n.IAM, cfg.Account, preset); err != nil {
+		n.Close()
 		return nil, err
 	}
 	return a, nil
-}
-
-// storeReadiness is what /readyz says of the store's Ping error: a
-// damaged store (which no retry mends, and which the store remembers once
-// any request met it) is named, so that the operator sees why at once;
-// other errors only in the log, since /readyz needs no credentials.
-func storeReadiness(err error) error {
-	if errors.Is(err, store.ErrDamaged) {
-		return awserr.New(awserr.KMSInternal, "the store is damaged (a request met \"database disk image is malformed\", or a check failed), so requests that read the damaged part fail: restore "+backend.DatabaseFile+" from your backup (docs/operations.md#backups); kmsd store check lists the damage")
-	}
-	return err
-}
-
-// close flushes and closes the audit log, and closes the custom key
-// stores.
-func (a *service) close() {
-	// ctx is done by now: give the last records and the close digest
-	// a context of their own.
-	a.waitForChanges()
-	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := a.svc.FlushKeyUsage(cctx); err != nil {
-		a.log.Error("recording the last key usage", "err", err)
-	}
-	if err := a.alog.Close(cctx); err != nil {
-		a.log.Error("closing the audit log", "err", err)
-	}
-	a.svc.CloseCustomKeyStores()
-}
-
-// waitForChanges waits, however long it takes, for the requests that
-// change state still running (the HTTP server's shutdown grace may have
-// run out on them): closing the audit log under one would leave its
-// change committed and its record kept for the next start at best.
-func (a *service) waitForChanges() {
-	for {
-		wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		n, err := a.h.Close(wctx)
-		cancel()
-		if err == nil {
-			return
-		}
-		a.log.Warn("waiting for requests that change state to finish before closing the audit log", "running", n)
-	}
 }
 
 // frontHandler serves the API through the handler in use: the sealed
@@ -443,7 +360,7 @@ func openAudit(ctx context.Context, cfg config.Config, ks keystore.Keystore, f *
 	keyPath := filepath.Join(cfg.DataDir, audit.SigningKeyFile)
 	var signer audit.Signer
 	var err error
-	if f.kind == existingStart {
+	if f.kind == datafolder.ExistingStart {
 		signer, err = audit.LoadSigningKey(ctx, keyPath, ks)
 	} else {
 		signer, err = audit.LoadOrCreateSigningKey(ctx, keyPath, ks)
@@ -455,19 +372,19 @@ func openAudit(ctx context.Context, cfg config.Config, ks keystore.Keystore, f *
 	opts.OnAnchorSave = onAnchorSave
 	// A log without an anchor is started only when it is new, or kept by
 	// an earlier kmsd (the store has no installation record yet).
-	opts.AllowUnanchored = f.kind != existingStart || f.facts.Installation == nil
+	opts.AllowUnanchored = f.kind != datafolder.ExistingStart || f.facts.Installation == nil
 	if cfg.Audit.Stdout {
 		opts.Stdout = stdout
 	}
 	l, err := audit.Open(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("open audit log: %w", behindHint(err, cfg.DataDir))
+		return nil, fmt.Errorf("open audit log: %w", datafolder.BehindHint(err, cfg.DataDir))
 	}
-	if err := f.consumeRestored(ctx, audit.KeyID(signer.PublicKey())); err != nil {
+	if err := datafolder.ConsumeRestored(ctx, f.st, &f.facts, audit.KeyID(signer.PublicKey())); err != nil {
 		l.Close(ctx)
 		return nil, err
 	}
-	if err := registerNode(ctx, f, l, audit.KeyID(signer.PublicKey())); err != nil {
+	if err := datafolder.RegisterNode(ctx, f.st, f.node, l, audit.KeyID(signer.PublicKey()), cfg.Region); err != nil {
 		l.Close(ctx)
 		return nil, err
 	}
@@ -482,8 +399,8 @@ func auditOptions(cfg config.Config, signer audit.Signer, st store.Settings, log
 		Signer:       signer,
 		MaxFileBytes: cfg.Audit.MaxFileMB << 20,
 		MaxFileAge:   cfg.Audit.MaxFileAge,
-		Anchors:      storeAnchors{st},
-		Outbox:       storeOutbox{st},
+		Anchors:      datafolder.AnchorsIn(st),
+		Outbox:       datafolder.OutboxIn(st),
 		Logger:       log,
 	}
 	if cfg.Audit.DigestFile != "" {
@@ -518,7 +435,7 @@ func bind(cfg config.Config) (api, metricsLn net.Listener, err error) {
 func withTLS(cfg config.Config, ln net.Listener) (tlsLn net.Listener, caFile string, reload func() error, err error) {
 	certFile, keyFile := cfg.TLS.CertFile, cfg.TLS.KeyFile
 	if cfg.TLS.Dev {
-		f, err := tlsutil.DevCertificates(filepath.Join(cfg.DataDir, devTLSDir), time.Now())
+		f, err := tlsutil.DevCertificates(filepath.Join(cfg.DataDir, datafolder.DevTLSDir), time.Now())
 		if err != nil {
 			return nil, "", nil, err
 		}

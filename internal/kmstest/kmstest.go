@@ -1,6 +1,9 @@
-// Package kmstest starts a complete in-process kmsd (SQLite store, file
-// root of trust, SigV4, the HTTP handler) for tests and benchmarks, and
-// returns an aws-sdk-go-v2 KMS client pointed at it.
+// Package kmstest starts a complete in-process kmsd for tests and
+// benchmarks — the node kmsd serve runs (package node: the kms service,
+// SigV4, the HTTP handler, readiness, the change feed, key usage, the
+// reaper when asked for) on the test store backend (backendtest) and a
+// file root of trust — and returns an aws-sdk-go-v2 KMS client pointed at
+// it.
 package kmstest
 
 import (
@@ -16,14 +19,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
-	"github.com/kmsd/kmsd/internal/awsjson"
-	"github.com/kmsd/kmsd/internal/awsquery"
 	"github.com/kmsd/kmsd/internal/config"
 	"github.com/kmsd/kmsd/internal/iam"
 	"github.com/kmsd/kmsd/internal/keystore"
 	"github.com/kmsd/kmsd/internal/kms"
+	"github.com/kmsd/kmsd/internal/node"
 	"github.com/kmsd/kmsd/internal/server"
-	"github.com/kmsd/kmsd/internal/sigv4"
 	"github.com/kmsd/kmsd/internal/store/backendtest"
 )
 
@@ -144,54 +145,30 @@ func startIn(tb testing.TB, dir string, o options) *Env {
 	}
 	st := backendtest.Open(tb, dir)
 	clock := NewClock(time.Now().UTC())
-	svc, err := kms.New(kms.Config{Store: st, Keystore: ks, Now: clock.Now, HSMClusters: o.clusters, Regions: config.CommercialRegions})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	// The service follows the store's change feed, as kmsd serve's does.
-	fctx, stopFollow := context.WithCancel(ctx)
-	followed, recorded, reaped := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	go func() { defer close(followed); svc.Follow(fctx, 0) }()
-	// And records key usage, as kmsd serve does.
-	go func() { defer close(recorded); svc.RunKeyUsageRecorder(fctx, 0) }()
-	if o.reaper > 0 {
-		go func() { defer close(reaped); svc.RunReaper(fctx, o.reaper) }()
-	} else {
-		close(reaped)
-	}
-	tb.Cleanup(func() { stopFollow(); <-followed; <-recorded; <-reaped })
-	if o.clusters != nil {
-		if err := svc.RestoreCustomKeyStores(ctx); err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(svc.CloseCustomKeyStores)
-	}
-	// The directory shares the service's clock: STS sessions expire by it.
-	dirIAM := iam.NewDirectory(st, ks, clock.Now)
 	ids, err := iam.Compile(o.iam, Account)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	dirIAM.SetIdentities(ids)
-	env := &Env{DataDir: dir, Clock: clock, Service: svc, IAM: dirIAM}
-	if has, err := dirIAM.HasAccessKeys(ctx, Account); err != nil {
+	// The node kmsd serve runs, on the test's store, root, clock and
+	// audit sink.
+	n, err := node.Start(ctx, node.Config{Store: st, Keystore: ks, Identities: ids, Regions: config.CommercialRegions, Region: Region,
+		HSMClusters: o.clusters, Now: clock.Now, Logger: o.logger, Audit: o.auditor})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(n.Close)
+	// The change feed and key usage, as kmsd serve runs them, and the
+	// reaper when asked for.
+	n.RunBackground(ctx, o.reaper)
+	env := &Env{DataDir: dir, Clock: clock, Service: n.Service, Handler: n.Handler, IAM: n.IAM}
+	if has, err := n.IAM.HasAccessKeys(ctx, Account); err != nil {
 		tb.Fatal(err)
 	} else if !has {
-		env.AccessKeyID, env.Secret, err = dirIAM.CreateAccessKey(ctx, Account, iam.UserARN(Account, "admin"))
+		env.AccessKeyID, env.Secret, err = n.IAM.CreateAccessKey(ctx, Account, iam.UserARN(Account, "admin"))
 		if err != nil {
 			tb.Fatal(err)
 		}
 	}
-	env.Handler = server.New(server.Config{
-		Routes: awsjson.Routes(svc),
-		Verifier: &sigv4.Verifier{Service: "kms", Regions: config.CommercialRegions, Lookup: dirIAM.Secret,
-			SessionLookup: dirIAM.SessionSecret, Now: time.Now, Keys: sigv4.NewSigningKeyCache(0)},
-		Callers: dirIAM,
-		STS:     &awsquery.Handler{IAM: dirIAM},
-		Audit:   o.auditor,
-		Region:  Region,
-		Logger:  o.logger,
-	})
 	ts := httptest.NewServer(env.Handler)
 	tb.Cleanup(ts.Close)
 	env.URL = ts.URL
