@@ -32,6 +32,13 @@ func (s *Server) Invoke(ctx context.Context, caller kms.Caller, op, agent string
 			ex.err = errStopping
 		}
 	}
+	// A panic below (recovered by the server) must not leave the count
+	// up, or Close would wait for it forever.
+	defer func() {
+		if counted {
+			s.changes.leave()
+		}
+	}()
 	switch {
 	case ex.err != nil:
 	case s.gate != nil && s.gate() != nil:
@@ -49,6 +56,7 @@ func (s *Server) Invoke(ctx context.Context, caller kms.Caller, op, agent string
 	err := s.audit(ctx, r, ex)
 	if counted {
 		s.changes.leave()
+		counted = false
 	}
 	if err != nil {
 		clear(ex.out)

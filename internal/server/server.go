@@ -154,6 +154,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			ex.err = errStopping
 		}
 	}
+	// A panic below (recovered by the server) must not leave the count
+	// up, or Close would wait for it forever.
+	defer func() {
+		if counted {
+			s.changes.leave()
+		}
+	}()
 	if ex.err == nil {
 		ex.out, ex.err = s.serve(r, ex)
 	}
@@ -165,6 +172,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if counted {
 		s.changes.leave()
+		counted = false
 	}
 
 	if !ex.authed && authFailure(ex.err) {
