@@ -425,6 +425,11 @@ func (l *Log) appendKept(ctx context.Context) (int, error) {
 	}
 	// Only those still in the store: the memory stays bounded by it.
 	l.keptRefused = refused
+	for key := range l.keptAppended {
+		if !seen[key] {
+			delete(l.keptAppended, key) // gone from the store all the same
+		}
+	}
 	var todo []KeptRecord
 	if len(fresh) > 0 {
 		in, err := l.findKept(fresh, times)
@@ -434,7 +439,10 @@ func (l *Log) appendKept(ctx context.Context) (int, error) {
 		for i, k := range fresh {
 			if in[i] {
 				l.opts.Logger.Warn("audit: a kept record is in the log already (appended by an earlier run that could not remove it from the store, or put back in the store since): it is removed from the store, not appended again", "log", l.keyID, "kept", keyHex(k))
-				inLog[keyOfKept(k)] = true
+				key := keyOfKept(k)
+				// Remembered like the records appended: a removal that
+				// fails is tried again without reading the files again.
+				l.keptAppended[key], inLog[key] = true, true
 				continue
 			}
 			todo = append(todo, k)

@@ -151,8 +151,9 @@ type Log struct {
 	// keeper changes the set kept for this log in Options.Outbox (nil
 	// without one): Keep's records, appendKept's removals.
 	keeper *keeper
-	// keptAppended are the kept records this log appended whose removal
-	// from the outbox has not succeeded yet: never appended again.
+	// keptAppended are the kept records this log appended (or found in
+	// its files) whose removal from the outbox has not succeeded yet:
+	// never appended again.
 	// keptRefused are those it refused and reported, reported once.
 	// appendKept owns both (Open's call, then pollKept's).
 	keptAppended map[keptKey]bool
