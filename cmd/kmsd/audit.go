@@ -10,9 +10,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"unicode/utf8"
 
 	"github.com/kmsd/kmsd/internal/audit"
 	"github.com/kmsd/kmsd/internal/datafolder"
+	"github.com/kmsd/kmsd/internal/rootmgr"
 	"github.com/kmsd/kmsd/internal/store/backend"
 )
 
@@ -25,6 +28,9 @@ commands:
   accept-reset  --reason TEXT: accept that the audit log no longer reaches its
                 anchor (cut back, replaced by an older copy, lost), so that
                 kmsd serve starts again; the acceptance is itself audited
+  drop-kept     --refused | --event-id ID: remove from the store records kept
+                for the audit log that the log refuses (not signed by its
+                key, altered); the removal is itself audited
 `
 
 // auditMain runs "kmsd audit …".
@@ -38,6 +44,8 @@ func auditMain(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		return auditVerify(ctx, args[1:], stdout, stderr, getenv)
 	case "accept-reset":
 		return auditAcceptReset(ctx, args[1:], stdout, stderr, getenv)
+	case "drop-kept":
+		return auditDropKept(ctx, args[1:], stdout, stderr, getenv)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, auditUsage)
 		return nil
@@ -185,6 +193,7 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	if p != nil {
 		fmt.Fprintf(stdout, "warning: %s\n", p.Message)
 	}
+	printDuplicates(stdout, "", rep)
 	return nil
 }
 
@@ -299,6 +308,7 @@ func printNode(w io.Writer, r datafolder.NodeResult) {
 		if r.Problem != nil {
 			fmt.Fprintf(w, "%swarning: %s\n", p, r.Problem.Message)
 		}
+		printDuplicates(w, p, r.Report)
 	}
 }
 
@@ -340,7 +350,33 @@ func printKept(w io.Writer, prefix string, k datafolder.Kept) bool {
 	for _, err := range bad {
 		fmt.Fprintf(w, "%sFAILED: %v\n", prefix, err)
 	}
+	if len(bad) > 0 {
+		fmt.Fprintf(w, "%s(kmsd serve never appends a refused record; kmsd audit drop-kept --refused removes them from the store, on the record)\n", prefix)
+	}
 	return len(bad) > 0
+}
+
+// printDuplicates warns of the records of rep whose eventID an earlier
+// record carries, with prefix before each line.
+func printDuplicates(w io.Writer, prefix string, rep *audit.Report) {
+	if rep == nil || rep.DuplicateRecords == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%swarning: %s an eventID that an earlier record has (the same event recorded twice: a record kept in the store appended again):\n", prefix, verbForm(rep.DuplicateRecords, "record carries", "records carry"))
+	for _, d := range rep.Duplicates {
+		fmt.Fprintf(w, "%s  eventID %q: record %d, first at record %d\n", prefix, d.EventID, d.Sequence, d.FirstSequence)
+	}
+	if n := rep.DuplicateRecords - uint64(len(rep.Duplicates)); n > 0 {
+		fmt.Fprintf(w, "%s  and %d more\n", prefix, n)
+	}
+}
+
+// verbForm is "1 <singular>" or "N <plural>".
+func verbForm(n uint64, singular, plural string) string {
+	if n == 1 {
+		return "1 " + singular
+	}
+	return fmt.Sprintf("%d %s", n, plural)
 }
 
 const auditAcceptResetUsage = `usage: kmsd audit accept-reset --reason TEXT [--config FILE] [--data-dir DIR] [--passphrase-file FILE | --share-file FILE...]
@@ -418,4 +454,117 @@ func auditAcceptReset(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	fmt.Fprintf(stdout, "Accepted: the audit log no longer holds what its anchor named (record %d, signed %s).\nThe acceptance is record %d of the log, and the anchor now names it; kmsd serve starts again.\n", prev.Sequence, prev.Time, rec.Sequence)
 	return nil
+}
+
+const auditDropKeptUsage = `usage: kmsd audit drop-kept (--refused | --event-id ID) [--config FILE] [--data-dir DIR] [--passphrase-file FILE | --share-file FILE...]
+
+Removes from the store records kept for the audit log (the setting
+audit-kept/<log id>) that the log refuses: not signed by its signing key
+(put in the store by someone else), altered since, or not records at all.
+kmsd serve never appends them, and kmsd audit verify fails while the store
+keeps them (it lists them). With --refused every refused record goes; with
+--event-id only the refused ones whose body claims that eventID.
+
+A record the log accepts is never removed: it is the record of a committed
+change, which kmsd serve appends to its log (or, if the log holds it
+already, only removes from the store).
+
+The removal is itself audited (DropKeptAuditRecords, naming each record
+removed), and works while kmsd serve runs. On a sealed data folder it needs
+the unseal material (the record is signed with the audit signing key, which
+the root wraps).
+
+flags:
+`
+
+// auditDropKept runs kmsd audit drop-kept.
+func auditDropKept(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := flag.NewFlagSet("audit drop-kept", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, auditDropKeptUsage)
+		fs.PrintDefaults()
+	}
+	dirs := addDataDirFlags(fs)
+	refused := fs.Bool("refused", false, "remove every record kept for the log that the log refuses")
+	eventID := fs.String("event-id", "", "remove the refused records kept for the log whose body claims this eventID")
+	var material unsealMaterial
+	fs.StringVar(&material.passphraseFile, "passphrase-file", "", "on a sealed data folder: file holding the passphrase (mode 0600)")
+	fs.Var(&material.shareFiles, "share-file", "on a sealed data folder: file holding one Shamir share (mode 0600); repeat it")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("kmsd audit drop-kept: unexpected arguments %v", fs.Args())
+	}
+	if *refused == (*eventID != "") {
+		return errors.New("kmsd audit drop-kept: give either --refused (every refused record) or --event-id ID (the refused records claiming that eventID)")
+	}
+	cfg, err := dirs.load(getenv)
+	if err != nil {
+		return err
+	}
+	f, err := openDataFolder(ctx, cfg, getenv, slog.New(slog.DiscardHandler), false)
+	if err != nil {
+		return fmt.Errorf("kmsd audit drop-kept: %w", err)
+	}
+	defer f.close()
+	// The record of the removal is signed with the audit signing key:
+	// loaded first, so that a removal that cannot be recorded is not made.
+	var unseal rootmgr.UnsealFunc
+	if f.sealed != nil {
+		unseal = onceUnseal(&material, stderr)
+	}
+	oa, err := newOperatorAudit(ctx, f, unseal, stderr)
+	if err != nil {
+		return fmt.Errorf("kmsd audit drop-kept: %w", err)
+	}
+	defer oa.close()
+	pub := oa.opts.Signer.PublicKey()
+	dropped, err := audit.DropRefusedKept(ctx, datafolder.OutboxIn(f.st), pub, *eventID)
+	if err != nil {
+		return fmt.Errorf("kmsd audit drop-kept: %w", err)
+	}
+	if len(dropped) == 0 {
+		// Nothing changed: nothing to record.
+		what := "no record kept for the audit log is refused"
+		if *eventID != "" {
+			what = fmt.Sprintf("no refused record kept for the audit log claims eventID %q", *eventID)
+			if k, err := datafolder.KeptFor(ctx, f.st, pub); err == nil && slices.ContainsFunc(k.Records, func(i audit.KeptInfo) bool { return i.EventID == *eventID }) {
+				what += " (a record the log accepts does: the record of a change, which kmsd serve appends, and which this command never removes)"
+			}
+		}
+		return fmt.Errorf("kmsd audit drop-kept: %s: nothing was removed", what)
+	}
+	params := map[string]any{"refused": *refused}
+	if *eventID != "" {
+		params = map[string]any{"eventId": *eventID}
+	}
+	list := make([]any, len(dropped))
+	for i, d := range dropped {
+		// What a refused record claims is anyone's writing: bounded here,
+		// escaped by the record's JSON, quoted on the terminal.
+		list[i] = map[string]any{"id": d.ID, "eventId": clip(d.EventID, 128), "reason": d.Reason}
+	}
+	rec := audit.OperatorRecord("DropKeptAuditRecords", cfg.Region, params)
+	rec.ResponseElements = map[string]any{"dropped": list}
+	if err := oa.record(ctx, rec, stderr); err != nil {
+		return fmt.Errorf("kmsd audit drop-kept: %d refused records were removed from the store, but %w", len(dropped), err)
+	}
+	for _, d := range dropped {
+		fmt.Fprintf(stdout, "Removed refused record %s (eventID %q): %s\n", d.ID[:16], clip(d.EventID, 128), d.Reason)
+	}
+	fmt.Fprintf(stdout, "%s removed from the store.\n", verbForm(uint64(len(dropped)), "refused kept record", "refused kept records"))
+	return nil
+}
+
+// clip cuts s to at most n bytes, on a rune boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -154,5 +156,101 @@ func TestOperatorCommandsAreAudited(t *testing.T) {
 	out, err = runKmsdCombined(t, "audit", "verify", "--data-dir", dir)
 	if err != nil || strings.Contains(out, "the store keeps") {
 		t.Fatalf("verify: %v\n%s", err, out)
+	}
+}
+
+// TestAuditDropKept: a record in the store that the log refuses (signed
+// by another key, or altered) made every kmsd audit verify fail, and no
+// command removed it. kmsd audit drop-kept removes refused records (all,
+// or those claiming one eventID), on the record, and never one the log
+// accepts. verify also warns of eventIDs the log holds twice.
+func TestAuditDropKept(t *testing.T) {
+	ctx := context.Background()
+	dir, _, _ := populated(t)
+	f := openForTest(t, dir)
+	signer, err := audit.LoadSigningKey(ctx, filepath.Join(dir, audit.SigningKeyFile), f.ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outbox := datafolder.OutboxIn(f.st)
+	id := audit.KeyID(signer.PublicKey())
+	other := audit.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, ed25519.SeedSize)))
+	keep := func(s audit.Signer, eventID string) {
+		t.Helper()
+		rec := &audit.Record{EventName: "CreateKey", EventID: eventID, UserIdentity: audit.UserIdentity{Type: "IAMUser", UserName: "alice"}}
+		if err := audit.KeepRecord(ctx, outbox, s, rec, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Signed by another key, then moved to this log's set; and one of this
+	// log's, altered.
+	keep(other, "forged")
+	forged, _, err := outbox.LoadKept(ctx, audit.KeyID(other.PublicKey()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep(signer, "altered")
+	keep(signer, "valid-kept")
+	recs, rev, err := outbox.LoadKept(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs[0].Body = bytes.Replace(recs[0].Body, []byte("alice"), []byte("mallory"), 1)
+	if _, err := outbox.SaveKept(ctx, id, append(recs, forged...), rev); err != nil {
+		t.Fatal(err)
+	}
+	f.close()
+
+	out, err := runKmsdCombined(t, "audit", "verify", "--data-dir", dir)
+	if err == nil || !strings.Contains(out, "kmsd audit drop-kept --refused") {
+		t.Fatalf("verify with refused kept records: %v\n%s", err, out)
+	}
+	for _, bad := range [][]string{{}, {"--refused", "--event-id", "forged"}} {
+		if out, err := runKmsdCombined(t, append([]string{"audit", "drop-kept", "--data-dir", dir}, bad...)...); err == nil || !strings.Contains(err.Error(), "give either") {
+			t.Errorf("drop-kept %v: %v\n%s", bad, err, out)
+		}
+	}
+	if out, err := runKmsdCombined(t, "audit", "drop-kept", "--data-dir", dir, "--event-id", "valid-kept"); err == nil || !strings.Contains(err.Error(), "a record the log accepts does") {
+		t.Errorf("drop-kept of a valid record: %v\n%s", err, out)
+	}
+	stdout, stderr, err := runKmsd(t, "audit", "drop-kept", "--data-dir", dir, "--event-id", "forged")
+	if err != nil || !strings.Contains(stdout, `eventID "forged"`) || !strings.Contains(stdout, "1 refused kept record removed") || !strings.Contains(stderr, "Audit: recorded as record") {
+		t.Fatalf("drop-kept --event-id forged: %v\n%s%s", err, stdout, stderr)
+	}
+	stdout, stderr, err = runKmsd(t, "audit", "drop-kept", "--data-dir", dir, "--refused")
+	if err != nil || !strings.Contains(stdout, `eventID "altered"`) || !strings.Contains(stdout, "not signed by its signing key") {
+		t.Fatalf("drop-kept --refused: %v\n%s%s", err, stdout, stderr)
+	}
+	if out, err := runKmsdCombined(t, "audit", "drop-kept", "--data-dir", dir, "--refused"); err == nil || !strings.Contains(err.Error(), "nothing was removed") {
+		t.Errorf("drop-kept with nothing refused: %v\n%s", err, out)
+	}
+	// The valid record stays; the drops themselves were appended, and
+	// with them the valid record (the command's Open appends kept records
+	// first).
+	log := readFolder(t, filepath.Join(dir, audit.DirName))
+	if strings.Count(log, `"eventName":"DropKeptAuditRecords"`) != 2 || !strings.Contains(log, `"eventId":"forged"`) || strings.Count(log, "valid-kept") != 1 {
+		t.Errorf("the log does not hold the two drops and the valid kept record once:\n%s", log)
+	}
+	out, err = runKmsdCombined(t, "audit", "verify", "--data-dir", dir)
+	if err != nil || strings.Contains(out, "the store keeps") || strings.Contains(out, "eventID that an earlier record has") {
+		t.Fatalf("verify after the drops: %v\n%s", err, out)
+	}
+
+	// One event recorded twice: verify passes, and warns.
+	cfg, err := config.Load([]string{"--data-dir", dir}, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f = openForTest(t, dir)
+	defer f.close()
+	for range 2 {
+		rec := &audit.Record{EventName: "CreateKey", EventID: "twice", UserIdentity: audit.UserIdentity{Type: "IAMUser"}}
+		if _, err := audit.AppendOne(ctx, auditOptions(cfg, signer, f.st, slog.New(slog.DiscardHandler)), rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err = runKmsdCombined(t, "audit", "verify", "--data-dir", dir)
+	if err != nil || !strings.Contains(out, "warning: 1 record carries an eventID that an earlier record has") || !strings.Contains(out, `eventID "twice"`) {
+		t.Fatalf("verify of a log holding an event twice: %v\n%s", err, out)
 	}
 }

@@ -28,7 +28,7 @@ var commandTable = []commandSpec{
 	{name: "encrypt", summary: "envelope-encrypt files or streams"},
 	{name: "decrypt", summary: "envelope-decrypt files or streams"},
 	{name: "iam", subs: []string{"create-access-key", "list-access-keys", "check"}, summary: "access keys and identities"},
-	{name: "audit", subs: []string{"verify", "accept-reset"}, summary: "verify or accept the audit log"},
+	{name: "audit", subs: []string{"verify", "accept-reset", "drop-kept"}, summary: "verify or accept the audit log"},
 	{name: "store", subs: []string{"check"}, summary: "check the store"},
 	{name: "root", subs: []string{"rotate", "migrate", "status", "retire"}, summary: "manage the root of trust"},
 	{name: "backup", summary: "snapshot the store"},

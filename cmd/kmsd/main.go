@@ -9,6 +9,7 @@
 //	kmsd iam create-access-key  create an access key for a declared user or role
 //	kmsd audit verify           verify the audit log's hash chain and signatures
 //	kmsd audit accept-reset     accept an audit log that no longer reaches its anchor
+//	kmsd audit drop-kept        remove refused records kept in the store for the audit log
 //	kmsd store check            check the integrity of the store
 //	kmsd backup -o FILE         write a consistent snapshot of the store
 //	kmsd restore FILE           load a snapshot into an empty store
@@ -51,6 +52,7 @@ commands:
   iam create-access-key    create an access key for a user or role declared in the configuration
   audit verify             verify the audit log (and that it reaches its anchor)
   audit accept-reset       accept, on the record, an audit log that was cut back or lost
+  audit drop-kept          remove, on the record, refused records kept in the store for the audit log
   store check              check the integrity of the whole store
   root rotate|migrate|status|retire   rotate the root of trust, move between file and PKCS#11 roots
   backup -o FILE           write a consistent snapshot of the store (SQLite or PostgreSQL); the

@@ -155,14 +155,17 @@ type parsedLine struct {
 	isDigest bool
 	seq      uint64  // record
 	prevHash string  // record
+	eventID  string  // record ("" if it has none)
 	digest   *Digest // digest
 }
 
-// lineShape has exactly the members that tell the two kinds of line apart.
+// lineShape has exactly the members that tell the two kinds of line apart,
+// and a record's eventID.
 type lineShape struct {
 	Sequence *uint64 `json:"sequence"`
 	PrevHash *string `json:"prevHash"`
 	Digest   *Digest `json:"digest"`
+	EventID  string  `json:"eventID"`
 }
 
 // parseLine parses one line, newline excluded. A record line has sequence
@@ -196,7 +199,7 @@ func parseLine(line []byte) (parsedLine, error) {
 		if !isHash(*s.PrevHash) {
 			return parsedLine{}, errors.New("record prevHash is not 64 lowercase hex digits")
 		}
-		return parsedLine{seq: *s.Sequence, prevHash: *s.PrevHash}, nil
+		return parsedLine{seq: *s.Sequence, prevHash: *s.PrevHash, eventID: s.EventID}, nil
 	default:
 		return parsedLine{}, errors.New("neither an audit record (sequence, prevHash, …) nor a digest line ({\"digest\":…})")
 	}

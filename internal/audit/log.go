@@ -147,6 +147,17 @@ type Log struct {
 	pub publisher
 
 	pollDone chan struct{} // closed when pollKept has finished (or never ran)
+
+	// keeper changes the set kept for this log in Options.Outbox (nil
+	// without one): Keep's records, appendKept's removals.
+	keeper *keeper
+	// keptAppended are the kept records this log appended (or found in
+	// its files) whose removal from the outbox has not succeeded yet:
+	// never appended again.
+	// keptRefused are those it refused and reported, reported once.
+	// appendKept owns both (Open's call, then pollKept's).
+	keptAppended map[keptKey]bool
+	keptRefused  map[keptKey]bool
 }
 
 // publisher hands durable digests to the anchor and the sinks, away from
@@ -331,15 +342,24 @@ func open(ctx context.Context, opts Options, acceptReset bool) (*Log, error) {
 		close(l.pollDone)
 		return l, nil
 	}
+	l.keeper = newKeeper(opts.Outbox, keyID)
+	l.keptAppended = map[keptKey]bool{}
 	// The records kept for this log (changes committed while it could
 	// not write) come before anything else.
-	if n, err := l.appendKept(ctx); err != nil {
+	n, err := l.appendKept(ctx)
+	switch {
+	case errors.Is(err, errKeptNotRemoved):
+		// Durable in the log: the poll (or the next Open, which finds
+		// them in the log) removes them; none is appended twice.
+		opts.Logger.Error("audit: appending kept records: they are in the log, but still in the store", "log", keyID, "err", err)
+	case err != nil:
 		close(l.pollDone)
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
 		l.Close(cctx)
 		return nil, err
-	} else if n > 0 {
+	}
+	if n > 0 {
 		opts.Logger.Warn("audit: appended the records kept in the store while the log could not write them", "records", n, "log", keyID)
 	}
 	if opts.KeptPollInterval > 0 {

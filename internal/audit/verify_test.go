@@ -372,3 +372,31 @@ func TestFormatDocument(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyReportsDuplicateEventIDs: a log that holds one event twice
+// (a kept record appended a second time) verifies — its chain is intact —
+// but Verify names the duplicated eventIDs and where they are.
+func TestVerifyReportsDuplicateEventIDs(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, Options{})
+	for i, id := range []string{"a", "b", "a", "c", "a", "b", ""} {
+		r := testRecord(i)
+		r.EventID = id // "" gets a fresh one
+		if err := l.Append(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeLog(t, l)
+	rep := mustVerify(t, dir)
+	want := []Duplicate{{EventID: "a", FirstSequence: 1, Sequence: 3}, {EventID: "a", FirstSequence: 1, Sequence: 5}, {EventID: "b", FirstSequence: 2, Sequence: 6}}
+	if !slices.Equal(rep.Duplicates, want) || rep.DuplicateRecords != 3 {
+		t.Errorf("Duplicates = %+v (%d), want %+v (3)", rep.Duplicates, rep.DuplicateRecords, want)
+	}
+	other := t.TempDir()
+	l = openLog(t, other, Options{})
+	appendN(t, l, 0, 20)
+	closeLog(t, l)
+	if rep := mustVerify(t, other); len(rep.Duplicates) != 0 || rep.DuplicateRecords != 0 {
+		t.Errorf("a log without duplicates reports %+v", rep.Duplicates)
+	}
+}
