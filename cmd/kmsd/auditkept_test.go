@@ -254,3 +254,24 @@ func TestAuditDropKept(t *testing.T) {
 		t.Fatalf("verify of a log holding an event twice: %v\n%s", err, out)
 	}
 }
+
+// TestAdminKeyOfAStartIsAudited: the admin access key a first start makes
+// is a change like any other and has its record (the key id, never the
+// secret); a later start, which makes none, adds no such record.
+func TestAdminKeyOfAStartIsAudited(t *testing.T) {
+	dir, akid, secret := populated(t)
+	log := readFolder(t, filepath.Join(dir, audit.DirName))
+	if strings.Count(log, `"eventName":"CreateAccessKey"`) != 1 || !strings.Contains(log, `"accessKeyId":"`+akid+`"`) {
+		t.Fatalf("the log of a first start lacks the record of the admin access key %s", akid)
+	}
+	if strings.Contains(log, secret) {
+		t.Fatal("the audit log holds the admin's secret access key")
+	}
+	_, stop := start(t, dir)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(readFolder(t, filepath.Join(dir, audit.DirName)), `"eventName":"CreateAccessKey"`); n != 1 {
+		t.Fatalf("after a second start the log holds %d CreateAccessKey records, want 1", n)
+	}
+}

@@ -65,14 +65,17 @@ func devDataDir(cfg *config.Config) (cleanup func(), err error) {
 // one when there is one (created if absent, left alone if present with
 // that secret: every start, idempotent), else, on the first start of the
 // account, a fresh one whose secret is returned to be shown once.
-func ensureAdmin(ctx context.Context, dir *iam.Directory, account string, preset *presetKey) (akid, secret string, err error) {
+// created says whether this call made the key (which is then audited).
+func ensureAdmin(ctx context.Context, dir *iam.Directory, account string, preset *presetKey) (akid, secret string, created bool, err error) {
 	if preset == nil {
-		return bootstrapAdmin(ctx, dir, account)
+		akid, secret, err = bootstrapAdmin(ctx, dir, account)
+		return akid, secret, akid != "", err
 	}
-	if _, err := dir.EnsureAccessKey(ctx, account, iam.UserARN(account, iam.AdminUser), preset.id, preset.secret.Reveal()); err != nil {
-		return "", "", fmt.Errorf("admin access key from %s: %w", preset.from, err)
+	created, err = dir.EnsureAccessKey(ctx, account, iam.UserARN(account, iam.AdminUser), preset.id, preset.secret.Reveal())
+	if err != nil {
+		return "", "", false, fmt.Errorf("admin access key from %s: %w", preset.from, err)
 	}
-	return preset.id, "", nil
+	return preset.id, "", created, nil
 }
 
 // devWarning is the first thing a dev-mode kmsd prints.

@@ -315,11 +315,39 @@ func startService(ctx context.Context, cfg config.Config, args []string, f *data
 	// this point leaves no secret that was never shown, and the next
 	// start, finding the admin without an access key, makes one and shows
 	// it. (The seed runs as the admin user, without an access key.)
-	if a.akid, a.secret, err = ensureAdmin(ctx, n.IAM, cfg.Account, preset); err != nil {
+	created := false
+	if a.akid, a.secret, created, err = ensureAdmin(ctx, n.IAM, cfg.Account, preset); err != nil {
 		n.Close()
 		return nil, err
 	}
+	if created {
+		if err := recordAdminKey(ctx, alog, cfg, a.akid); err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
 	return a, nil
+}
+
+// recordAdminKey audits the admin access key a start made, as kmsd iam
+// create-access-key audits its own: the key id and its principal, never
+// the secret. A record the log cannot write is kept in the store, as a
+// request's is; if neither takes it, the start fails before the secret is
+// shown (the key stays unusable; the next start's banner names the
+// recovery).
+func recordAdminKey(ctx context.Context, alog *audit.Log, cfg config.Config, akid string) error {
+	arn := iam.UserARN(cfg.Account, iam.AdminUser)
+	rec := audit.OperatorRecord("CreateAccessKey", cfg.Region, map[string]any{"principalArn": arn, "account": cfg.Account})
+	rec.ResponseElements = map[string]any{"accessKeyId": akid}
+	rec.RecipientAccountID = cfg.Account
+	err := alog.Append(ctx, rec)
+	if err == nil {
+		return nil
+	}
+	if kerr := alog.Keep(ctx, rec); kerr != nil {
+		return fmt.Errorf("admin access key %s was created but has no audit record (%w; keeping it in the store: %v); its secret is not shown", akid, err, kerr)
+	}
+	return nil
 }
 
 // frontHandler serves the API through the handler in use: the sealed
