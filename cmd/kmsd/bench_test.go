@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kmsd/kmsd/internal/lockedbuf"
+
 	"github.com/kmsd/kmsd/internal/loadgen"
 )
 
@@ -30,7 +32,7 @@ func TestMain(m *testing.M) {
 // report.
 func benchReport(t *testing.T, args []string, getenv func(string) string) (*loadgen.Report, string) {
 	t.Helper()
-	var stdout, stderr syncBuffer
+	var stdout, stderr lockedbuf.Buffer
 	err := run(context.Background(), append(append([]string{"bench"}, args...), "--json"), &stdout, &stderr, getenv)
 	if err != nil {
 		t.Fatalf("kmsd bench: %v\n%s", err, stderr.String())
@@ -113,13 +115,13 @@ func TestBenchEndpointFromEnvironment(t *testing.T) {
 			t.Errorf("%s: %d requests, %d errors %v", r.Target, r.Requests, r.Errors, r.ErrorSamples)
 		}
 	}
-	if err := run(context.Background(), []string{"bench", "--endpoint", ep, "--endpoint", ep, "--pid", "1"}, &syncBuffer{}, &syncBuffer{},
+	if err := run(context.Background(), []string{"bench", "--endpoint", ep, "--endpoint", ep, "--pid", "1"}, &lockedbuf.Buffer{}, &lockedbuf.Buffer{},
 		func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "--pid goes with one --endpoint") {
 		t.Errorf("--pid with two endpoints: %v", err)
 	}
 
 	// Without credentials it says what is missing.
-	err := run(context.Background(), []string{"bench", "--endpoint", env["AWS_ENDPOINT_URL"]}, &syncBuffer{}, &syncBuffer{}, func(string) string { return "" })
+	err := run(context.Background(), []string{"bench", "--endpoint", env["AWS_ENDPOINT_URL"]}, &lockedbuf.Buffer{}, &lockedbuf.Buffer{}, func(string) string { return "" })
 	if err == nil || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {
 		t.Fatalf("bench without credentials: %v", err)
 	}

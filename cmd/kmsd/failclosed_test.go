@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kmsd/kmsd/internal/lockedbuf"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
@@ -36,7 +38,7 @@ func tryServe(t *testing.T, args ...string) (banner string, err error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr lockedbuf.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, append([]string{"serve"}, args...), &stdout, &stderr, noEnv) }()
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kmsd/kmsd/internal/lockedbuf"
+
 	"github.com/kmsd/kmsd/internal/tlsutil"
 	"github.com/kmsd/kmsd/test/e2e/e2etest"
 )
@@ -52,7 +54,7 @@ func TestHealthcheck(t *testing.T) {
 			for k, v := range tc.probe {
 				env[k] = v
 			}
-			var out, errOut syncBuffer
+			var out, errOut lockedbuf.Buffer
 			err := run(context.Background(), []string{"healthcheck"}, &out, &errOut, func(k string) string { return env[k] })
 			if tc.fail != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.fail) {
@@ -70,7 +72,7 @@ func TestHealthcheck(t *testing.T) {
 	}
 	// Nothing listening: a clear failure, not a hang.
 	port := e2etest.FreePort(t)
-	err = run(context.Background(), []string{"healthcheck", "--url", "http://127.0.0.1:" + port + "/healthz", "--timeout", "2s"}, &syncBuffer{}, &syncBuffer{}, func(string) string { return "" })
+	err = run(context.Background(), []string{"healthcheck", "--url", "http://127.0.0.1:" + port + "/healthz", "--timeout", "2s"}, &lockedbuf.Buffer{}, &lockedbuf.Buffer{}, func(string) string { return "" })
 	if err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("healthcheck of a closed port = %v, want connection refused", err)
 	}

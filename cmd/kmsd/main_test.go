@@ -10,34 +10,18 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kmsd/kmsd/internal/lockedbuf"
 )
-
-// syncBuffer is a bytes.Buffer safe for the server goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 var endpointRE = regexp.MustCompile(`at (http://127\.0\.0\.1:\d+) `)
 
 // startServe runs "kmsd serve" with args until stop is called, and
 // returns the banner and the log written so far.
-func startServe(t *testing.T, args []string, getenv func(string) string) (banner string, logs *syncBuffer, stop func() error) {
+func startServe(t *testing.T, args []string, getenv func(string) string) (banner string, logs *lockedbuf.Buffer, stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
+	var stdout, stderr lockedbuf.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, append([]string{"serve"}, args...), &stdout, &stderr, getenv) }()
 	deadline := time.Now().Add(20 * time.Second)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kmsd/kmsd/internal/lockedbuf"
+
 	"github.com/kmsd/kmsd/internal/audit"
 	"github.com/kmsd/kmsd/internal/pgtest"
 	"github.com/kmsd/kmsd/internal/rootmgr"
@@ -34,8 +36,8 @@ func TestNodeFolderWiped(t *testing.T) {
 	}
 	refused := func(args []string, want string) {
 		t.Helper()
-		var stderr syncBuffer
-		err := run(context.Background(), append([]string{"serve"}, args...), &syncBuffer{}, &stderr, noEnv)
+		var stderr lockedbuf.Buffer
+		err := run(context.Background(), append([]string{"serve"}, args...), &lockedbuf.Buffer{}, &stderr, noEnv)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("serve %v: %v, want an error with %q", args[len(args)-1], err, want)
 		}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kmsd/kmsd/internal/lockedbuf"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
@@ -119,9 +121,9 @@ func TestServePKCS11BadPIN(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuffer
+	var stderr lockedbuf.Buffer
 	err := run(context.Background(), []string{"serve", "--config", cfgFile, "--data-dir", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0"},
-		&syncBuffer{}, &stderr, func(string) string { return "" })
+		&lockedbuf.Buffer{}, &stderr, func(string) string { return "" })
 	if err == nil {
 		t.Fatal("serve started with a wrong PIN")
 	}
@@ -159,9 +161,9 @@ func TestServePKCS11NeverCreatesARootForAStoreInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var stderr syncBuffer
+	var stderr lockedbuf.Buffer
 	err := run(context.Background(), []string{"serve", "--config", config("kmsd-other"), "--data-dir", data, "--listen", "127.0.0.1:0"},
-		&syncBuffer{}, &stderr, getenv)
+		&lockedbuf.Buffer{}, &stderr, getenv)
 	if err == nil || !strings.Contains(err.Error(), `no secret key labelled "kmsd-other"`) || !strings.Contains(err.Error(), "only on the first start") {
 		t.Fatalf("serve with a key label the token lacks, on a store in use: %v", err)
 	}

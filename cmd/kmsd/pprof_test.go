@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/kmsd/kmsd/internal/lockedbuf"
 )
 
 func TestTakePprofFlag(t *testing.T) {
@@ -28,7 +30,7 @@ func TestTakePprofFlag(t *testing.T) {
 	if _, _, err := takePprofFlag([]string{"--pprof-listen"}); err == nil {
 		t.Error("--pprof-listen without a value accepted")
 	}
-	if err := startPprof(context.Background(), "0.0.0.0:0", &syncBuffer{}); err == nil || !strings.Contains(err.Error(), "loopback") {
+	if err := startPprof(context.Background(), "0.0.0.0:0", &lockedbuf.Buffer{}); err == nil || !strings.Contains(err.Error(), "loopback") {
 		t.Errorf("a non-loopback pprof listener: %v", err)
 	}
 }

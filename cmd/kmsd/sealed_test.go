@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kmsd/kmsd/internal/lockedbuf"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
@@ -35,8 +37,8 @@ type sealedServe struct {
 	t        *testing.T
 	data     string
 	endpoint string
-	stdout   *syncBuffer
-	stderr   *syncBuffer
+	stdout   *lockedbuf.Buffer
+	stderr   *lockedbuf.Buffer
 	stop     func() error
 }
 
@@ -45,7 +47,7 @@ type sealedServe struct {
 func startSealed(t *testing.T, data string) *sealedServe {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &sealedServe{t: t, data: data, stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	s := &sealedServe{t: t, data: data, stdout: &lockedbuf.Buffer{}, stderr: &lockedbuf.Buffer{}}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--data-dir", data, "--listen", "127.0.0.1:0"}, s.stdout, s.stderr, func(string) string { return "" })

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kmsd/kmsd/internal/lockedbuf"
 )
 
 // memOutbox is an Outbox in memory, with revisions like the store's
@@ -486,7 +488,7 @@ func TestRefusedKeptIsReportedOnce(t *testing.T) {
 	outbox.put(forgedKept)
 	outbox.put(KeptRecord{Body: []byte("not a record"), Signature: []byte("x")})
 
-	var logs syncBuffer
+	var logs lockedbuf.Buffer
 	l := openLog(t, dir, Options{Outbox: outbox, KeptPollInterval: 5 * time.Millisecond, Logger: newTextLogger(&logs)})
 	time.Sleep(100 * time.Millisecond) // some 20 polls
 	if c := strings.Count(logs.String(), "a kept record is refused"); c != 2 {
@@ -528,22 +530,4 @@ func TestRefusedKeptIsReportedOnce(t *testing.T) {
 	if _, err := DropRefusedKept(context.Background(), outbox, pub, valid.EventID); err != nil || outbox.count() != 1 {
 		t.Fatalf("DropRefusedKept removed a valid record: %v", err)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger writing from the poll.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

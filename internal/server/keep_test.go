@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kmsd/kmsd/internal/lockedbuf"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
@@ -104,7 +106,7 @@ func TestCommittedChangeIsKeptWhenTheLogFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close(ctx)
-	var logs syncBuffer
+	var logs lockedbuf.Buffer
 	fl := &brokenLog{Log: l}
 	env := kmstest.StartWithAuditorAndLogger(t, fl, slog.New(slog.NewTextHandler(&logs, nil)))
 	c := env.Client
@@ -353,24 +355,6 @@ func newKeyWhileBlocked(t *testing.T, a *blockingAuditor, c *awskms.Client) *str
 }
 
 var _ server.Keeper = (*brokenLog)(nil)
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func toJSON(t *testing.T, v any) string {
 	t.Helper()
