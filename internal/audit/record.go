@@ -1,9 +1,9 @@
 package audit
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Values that Append fills into a Record when they are empty.
@@ -144,32 +144,11 @@ func (r *Record) fillDefaults(now time.Time) error {
 		}
 	}
 	if r.EventID == "" {
-		id, err := newUUID()
+		id, err := uuid.NewRandom()
 		if err != nil {
 			return err
 		}
-		r.EventID = id
+		r.EventID = id.String()
 	}
 	return nil
-}
-
-// newUUID returns a random (version 4) UUID in canonical text form.
-func newUUID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], b[10:])
-	return string(s[:]), nil
 }

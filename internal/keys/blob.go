@@ -32,6 +32,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/google/uuid"
 )
 
 const (
@@ -341,19 +343,7 @@ func parseUUID(s string, dst []byte) bool {
 }
 
 // formatUUID returns the canonical text form of a 16-byte UUID.
-func formatUUID(b []byte) string {
-	var buf [36]byte
-	hex.Encode(buf[0:8], b[0:4])
-	buf[8] = '-'
-	hex.Encode(buf[9:13], b[4:6])
-	buf[13] = '-'
-	hex.Encode(buf[14:18], b[6:8])
-	buf[18] = '-'
-	hex.Encode(buf[19:23], b[8:10])
-	buf[23] = '-'
-	hex.Encode(buf[24:36], b[10:16])
-	return string(buf[:])
-}
+func formatUUID(b []byte) string { return uuid.UUID(b).String() }
 
 // parseLowerHex decodes s into dst, requiring exactly 2*len(dst) lowercase
 // hex characters (encoding/hex would also accept uppercase, which would give

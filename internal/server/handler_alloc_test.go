@@ -41,7 +41,7 @@ func TestHandlerAllocs(t *testing.T) {
 		body   []byte
 		budget float64
 	}{
-		// Measured 109, 117 and 110 when the budgets were set.
+		// Measured 109, 117 and 110 (108, 116 and 109 with a hand-written request id: google/uuid costs one allocation).
 		{"Encrypt", fmt.Appendf(nil, `{"KeyId":%q,"Plaintext":%q,"EncryptionContext":{"tenant":"t1"}}`, id, base64.StdEncoding.EncodeToString(make([]byte, 32))), 115},
 		{"Decrypt", fmt.Appendf(nil, `{"CiphertextBlob":%q,"EncryptionContext":{"tenant":"t1"}}`, base64.StdEncoding.EncodeToString(enc.CiphertextBlob)), 123},
 		{"GenerateDataKey", fmt.Appendf(nil, `{"KeyId":%q,"KeySpec":"AES_256","EncryptionContext":{"tenant":"t1"}}`, id), 116},
