@@ -25,20 +25,9 @@ func (s *Server) Invoke(ctx context.Context, caller kms.Caller, op, agent string
 	ex := &exchange{op: op, route: s.routes[op], requestID: reqID, start: time.Now(), info: info, body: body}
 	caller.UserAgent = agent
 	ex.caller, ex.authed = caller, true
-	// Counted like ServeHTTP's requests that change state (see Close).
-	counted := false
-	if ex.route != nil && !ex.route.ReadOnly() {
-		if counted = s.changes.enter(); !counted {
-			ex.err = errStopping
-		}
-	}
-	// A panic below (recovered by the server) must not leave the count
-	// up, or Close would wait for it forever.
-	defer func() {
-		if counted {
-			s.changes.leave()
-		}
-	}()
+	// Counted like ServeHTTP's requests that change state (see admit).
+	release := s.admit(ex)
+	defer release()
 	switch {
 	case ex.err != nil:
 	case s.gate != nil && s.gate() != nil:
@@ -54,10 +43,7 @@ func (s *Server) Invoke(ctx context.Context, caller kms.Caller, op, agent string
 	// connection, so no source IP and no TLS details.
 	r := &http.Request{Header: http.Header{"User-Agent": {agent}}}
 	err := s.audit(ctx, r, ex)
-	if counted {
-		s.changes.leave()
-		counted = false
-	}
+	release()
 	if err != nil {
 		clear(ex.out)
 		return nil, fmt.Errorf("audit: %w", err)

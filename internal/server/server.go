@@ -144,23 +144,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
 	ex := &exchange{op: op, route: s.routes[op], requestID: reqID, start: start, info: info}
-	// A request that may change state is counted from before it runs
-	// until its audit record is durable, so that Close can wait for it:
-	// the audit log must not close between its commit and its record.
-	// Read-only operations (Encrypt, …) only pay the branch.
-	counted := false
-	if ex.route != nil && !ex.route.ReadOnly() {
-		if counted = s.changes.enter(); !counted {
-			ex.err = errStopping
-		}
-	}
-	// A panic below (recovered by the server) must not leave the count
-	// up, or Close would wait for it forever.
-	defer func() {
-		if counted {
-			s.changes.leave()
-		}
-	}()
+	release := s.admit(ex)
+	defer release()
 	if ex.err == nil {
 		ex.out, ex.err = s.serve(r, ex)
 	}
@@ -170,10 +155,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		ex.out, ex.err = nil, fmt.Errorf("audit: %w", err)
 	}
-	if counted {
-		s.changes.leave()
-		counted = false
-	}
+	release()
 
 	if !ex.authed && authFailure(ex.err) {
 		s.refusals.refused(ctx, r, ex.err, s.verifier.Regions)
@@ -414,6 +396,27 @@ type inFlight struct {
 }
 
 // enter admits a request, unless closing began.
+// admit counts a request that may change state from before it runs until
+// its audit record is durable, so that Close can wait for it: the audit
+// log must not close between its commit and its record. Once Close has
+// begun, such a request is refused (ex.err). The caller calls release
+// once the record is written, and defers it too: a panic on the way (which
+// the server recovers from) must not leave the count up, or Close would
+// wait forever. Read-only operations (Encrypt, …) only pay the branch.
+func (s *Server) admit(ex *exchange) (release func()) {
+	if ex.route == nil || ex.route.ReadOnly() {
+		return noRelease
+	}
+	if !s.changes.enter() {
+		ex.err = errStopping
+		return noRelease
+	}
+	var once sync.Once
+	return func() { once.Do(s.changes.leave) }
+}
+
+func noRelease() {}
+
 func (f *inFlight) enter() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
