@@ -75,7 +75,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	caBundle := fs.String("ca-bundle", "", "PEM CA certificates for an https endpoint (env AWS_CA_BUNDLE)")
 	pid := fs.Int("pid", 0, "process id of the kmsd serving the endpoint, to measure its CPU time per request")
 	spawn := fs.Bool("spawn", false, "start kmsd serve on a temporary data folder and bench it")
-	kmsdBinary := fs.String("kmsd", "", "the kmsd executable --spawn and --floor start (default: this one)")
+	kmsdBinary := fs.String("kmsd", "", "the kmsd executable --spawn and --floor start (default: this one); with --spawn, several comma-separated are each a target, measured alternately (builds compared in one run; the floor is the first's)")
 	spawnDir := fs.String("spawn-dir", "", "where --spawn makes its data folder (default: $TMPDIR); its disk's fsync speed counts")
 	var serveArgs stringList
 	fs.Var(&serveArgs, "serve-arg", "an argument for the kmsd serve --spawn starts (repeatable), e.g. --serve-arg=--pprof-listen=127.0.0.1:6060")
@@ -96,6 +96,14 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		*region = firstNonEmpty(getenv("AWS_REGION"), getenv("AWS_DEFAULT_REGION"), "us-east-1")
 	}
 	if *floorServer {
+		// KMSD_FLOOR_PPROF_LISTEN profiles the floor as --pprof-listen
+		// profiles kmsd serve (bench/profile.sh TARGET=floor), so that the
+		// two can be compared concern by concern.
+		if addr := getenv("KMSD_FLOOR_PPROF_LISTEN"); addr != "" {
+			if err := startPprof(ctx, addr, os.Stderr); err != nil {
+				return err
+			}
+		}
 		return loadgen.ServeFloorProcess(ctx, *region, os.Stdin, stdout)
 	}
 
@@ -103,11 +111,17 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
-	self := *kmsdBinary
-	if self == "" {
-		if self, err = os.Executable(); err != nil {
+	binaries := strings.Split(*kmsdBinary, ",")
+	if *kmsdBinary == "" {
+		self, err := os.Executable()
+		if err != nil {
 			return fmt.Errorf("bench: finding the kmsd executable: %w", err)
 		}
+		binaries = []string{self}
+	}
+	self := binaries[0]
+	if len(binaries) > 1 && !*spawn {
+		return errors.New("bench: several --kmsd executables go with --spawn")
 	}
 
 	var kmsds []loadgen.Target
@@ -115,17 +129,22 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		if len(endpoints) > 0 || *pid != 0 || *akid != "" || *secretFile != "" {
 			return errors.New("bench: --spawn starts its own kmsd: --endpoint, --pid, --access-key-id and --secret-file do not go with it")
 		}
-		p, t, err := loadgen.SpawnKmsd(ctx, loadgen.SpawnConfig{Binary: self, Dir: *spawnDir, Args: serveArgs})
-		if err != nil {
-			return fmt.Errorf("bench: %w", err)
-		}
-		defer func() {
-			if err := p.Stop(); err != nil {
-				fmt.Fprintf(stderr, "kmsd bench: stopping the spawned kmsd: %v\n", err)
+		for i, bin := range binaries {
+			p, t, err := loadgen.SpawnKmsd(ctx, loadgen.SpawnConfig{Binary: bin, Dir: *spawnDir, Args: serveArgs})
+			if err != nil {
+				return fmt.Errorf("bench: %w", err)
 			}
-		}()
-		kmsds = append(kmsds, t)
-		*region = t.Region
+			defer func() {
+				if err := p.Stop(); err != nil {
+					fmt.Fprintf(stderr, "kmsd bench: stopping the spawned kmsd: %v\n", err)
+				}
+			}()
+			if len(binaries) > 1 {
+				t.Name = fmt.Sprintf("kmsd-%d", i+1)
+			}
+			kmsds = append(kmsds, t)
+			*region = t.Region
+		}
 	} else {
 		if len(serveArgs) > 0 {
 			return errors.New("bench: --serve-arg goes with --spawn")

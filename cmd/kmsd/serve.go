@@ -427,6 +427,7 @@ func auditOptions(cfg config.Config, signer audit.Signer, st store.Settings, log
 		Signer:       signer,
 		MaxFileBytes: cfg.Audit.MaxFileMB << 20,
 		MaxFileAge:   cfg.Audit.MaxFileAge,
+		CommitDelay:  cfg.Audit.CommitDelay,
 		Anchors:      datafolder.AnchorsIn(st),
 		Outbox:       datafolder.OutboxIn(st),
 		Logger:       log,

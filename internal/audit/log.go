@@ -25,6 +25,13 @@ const (
 	DefaultMaxFileAge     = 24 * time.Hour
 	DefaultDigestEvery    = 1000
 	DefaultDigestInterval = time.Minute
+	// DefaultCommitDelay is Options.CommitDelay's default.
+	DefaultCommitDelay = time.Millisecond
+	// commitSiblings is how many records must be waiting, or have gone
+	// in the last batch, for the writer to hold a batch back for
+	// Options.CommitDelay: fewer means a light load, where a delay would
+	// only add latency.
+	commitSiblings = 4
 	// DefaultKeptPollInterval is how often a running log appends the
 	// records kept for it (Options.Outbox).
 	DefaultKeptPollInterval = 5 * time.Second
@@ -106,10 +113,26 @@ type Options struct {
 	// records. 0 means DefaultKeptPollInterval; negative, only at Open.
 	KeptPollInterval time.Duration
 
+	// CommitDelay trades a little latency for fewer fsyncs under load,
+	// as PostgreSQL's commit_delay does: when the writer is about to
+	// write a batch and at least commitSiblings (4) records are waiting
+	// or went in the last batch, it first waits this long, so that the
+	// records of the requests under way join the batch and share its
+	// fsync. Otherwise it writes at once: a lone or light client never
+	// waits. The last batch counts because a load that lingers once
+	// keeps lingering: deciding on the queue alone, batch by batch,
+	// alternates short and held batches, which measured worse than
+	// either. On a 2-core machine at 16 requests in flight, 1 ms halves
+	// the fsyncs and saves about a sixth of the CPU per request
+	// (docs/performance.md). 0 means DefaultCommitDelay; negative, none.
+	CommitDelay time.Duration
+
 	// For tests: the most records one write takes (0: no limit; 1 is
 	// fsync per record), and a hook that wraps every file opened.
 	maxBatch int
-	wrapFile func(logFile) logFile
+	// For tests: the commit delay's timer (nil: time.After).
+	commitTimer func(time.Duration) <-chan time.Time
+	wrapFile    func(logFile) logFile
 	// For tests: the first wait before an anchor update is tried again
 	// (0: anchorRetryMin).
 	anchorRetry time.Duration
@@ -214,6 +237,7 @@ type writer struct {
 	// hands them to the publisher once they are durable.
 	unpublished []digestEvent
 	syncs       int // fsyncs of log files, for the benchmark
+	lastBatch   int // records in the last batch written (linger)
 }
 
 // Open opens the log in opts.Dir for appending, continuing the chain of
@@ -269,6 +293,12 @@ func open(ctx context.Context, opts Options, acceptReset bool) (*Log, error) {
 	}
 	if opts.KeptPollInterval == 0 {
 		opts.KeptPollInterval = DefaultKeptPollInterval
+	}
+	if opts.CommitDelay == 0 {
+		opts.CommitDelay = DefaultCommitDelay
+	}
+	if opts.commitTimer == nil {
+		opts.commitTimer = time.After
 	}
 	if acceptReset {
 		opts.Anchors = nil
@@ -556,6 +586,7 @@ func (l *Log) run() {
 // drain writes batches until the queue is empty.
 func (l *Log) drain() {
 	for {
+		l.linger()
 		l.mu.Lock()
 		batch := l.queue
 		if l.opts.maxBatch > 0 && len(batch) > l.opts.maxBatch {
@@ -568,7 +599,29 @@ func (l *Log) drain() {
 		if len(batch) == 0 {
 			return
 		}
+		l.w.lastBatch = len(batch)
 		l.writeBatch(batch)
+	}
+}
+
+// linger holds the next batch back for Options.CommitDelay when at least
+// commitSiblings records are waiting or went in the last batch (see
+// CommitDelay), or until Close.
+// A record waits for at most the delay and the fsync under way when it
+// was appended, then its own batch's write and fsync.
+func (l *Log) linger() {
+	if l.opts.CommitDelay <= 0 {
+		return
+	}
+	l.mu.Lock()
+	n := len(l.queue)
+	l.mu.Unlock()
+	if n == 0 || (n < commitSiblings && l.w.lastBatch < commitSiblings) {
+		return
+	}
+	select {
+	case <-l.opts.commitTimer(l.opts.CommitDelay):
+	case <-l.closed:
 	}
 }
 

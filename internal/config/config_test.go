@@ -626,3 +626,30 @@ func TestReaperInterval(t *testing.T) {
 		})
 	}
 }
+
+func TestAuditCommitDelay(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "kmsd.yaml")
+	load := func(yaml string) (Config, error) {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return Load([]string{"--config", file}, env(nil))
+	}
+	for yaml, want := range map[string]time.Duration{
+		"audit:\n  stdout: false\n":       0, // the audit log's default, 1ms
+		"audit:\n  commit_delay: 250us\n": 250 * time.Microsecond,
+		"audit:\n  commit_delay: -1s\n":   -time.Second, // none
+	} {
+		c, err := load(yaml)
+		if err != nil {
+			t.Fatalf("%q: %v", yaml, err)
+		}
+		if c.Audit.CommitDelay != want {
+			t.Errorf("%q: commit_delay %v, want %v", yaml, c.Audit.CommitDelay, want)
+		}
+	}
+	if _, err := load("audit:\n  commit_delay: 1s\n"); err == nil || !strings.Contains(err.Error(), "commit_delay") {
+		t.Errorf("a 1s commit delay: %v, want refused", err)
+	}
+}

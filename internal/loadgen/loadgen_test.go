@@ -246,3 +246,37 @@ func TestRunRoundRobin(t *testing.T) {
 		t.Errorf("a bad second endpoint: %v", err)
 	}
 }
+
+// TestRatiosOfSeveralBuilds: with more than two targets (kmsd bench
+// --spawn --floor --kmsd OLD,NEW), each is compared with the last, the
+// floor, and the table shows a ratio row for each.
+func TestRatiosOfSeveralBuilds(t *testing.T) {
+	cpu := func(v float64) *float64 { return &v }
+	rep := OpReport{Op: "encrypt", Targets: []Result{
+		{Target: "kmsd-1", OpsPerSec: 500, ServerCPU: cpu(300), Latency: Latency{P50: 4, P99: 10}},
+		{Target: "kmsd-2", OpsPerSec: 800, ServerCPU: cpu(150), Latency: Latency{P50: 2, P99: 5}},
+		{Target: "floor", OpsPerSec: 1000, ServerCPU: cpu(100), Latency: Latency{P50: 2, P99: 5}},
+	}}
+	rep.setRatios()
+	if rep.Ratio != nil || len(rep.Ratios) != 2 {
+		t.Fatalf("ratio %+v, ratios %+v", rep.Ratio, rep.Ratios)
+	}
+	for i, want := range []struct {
+		of       string
+		ops, cpu float64
+	}{{"kmsd-1/floor", 0.5, 3}, {"kmsd-2/floor", 0.8, 1.5}} {
+		r := rep.Ratios[i]
+		if r.Of != want.of || r.OpsPerSec != want.ops || r.ServerCPU == nil || *r.ServerCPU != want.cpu {
+			t.Errorf("ratio %d = %+v, want %+v", i, r, want)
+		}
+	}
+	var b strings.Builder
+	if err := (&Report{Ops: []OpReport{rep}}).WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range []string{"kmsd-1/floor    ×0.50", "×3.00", "kmsd-2/floor    ×0.80", "×1.50"} {
+		if !strings.Contains(b.String(), row) {
+			t.Errorf("the table lacks %q:\n%s", row, b.String())
+		}
+	}
+}

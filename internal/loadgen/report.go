@@ -34,6 +34,10 @@ type OpReport struct {
 	// Ratio compares the first target with the second (kmsd to the
 	// floor), when there are two.
 	Ratio *Ratio `json:"ratio,omitempty"`
+	// Ratios compares every other target with the last, the floor, when
+	// there are more than two (builds compared in one run: kmsd bench
+	// --spawn --floor --kmsd OLD,NEW).
+	Ratios []Ratio `json:"ratios,omitempty"`
 }
 
 // Result is what one target did over the measured rounds of one op.
@@ -87,6 +91,8 @@ type Share struct {
 // Ratio is a target's figures divided by another's (kmsd's by the
 // floor's): below 1 for throughput, above 1 for latency and CPU.
 type Ratio struct {
+	// Of names the two targets ("kmsd/floor"); set in OpReport.Ratios.
+	Of        string   `json:"of,omitempty"`
 	OpsPerSec float64  `json:"ops_per_sec"`
 	P50       float64  `json:"p50"`
 	P99       float64  `json:"p99"`
@@ -207,13 +213,19 @@ func (r *Report) WriteText(w io.Writer) error {
 					dur(s.Latency.P90), dur(s.Latency.P99), dur(s.Latency.Max), fmt.Sprint(s.Errors), "", "")
 			}
 		}
+		ratios := op.Ratios
 		if op.Ratio != nil && len(op.Targets) == 2 {
+			r := *op.Ratio
+			r.Of = op.Targets[0].Target + "/" + op.Targets[1].Target
+			ratios = []Ratio{r}
+		}
+		for _, r := range ratios {
 			cpu := "-"
-			if op.Ratio.ServerCPU != nil {
-				cpu = fmt.Sprintf("×%.2f", *op.Ratio.ServerCPU)
+			if r.ServerCPU != nil {
+				cpu = fmt.Sprintf("×%.2f", *r.ServerCPU)
 			}
-			fmt.Fprintf(w, row, "", op.Targets[0].Target+"/"+op.Targets[1].Target, fmt.Sprintf("×%.2f", op.Ratio.OpsPerSec),
-				fmt.Sprintf("×%.2f", op.Ratio.P50), "", fmt.Sprintf("×%.2f", op.Ratio.P99), "", "", "", cpu)
+			fmt.Fprintf(w, row, "", r.Of, fmt.Sprintf("×%.2f", r.OpsPerSec),
+				fmt.Sprintf("×%.2f", r.P50), "", fmt.Sprintf("×%.2f", r.P99), "", "", "", cpu)
 		}
 	}
 	var errs []string

@@ -175,10 +175,25 @@ func runOp(ctx context.Context, states []*targetState, op Op, opts Options, roun
 	for i, ts := range states {
 		rep.Targets = append(rep.Targets, tallies[i].report(ts.c.target.Name))
 	}
-	if len(rep.Targets) == 2 {
-		rep.Ratio = ratioOf(rep.Targets[0], rep.Targets[1])
-	}
+	rep.setRatios()
 	return rep, nil
+}
+
+// setRatios compares the targets: the first with the second when there
+// are two (Ratio), every other with the last, the floor, when there are
+// more (Ratios).
+func (rep *OpReport) setRatios() {
+	switch n := len(rep.Targets); {
+	case n == 2:
+		rep.Ratio = ratioOf(rep.Targets[0], rep.Targets[1])
+	case n > 2:
+		last := rep.Targets[n-1]
+		for _, t := range rep.Targets[:n-1] {
+			r := ratioOf(t, last)
+			r.Of = t.Target + "/" + last.Target
+			rep.Ratios = append(rep.Ratios, *r)
+		}
+	}
 }
 
 // tally accumulates one target's measured rounds of one op.
