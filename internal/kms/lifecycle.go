@@ -215,7 +215,7 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 	}
 	keyID := id.String()
 	if fixed, ok := ctx.Value(fixedKeyIDKey{}).(string); ok {
-		if in.MultiRegion || !uuidRE.MatchString(fixed) {
+		if in.MultiRegion || !isUUID(fixed) {
 			return nil, awserr.Newf(awserr.Validation, "A fixed key id must be a UUID in lowercase, for a single-Region key: %q is not one.", fixed)
 		}
 		keyID = fixed
