@@ -140,7 +140,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer, get
 				}
 			}()
 			if len(binaries) > 1 {
-				t.Name = fmt.Sprintf("kmsd-%d", i+1)
+				t.Name, t.Binary = fmt.Sprintf("kmsd-%d", i+1), bin
 			}
 			kmsds = append(kmsds, t)
 			*region = t.Region

@@ -35,6 +35,9 @@ type Target struct {
 	// never printed or logged.
 	AccessKeyID     string
 	SecretAccessKey string
+	// Binary, if set, is the executable the server was spawned from,
+	// shown in the report when several builds are compared.
+	Binary string
 	// PID is the server's process, whose CPU time (/proc/PID/stat) is
 	// measured over each round; 0 leaves the server's CPU unmeasured.
 	PID int

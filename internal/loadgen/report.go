@@ -25,6 +25,7 @@ type TargetInfo struct {
 	Name     string `json:"name"`
 	Endpoint string `json:"endpoint"`
 	PID      int    `json:"pid,omitempty"`
+	Binary   string `json:"binary,omitempty"`
 }
 
 // OpReport is one op's figures on every target.
@@ -190,6 +191,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		pid := "CPU not measured"
 		if t.PID != 0 {
 			pid = fmt.Sprintf("pid %d", t.PID)
+		}
+		if t.Binary != "" {
+			pid += ", " + t.Binary
 		}
 		fmt.Fprintf(w, "  %-6s %s (%s)\n", t.Name, t.Endpoint, pid)
 	}

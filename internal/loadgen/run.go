@@ -100,7 +100,7 @@ func Run(ctx context.Context, targets []Target, opts Options) (*Report, error) {
 		WarmupSecs:   opts.Warmup.Seconds(),
 	}
 	for _, t := range targets {
-		rep.Targets = append(rep.Targets, TargetInfo{Name: t.Name, Endpoint: t.Endpoint, PID: t.PID})
+		rep.Targets = append(rep.Targets, TargetInfo{Name: t.Name, Endpoint: t.Endpoint, PID: t.PID, Binary: t.Binary})
 	}
 	for _, op := range opts.Ops {
 		r, err := runOp(ctx, states, op, opts, rounds)
