@@ -123,8 +123,9 @@ type Options struct {
 	// keeps lingering: deciding on the queue alone, batch by batch,
 	// alternates short and held batches, which measured worse than
 	// either. On a 2-core machine at 16 requests in flight, 1 ms halves
-	// the fsyncs and saves about a sixth of the CPU per request
-	// (docs/performance.md). 0 means DefaultCommitDelay; negative, none.
+	// the fsyncs and saves a tenth or more of the CPU per request, a
+	// third at 8 in flight (docs/performance.md). 0 means
+	// DefaultCommitDelay; negative, none.
 	CommitDelay time.Duration
 
 	// For tests: the most records one write takes (0: no limit; 1 is
