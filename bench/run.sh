@@ -7,10 +7,12 @@
 #   bench/run.sh --json >result.json  # further flags go to kmsd bench
 #   BASE=main~3 OPS=encrypt bench/run.sh   # that revision too: before and after in one run
 #
-# Builds kmsd from this checkout, then runs kmsd bench --spawn --floor: a
-# kmsd serve on a fresh data folder (under $TMPDIR: put it on the disk a
-# real kmsd would use, its fsyncs count) and the floor, each in a process
-# of its own, measured alternately round by round. With BASE, kmsd is also
+# Builds kmsd from this checkout, then runs kmsd bench --spawn --floor
+# --durable-floor: a kmsd serve on a fresh data folder (under $TMPDIR: put
+# it on the disk a real kmsd would use, its fsyncs count), the floor and the
+# durable floor (the floor plus a line per request fsynced before its
+# answer, in $TMPDIR too), each in a process of its own, measured
+# alternately round by round. With BASE, kmsd is also
 # built at that revision (from a temporary git worktree) and measured in
 # the same rounds: kmsd-1 is BASE, kmsd-2 this checkout, each with its
 # ratios to the floor.
@@ -32,6 +34,6 @@ if [ -n "${BASE:-}" ]; then
 	(cd "$work/base" && go build -o "$work/kmsd-base" ./cmd/kmsd)
 	binaries=$work/kmsd-base,$work/kmsd
 fi
-"$work/kmsd" bench --spawn --floor --kmsd "$binaries" \
+"$work/kmsd" bench --spawn --floor --durable-floor --kmsd "$binaries" \
 	--op "${OPS:-encrypt,decrypt,generate-data-key,sign:ECC_NIST_P256,sign:ECC_NIST_EDWARDS25519,generate-mac,create-key}" \
 	--concurrency "${CONCURRENCY:-16}" --duration "${DURATION:-10s}" "$@"

@@ -53,7 +53,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		shown := flag.NewFlagSet("bench", flag.ContinueOnError)
 		shown.SetOutput(fs.Output())
 		fs.VisitAll(func(f *flag.Flag) {
-			if f.Name != "floor-server" {
+			if f.Name != "floor-server" && f.Name != "floor-journal" {
 				shown.Var(f.Value, f.Name, f.Usage)
 			}
 		})
@@ -82,7 +82,9 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	floor := fs.Bool("floor", false, "also measure the floor, alternately, and print kmsd's figures as ratios to it")
 	jsonOut := fs.Bool("json", false, "print the report as JSON")
 	quiet := fs.Bool("quiet", false, "no progress line per round (on standard error)")
-	floorServer := fs.Bool("floor-server", false, "") // hidden: the floor's own process
+	durableFloor := fs.Bool("durable-floor", false, "also measure the durable floor: the floor plus a line per request appended and fsynced (group commit) before its answer, in --spawn-dir or $TMPDIR; kmsd's ratios to it are its own cost beyond a durable record")
+	floorServer := fs.Bool("floor-server", false, "")  // hidden: the floor's own process
+	floorJournal := fs.String("floor-journal", "", "") // hidden: the durable floor's folder
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -104,7 +106,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer, get
 				return err
 			}
 		}
-		return loadgen.ServeFloorProcess(ctx, *region, os.Stdin, stdout)
+		return loadgen.ServeFloorProcess(ctx, *region, *floorJournal, os.Stdin, stdout)
 	}
 
 	opList, err := loadgen.ParseOps(*ops, *spec)
@@ -172,7 +174,19 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	}
 	targets := kmsds
 	if *floor {
-		p, t, err := loadgen.SpawnFloor(ctx, self, *region)
+		p, t, err := loadgen.SpawnFloor(ctx, self, *region, "")
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer p.Stop()
+		targets = append(targets, t)
+	}
+	if *durableFloor {
+		dir := *spawnDir
+		if dir == "" {
+			dir = os.TempDir()
+		}
+		p, t, err := loadgen.SpawnFloor(ctx, self, *region, dir)
 		if err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}

@@ -5,12 +5,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -274,9 +277,68 @@ func TestRatiosOfSeveralBuilds(t *testing.T) {
 	if err := (&Report{Ops: []OpReport{rep}}).WriteText(&b); err != nil {
 		t.Fatal(err)
 	}
-	for _, row := range []string{"kmsd-1/floor    ×0.50", "×3.00", "kmsd-2/floor    ×0.80", "×1.50"} {
-		if !strings.Contains(b.String(), row) {
-			t.Errorf("the table lacks %q:\n%s", row, b.String())
+	rows := map[string]string{}
+	for _, line := range strings.Split(b.String(), "\n") {
+		if f := strings.Fields(line); len(f) >= 4 && strings.Contains(f[0], "/") {
+			rows[f[0]] = strings.Join(f[1:], " ")
 		}
+	}
+	for of, want := range map[string]string{"kmsd-1/floor": "×0.50 ×2.00 ×2.00 ×3.00", "kmsd-2/floor": "×0.80 ×1.00 ×1.00 ×1.50"} {
+		if rows[of] != want {
+			t.Errorf("row %s = %q, want %q:\n%s", of, rows[of], want, b.String())
+		}
+	}
+}
+
+// TestRatiosToBothFloors: with the floor and the durable floor, kmsd is
+// compared with each.
+func TestRatiosToBothFloors(t *testing.T) {
+	cpu := func(v float64) *float64 { return &v }
+	rep := OpReport{Op: "encrypt", Targets: []Result{
+		{Target: "kmsd", OpsPerSec: 500, ServerCPU: cpu(200)},
+		{Target: "floor", OpsPerSec: 1000, ServerCPU: cpu(100)},
+		{Target: "floor-fsync", OpsPerSec: 625, ServerCPU: cpu(160)},
+	}}
+	rep.setRatios()
+	if len(rep.Ratios) != 2 || rep.Ratios[0].Of != "kmsd/floor" || rep.Ratios[1].Of != "kmsd/floor-fsync" ||
+		*rep.Ratios[0].ServerCPU != 2 || *rep.Ratios[1].ServerCPU != 1.25 || rep.Ratios[1].OpsPerSec != 0.8 {
+		t.Fatalf("ratios %+v", rep.Ratios)
+	}
+}
+
+// TestJournal: concurrent appends are all durable in the file, each once,
+// and an append after close fails instead of waiting forever.
+func TestJournal(t *testing.T) {
+	dir := t.TempDir()
+	j, err := openJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			if err := j.append(fmt.Appendf(nil, "line %02d\n", i)); err != nil {
+				t.Errorf("append %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	data, err := os.ReadFile(j.f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	slices.Sort(lines)
+	if len(lines) != 50 || lines[0] != "line 00" || lines[49] != "line 49" || len(slices.Compact(lines)) != 50 {
+		t.Fatalf("%d lines in the journal: %q…", len(lines), lines[:min(3, len(lines))])
+	}
+	if err := j.close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.append([]byte("late\n")); err == nil {
+		t.Error("append after close succeeded")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("close left %d files", len(entries))
 	}
 }

@@ -195,10 +195,10 @@ func (r *Report) WriteText(w io.Writer) error {
 		if t.Binary != "" {
 			pid += ", " + t.Binary
 		}
-		fmt.Fprintf(w, "  %-6s %s (%s)\n", t.Name, t.Endpoint, pid)
+		fmt.Fprintf(w, "  %-11s %s (%s)\n", t.Name, t.Endpoint, pid)
 	}
 	fmt.Fprintln(w)
-	const row = "%-28s %-11s %8s %9s %9s %9s %9s %7s %14s %14s\n"
+	const row = "%-28s %-16s %8s %9s %9s %9s %9s %7s %14s %14s\n"
 	fmt.Fprintf(w, row, "op", "target", "ops/s", "p50", "p90", "p99", "max", "errors", "client µs/req", "server µs/req")
 	for _, op := range r.Ops {
 		for i, t := range op.Targets {

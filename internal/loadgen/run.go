@@ -17,6 +17,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -180,17 +181,33 @@ func runOp(ctx context.Context, states []*targetState, op Op, opts Options, roun
 }
 
 // setRatios compares the targets: the first with the second when there
-// are two (Ratio), every other with the last, the floor, when there are
-// more (Ratios).
+// are two (Ratio); when there are more (Ratios), every kmsd with every
+// floor (the targets named floor…: the floor and the durable floor), or,
+// without a floor, every other target with the last.
 func (rep *OpReport) setRatios() {
-	switch n := len(rep.Targets); {
-	case n == 2:
+	n := len(rep.Targets)
+	if n == 2 {
 		rep.Ratio = ratioOf(rep.Targets[0], rep.Targets[1])
-	case n > 2:
-		last := rep.Targets[n-1]
-		for _, t := range rep.Targets[:n-1] {
-			r := ratioOf(t, last)
-			r.Of = t.Target + "/" + last.Target
+		return
+	}
+	if n < 2 {
+		return
+	}
+	var refs, others []Result
+	for _, t := range rep.Targets {
+		if strings.HasPrefix(t.Target, "floor") {
+			refs = append(refs, t)
+		} else {
+			others = append(others, t)
+		}
+	}
+	if len(refs) == 0 || len(others) == 0 {
+		refs, others = rep.Targets[n-1:], rep.Targets[:n-1]
+	}
+	for _, ref := range refs {
+		for _, t := range others {
+			r := ratioOf(t, ref)
+			r.Of = t.Target + "/" + ref.Target
 			rep.Ratios = append(rep.Ratios, *r)
 		}
 	}

@@ -141,14 +141,24 @@ func SpawnKmsd(ctx context.Context, cfg SpawnConfig) (*Process, Target, error) {
 // client's garbage and the client for the floor's. As a child process it
 // is measured exactly as kmsd is, from /proc/PID/stat, and it runs as a
 // bare server would: its own runtime, GOMAXPROCS and GC.
-func SpawnFloor(ctx context.Context, binary, region string) (*Process, Target, error) {
-	cmd := exec.Command(binary, "bench", "--floor-server", "--region", region)
+//
+// With journalDir set, it is the durable floor (named "floor-fsync"): every
+// request's line is appended and fsynced, with group commit, to a file in
+// journalDir before its answer (see journal).
+func SpawnFloor(ctx context.Context, binary, region, journalDir string) (*Process, Target, error) {
+	args := []string{"bench", "--floor-server", "--region", region}
+	name := "floor"
+	if journalDir != "" {
+		args = append(args, "--floor-journal", journalDir)
+		name = "floor-fsync"
+	}
+	cmd := exec.Command(binary, args...)
 	cmd.Stderr = os.Stderr
 	p, lines, err := start(cmd)
 	if err != nil {
 		return nil, Target{}, fmt.Errorf("spawn floor: %w", err)
 	}
-	t := Target{Name: "floor", Region: region, PID: p.PID()}
+	t := Target{Name: name, Region: region, PID: p.PID()}
 	err = readBanner(ctx, p, lines, floorBanner, func(line string) {
 		f := strings.Fields(strings.TrimPrefix(line, floorBanner))
 		if len(f) == 3 {
@@ -175,7 +185,17 @@ const floorBanner = "kmsd-bench-floor "
 // endpoint and a fresh access key to out for the parent, and serves until
 // ctx ends or in (the parent's end of a pipe) closes, so that it never
 // outlives the load generator.
-func ServeFloorProcess(ctx context.Context, region string, in io.Reader, out io.Writer) error {
+//
+// With journalDir set, it serves the durable floor (see SpawnFloor).
+func ServeFloorProcess(ctx context.Context, region, journalDir string, in io.Reader, out io.Writer) error {
+	var j *journal
+	if journalDir != "" {
+		var err error
+		if j, err = openJournal(journalDir); err != nil {
+			return err
+		}
+		defer j.close()
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("floor: %w", err)
@@ -195,7 +215,9 @@ func ServeFloorProcess(ctx context.Context, region string, in io.Reader, out io.
 		ln.Close()
 		return fmt.Errorf("floor: %w", err)
 	}
-	return ServeFloor(ctx, ln, NewFloor(region, akid, sk))
+	f := NewFloor(region, akid, sk)
+	f.journal = j
+	return ServeFloor(ctx, ln, f)
 }
 
 // start starts cmd with its standard output on a pipe, read line by line
