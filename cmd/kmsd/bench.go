@@ -32,7 +32,10 @@ encoding/json, kmsd's SigV4 check, the operation's cryptography with
 in-memory keys, nothing else) in a process of its own, measures it in the
 same run, alternating with kmsd round by round, and prints kmsd's figures
 as ratios to it. On a shared machine the absolute figures are noise; the
-ratios are the result.
+ratios are the result. --durable-floor also measures the floor with a line
+per request appended and fsynced before its answer: kmsd's ratio to it is
+its own cost beyond a durable record. --kmsd OLD,NEW with --spawn compares
+builds in the same rounds.
 
 The endpoint and credentials come from the flags or the AWS environment
 (AWS_ENDPOINT_URL_KMS, AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
