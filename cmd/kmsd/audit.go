@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -84,12 +83,7 @@ flags:
 `
 
 func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, auditVerifyUsage)
-		fs.PrintDefaults()
-	}
+	fs := newCommandFlags("audit verify", auditVerifyUsage, stderr)
 	dirs := addDataDirFlags(fs)
 	dir := fs.String("dir", "", "the audit log directory (default DATA_DIR/"+audit.DirName+")")
 	pubPath := fs.String("public-key", "", "the signing public key, PEM (default DATA_DIR/"+audit.PublicKeyFile+")")
@@ -398,17 +392,11 @@ flags:
 
 // auditAcceptReset runs kmsd audit accept-reset.
 func auditAcceptReset(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	fs := flag.NewFlagSet("audit accept-reset", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, auditAcceptResetUsage)
-		fs.PrintDefaults()
-	}
+	fs := newCommandFlags("audit accept-reset", auditAcceptResetUsage, stderr)
 	dirs := addDataDirFlags(fs)
 	reason := fs.String("reason", "", "why the loss is accepted (recorded in the log)")
 	var material unsealMaterial
-	fs.StringVar(&material.passphraseFile, "passphrase-file", "", "on a sealed data folder: file holding the passphrase (mode 0600)")
-	fs.Var(&material.shareFiles, "share-file", "on a sealed data folder: file holding one Shamir share (mode 0600); repeat it")
+	material.addSealedFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -479,18 +467,12 @@ flags:
 
 // auditDropKept runs kmsd audit drop-kept.
 func auditDropKept(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	fs := flag.NewFlagSet("audit drop-kept", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, auditDropKeptUsage)
-		fs.PrintDefaults()
-	}
+	fs := newCommandFlags("audit drop-kept", auditDropKeptUsage, stderr)
 	dirs := addDataDirFlags(fs)
 	refused := fs.Bool("refused", false, "remove every record kept for the log that the log refuses")
 	eventID := fs.String("event-id", "", "remove the refused records kept for the log whose body claims this eventID")
 	var material unsealMaterial
-	fs.StringVar(&material.passphraseFile, "passphrase-file", "", "on a sealed data folder: file holding the passphrase (mode 0600)")
-	fs.Var(&material.shareFiles, "share-file", "on a sealed data folder: file holding one Shamir share (mode 0600); repeat it")
+	material.addSealedFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

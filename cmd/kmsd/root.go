@@ -54,8 +54,7 @@ func rootMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	var resume *bool
 	var to *string
 	var material unsealMaterial
-	fs.StringVar(&material.passphraseFile, "passphrase-file", "", "on a sealed data folder: file holding the passphrase (mode 0600)")
-	fs.Var(&material.shareFiles, "share-file", "on a sealed data folder: file holding one Shamir share (mode 0600); repeat it")
+	material.addSealedFlags(fs)
 	if cmd == "rotate" || cmd == "migrate" {
 		batch = fs.Int("batch", 100, "secrets listed per store query")
 		resume = fs.Bool("resume", false, "only finish rewrapping under the current root; never create a new one")

@@ -34,9 +34,7 @@ unseals. --status only reports whether kmsd is sealed.
 
 // unsealMain runs kmsd unseal.
 func unsealMain(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	fs := flag.NewFlagSet("unseal", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, unsealUsage); fs.PrintDefaults() }
+	fs := newCommandFlags("unseal", unsealUsage, stderr)
 	dirFlags := addDataDirFlags(fs)
 	status := fs.Bool("status", false, "only report whether kmsd is sealed")
 	var material unsealMaterial
@@ -110,6 +108,25 @@ type unsealMaterial struct {
 }
 
 func (m *unsealMaterial) empty() bool { return m.passphraseFile == "" && len(m.shareFiles) == 0 }
+
+// newCommandFlags is the flag set of command name: errors and -h go to
+// stderr, -h prints usage and then the flags.
+func newCommandFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// addSealedFlags adds --passphrase-file and --share-file to fs, for a
+// command that needs the root key of a data folder that may be sealed.
+func (m *unsealMaterial) addSealedFlags(fs *flag.FlagSet) {
+	fs.StringVar(&m.passphraseFile, "passphrase-file", "", "on a sealed data folder: file holding the passphrase (mode 0600)")
+	fs.Var(&m.shareFiles, "share-file", "on a sealed data folder: file holding one Shamir share (mode 0600); repeat it")
+}
 
 // passphrase returns the passphrase from the file, or asked on the
 // terminal (twice when confirm). The caller clears it.
