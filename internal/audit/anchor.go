@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/hex"
@@ -127,29 +126,18 @@ func CheckAnchor(dir string, a Anchor) error {
 
 // recordHash returns the line hash of record seq in the file at path.
 func recordHash(path string, seq uint64) (hash [32]byte, found bool, err error) {
-	f, err := os.Open(path)
+	err = eachCompleteLine(path, func(line []byte) bool {
+		p, err := parseLine(line)
+		if err != nil || p.isDigest || p.seq != seq {
+			return true
+		}
+		hash, found = lineHash(append(line, '\n')), true
+		return false
+	})
 	if err != nil {
 		return hash, false, fmt.Errorf("audit: %w", err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), maxLineBytes+1)
-	sc.Split(splitLines)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if line[len(line)-1] != '\n' {
-			break // an incomplete last line holds no acknowledged record
-		}
-		p, err := parseLine(line[:len(line)-1])
-		if err != nil || p.isDigest || p.seq != seq {
-			continue
-		}
-		return lineHash(line), true, nil
-	}
-	if err := sc.Err(); err != nil {
-		return hash, false, fmt.Errorf("audit: reading %s: %w", path, err)
-	}
-	return hash, false, nil
+	return hash, found, nil
 }
 
 // lastSequence returns the sequence of the last complete record line of

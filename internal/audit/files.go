@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -241,4 +242,32 @@ func readTail(dir string) (*tail, error) {
 		f.Close()
 	}
 	return t, nil
+}
+
+// eachCompleteLine calls fn with every complete line of the file at path,
+// without its newline, until fn returns false. An incomplete last line (a
+// write under way, or torn by a crash) holds no acknowledged record and is
+// left out. fn must not keep line past its call, but may append to it.
+func eachCompleteLine(path string, fn func(line []byte) bool) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), maxLineBytes+1)
+	sc.Split(splitLines)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if line[len(line)-1] != '\n' {
+			break
+		}
+		if !fn(line[:len(line)-1]) {
+			break
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	return nil
 }

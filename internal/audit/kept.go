@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -12,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -588,20 +586,7 @@ func (l *Log) findKept(recs []KeptRecord, times []string) ([]bool, error) {
 // eventIDOf) that the file at path holds, and returns how many are left
 // to find.
 func findKeptIn(path string, recs []KeptRecord, byID map[string][]int, found []bool, left int) (int, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return left, fmt.Errorf("audit: looking for kept records in the log: %w", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), maxLineBytes+1)
-	sc.Split(splitLines)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if line[len(line)-1] != '\n' {
-			continue // being written: not durable yet
-		}
-		line = line[:len(line)-1]
+	err := eachCompleteLine(path, func(line []byte) bool {
 		for _, i := range byID[string(eventIDOf(line))] {
 			body := recs[i].Body
 			if !found[i] && bytes.HasPrefix(line, []byte(`{"sequence":`)) && len(line) > len(body) &&
@@ -610,9 +595,10 @@ func findKeptIn(path string, recs []KeptRecord, byID map[string][]int, found []b
 				left--
 			}
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return left, fmt.Errorf("audit: looking for kept records in %s: %w", path, err)
+		return true
+	})
+	if err != nil {
+		return left, fmt.Errorf("audit: looking for kept records in the log: %w", err)
 	}
 	return left, nil
 }
