@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,32 +19,19 @@ import (
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kmsd/kmsd/internal/kmstest"
+	"github.com/kmsd/kmsd/internal/lockedbuf"
 )
 
-// lockedBuffer is a bytes.Buffer for a logger and a test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// lines returns the JSON log lines with message msg.
-func (l *lockedBuffer) lines(t *testing.T, msg string) []map[string]any {
+// logLines returns the JSON log lines of logs with message msg.
+func logLines(t *testing.T, logs *lockedbuf.Buffer, msg string) []map[string]any {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []map[string]any
-	for _, line := range bytes.Split(bytes.TrimSpace(l.b.Bytes()), []byte("\n")) {
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
 		var m map[string]any
 		if len(line) == 0 {
 			continue
 		}
-		if err := json.Unmarshal(line, &m); err != nil {
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("log line %s: %v", line, err)
 		}
 		if m["msg"] == msg {
@@ -55,19 +41,13 @@ func (l *lockedBuffer) lines(t *testing.T, msg string) []map[string]any {
 	return out
 }
 
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestAuthenticationFailuresAreLogged is issue 17's seventh item: refused
 // authentications (unknown access key, wrong secret, another Region, a
 // stale date) are logged at the default level with the access key id and
 // the source address, the wrong Region with the Regions kmsd serves, and
 // never with a secret. They used to be logged at debug level only.
 func TestAuthenticationFailuresAreLogged(t *testing.T) {
-	var logs lockedBuffer
+	var logs lockedbuf.Buffer
 	env := kmstest.StartWithLogger(t, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	ctx := context.Background()
 	client := func(akid, secret, region string) *awskms.Client {
@@ -105,7 +85,7 @@ func TestAuthenticationFailuresAreLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	lines := logs.lines(t, "authentication failed")
+	lines := logLines(t, &logs, "authentication failed")
 	if len(lines) != 4 {
 		t.Fatalf("%d refusals logged, want 4:\n%s", len(lines), logs.String())
 	}
