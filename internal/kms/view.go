@@ -161,12 +161,7 @@ func (v *view) key(ctx context.Context, id string) (*keyEntry, error) {
 		k.Policy = cp.text
 	}
 	e := &keyEntry{key: k, loaded: now}
-	if v.trusted(now) {
-		v.keys.store(id, e)
-		if v.gen.Load() != gen {
-			v.keys.compareAndDelete(id, e)
-		}
-	}
+	remember(v, &v.keys, id, e, gen, now)
 	return e, nil
 }
 
@@ -184,12 +179,7 @@ func (v *view) aliasTarget(ctx context.Context, account, region, name string) (s
 		return "", err
 	}
 	e := &aliasEntry{keyID: a.KeyID, loaded: now}
-	if v.trusted(now) {
-		v.aliases.store(ref, e)
-		if v.gen.Load() != gen {
-			v.aliases.compareAndDelete(ref, e)
-		}
-	}
+	remember(v, &v.aliases, ref, e, gen, now)
 	return a.KeyID, nil
 }
 
@@ -206,13 +196,22 @@ func (v *view) customKeyStore(ctx context.Context, id string) (*store.CustomKeyS
 		return nil, err
 	}
 	e := &cksEntry{cks: cks, loaded: now}
-	if v.trusted(now) {
-		v.cks.store(id, e)
-		if v.gen.Load() != gen {
-			v.cks.compareAndDelete(id, e)
-		}
-	}
+	remember(v, &v.cks, id, e, gen, now)
 	return cks, nil
+}
+
+// remember caches e, read from the store at time now by a reader that
+// loaded v.gen as gen before the read, unless the cache may not be trusted
+// now, or an invalidation came meanwhile (gen moved on): then e may be
+// older than the change that invalidated, and must not stay.
+func remember[K, V comparable](v *view, m *boundedMap[K, V], k K, e V, gen uint64, now int64) {
+	if !v.trusted(now) {
+		return
+	}
+	m.store(k, e)
+	if v.gen.Load() != gen {
+		m.compareAndDelete(k, e)
+	}
 }
 
 // grants returns the grants of the key of entry e, ordered by id.
