@@ -4,20 +4,15 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kmsd/kmsd/internal/awserr"
+	"github.com/kmsd/kmsd/internal/softhsmtest"
 )
 
 // fakeClusters are HSM clusters in memory: each cluster one token whose
@@ -137,23 +132,6 @@ func (h *fakeHSM) Close() error {
 	return nil
 }
 
-// testAnchor is a self-signed CA certificate standing in for a cluster's
-// trust anchor.
-func testAnchor(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kmsd test cluster CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-}
-
 const fakePIN = "kmsd-test-pin"
 
 // cksNodes starts n nodes sharing one store and one fake cluster, with a
@@ -166,7 +144,7 @@ func cksNodes(t *testing.T, n int, cfg Config, follow bool) (nodes []*node, cksI
 	nodes = newNodesWith(t, n, cfg, follow)
 	a := nodes[0]
 	out, err := a.CreateCustomKeyStore(ctx, admin, &CreateCustomKeyStoreInput{CustomKeyStoreName: "hr",
-		CloudHsmClusterId: "cluster-kmsdtest000", KeyStorePassword: fakePIN, TrustAnchorCertificate: testAnchor(t)})
+		CloudHsmClusterId: "cluster-kmsdtest000", KeyStorePassword: fakePIN, TrustAnchorCertificate: softhsmtest.TrustAnchorPEM(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

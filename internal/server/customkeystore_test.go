@@ -5,16 +5,8 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"regexp"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
@@ -28,23 +20,6 @@ import (
 )
 
 const testCluster = "cluster-kmsdsofthsm2"
-
-// trustAnchorPEM makes a self-signed CA certificate, standing in for the
-// cluster's customerCA.crt.
-func trustAnchorPEM(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kmsd test cluster CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-}
 
 func describeCKS(t *testing.T, c *awskms.Client, id string) types.CustomKeyStoresListEntry {
 	t.Helper()
@@ -73,7 +48,7 @@ func TestCustomKeyStoreLifecycle(t *testing.T) {
 	env := kmstest.StartWithClusters(t, dir, clusters)
 	ctx := context.Background()
 	c := env.Client
-	anchor := trustAnchorPEM(t)
+	anchor := softhsmtest.TrustAnchorPEM(t)
 
 	// Creation errors.
 	create := func(name, cluster, password, anchor string) (*awskms.CreateCustomKeyStoreOutput, error) {
@@ -311,7 +286,7 @@ func TestCustomKeyStoresPerRegion(t *testing.T) {
 	env := kmstest.StartWithClusters(t, t.TempDir(), clusters)
 	ctx := context.Background()
 	east, paris := env.Client, env.ClientIn("eu-west-3")
-	anchor := trustAnchorPEM(t)
+	anchor := softhsmtest.TrustAnchorPEM(t)
 	create := func(c *awskms.Client, name, cluster string) (string, error) {
 		out, err := c.CreateCustomKeyStore(ctx, &awskms.CreateCustomKeyStoreInput{CustomKeyStoreName: &name,
 			CloudHsmClusterId: aws.String(cluster), KeyStorePassword: aws.String(softhsmtest.PIN), TrustAnchorCertificate: &anchor})

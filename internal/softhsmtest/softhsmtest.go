@@ -7,11 +7,19 @@
 package softhsmtest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // Module is the path of Debian's SoftHSM2 PKCS#11 library.
@@ -85,4 +93,22 @@ func Init(dir string, labels ...string) (string, error) {
 		}
 	}
 	return conf, nil
+}
+
+// TrustAnchorPEM returns a fresh self-signed CA certificate, PEM, standing
+// in for the trust anchor (customerCA.crt) of the HSM cluster a custom key
+// store names.
+func TrustAnchorPEM(tb testing.TB) string {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kmsd test cluster CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
